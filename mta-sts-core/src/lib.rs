@@ -3,3 +3,5 @@
 #![deny(missing_docs)]
 
 pub mod io;
+#[cfg(feature = "wire")]
+pub mod wire;

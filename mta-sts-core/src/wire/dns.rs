@@ -1,0 +1,1182 @@
+//! DNS messages: build a query for TXT, A or AAAA and parse the response to it.
+//!
+//! The wire format is hickory-proto's; none of its types appear in this API. A response is
+//! checked against the query that asked for it (id, QR bit, opcode, question), CNAME chains in
+//! the answer section are followed (at most [`MAX_CNAME_CHAIN`] links, loops detected), and the
+//! response code is sorted into an answer (NOERROR, NXDOMAIN) or a failure (SERVFAIL, REFUSED, …).
+//! A response with the TC bit set is [`ResponseError::Truncated`]: ask again over TCP, with the
+//! 2-byte length framing of [`DnsQuery::tcp_bytes`] and [`TcpFramer`].
+//!
+//! ```
+//! use mta_sts_core::io::{TxtAnswer, TxtQuery};
+//! use mta_sts_core::wire::dns::DnsQuery;
+//!
+//! let query = DnsQuery::txt(&TxtQuery::new("_mta-sts.example.com"), 0x1234)?;
+//! let bytes: &[u8] = query.bytes(); // send this in one UDP datagram
+//! assert_eq!(&bytes[..2], &[0x12, 0x34]);
+//! // A response that is not about this query is never taken as the answer:
+//! assert!(query.parse(b"garbage").is_err());
+//! # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+//! ```
+
+use core::fmt;
+use std::net::IpAddr;
+
+use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+
+use crate::io::{DnsFailure, TxtAnswer, TxtQuery};
+
+/// The largest DNS message: 65535 bytes (the 2-byte TCP length prefix, and the UDP payload limit).
+/// A UDP receive buffer of this size never cuts a datagram short.
+///
+/// ```
+/// let mut buf = vec![0u8; mta_sts_core::wire::dns::MAX_MESSAGE_SIZE];
+/// assert_eq!(buf.len(), 65535);
+/// # buf.clear();
+/// ```
+pub const MAX_MESSAGE_SIZE: usize = u16::MAX as usize;
+
+/// The UDP payload size advertised in the query's EDNS(0) OPT record: 1232 bytes, the DNS Flag
+/// Day 2020 value, which avoids IP fragmentation. Larger answers come back truncated (TC) and are
+/// asked again over TCP.
+///
+/// ```
+/// assert_eq!(mta_sts_core::wire::dns::EDNS_UDP_PAYLOAD, 1232);
+/// ```
+pub const EDNS_UDP_PAYLOAD: u16 = 1232;
+
+/// How many CNAME records a chain in the answer section may have before the response is
+/// rejected as [`ResponseError::CnameChainTooLong`] (hickory-resolver follows 8 too).
+///
+/// ```
+/// assert_eq!(mta_sts_core::wire::dns::MAX_CNAME_CHAIN, 8);
+/// ```
+pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// The record type a [`DnsQuery`] asks for.
+///
+/// ```
+/// use mta_sts_core::wire::dns::QueryType;
+/// assert_eq!(QueryType::Txt.to_string(), "TXT");
+/// assert_eq!(QueryType::Aaaa.to_string(), "AAAA");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum QueryType {
+    /// TXT records (the `_mta-sts` record).
+    Txt,
+    /// IPv4 addresses.
+    A,
+    /// IPv6 addresses.
+    Aaaa,
+}
+
+impl QueryType {
+    fn record_type(self) -> RecordType {
+        match self {
+            Self::Txt => RecordType::TXT,
+            Self::A => RecordType::A,
+            Self::Aaaa => RecordType::AAAA,
+        }
+    }
+}
+
+impl fmt::Display for QueryType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Txt => "TXT",
+            Self::A => "A",
+            Self::Aaaa => "AAAA",
+        })
+    }
+}
+
+/// A name that cannot be put in a DNS query.
+///
+/// ```
+/// use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+/// let err = DnsQuery::new("bad name", QueryType::A, 1).unwrap_err();
+/// assert_eq!(err.name(), "bad name");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryError {
+    name: String,
+    reason: String,
+}
+
+impl QueryError {
+    /// The name that was refused.
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+    /// let err = DnsQuery::new("", QueryType::Txt, 1).unwrap_err();
+    /// assert_eq!(err.name(), "");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot query DNS name {:?}: {}", self.name, self.reason)
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+/// The addresses of a name: the answer to an A or AAAA [`DnsQuery`].
+///
+/// ```
+/// use mta_sts_core::wire::dns::AddrAnswer;
+/// assert!(AddrAnswer::NxDomain.addrs().is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddrAnswer {
+    /// The addresses found (after following CNAMEs), in the order of the answer section.
+    Addrs(Vec<IpAddr>),
+    /// The name does not exist (NXDOMAIN).
+    NxDomain,
+    /// The name exists but has no address of the type asked (NOERROR with an empty answer).
+    NoData,
+}
+
+impl AddrAnswer {
+    /// The addresses found; empty for NXDOMAIN and no-data.
+    ///
+    /// ```
+    /// use mta_sts_core::wire::dns::AddrAnswer;
+    /// let a = AddrAnswer::Addrs(vec!["192.0.2.1".parse().unwrap()]);
+    /// assert_eq!(a.addrs().len(), 1);
+    /// ```
+    pub fn addrs(&self) -> &[IpAddr] {
+        match self {
+            Self::Addrs(a) => a,
+            Self::NxDomain | Self::NoData => &[],
+        }
+    }
+}
+
+/// The answer to a [`DnsQuery`]: TXT records or addresses, depending on its [`QueryType`].
+///
+/// ```
+/// use mta_sts_core::io::TxtAnswer;
+/// use mta_sts_core::wire::dns::DnsAnswer;
+/// let answer = DnsAnswer::Txt(TxtAnswer::NoData);
+/// assert_eq!(answer.into_txt(), Ok(TxtAnswer::NoData));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DnsAnswer {
+    /// The answer to a TXT query.
+    Txt(TxtAnswer),
+    /// The answer to an A or AAAA query.
+    Addrs(AddrAnswer),
+}
+
+impl DnsAnswer {
+    /// The TXT answer, as [`crate::io::TxtResult`]. An address answer (which a TXT query never
+    /// yields) reads as [`DnsFailure::Malformed`].
+    ///
+    /// ```
+    /// use mta_sts_core::wire::dns::{AddrAnswer, DnsAnswer};
+    /// assert!(DnsAnswer::Addrs(AddrAnswer::NoData).into_txt().is_err());
+    /// ```
+    pub fn into_txt(self) -> crate::io::TxtResult {
+        match self {
+            Self::Txt(t) => Ok(t),
+            Self::Addrs(_) => Err(DnsFailure::Malformed("expected a TXT answer".into())),
+        }
+    }
+
+    /// The address answer. A TXT answer (which an A or AAAA query never yields) reads as
+    /// [`DnsFailure::Malformed`].
+    ///
+    /// ```
+    /// use mta_sts_core::wire::dns::{AddrAnswer, DnsAnswer};
+    /// let a = DnsAnswer::Addrs(AddrAnswer::NxDomain).into_addrs();
+    /// assert_eq!(a, Ok(AddrAnswer::NxDomain));
+    /// ```
+    pub fn into_addrs(self) -> Result<AddrAnswer, DnsFailure> {
+        match self {
+            Self::Addrs(a) => Ok(a),
+            Self::Txt(_) => Err(DnsFailure::Malformed("expected an address answer".into())),
+        }
+    }
+}
+
+/// Why a DNS response was not taken as the answer to a [`DnsQuery`].
+///
+/// Three kinds: [`Truncated`](Self::Truncated) means "ask again over TCP";
+/// [`is_mismatch`](Self::is_mismatch) errors mean the message answers some other query (a late
+/// or forged datagram: keep waiting on UDP); everything else is a failure of this server, which
+/// converts into [`DnsFailure`].
+///
+/// ```
+/// use mta_sts_core::io::DnsFailure;
+/// use mta_sts_core::wire::dns::ResponseError;
+/// assert!(ResponseError::IdMismatch { expected: 1, received: 2 }.is_mismatch());
+/// assert_eq!(DnsFailure::from(ResponseError::ServerFailure), DnsFailure::ServerFailure);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseError {
+    /// The TC bit is set: the answer did not fit; ask again over TCP.
+    Truncated,
+    /// The message id is not the query's.
+    IdMismatch {
+        /// The query's id.
+        expected: u16,
+        /// The response's id.
+        received: u16,
+    },
+    /// The message is a query (QR bit clear) or not a standard query's response (opcode).
+    NotAResponse,
+    /// The question section does not repeat the query's name, type and class.
+    QuestionMismatch,
+    /// The server answered SERVFAIL.
+    ServerFailure,
+    /// The server answered REFUSED.
+    Refused,
+    /// The server answered with another error response code (the numeric RCODE).
+    ResponseCode(u16),
+    /// The message is not a well-formed DNS message (the decoder's reason).
+    Malformed(String),
+    /// The CNAME records of the answer section form a loop.
+    CnameLoop,
+    /// The CNAME chain is longer than [`MAX_CNAME_CHAIN`].
+    CnameChainTooLong,
+}
+
+impl ResponseError {
+    /// True when the message is not a response to this query at all (wrong id, QR bit or
+    /// question): on UDP, ignore it and keep waiting for the real answer until the deadline.
+    ///
+    /// ```
+    /// use mta_sts_core::wire::dns::ResponseError;
+    /// assert!(ResponseError::QuestionMismatch.is_mismatch());
+    /// assert!(!ResponseError::CnameLoop.is_mismatch());
+    /// ```
+    pub fn is_mismatch(&self) -> bool {
+        matches!(
+            self,
+            Self::IdMismatch { .. } | Self::NotAResponse | Self::QuestionMismatch
+        )
+    }
+}
+
+impl fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated => f.write_str("response truncated (TC bit)"),
+            Self::IdMismatch { expected, received } => {
+                write!(
+                    f,
+                    "response id {received} does not match query id {expected}"
+                )
+            }
+            Self::NotAResponse => f.write_str("message is not a response to a standard query"),
+            Self::QuestionMismatch => f.write_str("response question does not match the query"),
+            Self::ServerFailure => f.write_str("server failure (SERVFAIL)"),
+            Self::Refused => f.write_str("query refused (REFUSED)"),
+            Self::ResponseCode(c) => write!(f, "error response code {c}"),
+            Self::Malformed(d) => write!(f, "malformed message: {d}"),
+            Self::CnameLoop => f.write_str("CNAME loop in the answer"),
+            Self::CnameChainTooLong => {
+                write!(f, "CNAME chain longer than {MAX_CNAME_CHAIN} in the answer")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ResponseError {}
+
+impl From<ResponseError> for DnsFailure {
+    /// SERVFAIL, REFUSED and other codes keep their meaning; everything else (a truncated
+    /// message where no truncation is allowed, a mismatch, a malformed message, a CNAME loop) is
+    /// [`DnsFailure::Malformed`].
+    fn from(e: ResponseError) -> Self {
+        match e {
+            ResponseError::ServerFailure => Self::ServerFailure,
+            ResponseError::Refused => Self::Refused,
+            ResponseError::ResponseCode(c) => Self::ResponseCode(c),
+            other => Self::Malformed(other.to_string()),
+        }
+    }
+}
+
+/// One DNS query (TXT, A or AAAA for one name, recursion desired, EDNS(0)), encoded once, and
+/// the parser of the responses to it.
+///
+/// The id should be random (RFC 5452): the core has no random source, so the adapter picks it.
+///
+/// ```
+/// use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+/// let q = DnsQuery::new("mta-sts.example.com", QueryType::A, 7)?;
+/// assert_eq!(q.id(), 7);
+/// assert_eq!(q.query_type(), QueryType::A);
+/// assert_eq!(q.name(), "mta-sts.example.com");
+/// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsQuery {
+    id: u16,
+    qtype: QueryType,
+    display_name: String,
+    name: Name,
+    bytes: Vec<u8>,
+}
+
+impl DnsQuery {
+    /// A query for `name` (A-labels, with or without the root dot) of type `qtype` with message
+    /// id `id`. Fails on an empty name, a name with bytes other than printable ASCII (or a
+    /// backslash), an empty label, a label over 63 bytes or a name over 255 bytes.
+    ///
+    /// ```
+    /// use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+    /// assert!(DnsQuery::new("example.com.", QueryType::Aaaa, 1).is_ok());
+    /// assert!(DnsQuery::new("a..b", QueryType::Aaaa, 1).is_err());
+    /// assert!(DnsQuery::new("bücher.example", QueryType::Aaaa, 1).is_err());
+    /// ```
+    pub fn new(name: &str, qtype: QueryType, id: u16) -> Result<Self, QueryError> {
+        let refuse = |reason: &str| QueryError {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let bare = name.strip_suffix('.').unwrap_or(name);
+        if bare.is_empty() {
+            return Err(refuse("empty name"));
+        }
+        if !bare.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {
+            return Err(refuse("not printable ASCII (use A-labels)"));
+        }
+        if bare.split('.').any(str::is_empty) {
+            return Err(refuse("empty label"));
+        }
+        let mut dns_name = Name::from_ascii(bare).map_err(|e| refuse(&e.to_string()))?;
+        dns_name.set_fqdn(true);
+        let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+        msg.metadata.recursion_desired = true;
+        msg.add_query(Query::query(dns_name.clone(), qtype.record_type()));
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_UDP_PAYLOAD);
+        msg.set_edns(edns);
+        let bytes = msg.to_vec().map_err(|e| refuse(&e.to_string()))?;
+        Ok(Self {
+            id,
+            qtype,
+            display_name: bare.to_owned(),
+            name: dns_name,
+            bytes,
+        })
+    }
+
+    /// The TXT query of an [`io::TxtQuery`](crate::io::TxtQuery) with message id `id`.
+    ///
+    /// ```
+    /// use mta_sts_core::io::TxtQuery;
+    /// use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+    /// let q = DnsQuery::txt(&TxtQuery::new("_mta-sts.example.com"), 9)?;
+    /// assert_eq!(q.query_type(), QueryType::Txt);
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn txt(query: &TxtQuery, id: u16) -> Result<Self, QueryError> {
+        Self::new(&query.name, QueryType::Txt, id)
+    }
+
+    /// The message id.
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+    /// assert_eq!(DnsQuery::new("example.com", QueryType::A, 0xbeef)?.id(), 0xbeef);
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// The record type asked for.
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+    /// assert_eq!(DnsQuery::new("example.com", QueryType::Aaaa, 1)?.query_type(), QueryType::Aaaa);
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn query_type(&self) -> QueryType {
+        self.qtype
+    }
+
+    /// The name asked about, without the root dot.
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+    /// assert_eq!(DnsQuery::new("Example.COM.", QueryType::A, 1)?.name(), "Example.COM");
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.display_name
+    }
+
+    /// The query message, as sent in one UDP datagram.
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+    /// let q = DnsQuery::new("example.com", QueryType::A, 1)?;
+    /// assert_eq!(q.bytes()[2] & 0x01, 0x01); // RD bit
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The query message with its 2-byte length prefix, as sent over TCP (RFC 1035 §4.2.2).
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+    /// let q = DnsQuery::new("example.com", QueryType::A, 1)?;
+    /// let framed = q.tcp_bytes();
+    /// assert_eq!(usize::from(u16::from_be_bytes([framed[0], framed[1]])), q.bytes().len());
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn tcp_bytes(&self) -> Vec<u8> {
+        // A query for one name of at most 255 bytes plus an OPT record is far below 64 KiB.
+        let len = u16::try_from(self.bytes.len()).unwrap_or(u16::MAX);
+        let mut framed = Vec::with_capacity(self.bytes.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&self.bytes);
+        framed
+    }
+
+    /// Parses a response to this query (one UDP datagram, or one TCP message without its length
+    /// prefix) into the answer of its [`QueryType`].
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType, ResponseError};
+    /// let q = DnsQuery::new("example.com", QueryType::A, 1)?;
+    /// // The query itself is not a response to it.
+    /// assert_eq!(q.parse(q.bytes()), Err(ResponseError::NotAResponse));
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn parse(&self, response: &[u8]) -> Result<DnsAnswer, ResponseError> {
+        let (rcode, records) = self.check(response)?;
+        let found = match rcode {
+            ResponseCode::NoError => self.follow_chain(&records)?,
+            ResponseCode::NXDomain => None,
+            ResponseCode::ServFail => return Err(ResponseError::ServerFailure),
+            ResponseCode::Refused => return Err(ResponseError::Refused),
+            other => return Err(ResponseError::ResponseCode(u16::from(other))),
+        };
+        let nx = rcode == ResponseCode::NXDomain;
+        Ok(match self.qtype {
+            QueryType::Txt => DnsAnswer::Txt(match found {
+                Some(rs) => TxtAnswer::Records(
+                    rs.iter()
+                        .filter_map(|r| match &r.data {
+                            RData::TXT(txt) => Some(txt.txt_data.concat()),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                None if nx => TxtAnswer::NxDomain,
+                None => TxtAnswer::NoData,
+            }),
+            QueryType::A | QueryType::Aaaa => DnsAnswer::Addrs(match found {
+                Some(rs) => AddrAnswer::Addrs(rs.iter().filter_map(|r| r.data.ip_addr()).collect()),
+                None if nx => AddrAnswer::NxDomain,
+                None => AddrAnswer::NoData,
+            }),
+        })
+    }
+
+    /// Parses a response to a TXT query: [`parse`](Self::parse) narrowed to [`TxtAnswer`].
+    ///
+    /// ```
+    /// # use mta_sts_core::io::TxtQuery;
+    /// # use mta_sts_core::wire::dns::{DnsQuery, ResponseError};
+    /// let q = DnsQuery::txt(&TxtQuery::new("_mta-sts.example.com"), 1)?;
+    /// assert!(matches!(q.parse_txt(&[0u8; 5]), Err(ResponseError::Malformed(_))));
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn parse_txt(&self, response: &[u8]) -> Result<TxtAnswer, ResponseError> {
+        match self.parse(response)? {
+            DnsAnswer::Txt(t) => Ok(t),
+            DnsAnswer::Addrs(_) => Err(ResponseError::QuestionMismatch),
+        }
+    }
+
+    /// Parses a response to an A or AAAA query: [`parse`](Self::parse) narrowed to
+    /// [`AddrAnswer`].
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType, ResponseError};
+    /// let q = DnsQuery::new("mta-sts.example.com", QueryType::A, 1)?;
+    /// assert!(q.parse_addrs(b"").is_err());
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn parse_addrs(&self, response: &[u8]) -> Result<AddrAnswer, ResponseError> {
+        match self.parse(response)? {
+            DnsAnswer::Addrs(a) => Ok(a),
+            DnsAnswer::Txt(_) => Err(ResponseError::QuestionMismatch),
+        }
+    }
+
+    /// Checks the header and the question, then decodes the whole message. Returns the full
+    /// response code (EDNS included) and the answer section.
+    fn check(&self, response: &[u8]) -> Result<(ResponseCode, Vec<Record>), ResponseError> {
+        let malformed = |e: &dyn fmt::Display| ResponseError::Malformed(e.to_string());
+        if response.len() > MAX_MESSAGE_SIZE {
+            return Err(ResponseError::Malformed(format!(
+                "{} bytes, more than a DNS message can hold",
+                response.len()
+            )));
+        }
+        if response.len() < 12 {
+            return Err(ResponseError::Malformed(format!(
+                "{} bytes, shorter than a DNS header",
+                response.len()
+            )));
+        }
+        let mut decoder = BinDecoder::new(response);
+        let header = Header::read(&mut decoder).map_err(|e| malformed(&e))?;
+        if header.metadata.id != self.id {
+            return Err(ResponseError::IdMismatch {
+                expected: self.id,
+                received: header.metadata.id,
+            });
+        }
+        if header.metadata.message_type != MessageType::Response
+            || header.metadata.op_code != OpCode::Query
+        {
+            return Err(ResponseError::NotAResponse);
+        }
+        // Exactly one question, ours. Servers may leave it out of some error responses
+        // (FORMERR, REFUSED, …): an empty question section is accepted only with such a code.
+        // Checking the count first also keeps the decoder from reserving room for up to 65535
+        // questions on the word of a 12-byte message.
+        match header.counts.queries {
+            0 => {
+                let rc = header.metadata.response_code;
+                if matches!(rc, ResponseCode::NoError | ResponseCode::NXDomain)
+                    && !header.metadata.truncation
+                {
+                    return Err(ResponseError::QuestionMismatch);
+                }
+            }
+            1 => {
+                if let Ok(q) = Query::read(&mut decoder) {
+                    if !self.is_our_question(&q) {
+                        return Err(ResponseError::QuestionMismatch);
+                    }
+                } else if !header.metadata.truncation {
+                    return Err(ResponseError::Malformed("undecodable question".into()));
+                }
+            }
+            _ => return Err(ResponseError::QuestionMismatch),
+        }
+        if header.metadata.truncation {
+            return Err(ResponseError::Truncated);
+        }
+        let msg = Message::from_vec(response).map_err(|e| malformed(&e))?;
+        Ok((msg.metadata.response_code, msg.answers))
+    }
+
+    fn is_our_question(&self, q: &Query) -> bool {
+        q.name == self.name
+            && q.query_type == self.qtype.record_type()
+            && q.query_class == DNSClass::IN
+    }
+
+    /// Follows the CNAME chain from the query name through the answer section. Returns the
+    /// records of the asked type at the end of the chain, or `None` when there are none.
+    fn follow_chain<'a>(
+        &self,
+        records: &'a [Record],
+    ) -> Result<Option<Vec<&'a Record>>, ResponseError> {
+        let wanted = self.qtype.record_type();
+        let mut visited: Vec<&Name> = vec![&self.name];
+        let mut current: &Name = &self.name;
+        loop {
+            let at_current = |r: &&Record| r.dns_class == DNSClass::IN && r.name == *current;
+            let found: Vec<&Record> = records
+                .iter()
+                .filter(at_current)
+                .filter(|r| r.record_type() == wanted)
+                .collect();
+            if !found.is_empty() {
+                return Ok(Some(found));
+            }
+            let next = records
+                .iter()
+                .filter(at_current)
+                .find_map(|r| match &r.data {
+                    RData::CNAME(c) => Some(&c.0),
+                    _ => None,
+                });
+            let Some(next) = next else { return Ok(None) };
+            if visited.contains(&next) {
+                return Err(ResponseError::CnameLoop);
+            }
+            if visited.len() > MAX_CNAME_CHAIN {
+                return Err(ResponseError::CnameChainTooLong);
+            }
+            visited.push(next);
+            current = next;
+        }
+    }
+}
+
+/// Reassembles one DNS message read from a TCP stream (RFC 1035 §4.2.2: a 2-byte big-endian
+/// length, then the message). Feed it the bytes as they arrive; it never holds more than the
+/// prefix plus the announced length (at most 65537 bytes) and ignores anything after it.
+///
+/// ```
+/// use mta_sts_core::wire::dns::TcpFramer;
+/// let mut framer = TcpFramer::new();
+/// assert_eq!(framer.push(&[0, 3, b'a']), None);
+/// assert_eq!(framer.push(b"bcdef"), Some(&b"abc"[..]));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TcpFramer {
+    buf: Vec<u8>,
+}
+
+impl TcpFramer {
+    /// An empty framer.
+    ///
+    /// ```
+    /// let framer = mta_sts_core::wire::dns::TcpFramer::new();
+    /// assert_eq!(framer.missing(), 2);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn wanted(&self) -> usize {
+        match self.buf.get(..2) {
+            Some(&[hi, lo]) => 2 + usize::from(u16::from_be_bytes([hi, lo])),
+            _ => 2,
+        }
+    }
+
+    /// Appends bytes read from the stream; returns the message once it is complete (then and on
+    /// every later call).
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::TcpFramer;
+    /// let mut framer = TcpFramer::new();
+    /// assert_eq!(framer.push(&[0]), None);
+    /// assert_eq!(framer.push(&[1]), None);
+    /// assert_eq!(framer.push(&[42, 43]), Some(&[42u8][..]));
+    /// ```
+    pub fn push(&mut self, data: &[u8]) -> Option<&[u8]> {
+        let mut data = data;
+        while !data.is_empty() {
+            let room = self.wanted() - self.buf.len();
+            if room == 0 {
+                break;
+            }
+            let take = room.min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        self.message()
+    }
+
+    /// The message, once complete.
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::TcpFramer;
+    /// let mut framer = TcpFramer::new();
+    /// framer.push(&[0, 0]);
+    /// assert_eq!(framer.message(), Some(&[][..]));
+    /// ```
+    pub fn message(&self) -> Option<&[u8]> {
+        if self.buf.len() >= 2 && self.buf.len() == self.wanted() {
+            self.buf.get(2..)
+        } else {
+            None
+        }
+    }
+
+    /// How many more bytes the message needs at least (0 once it is complete).
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::TcpFramer;
+    /// let mut framer = TcpFramer::new();
+    /// framer.push(&[0, 10, 1]);
+    /// assert_eq!(framer.missing(), 9);
+    /// ```
+    pub fn missing(&self) -> usize {
+        self.wanted() - self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, TXT};
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).expect("test name")
+    }
+
+    fn txt(owner: &str, strings: &[&[u8]]) -> Record {
+        Record::from_rdata(
+            name(owner),
+            300,
+            RData::TXT(TXT::from_bytes(strings.to_vec())),
+        )
+    }
+
+    fn cname(owner: &str, target: &str) -> Record {
+        Record::from_rdata(name(owner), 300, RData::CNAME(CNAME(name(target))))
+    }
+
+    /// A response to `q` that echoes its question, with the given answers.
+    fn response(q: &DnsQuery, answers: Vec<Record>) -> Message {
+        let mut m = Message::response(q.id(), OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.metadata.recursion_available = true;
+        let full = format!("{}.", q.name());
+        m.add_query(Query::query(name(&full), q.query_type().record_type()));
+        m.add_answers(answers);
+        m
+    }
+
+    fn wire(m: &Message) -> Vec<u8> {
+        m.to_vec().expect("encodable test message")
+    }
+
+    fn records(rs: &[&str]) -> Result<TxtAnswer, ResponseError> {
+        Ok(TxtAnswer::Records(
+            rs.iter().map(|r| r.as_bytes().to_vec()).collect(),
+        ))
+    }
+
+    fn txt_query() -> DnsQuery {
+        DnsQuery::txt(&TxtQuery::new("_mta-sts.example.com"), 0x4242).expect("valid name")
+    }
+
+    #[test]
+    fn dns_query_bytes_decode_as_one_txt_question_with_edns() {
+        let q = txt_query();
+        let m = Message::from_vec(q.bytes()).expect("decodable");
+        assert_eq!(m.metadata.id, 0x4242);
+        assert_eq!(m.metadata.message_type, MessageType::Query);
+        assert!(m.metadata.recursion_desired);
+        assert_eq!(m.queries.len(), 1);
+        assert_eq!(m.queries[0].name, name("_mta-sts.example.com."));
+        assert_eq!(m.queries[0].query_type, RecordType::TXT);
+        assert_eq!(
+            m.edns.as_ref().map(Edns::max_payload),
+            Some(EDNS_UDP_PAYLOAD)
+        );
+        for (t, rt) in [
+            (QueryType::A, RecordType::A),
+            (QueryType::Aaaa, RecordType::AAAA),
+        ] {
+            let q = DnsQuery::new("mta-sts.example.com", t, 1).expect("valid");
+            let m = Message::from_vec(q.bytes()).expect("decodable");
+            assert_eq!(m.queries[0].query_type, rt);
+        }
+    }
+
+    #[test]
+    fn dns_query_rejects_bad_names() {
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "a b",
+            "ex\\.ample",
+            "bücher.example",
+            &"a".repeat(64),
+        ] {
+            assert!(DnsQuery::new(bad, QueryType::Txt, 1).is_err(), "{bad:?}");
+        }
+        let long = ["abcdefghij"; 26].join(".");
+        assert!(DnsQuery::new(&long, QueryType::Txt, 1).is_err());
+    }
+
+    #[test]
+    fn dns_tcp_bytes_are_length_prefixed() {
+        let q = txt_query();
+        let framed = q.tcp_bytes();
+        let mut f = TcpFramer::new();
+        assert_eq!(f.push(&framed), Some(q.bytes()));
+    }
+
+    #[test]
+    fn r5_dns_multi_string_txt_is_joined() {
+        let q = txt_query();
+        let m = response(
+            &q,
+            vec![txt("_mta-sts.example.com.", &[b"v=STSv1; id=ab", b"c1;"])],
+        );
+        assert_eq!(q.parse_txt(&wire(&m)), records(&["v=STSv1; id=abc1;"]));
+    }
+
+    #[test]
+    fn dns_several_txt_records_are_kept_apart() {
+        let q = txt_query();
+        let m = response(
+            &q,
+            vec![
+                txt("_mta-sts.example.com.", &[b"v=spf1 -all"]),
+                txt("_mta-sts.example.com.", &[b"v=STSv1; id=1;"]),
+                txt("_mta-sts.example.com.", &[b""]),
+            ],
+        );
+        assert_eq!(
+            q.parse_txt(&wire(&m)),
+            records(&["v=spf1 -all", "v=STSv1; id=1;", ""])
+        );
+    }
+
+    #[test]
+    fn dns_owner_name_compared_case_insensitively() {
+        let q = txt_query();
+        let m = response(&q, vec![txt("_MTA-STS.Example.COM.", &[b"v=STSv1; id=1;"])]);
+        assert_eq!(q.parse_txt(&wire(&m)), records(&["v=STSv1; id=1;"]));
+    }
+
+    #[test]
+    fn r10_dns_cname_chain_is_followed() {
+        let q = txt_query();
+        let m = response(
+            &q,
+            vec![
+                // Out of order on purpose, with an unrelated record.
+                txt("_mta-sts.provider.example.", &[b"v=STSv1; id=prov;"]),
+                txt("unrelated.example.", &[b"v=STSv1; id=other;"]),
+                cname("_mta-sts.example.com.", "_mta-sts.mid.example."),
+                cname("_mta-sts.mid.example.", "_mta-sts.provider.example."),
+            ],
+        );
+        assert_eq!(q.parse_txt(&wire(&m)), records(&["v=STSv1; id=prov;"]));
+    }
+
+    #[test]
+    fn dns_cname_to_nothing_is_no_data_and_nxdomain_follows_rcode() {
+        let q = txt_query();
+        let m = response(
+            &q,
+            vec![cname("_mta-sts.example.com.", "_mta-sts.provider.example.")],
+        );
+        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NoData));
+        let mut m = m;
+        m.metadata.response_code = ResponseCode::NXDomain;
+        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NxDomain));
+    }
+
+    #[test]
+    fn dns_cname_loop_is_malformed() {
+        let q = txt_query();
+        let m = response(
+            &q,
+            vec![
+                cname("_mta-sts.example.com.", "a.example."),
+                cname("a.example.", "b.example."),
+                cname("b.example.", "_mta-sts.example.com."),
+            ],
+        );
+        let err = q.parse_txt(&wire(&m)).unwrap_err();
+        assert_eq!(err, ResponseError::CnameLoop);
+        assert!(matches!(DnsFailure::from(err), DnsFailure::Malformed(_)));
+        let self_loop = response(
+            &q,
+            vec![cname("_mta-sts.example.com.", "_mta-sts.example.com.")],
+        );
+        assert_eq!(
+            q.parse_txt(&wire(&self_loop)),
+            Err(ResponseError::CnameLoop)
+        );
+    }
+
+    #[test]
+    fn dns_cname_chain_is_bounded() {
+        let q = txt_query();
+        let mut chain = vec![cname("_mta-sts.example.com.", "c0.example.")];
+        for i in 0..MAX_CNAME_CHAIN {
+            chain.push(cname(
+                &format!("c{i}.example."),
+                &format!("c{}.example.", i + 1),
+            ));
+        }
+        chain.push(txt(
+            &format!("c{MAX_CNAME_CHAIN}.example."),
+            &[b"v=STSv1; id=1;"],
+        ));
+        let m = response(&q, chain.clone());
+        assert_eq!(
+            q.parse_txt(&wire(&m)),
+            Err(ResponseError::CnameChainTooLong)
+        );
+        // One link shorter is accepted: exactly MAX_CNAME_CHAIN CNAMEs.
+        let last = format!("c{}.example.", MAX_CNAME_CHAIN - 1);
+        chain.truncate(MAX_CNAME_CHAIN);
+        chain.push(txt(&last, &[b"v=STSv1; id=1;"]));
+        let m = response(&q, chain);
+        assert_eq!(q.parse_txt(&wire(&m)), records(&["v=STSv1; id=1;"]));
+    }
+
+    #[test]
+    fn dns_wrong_id_is_mismatch() {
+        let q = txt_query();
+        let mut m = response(&q, vec![txt("_mta-sts.example.com.", &[b"v=STSv1; id=1;"])]);
+        m.metadata.id = 0x4243;
+        let err = q.parse_txt(&wire(&m)).unwrap_err();
+        assert_eq!(
+            err,
+            ResponseError::IdMismatch {
+                expected: 0x4242,
+                received: 0x4243
+            }
+        );
+        assert!(err.is_mismatch());
+    }
+
+    #[test]
+    fn dns_wrong_question_is_mismatch() {
+        let q = txt_query();
+        for (qname, qtype) in [
+            ("_mta-sts.example.org.", RecordType::TXT),
+            ("_mta-sts.example.com.", RecordType::A),
+        ] {
+            let mut m = Message::response(q.id(), OpCode::Query);
+            m.add_query(Query::query(name(qname), qtype));
+            m.add_answer(txt("_mta-sts.example.com.", &[b"v=STSv1; id=1;"]));
+            assert_eq!(q.parse_txt(&wire(&m)), Err(ResponseError::QuestionMismatch));
+        }
+        // Two questions, and no question in a NOERROR answer.
+        let mut m = response(&q, vec![]);
+        m.add_query(Query::query(name("x.example."), RecordType::TXT));
+        assert_eq!(q.parse_txt(&wire(&m)), Err(ResponseError::QuestionMismatch));
+        let m = Message::response(q.id(), OpCode::Query);
+        assert_eq!(q.parse_txt(&wire(&m)), Err(ResponseError::QuestionMismatch));
+    }
+
+    #[test]
+    fn dns_query_message_is_not_a_response() {
+        let q = txt_query();
+        assert_eq!(q.parse_txt(q.bytes()), Err(ResponseError::NotAResponse));
+    }
+
+    #[test]
+    fn dns_nxdomain_with_soa_is_nxdomain() {
+        let q = txt_query();
+        let mut m = response(&q, vec![]);
+        m.metadata.response_code = ResponseCode::NXDomain;
+        let soa = SOA::new(
+            name("ns.example.com."),
+            name("host.example.com."),
+            1,
+            2,
+            3,
+            4,
+            5,
+        );
+        m.add_authority(Record::from_rdata(
+            name("example.com."),
+            300,
+            RData::SOA(soa),
+        ));
+        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NxDomain));
+        let a = DnsQuery::new("_mta-sts.example.com", QueryType::A, 0x4242).expect("valid");
+        let mut m = response(&a, vec![]);
+        m.metadata.response_code = ResponseCode::NXDomain;
+        assert_eq!(a.parse_addrs(&wire(&m)), Ok(AddrAnswer::NxDomain));
+    }
+
+    #[test]
+    fn r12_dns_nodata_is_not_a_failure() {
+        let q = txt_query();
+        let m = response(
+            &q,
+            vec![Record::from_rdata(
+                name("_mta-sts.example.com."),
+                1,
+                RData::A(A::new(192, 0, 2, 1)),
+            )],
+        );
+        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NoData));
+    }
+
+    #[test]
+    fn dns_servfail_refused_and_other_codes_are_failures() {
+        let q = txt_query();
+        for (rc, want) in [
+            (ResponseCode::ServFail, ResponseError::ServerFailure),
+            (ResponseCode::Refused, ResponseError::Refused),
+            (ResponseCode::FormErr, ResponseError::ResponseCode(1)),
+            (ResponseCode::NotImp, ResponseError::ResponseCode(4)),
+        ] {
+            let mut m = response(&q, vec![]);
+            m.metadata.response_code = rc;
+            assert_eq!(q.parse_txt(&wire(&m)), Err(want.clone()), "{rc:?}");
+            // Without the question section too.
+            let m = Message::error_msg(q.id(), OpCode::Query, rc);
+            assert_eq!(q.parse_txt(&wire(&m)), Err(want), "{rc:?} without question");
+        }
+        assert_eq!(
+            DnsFailure::from(ResponseError::Refused),
+            DnsFailure::Refused
+        );
+        assert_eq!(
+            DnsFailure::from(ResponseError::ResponseCode(4)),
+            DnsFailure::ResponseCode(4)
+        );
+    }
+
+    #[test]
+    fn dns_tc_bit_is_truncated_even_when_cut() {
+        let q = txt_query();
+        let mut m = response(&q, vec![txt("_mta-sts.example.com.", &[b"v=STSv1; id=1;"])]);
+        m.metadata.truncation = true;
+        let bytes = wire(&m);
+        assert_eq!(q.parse_txt(&bytes), Err(ResponseError::Truncated));
+        // Cut inside the answer record and inside the question.
+        assert_eq!(
+            q.parse_txt(&bytes[..bytes.len() - 5]),
+            Err(ResponseError::Truncated)
+        );
+        assert_eq!(q.parse_txt(&bytes[..20]), Err(ResponseError::Truncated));
+        // A truncated response to another question is still a mismatch.
+        let mut other = Message::response(q.id(), OpCode::Query);
+        other.metadata.truncation = true;
+        other.add_query(Query::query(name("x.example."), RecordType::TXT));
+        assert_eq!(
+            q.parse_txt(&wire(&other)),
+            Err(ResponseError::QuestionMismatch)
+        );
+    }
+
+    #[test]
+    fn dns_truncated_message_without_tc_is_malformed() {
+        let q = txt_query();
+        let m = response(&q, vec![txt("_mta-sts.example.com.", &[b"v=STSv1; id=1;"])]);
+        let bytes = wire(&m);
+        for cut in [0, 1, 11, 12, 20, bytes.len() - 1] {
+            let err = q.parse_txt(&bytes[..cut]).unwrap_err();
+            assert!(
+                matches!(err, ResponseError::Malformed(_)),
+                "cut {cut}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dns_compression_pointers_are_followed() {
+        let q = txt_query();
+        let m = response(&q, vec![txt("_mta-sts.example.com.", &[b"v=STSv1; id=1;"])]);
+        let bytes = wire(&m);
+        // hickory compresses the answer's owner name into a pointer to the question (0xC00C).
+        let question_end = 12 + 22 + 4;
+        assert_eq!(&bytes[question_end..question_end + 2], &[0xc0, 0x0c]);
+        assert_eq!(q.parse_txt(&bytes), records(&["v=STSv1; id=1;"]));
+        // A pointer to itself (a loop) or forward is rejected, without panicking.
+        for target in [question_end as u8, 0xff] {
+            let mut bad = bytes.clone();
+            bad[question_end + 1] = target;
+            assert!(matches!(
+                q.parse_txt(&bad),
+                Err(ResponseError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn dns_huge_question_count_is_rejected_early() {
+        let q = txt_query();
+        let mut bytes = wire(&response(&q, vec![]));
+        bytes[4] = 0xff;
+        bytes[5] = 0xff;
+        assert_eq!(q.parse_txt(&bytes), Err(ResponseError::QuestionMismatch));
+    }
+
+    #[test]
+    fn dns_addresses_through_cname() {
+        let a = DnsQuery::new("mta-sts.example.com", QueryType::A, 5).expect("valid");
+        let m = response(
+            &a,
+            vec![
+                cname("mta-sts.example.com.", "web.example.net."),
+                Record::from_rdata(name("web.example.net."), 60, RData::A(A::new(192, 0, 2, 1))),
+                Record::from_rdata(name("web.example.net."), 60, RData::A(A::new(192, 0, 2, 2))),
+                Record::from_rdata(name("other.example."), 60, RData::A(A::new(203, 0, 113, 9))),
+            ],
+        );
+        let got = a.parse_addrs(&wire(&m)).expect("answer");
+        assert_eq!(
+            got.addrs(),
+            &[
+                "192.0.2.1".parse::<IpAddr>().unwrap(),
+                "192.0.2.2".parse().unwrap()
+            ]
+        );
+        let aaaa = DnsQuery::new("mta-sts.example.com", QueryType::Aaaa, 5).expect("valid");
+        let v6 = "2001:db8::1".parse().expect("addr");
+        let m = response(
+            &aaaa,
+            vec![Record::from_rdata(
+                name("mta-sts.example.com."),
+                60,
+                RData::AAAA(AAAA(v6)),
+            )],
+        );
+        assert_eq!(
+            aaaa.parse_addrs(&wire(&m)),
+            Ok(AddrAnswer::Addrs(vec![IpAddr::V6(v6)]))
+        );
+        assert_eq!(
+            aaaa.parse_txt(&wire(&m)),
+            Err(ResponseError::QuestionMismatch)
+        );
+    }
+
+    #[test]
+    fn dns_tcp_framer_never_buffers_past_the_message() {
+        let mut f = TcpFramer::new();
+        assert_eq!(f.missing(), 2);
+        assert_eq!(f.push(&[0xff, 0xff]), None);
+        assert_eq!(f.missing(), 65535);
+        let chunk = vec![7u8; 70_000];
+        let msg = f.push(&chunk).expect("complete").len();
+        assert_eq!(msg, 65535);
+        assert_eq!(f.push(&chunk).map(<[u8]>::len), Some(65535));
+        assert_eq!(f.missing(), 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dns_parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700)) {
+            let q = txt_query();
+            let _ = q.parse(&bytes);
+            // And with the id and flags of a real response, so that parsing goes deeper.
+            let mut b = bytes;
+            if b.len() >= 4 {
+                b[0] = 0x42; b[1] = 0x42; b[2] = 0x81; b[3] &= 0x0f;
+            }
+            let _ = q.parse(&b);
+            let _ = TcpFramer::new().push(&b);
+        }
+
+        #[test]
+        fn dns_parse_of_mutated_response_never_panics(
+            pos in 0usize..200, val in proptest::prelude::any::<u8>(), cut in 0usize..200,
+        ) {
+            let q = txt_query();
+            let m = response(&q, vec![
+                cname("_mta-sts.example.com.", "_mta-sts.p.example."),
+                txt("_mta-sts.p.example.", &[b"v=STSv1; id=1;", b"x"]),
+            ]);
+            let mut b = wire(&m);
+            if let Some(x) = b.get_mut(pos) { *x = val; }
+            b.truncate(b.len().saturating_sub(cut % 8));
+            let _ = q.parse(&b);
+        }
+    }
+}
