@@ -497,7 +497,7 @@ impl DnsQuery {
     /// # use mta_sts_core::io::TxtQuery;
     /// # use mta_sts_core::wire::dns::{DnsQuery, ResponseError};
     /// let q = DnsQuery::txt(&TxtQuery::new("_mta-sts.example.com"), 1)?;
-    /// assert!(matches!(q.parse_txt(&[0u8; 5]), Err(ResponseError::Malformed(_))));
+    /// assert!(matches!(q.parse_txt(&[0, 1, 0, 0, 0]), Err(ResponseError::Malformed(_))));
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
     pub fn parse_txt(&self, response: &[u8]) -> Result<TxtAnswer, ResponseError> {
@@ -533,6 +533,16 @@ impl DnsQuery {
                 response.len()
             )));
         }
+        // The id first: a message with another id is someone else's, however short or broken.
+        if let Some(&[hi, lo]) = response.get(..2) {
+            let received = u16::from_be_bytes([hi, lo]);
+            if received != self.id {
+                return Err(ResponseError::IdMismatch {
+                    expected: self.id,
+                    received,
+                });
+            }
+        }
         if response.len() < 12 {
             return Err(ResponseError::Malformed(format!(
                 "{} bytes, shorter than a DNS header",
@@ -541,12 +551,6 @@ impl DnsQuery {
         }
         let mut decoder = BinDecoder::new(response);
         let header = Header::read(&mut decoder).map_err(|e| malformed(&e))?;
-        if header.metadata.id != self.id {
-            return Err(ResponseError::IdMismatch {
-                expected: self.id,
-                received: header.metadata.id,
-            });
-        }
         if header.metadata.message_type != MessageType::Response
             || header.metadata.op_code != OpCode::Query
         {

@@ -222,6 +222,8 @@ pub struct ResponseParser {
     state: State,
     /// The chunk-size or trailer line being read.
     line: Vec<u8>,
+    /// The stream has ended ([`finish`](Self::finish)).
+    eof: bool,
 }
 
 impl ResponseParser {
@@ -241,6 +243,7 @@ impl ResponseParser {
                 interim: 0,
             },
             line: Vec::new(),
+            eof: false,
         }
     }
 
@@ -294,6 +297,17 @@ impl ResponseParser {
     /// assert_eq!(p.finish().unwrap().body, b"version: STSv1\n");
     /// ```
     pub fn finish(&mut self) -> FetchResult {
+        // Give the head parser a last look at what it holds (it may be an error, or even a
+        // complete head).
+        if let State::Head { buf, interim } = &mut self.state {
+            let pending = core::mem::take(buf);
+            self.state = State::Head {
+                buf: Vec::new(),
+                interim: *interim,
+            };
+            self.eof = true;
+            self.consume(&pending);
+        }
         let result = match &mut self.state {
             State::Done(result) => return result.clone(),
             State::Head { buf, .. } if buf.is_empty() => {
@@ -362,10 +376,15 @@ impl ResponseParser {
         let old = buf.len();
         let take = data.len().min(MAX_HEAD_SIZE - old);
         buf.extend_from_slice(&data[..take]);
-        // Only parse when the end of the head may be in: a line end followed by an empty line.
+        // Parse only when the end of the head may have come (a line end followed by an empty
+        // line), when the buffer is full, or at the end of the stream: linear time whatever the
+        // read sizes. httparse's verdict on a prefix stands for any longer input, so the result
+        // does not depend on where the reads were split.
         let window = &buf[old.saturating_sub(2)..];
-        let maybe_end =
-            window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n");
+        let maybe_end = self.eof
+            || buf.len() >= MAX_HEAD_SIZE
+            || window.windows(2).any(|w| w == b"\n\n")
+            || window.windows(3).any(|w| w == b"\n\r\n");
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut headers);
         let status = if maybe_end {
@@ -1101,6 +1120,29 @@ mod tests {
             ResponseParser::parse(&fetch(), &many),
             Err(FetchFailure::Protocol(_))
         ));
+    }
+
+    #[test]
+    fn http_head_error_found_whatever_the_split() {
+        // Found by the http_response fuzz target: an error after a parsed-but-partial head was
+        // seen by a whole-buffer parse but not when the bytes came in two reads.
+        let r = b"\n\r\nHTTP/1.1 200 OK\r\nHTTP/1\nCAo";
+        let whole = ResponseParser::parse(&fetch(), r);
+        assert!(
+            matches!(&whole, Err(FetchFailure::Protocol(d)) if d.contains("header name")),
+            "{whole:?}"
+        );
+        for cut in 0..=r.len() {
+            assert_eq!(parse_split(&fetch(), r, &[cut]), whole, "split at {cut}");
+        }
+        // And a complete head that only EOF reveals is still read.
+        let mut p = ResponseParser::new(&fetch());
+        assert_eq!(
+            p.feed(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r"),
+            Progress::Partial
+        );
+        assert_eq!(p.feed(b"\n"), Progress::Partial);
+        assert_eq!(p.finish(), ok(b""));
     }
 
     #[test]
