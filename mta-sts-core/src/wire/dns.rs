@@ -556,35 +556,31 @@ impl DnsQuery {
         {
             return Err(ResponseError::NotAResponse);
         }
-        // Exactly one question, ours. Servers may leave it out of some error responses
-        // (FORMERR, REFUSED, …): an empty question section is accepted only with such a code.
-        // Checking the count first also keeps the decoder from reserving room for up to 65535
-        // questions on the word of a 12-byte message.
-        match header.counts.queries {
-            0 => {
-                let rc = header.metadata.response_code;
-                if matches!(rc, ResponseCode::NoError | ResponseCode::NXDomain)
-                    && !header.metadata.truncation
-                {
-                    return Err(ResponseError::QuestionMismatch);
-                }
-            }
-            1 => {
-                if let Ok(q) = Query::read(&mut decoder) {
-                    if !self.is_our_question(&q) {
-                        return Err(ResponseError::QuestionMismatch);
-                    }
-                } else if !header.metadata.truncation {
-                    return Err(ResponseError::Malformed("undecodable question".into()));
-                }
-            }
-            _ => return Err(ResponseError::QuestionMismatch),
+        // At most one question (checking the count first also keeps the decoder from reserving
+        // room for up to 65535 questions on the word of a 12-byte message).
+        if header.counts.queries > 1 {
+            return Err(ResponseError::QuestionMismatch);
         }
         if header.metadata.truncation {
+            // The rest may be cut anywhere; only a readable wrong question is held against it.
+            if header.counts.queries == 1
+                && Query::read(&mut decoder).is_ok_and(|q| !self.is_our_question(&q))
+            {
+                return Err(ResponseError::QuestionMismatch);
+            }
             return Err(ResponseError::Truncated);
         }
         let msg = Message::from_vec(response).map_err(|e| malformed(&e))?;
-        Ok((msg.metadata.response_code, msg.answers))
+        let rcode = msg.metadata.response_code;
+        // Our question. Servers may leave it out of some error responses (FORMERR, REFUSED, …):
+        // an empty question section is accepted only with such a code.
+        match msg.queries.first() {
+            Some(q) if !self.is_our_question(q) => Err(ResponseError::QuestionMismatch),
+            None if matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) => {
+                Err(ResponseError::QuestionMismatch)
+            }
+            _ => Ok((rcode, msg.answers)),
+        }
     }
 
     fn is_our_question(&self, q: &Query) -> bool {

@@ -240,6 +240,7 @@ impl Transmit {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "the adapter must act on each step"]
 pub enum Step {
     /// Drop the previous socket or connection, open a new one and send; then report
     /// [`Exchange::sent`], and each read with [`Exchange::received`].
@@ -452,7 +453,7 @@ impl Exchange {
     /// # use mta_sts_core::wire::exchange::{Exchange, Step};
     /// # let s = "192.0.2.53:53".parse().unwrap();
     /// let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::ZERO)?;
-    /// ex.poll(Duration::ZERO);
+    /// assert!(matches!(ex.poll(Duration::ZERO), Step::Send(_)));
     /// ex.sent(Duration::from_secs(1));
     /// assert_eq!(ex.poll(Duration::from_secs(1)), Step::Wait(Duration::from_secs(3)));
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
@@ -485,7 +486,7 @@ impl Exchange {
     /// use mta_sts_core::wire::exchange::{Exchange, Step};
     /// let s = "192.0.2.53:53".parse().unwrap();
     /// let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::ZERO)?;
-    /// ex.poll(Duration::ZERO);
+    /// assert!(matches!(ex.poll(Duration::ZERO), Step::Send(_)));
     /// ex.sent(Duration::ZERO);
     /// // A response header with another query's id: ignored.
     /// ex.received(Duration::ZERO, &[0xff, 0xff, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -515,9 +516,7 @@ impl Exchange {
             },
         };
         match parsed {
-            Ok(answer) => {
-                self.finish(Ok(answer));
-            }
+            Ok(answer) => self.state = State::Done(Ok(answer)),
             Err(e) if e.is_mismatch() && transport == Transport::Udp => {}
             Err(ResponseError::Truncated) if transport == Transport::Udp => {
                 self.pending_tcp = Some(server);
@@ -535,7 +534,7 @@ impl Exchange {
     /// # use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
     /// let s = "192.0.2.53:53".parse().unwrap();
     /// let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::ZERO)?;
-    /// ex.poll(Duration::ZERO);
+    /// assert!(matches!(ex.poll(Duration::ZERO), Step::Send(_)));
     /// ex.timed_out(Duration::from_secs(2));
     /// // The retry:
     /// let Step::Send(t) = ex.poll(Duration::from_secs(2)) else { panic!() };
@@ -560,7 +559,7 @@ impl Exchange {
     /// let mut cfg = ExchangeConfig::default();
     /// cfg.rounds = 1;
     /// let mut ex = Exchange::new(q, vec![s], cfg, Duration::ZERO);
-    /// ex.poll(Duration::ZERO);
+    /// assert!(matches!(ex.poll(Duration::ZERO), Step::Send(_)));
     /// ex.io_error(Duration::ZERO, "network unreachable");
     /// assert_eq!(
     ///     ex.poll(Duration::ZERO),

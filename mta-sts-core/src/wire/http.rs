@@ -161,6 +161,7 @@ pub fn request(fetch: &PolicyFetch) -> Result<Vec<u8>, InvalidHost> {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "a complete response ends the reading"]
 pub enum Progress {
     /// More bytes are needed (or the end of the connection: [`ResponseParser::finish`]).
     Partial,
@@ -291,9 +292,10 @@ impl ResponseParser {
     ///
     /// ```
     /// use mta_sts_core::io::PolicyFetch;
-    /// use mta_sts_core::wire::http::ResponseParser;
+    /// use mta_sts_core::wire::http::{Progress, ResponseParser};
     /// let mut p = ResponseParser::new(&PolicyFetch::new("mta-sts.example.com"));
-    /// p.feed(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nversion: STSv1\n");
+    /// let head_and_body = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nversion: STSv1\n";
+    /// assert_eq!(p.feed(head_and_body), Progress::Partial);
     /// assert_eq!(p.finish().unwrap().body, b"version: STSv1\n");
     /// ```
     pub fn finish(&mut self) -> FetchResult {
