@@ -394,3 +394,36 @@ fn respond(
     };
     w.write_all(&out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{chunked, padded};
+
+    #[test]
+    fn padding_gives_exactly_the_size_and_keeps_lines_well_formed() {
+        let policy = "version: STSv1\r\nmode: enforce\r\nmx: a.example\r\nmax_age: 1\r\n";
+        for size in (policy.len()..policy.len() + 600).chain([70 * 1024, 1 << 20]) {
+            let body = padded(policy, size);
+            assert_eq!(body.len(), size);
+            assert!(body.starts_with(policy.as_bytes()));
+            let text = String::from_utf8(body).unwrap();
+            let extra = &text[policy.len()..];
+            // Every padding line is complete, except when fewer than 8 bytes were left.
+            if size - policy.len() >= 8 || size == policy.len() {
+                assert!(extra.is_empty() || extra.ends_with("\r\n"), "{size}");
+                assert!(extra.lines().all(|l| l.starts_with("pad: x")), "{size}");
+            }
+        }
+        assert_eq!(padded(policy, 5), b"versi");
+        assert_eq!(padded("no newline", 14), b"no newline\r\nxx");
+    }
+
+    #[test]
+    fn chunked_encoding_ends_with_the_last_chunk() {
+        assert_eq!(chunked(b""), b"0\r\n\r\n");
+        assert_eq!(chunked(b"abc"), b"3\r\nabc\r\n0\r\n\r\n");
+        let big = chunked(&[b'x'; 40]);
+        assert!(big.starts_with(b"10\r\nxxxxxxxxxxxxxxxx\r\n10\r\n"));
+        assert!(big.ends_with(b"8\r\nxxxxxxxx\r\n0\r\n\r\n"));
+    }
+}

@@ -540,3 +540,40 @@ impl Domain {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Domain, Mode, Txt};
+
+    #[test]
+    fn txt_strings_are_split_at_255_bytes_and_empty_strings_kept() {
+        let t = Txt::strings(["a".repeat(600), String::new(), "b".into()]);
+        let lens: Vec<usize> = t.parts().iter().map(Vec::len).collect();
+        assert_eq!(lens, [255, 255, 90, 0, 1]);
+        assert_eq!(t.joined().len(), 601);
+        assert_eq!(Txt::sts("x1").joined(), "v=STSv1; id=x1;");
+    }
+
+    #[test]
+    fn generated_policy_and_default_mx_records() {
+        let d = Domain::new(
+            Mode::Testing,
+            ["MX1.Example.com.", "*.b.example.com", "mx3.example.com"],
+        );
+        assert_eq!(
+            d.policy_text(),
+            "version: STSv1\r\nmode: testing\r\nmx: MX1.Example.com.\r\nmx: *.b.example.com\r\nmx: mx3.example.com\r\nmax_age: 86400\r\n"
+        );
+        assert_eq!(
+            d.mx_list(),
+            [
+                (10, "mx1.example.com".to_owned()),
+                (20, "mx3.example.com".to_owned())
+            ]
+        );
+        assert_eq!(
+            Domain::none().policy_text(),
+            "version: STSv1\r\nmode: none\r\nmax_age: 86400\r\n"
+        );
+    }
+}
