@@ -78,5 +78,10 @@ pub use state::Request;
 pub use sup::Threads;
 pub use world::{World, WorldBuilder, bulk_domain_name};
 
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// The path of the policy file on a policy host (RFC 8461 §3.2).
 pub const POLICY_PATH: &str = https::POLICY_PATH;

@@ -1,7 +1,7 @@
 //! Scenario data: what the world answers for a domain, and which faults it injects.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The `mode` of a generated policy (RFC 8461 §3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -312,7 +312,8 @@ pub(crate) enum TxtSetting {
 /// The world derives these names from a domain `d`:
 /// - `_mta-sts.d`: the TXT records (or a CNAME), see [`txt_id`](Self::txt_id),
 ///   [`txts`](Self::txts), [`txt_cname`](Self::txt_cname);
-/// - `mta-sts.d`: A `127.0.0.1` (no AAAA);
+/// - `mta-sts.d`: A `127.0.0.1` and no AAAA, unless [`host_addrs`](Self::host_addrs) says
+///   otherwise;
 /// - `d`: the MX records (by default the policy's non-wildcard `mx` hosts with preferences
 ///   10, 20, …) and the zone's SOA;
 /// - each MX host below `d`: A `127.0.0.1`.
@@ -339,6 +340,7 @@ pub struct Domain {
     pub(crate) cert: Cert,
     pub(crate) tls: TlsVersions,
     pub(crate) headers: Vec<(String, String)>,
+    pub(crate) host_addrs: Vec<IpAddr>,
 }
 
 impl Domain {
@@ -361,6 +363,7 @@ impl Domain {
             cert: Cert::Valid,
             tls: TlsVersions::Any,
             headers: Vec::new(),
+            host_addrs: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
         }
     }
 
@@ -506,6 +509,15 @@ impl Domain {
     /// which RFC 8461 §3.3 says clients must ignore).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The addresses `mta-sts.<domain>` resolves to (A and AAAA records), in order; default
+    /// `127.0.0.1` only. The world listens on `127.0.0.1` only, so any other address (e.g.
+    /// `::1` first) is one a client fails to connect to, which tests a client's fallback
+    /// across a host's addresses.
+    pub fn host_addrs<I: IntoIterator<Item = IpAddr>>(mut self, addrs: I) -> Self {
+        self.host_addrs = addrs.into_iter().collect();
         self
     }
 

@@ -1,7 +1,7 @@
 //! The world's mutable data (domains, extra records, faults) and its counters.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::scenario::{DnsFault, Domain, Record, RecordType, TxtSetting};
@@ -138,7 +138,10 @@ fn domain_records(
             }
         },
         "mta-sts" => {
-            out.push(Record::A(Ipv4Addr::LOCALHOST));
+            out.extend(d.host_addrs.iter().map(|ip| match ip {
+                IpAddr::V4(v4) => Record::A(*v4),
+                IpAddr::V6(v6) => Record::Aaaa(*v6),
+            }));
             true
         }
         _ if d.mx_list().iter().any(|(_, h)| h == name) => {

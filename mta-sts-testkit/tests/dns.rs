@@ -195,6 +195,29 @@ fn policy_host_resolves_to_loopback_only() {
 }
 
 #[test]
+fn policy_host_addresses_can_be_set_for_fallback_tests() {
+    let w = World::builder()
+        .domain(
+            "multi.example",
+            Domain::enforce(["mx.multi.example"]).host_addrs([
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ]),
+        )
+        .build()
+        .unwrap();
+    let a = dns(&w).udp("mta-sts.multi.example", RecordType::A).unwrap();
+    assert_eq!(a.of_type(RecordType::A), [&Record::A(Ipv4Addr::LOCALHOST)]);
+    let aaaa = dns(&w)
+        .udp("mta-sts.multi.example", RecordType::Aaaa)
+        .unwrap();
+    assert_eq!(
+        aaaa.of_type(RecordType::Aaaa),
+        [&Record::Aaaa(std::net::Ipv6Addr::LOCALHOST)]
+    );
+}
+
+#[test]
 fn mx_records_follow_the_policy_and_mx_hosts_resolve_to_loopback() {
     let w = world();
     let r = dns(&w).udp("example.com", RecordType::Mx).unwrap();
