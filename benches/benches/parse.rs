@@ -11,13 +11,19 @@ use mta_sts_core::{MxPattern, Policy, StsRecord};
 
 fn policy(c: &mut Criterion) {
     let mut g = c.benchmark_group("policy_typical");
-    g.bench_function("baseline_split", |b| b.iter(|| naive_split(black_box(POLICY_TYPICAL))));
-    g.bench_function("parse", |b| b.iter(|| Policy::parse(black_box(POLICY_TYPICAL))));
+    g.bench_function("baseline_split", |b| {
+        b.iter(|| naive_split(black_box(POLICY_TYPICAL)))
+    });
+    g.bench_function("parse", |b| {
+        b.iter(|| Policy::parse(black_box(POLICY_TYPICAL)))
+    });
     g.finish();
 
     let big = policy_20_mx();
     let mut g = c.benchmark_group("policy_20_mx");
-    g.bench_function("baseline_split", |b| b.iter(|| naive_split(black_box(&big))));
+    g.bench_function("baseline_split", |b| {
+        b.iter(|| naive_split(black_box(&big)))
+    });
     g.bench_function("parse", |b| b.iter(|| Policy::parse(black_box(&big))));
     g.finish();
 }
@@ -25,11 +31,23 @@ fn policy(c: &mut Criterion) {
 fn txt(c: &mut Criterion) {
     let mut g = c.benchmark_group("txt_record");
     g.bench_function("baseline_split", |b| {
-        b.iter(|| black_box(TXT_RECORD).split(';').map(str::len).sum::<usize>())
+        b.iter(|| {
+            black_box(TXT_RECORD)
+                .split(';')
+                .map(str::len)
+                .sum::<usize>()
+        })
     });
-    g.bench_function("parse", |b| b.iter(|| StsRecord::parse(black_box(TXT_RECORD))));
-    let answer = [&b"v=spf1 include:_spf.example.com -all"[..], TXT_RECORD.as_bytes()];
-    g.bench_function("discover_2_records", |b| b.iter(|| StsRecord::discover(black_box(answer))));
+    g.bench_function("parse", |b| {
+        b.iter(|| StsRecord::parse(black_box(TXT_RECORD)))
+    });
+    let answer = [
+        &b"v=spf1 include:_spf.example.com -all"[..],
+        TXT_RECORD.as_bytes(),
+    ];
+    g.bench_function("discover_2_records", |b| {
+        b.iter(|| StsRecord::discover(black_box(answer)))
+    });
     g.finish();
 }
 
@@ -40,8 +58,12 @@ fn mx(c: &mut Criterion) {
     g.bench_function("baseline_eq_ignore_case", |b| {
         b.iter(|| black_box("MAIL.example.com").eq_ignore_ascii_case(black_box("mail.example.com")))
     });
-    g.bench_function("exact", |b| b.iter(|| black_box(&exact).matches(black_box("MAIL.example.com"))));
-    g.bench_function("wildcard", |b| b.iter(|| black_box(&wild).matches(black_box("mx1.example.com."))));
+    g.bench_function("exact", |b| {
+        b.iter(|| black_box(&exact).matches(black_box("MAIL.example.com")))
+    });
+    g.bench_function("wildcard", |b| {
+        b.iter(|| black_box(&wild).matches(black_box("mx1.example.com.")))
+    });
     g.bench_function("wildcard_miss_depth", |b| {
         b.iter(|| black_box(&wild).matches(black_box("a.mx1.example.com")))
     });

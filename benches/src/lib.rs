@@ -24,5 +24,8 @@ pub const TXT_RECORD: &str = "v=STSv1; id=20160831085700Z;";
 /// The floor for parsing: split the body into `key: value` pairs with no validation at all.
 /// Benchmarks report the real parser as a ratio of this.
 pub fn naive_split(body: &str) -> usize {
-    body.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| k.len() + v.trim().len()).sum()
+    body.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| k.len() + v.trim().len())
+        .sum()
 }
