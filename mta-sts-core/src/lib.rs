@@ -45,6 +45,12 @@
 #![deny(missing_docs)]
 
 mod domain;
+
+/// The README's Rust examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 pub mod io;
 mod mx;
 mod policy;
