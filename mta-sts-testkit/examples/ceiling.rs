@@ -25,6 +25,11 @@ fn query(id: u16, name: &str) -> Vec<u8> {
     q
 }
 
+fn report(what: &str, n: usize, unit: &str, threads: usize, elapsed: Duration) {
+    let rate = n as f64 / elapsed.as_secs_f64();
+    println!("{what}: {n} {unit}, {threads} client threads, {elapsed:?}: {rate:.0} {unit}/s");
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let threads: usize = std::env::args().nth(1).map_or(Ok(2), |a| a.parse())?;
 
@@ -60,11 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let q = threads * QUERIES_PER_THREAD;
-    let el = t.elapsed();
-    println!(
-        "DNS/UDP: {q} queries, {threads} client threads, {el:?}: {:.0} queries/s",
-        q as f64 / el.as_secs_f64()
-    );
+    report("DNS/UDP", q, "queries", threads, t.elapsed());
     assert_eq!(world.total_queries(), q);
 
     let https = HttpsProbe::for_world(&world);
@@ -83,10 +84,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let f = threads * FETCHES_PER_THREAD;
-    let el = t.elapsed();
-    println!(
-        "HTTPS: {f} fetches (new TLS connection each, first use of a host makes its certificate), {threads} client threads, {el:?}: {:.0} fetches/s",
-        f as f64 / el.as_secs_f64()
+    report(
+        "HTTPS (new TLS connection per fetch)",
+        f,
+        "fetches",
+        threads,
+        t.elapsed(),
     );
     assert_eq!(world.total_fetches(), f);
     Ok(())
