@@ -953,10 +953,12 @@ impl PolicyParser {
         if self.max_age.is_none() && !stop(&self) {
             self.error(None, None, PolicyErrorKind::MissingField(Field::MaxAge));
         }
-        if let Some((_, Some(mode))) = self.mode {
-            if mode != Mode::None && self.mx.is_empty() && !stop(&self) {
-                self.error(None, None, PolicyErrorKind::NoMx { mode });
-            }
+        if let Some((_, Some(mode))) = self.mode
+            && mode != Mode::None
+            && self.mx.is_empty()
+            && !stop(&self)
+        {
+            self.error(None, None, PolicyErrorKind::NoMx { mode });
         }
         match (self.errors.is_empty(), self.mode, self.max_age) {
             (true, Some((_, Some(mode))), Some((_, Some(max_age)))) => Ok(Policy {

@@ -32,7 +32,7 @@ fn vectors_policies_both_profiles() {
                 if p.mode().as_str() != want["mode"].as_str().unwrap()
                     || mx != want_mx
                     || u64::from(p.max_age()) != want["max_age"].as_u64().unwrap()
-                    || !p.warnings().is_empty() != want["warned"].as_bool().unwrap()
+                    || p.warnings().is_empty() == want["warned"].as_bool().unwrap()
                 {
                     failures.push(format!("{name} (default): got {p:?}, want {want}"));
                 }
@@ -84,7 +84,7 @@ fn vectors_txt_both_profiles() {
         match (StsRecord::discover(&records), want["policy"].as_bool().unwrap()) {
             (Ok(r), true) => {
                 if r.id() != want["id"].as_str().unwrap()
-                    || !r.warnings().is_empty() != want["warned"].as_bool().unwrap()
+                    || r.warnings().is_empty() == want["warned"].as_bool().unwrap()
                 {
                     failures.push(format!("{name} (default): got {r:?}, want {want}"));
                 }
