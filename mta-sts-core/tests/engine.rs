@@ -25,6 +25,13 @@ fn enforce_world() -> World {
     w
 }
 
+fn reason_of(o: &Outcome) -> Option<&CacheReason> {
+    match o {
+        Outcome::Cached { reason, .. } => Some(reason),
+        _ => None,
+    }
+}
+
 fn mode_of(o: &Outcome) -> Option<Mode> {
     o.policy().map(|p| p.mode())
 }
@@ -586,13 +593,7 @@ fn r38_none_mode_is_cached_but_never_enforced_or_reported() {
     assert_eq!(w.cache.stats().decisions.mode_none, 1);
     // Cached: the next lookup does no I/O.
     w.take_log();
-    assert!(matches!(
-        w.deliver("example.com"),
-        Outcome::Cached {
-            reason: CacheReason::Fresh,
-            ..
-        }
-    ));
+    assert!(reason_of(&w.deliver("example.com")) == Some(&CacheReason::Fresh));
     assert_eq!(w.io(), (0, 0));
 }
 
@@ -608,13 +609,7 @@ fn r39_all_mx_invalid_defers_and_recheck_with_same_id_does_not_fetch() {
     assert_eq!(w.cache.stats().decisions.enforce_defer, 1);
     w.take_log();
     let o = w.recheck("example.com");
-    assert!(matches!(
-        o,
-        Outcome::Cached {
-            reason: CacheReason::UnchangedId,
-            ..
-        }
-    ));
+    assert!(reason_of(&o) == Some(&CacheReason::UnchangedId));
     assert_eq!(
         w.io(),
         (1, 0),
@@ -691,13 +686,7 @@ fn r42_expiry_counts_from_last_fetch() {
     let _ = w.deliver("example.com");
     w.take_log();
     w.advance(DAY);
-    assert!(matches!(
-        w.deliver("example.com"),
-        Outcome::Cached {
-            reason: CacheReason::Fresh,
-            ..
-        }
-    ));
+    assert!(reason_of(&w.deliver("example.com")) == Some(&CacheReason::Fresh));
     assert_eq!(w.io(), (0, 0), "still valid at T+86400");
     w.advance(Duration::from_secs(1));
     assert!(matches!(w.deliver("example.com"), Outcome::Fetched(_)));
@@ -738,13 +727,7 @@ fn r43_unchanged_id_means_no_fetch() {
     w.take_log();
     for _ in 0..3 {
         w.advance(HOUR);
-        assert!(matches!(
-            w.recheck("example.com"),
-            Outcome::Cached {
-                reason: CacheReason::UnchangedId,
-                ..
-            }
-        ));
+        assert!(reason_of(&w.recheck("example.com")) == Some(&CacheReason::UnchangedId));
     }
     assert_eq!(w.io(), (3, 0));
 }
@@ -835,13 +818,7 @@ fn r44_successful_refresh_resets_expiry() {
     for _ in 0..10 {
         w.advance(DAY);
         w.run_until(w.now);
-        assert!(matches!(
-            w.deliver("example.com"),
-            Outcome::Cached {
-                reason: CacheReason::Fresh,
-                ..
-            }
-        ));
+        assert!(reason_of(&w.deliver("example.com")) == Some(&CacheReason::Fresh));
     }
 }
 

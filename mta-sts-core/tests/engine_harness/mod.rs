@@ -131,19 +131,18 @@ impl World {
 
     /// Resolves the policy for a delivery, as an adapter would.
     pub fn deliver(&mut self, domain: &str) -> Outcome {
-        match self.cache.begin(domain, self.now) {
-            Begin::Ready(o) => o,
-            Begin::Started(l) => {
-                let r = drive(*l, &mut self.net, self.now);
-                self.cache.apply(r, self.now)
-            }
-            Begin::InProgress(d) => panic!("{d} unexpectedly in progress"),
-        }
+        let begin = self.cache.begin(domain, self.now);
+        self.finish(begin)
     }
 
     /// Re-checks the TXT id before a permanent failure (R39).
     pub fn recheck(&mut self, domain: &str) -> Outcome {
-        match self.cache.begin_recheck(domain, self.now) {
+        let begin = self.cache.begin_recheck(domain, self.now);
+        self.finish(begin)
+    }
+
+    fn finish(&mut self, begin: Begin) -> Outcome {
+        match begin {
             Begin::Ready(o) => o,
             Begin::Started(l) => {
                 let r = drive(*l, &mut self.net, self.now);
