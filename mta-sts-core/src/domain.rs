@@ -48,7 +48,10 @@ impl fmt::Display for NameProblem {
             Self::LabelTooLong => f.write_str("a label is longer than 63 characters"),
             Self::NameTooLong => f.write_str("the name is longer than 253 characters"),
             Self::BadCharacter(c) => {
-                write!(f, "{c:?} is not allowed (only letters, digits, hyphens and dots)")
+                write!(
+                    f,
+                    "{c:?} is not allowed (only letters, digits, hyphens and dots)"
+                )
             }
             Self::MisplacedWildcard => {
                 f.write_str("a wildcard must be the whole leftmost label, as in *.example.com")
@@ -76,7 +79,8 @@ pub(crate) fn is_address(s: &str) -> bool {
     }
 }
 
-/// Checks an ASCII name (lowercase or not, no root dot) against the RFC 5321 `Domain` rules.
+/// Checks an ASCII name (lowercase or not, no root dot) against the RFC 5321 `Domain` rules
+/// (LDH labels). Addresses are the caller's concern: see [`normalise`].
 pub(crate) fn check_ldh(name: &str) -> Result<(), NameProblem> {
     if name.is_empty() {
         return Err(NameProblem::Empty);
@@ -87,9 +91,6 @@ pub(crate) fn check_ldh(name: &str) -> Result<(), NameProblem> {
     if name.starts_with('.') {
         return Err(NameProblem::LeadingDot);
     }
-    if is_address(name) {
-        return Err(NameProblem::AddressLiteral);
-    }
     for label in name.split('.') {
         let bytes = label.as_bytes();
         if bytes.is_empty() {
@@ -98,7 +99,10 @@ pub(crate) fn check_ldh(name: &str) -> Result<(), NameProblem> {
         if bytes.len() > MAX_LABEL_LEN {
             return Err(NameProblem::LabelTooLong);
         }
-        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
             return Err(if c == '*' {
                 NameProblem::MisplacedWildcard
             } else {
@@ -124,8 +128,18 @@ pub(crate) struct Normalised<'a> {
 }
 
 /// Lowercases, strips one root dot, converts U-labels to A-labels (UTS 46, non-transitional) and
-/// checks the RFC 5321 rules. Allocates only when the input is not already canonical.
+/// checks the RFC 5321 rules; an IP address or address literal is refused. Allocates only when
+/// the input is not already canonical.
 pub(crate) fn normalise(input: &str) -> Result<Normalised<'_>, NameProblem> {
+    if is_address(input.strip_suffix('.').unwrap_or(input)) {
+        return Err(NameProblem::AddressLiteral);
+    }
+    normalise_labels(input)
+}
+
+/// [`normalise`] without the address check: for the part of a wildcard pattern after `*.`,
+/// where `*.192.0.2.1` names hosts such as `a.192.0.2.1`, not an address.
+pub(crate) fn normalise_labels(input: &str) -> Result<Normalised<'_>, NameProblem> {
     let (body, stripped_dot) = match input.strip_suffix('.') {
         Some(rest) if !rest.is_empty() => (rest, true),
         _ => (input, false),
@@ -137,7 +151,11 @@ pub(crate) fn normalise(input: &str) -> Result<Normalised<'_>, NameProblem> {
         } else {
             Cow::Borrowed(body)
         };
-        return Ok(Normalised { name, stripped_dot, converted: false });
+        return Ok(Normalised {
+            name,
+            stripped_dot,
+            converted: false,
+        });
     }
     if body.len() > 4 * MAX_NAME_LEN {
         return Err(NameProblem::NameTooLong);
@@ -145,7 +163,11 @@ pub(crate) fn normalise(input: &str) -> Result<Normalised<'_>, NameProblem> {
     let ascii = idna::domain_to_ascii_cow(body.as_bytes(), idna::AsciiDenyList::STD3)
         .map_err(|_| NameProblem::Idna)?;
     check_ldh(&ascii)?;
-    Ok(Normalised { name: Cow::Owned(ascii.into_owned()), stripped_dot, converted: true })
+    Ok(Normalised {
+        name: Cow::Owned(ascii.into_owned()),
+        stripped_dot,
+        converted: true,
+    })
 }
 
 #[cfg(test)]
@@ -168,8 +190,14 @@ mod tests {
 
     #[test]
     fn r28_ulabel_becomes_alabel_nontransitional() {
-        assert_eq!(normalise("bücher.example").unwrap().name, "xn--bcher-kva.example");
-        assert_eq!(normalise("straße.example").unwrap().name, "xn--strae-oqa.example");
+        assert_eq!(
+            normalise("bücher.example").unwrap().name,
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(
+            normalise("straße.example").unwrap().name,
+            "xn--strae-oqa.example"
+        );
         assert!(normalise("straße.example").unwrap().converted);
     }
 
@@ -183,10 +211,15 @@ mod tests {
         assert_eq!(check_ldh("a-.b"), Err(NameProblem::HyphenAtLabelEdge));
         assert_eq!(check_ldh("a*.b"), Err(NameProblem::MisplacedWildcard));
         assert_eq!(check_ldh("_mx.b"), Err(NameProblem::BadCharacter('_')));
-        assert_eq!(check_ldh("192.0.2.1"), Err(NameProblem::AddressLiteral));
-        assert_eq!(check_ldh("[192.0.2.1]"), Err(NameProblem::AddressLiteral));
+        assert_eq!(normalise("192.0.2.1"), Err(NameProblem::AddressLiteral));
+        assert_eq!(normalise("192.0.2.1."), Err(NameProblem::AddressLiteral));
+        assert_eq!(normalise("[192.0.2.1]"), Err(NameProblem::AddressLiteral));
+        assert_eq!(normalise_labels("192.0.2.1").unwrap().name, "192.0.2.1");
         assert_eq!(check_ldh(&"a".repeat(64)), Err(NameProblem::LabelTooLong));
-        assert_eq!(check_ldh(&["a"; 128].join(".")), Err(NameProblem::NameTooLong));
+        assert_eq!(
+            check_ldh(&["a"; 128].join(".")),
+            Err(NameProblem::NameTooLong)
+        );
         assert_eq!(check_ldh(&["a"; 127].join(".")), Ok(()));
         assert_eq!(check_ldh("localhost"), Ok(()));
         assert_eq!(check_ldh("1.2.3"), Ok(()));

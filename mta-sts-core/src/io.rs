@@ -43,7 +43,10 @@ pub struct TxtQuery {
 impl TxtQuery {
     /// A query for `name` with the default timeout.
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), timeout: DEFAULT_DNS_TIMEOUT }
+        Self {
+            name: name.into(),
+            timeout: DEFAULT_DNS_TIMEOUT,
+        }
     }
 }
 
@@ -175,7 +178,11 @@ impl PolicyFetch {
 /// `text/plain`, compared case-insensitively, with any parameters (RFC 8461 §3.2: "all parameters
 /// other than charset=utf-8 or charset=us-ascii are ignored").
 fn is_text_plain(content_type: &str) -> bool {
-    let media = content_type.split(';').next().unwrap_or("").trim_matches([' ', '\t']);
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim_matches([' ', '\t']);
     media.eq_ignore_ascii_case("text/plain")
 }
 
@@ -194,7 +201,11 @@ pub struct FetchResponse {
 impl FetchResponse {
     /// A response with the given status, content type and body.
     pub fn new(status: u16, content_type: Option<&str>, body: impl Into<Vec<u8>>) -> Self {
-        Self { status, content_type: content_type.map(str::to_owned), body: body.into() }
+        Self {
+            status,
+            content_type: content_type.map(str::to_owned),
+            body: body.into(),
+        }
     }
 }
 
@@ -270,7 +281,10 @@ mod tests {
         let f = PolicyFetch::new("mta-sts.example.com");
         assert_eq!(f.check_head(200, Some("text/plain")), Ok(()));
         for s in [204, 404, 500] {
-            assert_eq!(f.check_head(s, Some("text/plain")), Err(FetchFailure::Status(s)));
+            assert_eq!(
+                f.check_head(s, Some("text/plain")),
+                Err(FetchFailure::Status(s))
+            );
         }
     }
 
@@ -278,7 +292,10 @@ mod tests {
     fn r16_redirect_is_a_failure() {
         let f = PolicyFetch::new("mta-sts.example.com");
         for s in [301, 302, 307, 308] {
-            assert_eq!(f.check_head(s, Some("text/plain")), Err(FetchFailure::Redirect(s)));
+            assert_eq!(
+                f.check_head(s, Some("text/plain")),
+                Err(FetchFailure::Redirect(s))
+            );
         }
     }
 
@@ -287,11 +304,20 @@ mod tests {
         let f = PolicyFetch::new("mta-sts.example.com");
         assert!(f.check_head(200, Some("text/plain; charset=utf-8")).is_ok());
         assert!(f.check_head(200, Some("TEXT/PLAIN")).is_ok());
-        assert!(f.check_head(200, Some(" text/plain ;charset=us-ascii")).is_ok());
+        assert!(
+            f.check_head(200, Some(" text/plain ;charset=us-ascii"))
+                .is_ok()
+        );
         assert!(f.check_head(200, Some("text/html")).is_err());
         assert!(f.check_head(200, Some("text/plainx")).is_err());
-        assert_eq!(f.check_head(200, None), Err(FetchFailure::ContentType(None)));
-        let lenient = PolicyFetch { content_type: ContentTypeCheck::Lenient, ..f };
+        assert_eq!(
+            f.check_head(200, None),
+            Err(FetchFailure::ContentType(None))
+        );
+        let lenient = PolicyFetch {
+            content_type: ContentTypeCheck::Lenient,
+            ..f
+        };
         assert!(lenient.check_head(200, Some("text/html")).is_ok());
         assert!(lenient.check_head(200, None).is_ok());
     }
@@ -299,6 +325,9 @@ mod tests {
     #[test]
     fn r13_url_of_policy_host() {
         let f = PolicyFetch::new("mta-sts.example.com");
-        assert_eq!(f.url(), "https://mta-sts.example.com/.well-known/mta-sts.txt");
+        assert_eq!(
+            f.url(),
+            "https://mta-sts.example.com/.well-known/mta-sts.txt"
+        );
     }
 }

@@ -106,8 +106,16 @@ impl MxPattern {
             Some(rest) => (true, rest),
             None => (false, s),
         };
-        let n = domain::normalise(rest).map_err(|p| MxPatternError::new(s, p))?;
-        let fixes = PatternFixes { stripped_dot: n.stripped_dot, converted: n.converted };
+        let n = if wildcard {
+            domain::normalise_labels(rest)
+        } else {
+            domain::normalise(rest)
+        };
+        let n = n.map_err(|p| MxPatternError::new(s, p))?;
+        let fixes = PatternFixes {
+            stripped_dot: n.stripped_dot,
+            converted: n.converted,
+        };
         let text: Box<str> = match (wildcard, n.name) {
             (false, Cow::Borrowed(b)) if b.len() == s.len() => s.into(),
             (false, name) => name.into(),
@@ -245,7 +253,9 @@ mod tests {
     fn ip_hosts_and_patterns_never_match() {
         assert!(MxPattern::parse("192.0.2.1").is_err());
         assert!(MxPattern::parse("[192.0.2.1]").is_err());
+        // A wildcard over numeric labels names hosts, never an address.
         assert!(!m("*.0.2.1", "192.0.2.1"));
+        assert!(m("*.192.0.2.1", "a.192.0.2.1"));
         assert!(!m("*.example.com", "[192.0.2.1]"));
     }
 
@@ -258,7 +268,10 @@ mod tests {
             ("abc.*.com", NameProblem::MisplacedWildcard),
             (".example.com", NameProblem::LeadingDot),
             ("", NameProblem::Empty),
-            ("a.example.com, b.example.com", NameProblem::BadCharacter(',')),
+            (
+                "a.example.com, b.example.com",
+                NameProblem::BadCharacter(','),
+            ),
             ("mail_1.example.com", NameProblem::BadCharacter('_')),
             ("mail..example.com", NameProblem::EmptyLabel),
         ];
@@ -271,20 +284,35 @@ mod tests {
     #[test]
     fn strict_rejects_trailing_dot_and_ulabel() {
         assert_eq!(
-            MxPattern::parse_strict("mail.example.com.").unwrap_err().problem(),
+            MxPattern::parse_strict("mail.example.com.")
+                .unwrap_err()
+                .problem(),
             &NameProblem::TrailingDot
         );
         assert_eq!(
-            MxPattern::parse_strict("bücher.example").unwrap_err().problem(),
+            MxPattern::parse_strict("bücher.example")
+                .unwrap_err()
+                .problem(),
             &NameProblem::NotAscii
         );
-        assert_eq!(MxPattern::parse_strict("MAIL.example.com").unwrap().as_str(), "mail.example.com");
+        assert_eq!(
+            MxPattern::parse_strict("MAIL.example.com")
+                .unwrap()
+                .as_str(),
+            "mail.example.com"
+        );
     }
 
     #[test]
     fn display_is_normalised_text() {
-        assert_eq!(MxPattern::parse("*.Example.COM.").unwrap().to_string(), "*.example.com");
+        assert_eq!(
+            MxPattern::parse("*.Example.COM.").unwrap().to_string(),
+            "*.example.com"
+        );
         assert!(MxPattern::parse("*.example.com").unwrap().is_wildcard());
-        assert_eq!("m.example".parse::<MxPattern>().unwrap().as_str(), "m.example");
+        assert_eq!(
+            "m.example".parse::<MxPattern>().unwrap().as_str(),
+            "m.example"
+        );
     }
 }

@@ -163,7 +163,10 @@ pub struct Extension {
 
 impl Extension {
     pub(crate) fn new(name: &str, value: &str) -> Self {
-        Self { name: name.into(), value: value.into() }
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 
     /// The key.
@@ -264,13 +267,20 @@ impl fmt::Display for PolicyWarningKind {
                 "repeated {field} ignored; the one on line {first_line} counts"
             ),
             Self::MaxAgeClamped { value } => {
-                write!(f, "max_age {value} is above {MAX_AGE_LIMIT}; clamped to {MAX_AGE_LIMIT}")
+                write!(
+                    f,
+                    "max_age {value} is above {MAX_AGE_LIMIT}; clamped to {MAX_AGE_LIMIT}"
+                )
             }
             Self::MxTrailingDot { value } => {
                 write!(f, "mx {value:?} ends with a dot; the dot was removed")
             }
             Self::MxConverted { value, pattern } => {
-                write!(f, "mx {value:?} is not in A-labels; read as {pattern:?}", pattern = pattern.as_str())
+                write!(
+                    f,
+                    "mx {value:?} is not in A-labels; read as {pattern:?}",
+                    pattern = pattern.as_str()
+                )
             }
             Self::MxDropped(e) => write!(f, "{e}; the entry was ignored"),
             Self::MxDuplicate { pattern } => {
@@ -312,7 +322,10 @@ impl PolicyError {
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The column is shown where the line alone does not say where to look.
-        let positional = matches!(self.kind, PolicyErrorKind::BareCr | PolicyErrorKind::InvalidUtf8);
+        let positional = matches!(
+            self.kind,
+            PolicyErrorKind::BareCr | PolicyErrorKind::InvalidUtf8
+        );
         match (self.line, self.column) {
             (Some(l), Some(c)) if positional => write!(f, "line {l}, column {c}: {}", self.kind),
             (Some(l), _) => write!(f, "line {l}: {}", self.kind),
@@ -374,7 +387,9 @@ pub enum PolicyErrorKind {
 
 impl PolicyErrorKind {
     fn invalid_mode(found: &str) -> Self {
-        Self::InvalidMode { found: truncate_for_display(found, 80) }
+        Self::InvalidMode {
+            found: truncate_for_display(found, 80),
+        }
     }
 }
 
@@ -391,13 +406,19 @@ impl fmt::Display for PolicyErrorKind {
                  '_', '-' or '.')"
             ),
             Self::InvalidExtensionValue { key } => {
-                write!(f, "the value of {key:?} is empty or contains a control character")
+                write!(
+                    f,
+                    "the value of {key:?} is empty or contains a control character"
+                )
             }
             Self::InvalidVersion { found } => {
                 write!(f, "version must be STSv1; found {found:?}")
             }
             Self::InvalidMode { found } => {
-                write!(f, "mode must be one of enforce, testing, none; found {found:?}")
+                write!(
+                    f,
+                    "mode must be one of enforce, testing, none; found {found:?}"
+                )
             }
             Self::InvalidMaxAge { found } => write!(
                 f,
@@ -407,7 +428,10 @@ impl fmt::Display for PolicyErrorKind {
             Self::InvalidMx(e) => write!(f, "{e}"),
             Self::MissingField(field) => write!(f, "the policy has no {field} field"),
             Self::NoMx { mode } => {
-                write!(f, "a policy in mode {mode} needs at least one valid mx entry")
+                write!(
+                    f,
+                    "a policy in mode {mode} needs at least one valid mx entry"
+                )
             }
         }
     }
@@ -501,15 +525,27 @@ impl Policy {
         let text = match utf8(body) {
             Ok(t) => t,
             Err(e) => {
-                return PolicyReport { policy: None, errors: vec![e], warnings: Vec::new() };
+                return PolicyReport {
+                    policy: None,
+                    errors: vec![e],
+                    warnings: Vec::new(),
+                };
             }
         };
         let mut p = PolicyParser::new(profile, true);
         p.run(text);
         let warnings = p.warnings.clone();
         match p.finish() {
-            Ok(policy) => PolicyReport { policy: Some(policy), errors: Vec::new(), warnings },
-            Err(errors) => PolicyReport { policy: None, errors, warnings },
+            Ok(policy) => PolicyReport {
+                policy: Some(policy),
+                errors: Vec::new(),
+                warnings,
+            },
+            Err(errors) => PolicyReport {
+                policy: None,
+                errors,
+                warnings,
+            },
         }
     }
 
@@ -634,7 +670,10 @@ impl fmt::Display for PolicyBuildError {
         match self {
             Self::NoMx { mode } => write!(f, "a policy in mode {mode} needs at least one mx"),
             Self::MaxAgeTooLarge { max_age } => {
-                write!(f, "max_age {max_age} is above the limit of {MAX_AGE_LIMIT} seconds")
+                write!(
+                    f,
+                    "max_age {max_age} is above the limit of {MAX_AGE_LIMIT} seconds"
+                )
             }
         }
     }
@@ -645,7 +684,11 @@ impl std::error::Error for PolicyBuildError {}
 impl PolicyBuilder {
     /// A builder for a policy in `mode`, with no mx yet and `max_age` one week (604800 s).
     pub fn new(mode: Mode) -> Self {
-        Self { mode, mx: Vec::new(), max_age: 604_800 }
+        Self {
+            mode,
+            mx: Vec::new(),
+            max_age: 604_800,
+        }
     }
 
     /// Adds an mx pattern (a repeated pattern is kept once).
@@ -667,7 +710,9 @@ impl PolicyBuilder {
     /// The policy, or why it would be invalid.
     pub fn build(self) -> Result<Policy, PolicyBuildError> {
         if self.max_age > MAX_AGE_LIMIT {
-            return Err(PolicyBuildError::MaxAgeTooLarge { max_age: self.max_age });
+            return Err(PolicyBuildError::MaxAgeTooLarge {
+                max_age: self.max_age,
+            });
         }
         if self.mode != Mode::None && self.mx.is_empty() {
             return Err(PolicyBuildError::NoMx { mode: self.mode });
@@ -729,7 +774,9 @@ fn is_ext_name(key: &str) -> bool {
     !b.is_empty()
         && b.len() <= 32
         && b[0].is_ascii_alphanumeric()
-        && b[1..].iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+        && b[1..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }
 
 /// `sts-policy-ext-value`: non-empty, no control characters (HTAB included); inner spaces and
@@ -844,7 +891,13 @@ impl PolicyParser {
         match Field::from_key(l.key) {
             Some(Field::Version) => {
                 if let Some(first_line) = self.version {
-                    self.warn(n, PolicyWarningKind::DuplicateField { field: Field::Version, first_line });
+                    self.warn(
+                        n,
+                        PolicyWarningKind::DuplicateField {
+                            field: Field::Version,
+                            first_line,
+                        },
+                    );
                     return true;
                 }
                 self.version = Some(n);
@@ -855,7 +908,13 @@ impl PolicyParser {
             }
             Some(Field::Mode) => {
                 if let Some((first_line, _)) = self.mode {
-                    self.warn(n, PolicyWarningKind::DuplicateField { field: Field::Mode, first_line });
+                    self.warn(
+                        n,
+                        PolicyWarningKind::DuplicateField {
+                            field: Field::Mode,
+                            first_line,
+                        },
+                    );
                     return true;
                 }
                 let mode = Mode::parse(l.value);
@@ -866,7 +925,13 @@ impl PolicyParser {
             }
             Some(Field::MaxAge) => {
                 if let Some((first_line, _)) = self.max_age {
-                    self.warn(n, PolicyWarningKind::DuplicateField { field: Field::MaxAge, first_line });
+                    self.warn(
+                        n,
+                        PolicyWarningKind::DuplicateField {
+                            field: Field::MaxAge,
+                            first_line,
+                        },
+                    );
                     return true;
                 }
                 let Some(value) = parse_max_age(l.value) else {
@@ -878,21 +943,36 @@ impl PolicyParser {
                     self.warn(n, PolicyWarningKind::MaxAgeClamped { value });
                 }
                 // Clamped, so the conversion cannot fail.
-                let clamped = u32::try_from(value.min(u64::from(MAX_AGE_LIMIT))).unwrap_or(MAX_AGE_LIMIT);
+                let clamped =
+                    u32::try_from(value.min(u64::from(MAX_AGE_LIMIT))).unwrap_or(MAX_AGE_LIMIT);
                 self.max_age = Some((n, Some(clamped)));
             }
             Some(Field::Mx) => return self.mx_line(n, l.value, l.value_column),
             None => {
                 if !is_ext_name(l.key) {
                     let key = truncate_for_display(l.key, 40);
-                    return self.error(Some(n), Some(l.key_column), PolicyErrorKind::InvalidKey { key });
+                    return self.error(
+                        Some(n),
+                        Some(l.key_column),
+                        PolicyErrorKind::InvalidKey { key },
+                    );
                 }
                 if !is_ext_value(l.value) {
                     let key = l.key.to_owned();
-                    return self.error(Some(n), col, PolicyErrorKind::InvalidExtensionValue { key });
+                    return self.error(
+                        Some(n),
+                        col,
+                        PolicyErrorKind::InvalidExtensionValue { key },
+                    );
                 }
                 if let Some(known) = Field::resembling(l.key) {
-                    self.warn(n, PolicyWarningKind::KeyCase { key: l.key.to_owned(), known });
+                    self.warn(
+                        n,
+                        PolicyWarningKind::KeyCase {
+                            key: l.key.to_owned(),
+                            known,
+                        },
+                    );
                 }
                 self.extensions.push(Extension::new(l.key, l.value));
             }
@@ -905,18 +985,32 @@ impl PolicyParser {
         let pattern = match MxPattern::parse_fixing(value) {
             Ok((pattern, fixes)) => match self.profile {
                 Profile::Strict if fixes.stripped_dot || fixes.converted => {
-                    let problem =
-                        if fixes.stripped_dot { NameProblem::TrailingDot } else { NameProblem::NotAscii };
+                    let problem = if fixes.stripped_dot {
+                        NameProblem::TrailingDot
+                    } else {
+                        NameProblem::NotAscii
+                    };
                     let e = MxPatternError::new(value, problem);
                     return self.error(Some(n), col, PolicyErrorKind::InvalidMx(e));
                 }
                 _ => {
                     if fixes.stripped_dot {
-                        self.warn(n, PolicyWarningKind::MxTrailingDot { value: truncate_for_display(value, 80) });
+                        self.warn(
+                            n,
+                            PolicyWarningKind::MxTrailingDot {
+                                value: truncate_for_display(value, 80),
+                            },
+                        );
                     }
                     if fixes.converted {
                         let value = truncate_for_display(value, 80);
-                        self.warn(n, PolicyWarningKind::MxConverted { value, pattern: pattern.clone() });
+                        self.warn(
+                            n,
+                            PolicyWarningKind::MxConverted {
+                                value,
+                                pattern: pattern.clone(),
+                            },
+                        );
                     }
                     pattern
                 }

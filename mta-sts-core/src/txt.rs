@@ -26,7 +26,10 @@ impl RecordId {
         }
         let mut bytes = [0; MAX_ID_LEN];
         bytes[..s.len()].copy_from_slice(s.as_bytes());
-        Some(Self { len: s.len() as u8, bytes })
+        Some(Self {
+            len: s.len() as u8,
+            bytes,
+        })
     }
 
     pub(crate) fn as_str(&self) -> &str {
@@ -275,13 +278,21 @@ fn is_name_char(c: char) -> bool {
 
 /// `name "=" value`, with the value possibly empty (checked by the caller).
 fn field(i: &str) -> IResult<&str, (&str, &str)> {
-    (take_while(is_name_char), tag("="), take_while(is_value_char))
+    (
+        take_while(is_name_char),
+        tag("="),
+        take_while(is_value_char),
+    )
         .map(|(name, _, value)| (name, value))
         .parse(i)
 }
 
 fn is_ext_name(name: &str) -> bool {
-    name.len() <= 32 && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+    name.len() <= 32
+        && name
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphanumeric)
 }
 
 impl StsRecord {
@@ -299,7 +310,10 @@ impl StsRecord {
     pub fn parse_bytes(record: &[u8], profile: Profile) -> Result<Self, TxtError> {
         match std::str::from_utf8(record) {
             Ok(s) => Self::parse_with(s, profile),
-            Err(e) => Err(TxtError::at(Some(e.valid_up_to() + 1), TxtErrorKind::NonAscii)),
+            Err(e) => Err(TxtError::at(
+                Some(e.valid_up_to() + 1),
+                TxtErrorKind::NonAscii,
+            )),
         }
     }
 
@@ -315,7 +329,10 @@ impl StsRecord {
         let mut warnings = Vec::new();
         let layout = |warnings: &mut Vec<TxtWarning>, rest: &str, l: TxtLayout| match profile {
             Profile::Default => {
-                warnings.push(TxtWarning { column: record.len() - rest.len() + 1, kind: TxtWarningKind::Layout(l) });
+                warnings.push(TxtWarning {
+                    column: record.len() - rest.len() + 1,
+                    kind: TxtWarningKind::Layout(l),
+                });
                 Ok(())
             }
             Profile::Strict => Err(TxtError::at(col(rest), TxtErrorKind::Layout(l))),
@@ -332,7 +349,10 @@ impl StsRecord {
                 break;
             }
             let Some(after_delim) = after_ws.strip_prefix(';') else {
-                return Err(TxtError::at(col(after_ws), TxtErrorKind::Syntax { expected: "';'" }));
+                return Err(TxtError::at(
+                    col(after_ws),
+                    TxtErrorKind::Syntax { expected: "';'" },
+                ));
             };
             let (after_ws, _) = wsp(after_delim);
             if after_ws.is_empty() {
@@ -344,33 +364,53 @@ impl StsRecord {
                 continue;
             }
             let Ok((after_field, (name, value))) = field(after_ws) else {
-                return Err(TxtError::at(col(after_ws), TxtErrorKind::Syntax { expected: "a name=value field" }));
+                return Err(TxtError::at(
+                    col(after_ws),
+                    TxtErrorKind::Syntax {
+                        expected: "a name=value field",
+                    },
+                ));
             };
             if name == "id" {
                 let Some(this) = RecordId::new(value) else {
                     let found = truncate_for_display(value, 40);
-                    return Err(TxtError::at(col(after_ws), TxtErrorKind::InvalidId { found }));
+                    return Err(TxtError::at(
+                        col(after_ws),
+                        TxtErrorKind::InvalidId { found },
+                    ));
                 };
                 match id {
                     None => id = Some(this),
                     Some(_) => warnings.push(TxtWarning {
                         column: record.len() - after_ws.len() + 1,
-                        kind: TxtWarningKind::DuplicateId { ignored: value.to_owned() },
+                        kind: TxtWarningKind::DuplicateId {
+                            ignored: value.to_owned(),
+                        },
                     }),
                 }
             } else if !is_ext_name(name) {
                 let name = truncate_for_display(name, 40);
-                return Err(TxtError::at(col(after_ws), TxtErrorKind::InvalidExtensionName { name }));
+                return Err(TxtError::at(
+                    col(after_ws),
+                    TxtErrorKind::InvalidExtensionName { name },
+                ));
             } else if value.is_empty() {
                 let name = name.to_owned();
-                return Err(TxtError::at(col(after_ws), TxtErrorKind::EmptyExtensionValue { name }));
+                return Err(TxtError::at(
+                    col(after_ws),
+                    TxtErrorKind::EmptyExtensionValue { name },
+                ));
             } else {
                 extensions.push(Extension::new(name, value));
             }
             rest = after_field;
         }
         let id = id.ok_or(TxtError::at(None, TxtErrorKind::MissingId))?;
-        Ok(Self { id, extensions, warnings })
+        Ok(Self {
+            id,
+            extensions,
+            warnings,
+        })
     }
 
     /// Selects and parses the policy record of a TXT answer with the default profile (RFC 8461

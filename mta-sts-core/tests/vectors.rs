@@ -10,7 +10,10 @@ fn vectors() -> Value {
 }
 
 fn cases<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v[key].as_array().map(Vec::as_slice).expect("array of vectors")
+    v[key]
+        .as_array()
+        .map(Vec::as_slice)
+        .expect("array of vectors")
 }
 
 #[test]
@@ -27,8 +30,12 @@ fn vectors_policies_both_profiles() {
         match (&got, want["valid"].as_bool().unwrap()) {
             (Ok(p), true) => {
                 let mx: Vec<&str> = p.mx().iter().map(|m| m.as_str()).collect();
-                let want_mx: Vec<&str> =
-                    want["mx"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+                let want_mx: Vec<&str> = want["mx"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_str().unwrap())
+                    .collect();
                 if p.mode().as_str() != want["mode"].as_str().unwrap()
                     || mx != want_mx
                     || u64::from(p.max_age()) != want["max_age"].as_u64().unwrap()
@@ -45,7 +52,9 @@ fn vectors_policies_both_profiles() {
         let strict = Policy::parse_strict(body);
         let want_strict = case["expect"]["strict"]["valid"].as_bool().unwrap();
         if strict.is_ok() != want_strict {
-            failures.push(format!("{name} (strict): got {strict:?}, want valid={want_strict}"));
+            failures.push(format!(
+                "{name} (strict): got {strict:?}, want valid={want_strict}"
+            ));
         }
         // "When strict accepts, its output equals the default output."
         if let (Ok(s), Ok(d)) = (&strict, &got) {
@@ -55,13 +64,22 @@ fn vectors_policies_both_profiles() {
         for profile in [Profile::Default, Profile::Strict] {
             let report = Policy::lint(body.as_bytes(), profile);
             let parsed = Policy::parse_bytes(body.as_bytes(), profile);
-            assert_eq!(report.policy.is_some(), parsed.is_ok(), "{name} {profile:?}");
+            assert_eq!(
+                report.policy.is_some(),
+                parsed.is_ok(),
+                "{name} {profile:?}"
+            );
             if let Err(e) = parsed {
                 assert_eq!(report.errors.first(), Some(&e), "{name} {profile:?}");
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -77,11 +95,18 @@ fn vectors_txt_both_profiles() {
             .unwrap()
             .iter()
             .map(|r| {
-                r.as_array().unwrap().iter().flat_map(|s| s.as_str().unwrap().bytes()).collect()
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|s| s.as_str().unwrap().bytes())
+                    .collect()
             })
             .collect();
         let want = &case["expect"]["default"];
-        match (StsRecord::discover(&records), want["policy"].as_bool().unwrap()) {
+        match (
+            StsRecord::discover(&records),
+            want["policy"].as_bool().unwrap(),
+        ) {
             (Ok(r), true) => {
                 if r.id() != want["id"].as_str().unwrap()
                     || r.warnings().is_empty() == want["warned"].as_bool().unwrap()
@@ -95,10 +120,17 @@ fn vectors_txt_both_profiles() {
         let strict = StsRecord::discover_strict(&records);
         let want_strict = case["expect"]["strict"]["policy"].as_bool().unwrap();
         if strict.is_ok() != want_strict {
-            failures.push(format!("{name} (strict): got {strict:?}, want {want_strict}"));
+            failures.push(format!(
+                "{name} (strict): got {strict:?}, want {want_strict}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -115,14 +147,23 @@ fn vectors_mx_match() {
         // M2: a pattern P6 would drop never matches.
         let got = MxPattern::parse(pattern).is_ok_and(|p| p.matches(host));
         if got != want {
-            failures.push(format!("{name}: {pattern:?} vs {host:?}: got {got}, want {want}"));
+            failures.push(format!(
+                "{name}: {pattern:?} vs {host:?}: got {got}, want {want}"
+            ));
         }
         // The same through a policy carrying the pattern.
-        let body = format!("version: STSv1\nmode: enforce\nmx: {pattern}\nmx: unrelated.invalid\nmax_age: 1\n");
+        let body = format!(
+            "version: STSv1\nmode: enforce\nmx: {pattern}\nmx: unrelated.invalid\nmax_age: 1\n"
+        );
         let via_policy = Policy::parse(&body).is_ok_and(|p| p.matches_mx(host));
         if via_policy != want {
             failures.push(format!("{name} via policy: got {via_policy}, want {want}"));
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
