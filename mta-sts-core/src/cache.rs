@@ -601,6 +601,51 @@ impl PolicyCache {
         self.link_head(i);
     }
 
+    /// Checks the internal structure (index, recency lists, timers, capacity); for the fuzz
+    /// target and tests only.
+    #[cfg(any(test, fuzzing))]
+    pub fn check_invariants(&self) {
+        let live = self.slots.iter().filter(|s| s.is_some()).count();
+        assert_eq!(live, self.index.len(), "index and slots disagree");
+        assert!(self.index.len() <= self.config.capacity, "over capacity");
+        assert!(
+            self.in_flight.len() <= self.config.max_in_flight.max(1),
+            "in-flight unbounded"
+        );
+        for (d, &i) in &self.index {
+            assert_eq!(
+                self.slot(i).map(|s| &s.domain),
+                Some(d),
+                "index points elsewhere"
+            );
+        }
+        let mut seen = 0;
+        for list in [List::Policies, List::Memos] {
+            let ends = self.lists[list as usize];
+            let (mut prev, mut i) = (NIL, ends.head);
+            while i != NIL {
+                let s = self.slot(i).expect("listed slot exists");
+                assert_eq!(s.list(), list, "slot on the wrong list");
+                assert_eq!(s.prev, prev, "broken back link");
+                seen += 1;
+                assert!(seen <= live, "cycle in a recency list");
+                (prev, i) = (i, s.next);
+            }
+            assert_eq!(ends.tail, prev, "tail is not the last slot");
+        }
+        assert_eq!(seen, live, "a slot is on no list");
+        for &(t, i) in &self.timers {
+            assert_eq!(self.slot(i).and_then(|s| s.timer), Some(t), "stray timer");
+        }
+        let timed = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| s.timer.is_some())
+            .count();
+        assert_eq!(timed, self.timers.len(), "a slot's timer is not queued");
+    }
+
     // ----- slots, lists and timers -----
 
     fn slot(&self, i: u32) -> Option<&Slot> {
@@ -753,5 +798,55 @@ fn rejected(e: PolicyDomainError) -> NoPolicyReason {
     match e {
         PolicyDomainError::AddressLiteral => NoPolicyReason::AddressLiteral,
         e => NoPolicyReason::InvalidDomain(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::{FetchResponse, TxtAnswer};
+    use crate::lookup::{IoResult, Step};
+
+    fn fetch_into(cache: &mut PolicyCache, domain: &str, now: UnixTime) {
+        let Begin::Started(mut l) = cache.begin(domain, now) else {
+            return;
+        };
+        let txt = TxtAnswer::Records(vec![b"v=STSv1; id=1;".to_vec()]);
+        let body = "version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 86400\n";
+        l.handle(IoResult::Txt(Ok(txt)), now).unwrap();
+        l.handle(
+            IoResult::Fetch(Ok(FetchResponse::new(200, Some("text/plain"), body))),
+            now,
+        )
+        .unwrap();
+        let Step::Done(r) = l.poll() else {
+            panic!("done after two requests")
+        };
+        let _ = cache.apply(r, now);
+    }
+
+    #[test]
+    fn structure_holds_through_inserts_evictions_refreshes_and_drops() {
+        let mut config = Config::default();
+        config.capacity = 5;
+        let mut cache = PolicyCache::new(config);
+        let t = UnixTime::from_secs(1_700_000_000);
+        for i in 0..12u64 {
+            fetch_into(
+                &mut cache,
+                &format!("d{}.example", i % 7),
+                t.saturating_add(SECOND * 60 * i as u32),
+            );
+            cache.check_invariants();
+        }
+        assert_eq!(cache.len(), 5);
+        let later = t.saturating_add(Duration::from_secs(86_400));
+        while let Some(l) = cache.poll_refresh(later) {
+            cache.abandon(l.domain());
+            cache.check_invariants();
+        }
+        let _ = cache.poll_refresh(t.saturating_add(Duration::from_secs(10 * 86_400)));
+        cache.check_invariants();
+        assert!(cache.is_empty(), "expired entries dropped");
     }
 }
