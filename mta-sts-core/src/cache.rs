@@ -55,7 +55,8 @@ struct Ends {
 struct Slot {
     domain: PolicyDomain,
     policy: Option<CachedPolicy>,
-    memo: Option<FetchMemo>,
+    /// Boxed: rare, and the slot stays small.
+    memo: Option<Box<FetchMemo>>,
     last_used: UnixTime,
     timer: Option<UnixTime>,
     prev: u32,
@@ -175,6 +176,13 @@ impl PolicyCache {
 
     /// Starts resolving the policy of `domain` for a delivery (§5.1 step 1).
     pub fn begin(&mut self, domain: &str, now: UnixTime) -> Begin {
+        // Fast path: only valid, normalised names are ever keys, so an exact hit needs no
+        // normalisation.
+        if let Some(&i) = self.index.get(domain)
+            && let Some(ready) = self.fresh_hit(i, domain, now)
+        {
+            return ready;
+        }
         let d = match PolicyDomain::normalised(domain) {
             Ok(d) => d,
             Err(e) => return Begin::Ready(Outcome::NoPolicy(rejected(e))),
@@ -183,19 +191,29 @@ impl PolicyCache {
             return Begin::Ready(Outcome::NoPolicy(NoPolicyReason::Disabled));
         }
         if let Some(&i) = self.index.get(d.as_ref())
-            && let Some(policy) = self.slot(i).and_then(|s| s.policy.as_ref())
-            && policy.is_fresh(now)
+            && let Some(ready) = self.fresh_hit(i, &d, now)
         {
-            let policy = policy.clone();
-            self.touch(i, now);
-            self.stats.cached += 1;
-            return Begin::Ready(Outcome::Cached {
-                policy,
-                reason: CacheReason::Fresh,
-            });
+            return ready;
         }
         let domain = PolicyDomain::from_normalised(d.into_owned());
         self.start(domain, LookupKind::Delivery, now)
+    }
+
+    /// The answer for a fresh cached policy (a use), unless MTA-STS is disabled for the domain.
+    fn fresh_hit(&mut self, i: u32, domain: &str, now: UnixTime) -> Option<Begin> {
+        let policy = self
+            .slot(i)?
+            .policy
+            .as_ref()
+            .filter(|p| p.is_fresh(now))?
+            .clone();
+        if self.config.settings_for_str(domain).usage == StsUsage::Disable {
+            return None;
+        }
+        self.touch(i, now);
+        self.stats.cached += 1;
+        let reason = CacheReason::Fresh;
+        Some(Begin::Ready(Outcome::Cached { policy, reason }))
     }
 
     /// Starts re-checking the TXT id of `domain` before a message is failed permanently (R39):
@@ -222,7 +240,7 @@ impl PolicyCache {
         }
         self.mark_in_flight(&domain, now);
         let (cached, memo) = match self.index.get(&domain).and_then(|&i| self.slot(i)) {
-            Some(s) => (s.policy.clone(), s.memo),
+            Some(s) => (s.policy.clone(), s.memo.as_deref().copied()),
             None => (None, None),
         };
         let params = Params::new(&self.config, &domain);
@@ -372,8 +390,8 @@ impl PolicyCache {
         let retry = self.config.refresh_retry;
         let memo_end = memo.at.saturating_add(self.config.fetch_retry_after);
         let Some(s) = self.slot_mut(i) else { return };
-        if s.memo.is_none_or(|old| old.at <= memo.at) {
-            s.memo = Some(memo);
+        if s.memo.as_deref().is_none_or(|old| old.at <= memo.at) {
+            s.memo = Some(Box::new(memo));
         }
         let has_policy = s.policy.is_some();
         if !refresh {
@@ -391,7 +409,7 @@ impl PolicyCache {
         if s.policy.as_ref().is_none_or(|p| p.is_fresh(now)) {
             return;
         }
-        match s.memo {
+        match s.memo.as_deref().copied() {
             None => self.remove(i),
             Some(memo) => {
                 self.unlink(i);
@@ -515,6 +533,7 @@ impl PolicyCache {
                 // Only a failed-fetch memory: keep it while it still blocks a refetch.
                 let end = s
                     .memo
+                    .as_deref()
                     .map(|m| m.at.saturating_add(self.config.fetch_retry_after));
                 match end.filter(|e| now < *e) {
                     Some(e) => self.set_timer(i, Some(e)),
@@ -532,7 +551,11 @@ impl PolicyCache {
                 self.set_timer(i, Some(drop_at.max(later)));
                 continue;
             }
-            let (domain, cached, memo) = (s.domain.clone(), Some(p.clone()), s.memo);
+            let (domain, cached, memo) = (
+                s.domain.clone(),
+                Some(p.clone()),
+                s.memo.as_deref().copied(),
+            );
             if !self.mark_in_flight(&domain, now) {
                 self.set_timer(i, Some(now.saturating_add(BUSY_RETRY)));
                 continue;
