@@ -1,0 +1,350 @@
+//! The runtime-independent pieces that the `mta-sts` adapters (tokio, smol, blocking) share, so
+//! that they cannot disagree: the rustls configurations for policy fetches and for the STARTTLS
+//! connection to an MX under a policy, trust anchors (webpki-roots plus PEM files), the system's
+//! resolvers from `/etc/resolv.conf`, and the mapping of TLS errors to the core's
+//! [`FetchFailure`].
+//!
+//! The whole workspace uses one rustls crypto provider, *ring* ([`provider`]); never enable
+//! aws-lc-rs beside it (rustls then cannot pick a process default and `ClientConfig::builder()`
+//! panics). Every configuration here is built with an explicit provider, so it works either way.
+//!
+//! ```
+//! use mta_sts_net::{TrustAnchors, mx_starttls_config, server_name};
+//!
+//! // An MTA delivering to an MX under an MTA-STS policy in mode enforce:
+//! let config = mx_starttls_config(&TrustAnchors::webpki());
+//! let name = server_name("MX1.Example.COM.")?; // SNI and certificate name: the MX host name
+//! assert_eq!(format!("{name:?}"), r#"DnsName("mx1.example.com")"#);
+//! // … after EHLO / STARTTLS / 220, hand `config` and `name` to your TLS connector.
+//! # let _ = config;
+//! # Ok::<(), mta_sts_net::TlsSetupError>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use mta_sts_core::io::FetchFailure;
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+
+pub use rustls;
+
+/// The crypto provider of the whole workspace: *ring*.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Why a TLS set-up step failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TlsSetupError {
+    /// A PEM file could not be read.
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        error: io::Error,
+    },
+    /// The PEM data has no certificate, or a certificate that is not a valid trust anchor.
+    Pem(String),
+    /// The name is not a DNS host name (an IP address, or not a valid name).
+    InvalidName(String),
+}
+
+impl fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { path, error } => write!(f, "cannot read {path}: {error}"),
+            Self::Pem(d) => write!(f, "invalid trust anchor PEM: {d}"),
+            Self::InvalidName(n) => write!(f, "{n:?} is not a DNS host name"),
+        }
+    }
+}
+
+impl std::error::Error for TlsSetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Read { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// The certificate authorities trusted for policy hosts and MX hosts.
+#[derive(Clone)]
+pub struct TrustAnchors {
+    store: RootCertStore,
+}
+
+impl fmt::Debug for TrustAnchors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustAnchors")
+            .field("roots", &self.store.len())
+            .finish()
+    }
+}
+
+impl Default for TrustAnchors {
+    fn default() -> Self {
+        Self::webpki()
+    }
+}
+
+impl TrustAnchors {
+    /// The Mozilla root program, from webpki-roots (what RFC 8461 §3.3 calls "a set of trusted
+    /// CAs similar to those in widely deployed web browsers").
+    pub fn webpki() -> Self {
+        let mut store = RootCertStore::empty();
+        store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        Self { store }
+    }
+
+    /// No trust anchor at all: only those added later (for tests and private deployments).
+    pub fn empty() -> Self {
+        Self {
+            store: RootCertStore::empty(),
+        }
+    }
+
+    /// Adds every certificate of a PEM bundle; returns how many were added. A bundle without
+    /// certificates, or with one that is not a usable anchor, is refused whole.
+    pub fn add_pem(&mut self, pem: &[u8]) -> Result<usize, TlsSetupError> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsSetupError::Pem(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(TlsSetupError::Pem("no CERTIFICATE block found".into()));
+        }
+        let mut store = self.store.clone();
+        for cert in &certs {
+            store
+                .add(cert.clone())
+                .map_err(|e| TlsSetupError::Pem(e.to_string()))?;
+        }
+        self.store = store;
+        Ok(certs.len())
+    }
+
+    /// [`TrustAnchors::add_pem`] from a file.
+    pub fn add_pem_file(&mut self, path: impl AsRef<Path>) -> Result<usize, TlsSetupError> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path).map_err(|error| TlsSetupError::Read {
+            path: path.display().to_string(),
+            error,
+        })?;
+        self.add_pem(&pem)
+    }
+
+    /// How many anchors there are.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    fn client_config(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+        // rustls speaks only TLS 1.2 and 1.3, as RFC 8461 §7.2 and RFC 7525 ask.
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .expect("the ring provider supports TLS 1.2 and 1.3")
+            .with_root_certificates(self.store.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+}
+
+/// The client configuration for fetching policies: WebPKI validation against the policy host
+/// name (SNI = that name), TLS 1.2 or 1.3, ALPN `http/1.1`.
+pub fn policy_fetch_config(anchors: &TrustAnchors) -> Arc<ClientConfig> {
+    anchors.client_config(&[b"http/1.1"])
+}
+
+/// The client configuration an MTA uses for the STARTTLS connection to an MX under a policy
+/// (RFC 8461 §4.2, §7.1): PKIX validation against the **MX host name** (not the policy's
+/// pattern), TLS 1.2 or 1.3. Connect with [`server_name`]`(mx_host)` as SNI and name.
+pub fn mx_starttls_config(anchors: &TrustAnchors) -> Arc<ClientConfig> {
+    anchors.client_config(&[])
+}
+
+/// The TLS server name for a host: lowercase, without root dot. IP addresses are refused: MTA-STS
+/// validates host names only.
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsSetupError> {
+    let trimmed = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    if trimmed.parse::<IpAddr>().is_ok() || trimmed.starts_with('[') {
+        return Err(TlsSetupError::InvalidName(host.to_owned()));
+    }
+    ServerName::try_from(trimmed).map_err(|_| TlsSetupError::InvalidName(host.to_owned()))
+}
+
+/// Maps an error from a TLS handshake or TLS stream to the core's [`FetchFailure`]: certificate
+/// problems (expired, untrusted, wrong name) become [`FetchFailure::Certificate`] (TLSRPT
+/// `sts-webpki-invalid`), other TLS errors [`FetchFailure::Tls`], a timeout
+/// [`FetchFailure::Timeout`], anything else a broken connection ([`FetchFailure::Protocol`]).
+pub fn classify_tls_error(error: &io::Error) -> FetchFailure {
+    if let Some(tls) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        return match tls {
+            rustls::Error::InvalidCertificate(c) => FetchFailure::Certificate(format!("{c:?}")),
+            rustls::Error::NoCertificatesPresented => {
+                FetchFailure::Certificate("no certificate presented".into())
+            }
+            other => FetchFailure::Tls(other.to_string()),
+        };
+    }
+    match error.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FetchFailure::Timeout,
+        _ => FetchFailure::Protocol(error.to_string()),
+    }
+}
+
+/// Why the system's resolvers could not be read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ResolverConfError {
+    /// `/etc/resolv.conf` could not be read.
+    Read(io::Error),
+    /// It could not be parsed.
+    Parse(String),
+    /// It lists no name server.
+    NoNameServers,
+}
+
+impl fmt::Display for ResolverConfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read(e) => write!(f, "cannot read /etc/resolv.conf: {e}"),
+            Self::Parse(d) => write!(f, "cannot parse /etc/resolv.conf: {d}"),
+            Self::NoNameServers => f.write_str("/etc/resolv.conf lists no nameserver"),
+        }
+    }
+}
+
+impl std::error::Error for ResolverConfError {}
+
+/// The name servers of a resolv.conf text, port 53, in order.
+pub fn parse_resolv_conf(text: &[u8]) -> Result<Vec<SocketAddr>, ResolverConfError> {
+    let conf =
+        resolv_conf::Config::parse(text).map_err(|e| ResolverConfError::Parse(e.to_string()))?;
+    let servers: Vec<SocketAddr> = conf
+        .nameservers
+        .iter()
+        .map(|ns| SocketAddr::new(IpAddr::from(ns), 53))
+        .collect();
+    if servers.is_empty() {
+        return Err(ResolverConfError::NoNameServers);
+    }
+    Ok(servers)
+}
+
+/// The system's name servers, from `/etc/resolv.conf`.
+pub fn system_resolvers() -> Result<Vec<SocketAddr>, ResolverConfError> {
+    let text = std::fs::read("/etc/resolv.conf").map_err(ResolverConfError::Read)?;
+    parse_resolv_conf(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_nameservers_in_order_port_53() {
+        let s = parse_resolv_conf(b"# comment\nsearch example.com\nnameserver 127.0.0.53\nnameserver ::1\noptions ndots:1\n")
+            .unwrap();
+        assert_eq!(
+            s,
+            [
+                "127.0.0.53:53".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert!(matches!(
+            parse_resolv_conf(b"search x\n"),
+            Err(ResolverConfError::NoNameServers)
+        ));
+    }
+
+    #[test]
+    fn r34_server_name_is_the_host_without_root_dot() {
+        assert_eq!(
+            server_name("MX.Example.com.").unwrap(),
+            ServerName::try_from("mx.example.com").unwrap()
+        );
+        assert!(server_name("192.0.2.1").is_err());
+        assert!(server_name("[192.0.2.1]").is_err());
+        assert!(server_name("bad name").is_err());
+    }
+
+    #[test]
+    fn extra_anchors_from_pem() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let mut anchors = TrustAnchors::empty();
+        assert_eq!(anchors.add_pem(ca.cert.pem().as_bytes()).unwrap(), 1);
+        assert_eq!(anchors.len(), 1);
+        assert!(matches!(
+            anchors.add_pem(b"not pem"),
+            Err(TlsSetupError::Pem(_))
+        ));
+        assert_eq!(anchors.len(), 1);
+        assert!(TrustAnchors::webpki().len() > 100);
+        assert!(matches!(
+            anchors.add_pem_file("/nonexistent.pem"),
+            Err(TlsSetupError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn r21_configs_offer_tls12_and_tls13_only() {
+        let c = policy_fetch_config(&TrustAnchors::webpki());
+        assert_eq!(c.alpn_protocols, [b"http/1.1".to_vec()]);
+        let versions: Vec<_> = c
+            .crypto_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.version().version)
+            .collect();
+        assert!(versions.iter().all(|v| matches!(
+            v,
+            rustls::ProtocolVersion::TLSv1_2 | rustls::ProtocolVersion::TLSv1_3
+        )));
+        assert!(
+            mx_starttls_config(&TrustAnchors::webpki())
+                .alpn_protocols
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn tls_errors_are_classified() {
+        let cert = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        );
+        assert!(classify_tls_error(&cert).is_certificate());
+        let alert = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion),
+        );
+        assert!(matches!(classify_tls_error(&alert), FetchFailure::Tls(_)));
+        assert_eq!(
+            classify_tls_error(&io::Error::from(io::ErrorKind::TimedOut)),
+            FetchFailure::Timeout
+        );
+        assert!(matches!(
+            classify_tls_error(&io::Error::from(io::ErrorKind::ConnectionReset)),
+            FetchFailure::Protocol(_)
+        ));
+    }
+}

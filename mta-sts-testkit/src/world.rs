@@ -1,0 +1,466 @@
+//! The world: builder, running servers, scenario changes, counters and shutdown.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+
+use crate::dns;
+use crate::https;
+use crate::pki::{IssuedCert, Pki};
+use crate::scenario::{Cert, DnsFault, Domain, Http, Record, RecordType, Txt};
+use crate::state::{Counters, Request, State, normalize, read, write};
+use crate::sup::{Supervisor, Threads};
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) idle_timeout: Duration,
+    pub(crate) stall_limit: Duration,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: RwLock<State>,
+    pub(crate) counters: Counters,
+    pub(crate) pki: Pki,
+    pub(crate) sup: Arc<Supervisor>,
+    pub(crate) settings: Settings,
+}
+
+/// The name of the `i`-th domain added by [`WorldBuilder::bulk_domains`]: `d0000.example`,
+/// `d0001.example`, …
+pub fn bulk_domain_name(i: usize) -> String {
+    format!("d{i:04}.example")
+}
+
+/// Configures and starts a [`World`].
+///
+/// Defaults: DNS TTL 0 (so that clients with a DNS cache see scenario changes at once), idle
+/// timeout 30 s, stall limit 300 s, at most 1024 open TCP connections.
+#[must_use]
+#[derive(Debug)]
+pub struct WorldBuilder {
+    domains: Vec<(String, Domain)>,
+    records: Vec<(String, Record)>,
+    faults: Vec<(String, Option<RecordType>, DnsFault)>,
+    ttl: u32,
+    settings: Settings,
+    max_connections: usize,
+}
+
+impl Default for WorldBuilder {
+    fn default() -> Self {
+        Self {
+            domains: Vec::new(),
+            records: Vec::new(),
+            faults: Vec::new(),
+            ttl: 0,
+            settings: Settings {
+                idle_timeout: Duration::from_secs(30),
+                stall_limit: Duration::from_secs(300),
+            },
+            max_connections: 1024,
+        }
+    }
+}
+
+impl WorldBuilder {
+    /// Adds (or replaces) a policy domain.
+    pub fn domain(mut self, name: &str, domain: Domain) -> Self {
+        self.domains.push((normalize(name), domain));
+        self
+    }
+
+    /// Adds `n` valid enforce domains [`bulk_domain_name`]`(0..n)`, each with TXT id `1` and
+    /// the policy `mx: mx.<domain>`, for load tests.
+    pub fn bulk_domains(self, n: usize) -> Self {
+        self.bulk_domains_with(n, |_, name| Domain::enforce([format!("mx.{name}")]))
+    }
+
+    /// Adds `n` domains [`bulk_domain_name`]`(0..n)` made by `make(index, name)`.
+    pub fn bulk_domains_with(mut self, n: usize, make: impl Fn(usize, &str) -> Domain) -> Self {
+        self.domains.reserve(n);
+        for i in 0..n {
+            let name = bulk_domain_name(i);
+            let d = make(i, &name);
+            self.domains.push((name, d));
+        }
+        self
+    }
+
+    /// Adds a record at `name`, besides the records the domains define.
+    pub fn record(mut self, name: &str, record: Record) -> Self {
+        self.records.push((normalize(name), record));
+        self
+    }
+
+    /// Injects a DNS fault for `name`, for one record type or (with `None`) for all.
+    pub fn dns_fault(mut self, name: &str, rtype: Option<RecordType>, fault: DnsFault) -> Self {
+        self.faults.push((normalize(name), rtype, fault));
+        self
+    }
+
+    /// The TTL of every record served (and the negative TTL of the SOA).
+    pub fn ttl(mut self, seconds: u32) -> Self {
+        self.ttl = seconds;
+        self
+    }
+
+    /// How long a server thread waits for a silent client before closing the connection.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a stall ([`Http::StallAfterHeaders`], [`Http::StallHandshake`]) lasts at most
+    /// if nobody releases it and the client does not close.
+    pub fn stall_limit(mut self, limit: Duration) -> Self {
+        self.settings.stall_limit = limit;
+        self
+    }
+
+    /// The most TCP connections (DNS and HTTPS together) served at once; further ones wait in
+    /// the listen queue.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Binds the servers on ephemeral ports of 127.0.0.1 and starts their threads.
+    pub fn build(self) -> io::Result<World> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut state = State {
+            ttl: self.ttl,
+            ..State::default()
+        };
+        for (name, d) in self.domains {
+            state.domains.insert(name, d);
+        }
+        for (name, r) in self.records {
+            state.records.entry(name).or_default().push(r);
+        }
+        for (name, t, f) in self.faults {
+            state.faults.insert((name, t), f);
+        }
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            counters: Counters::default(),
+            pki: Pki::new(Arc::clone(&provider))?,
+            sup: Arc::new(Supervisor::new(self.max_connections)),
+            settings: self.settings,
+        });
+        let configs = Arc::new(https::Configs::new(&shared, &provider)?);
+        let sockets = dns::bind()?;
+        let https_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        // From here on, dropping `world` stops whatever was started.
+        let world = World {
+            dns_addr: sockets.udp.local_addr()?,
+            dns_tcp_addr: sockets.tcp.local_addr()?,
+            https_addr: https_listener.local_addr()?,
+            shared,
+        };
+        let sh = &world.shared;
+        for _ in 0..dns::UDP_WORKERS {
+            let sock = sockets.udp.try_clone()?;
+            let s = Arc::clone(sh);
+            sh.sup.spawn("dns-udp", move || dns::serve_udp(&s, &sock))?;
+        }
+        let s = Arc::clone(sh);
+        let tcp = sockets.tcp;
+        sh.sup.spawn("dns-tcp", move || dns::serve_tcp(&s, &tcp))?;
+        let s = Arc::clone(sh);
+        sh.sup.spawn("https", move || {
+            https::serve(&s, &https_listener, &configs);
+        })?;
+        Ok(world)
+    }
+}
+
+/// A running fake internet on 127.0.0.1: an authoritative DNS server (UDP and TCP) and an HTTPS
+/// server for the policy hosts `mta-sts.<domain>`, with certificates from a CA generated at
+/// start.
+///
+/// Dropping the world (or [`shutdown`](Self::shutdown)) stops and joins every thread it
+/// started, closing open connections and releasing stalls.
+pub struct World {
+    shared: Arc<Shared>,
+    dns_addr: SocketAddr,
+    dns_tcp_addr: SocketAddr,
+    https_addr: SocketAddr,
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World")
+            .field("dns_addr", &self.dns_addr)
+            .field("dns_tcp_addr", &self.dns_tcp_addr)
+            .field("https_addr", &self.https_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl World {
+    /// A builder for a world.
+    pub fn builder() -> WorldBuilder {
+        WorldBuilder::default()
+    }
+
+    // ----- addresses and trust -----
+
+    /// The DNS server's UDP address (127.0.0.1).
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.dns_addr
+    }
+
+    /// The DNS server's TCP address (127.0.0.1; the same port as UDP unless that port was
+    /// taken for TCP).
+    pub fn dns_tcp_addr(&self) -> SocketAddr {
+        self.dns_tcp_addr
+    }
+
+    /// The HTTPS server's address (127.0.0.1). Every policy host resolves to 127.0.0.1, so a
+    /// client must connect to this port instead of 443.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// The HTTPS server's port.
+    pub fn https_port(&self) -> u16 {
+        self.https_addr.port()
+    }
+
+    /// The trust anchor clients add: the world's CA certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.shared.pki.ca_pem()
+    }
+
+    /// The world's CA certificate, DER.
+    pub fn ca_der(&self) -> CertificateDer<'static> {
+        self.shared.pki.ca_der()
+    }
+
+    /// The CA behind [`Cert::UntrustedCa`], PEM (clients should not trust it).
+    pub fn untrusted_ca_pem(&self) -> String {
+        self.shared.pki.untrusted_ca_pem()
+    }
+
+    /// The CA behind [`Cert::UntrustedCa`], DER.
+    pub fn untrusted_ca_der(&self) -> CertificateDer<'static> {
+        self.shared.pki.untrusted_ca_der()
+    }
+
+    /// A root store holding only the world's CA.
+    pub fn root_store(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        // The CA was made by this crate; it always parses.
+        let _ = roots.add(self.ca_der());
+        roots
+    }
+
+    /// A rustls client configuration (ring provider, TLS 1.2 and 1.3) trusting only the
+    /// world's CA.
+    pub fn client_config(&self) -> rustls::ClientConfig {
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(self.root_store())
+                .with_no_client_auth()
+        })
+        .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"))
+    }
+
+    /// A fresh key and a certificate for `names` issued by the world's CA, e.g. for a fake MX
+    /// host's STARTTLS.
+    pub fn issue_cert(&self, names: &[&str]) -> io::Result<IssuedCert> {
+        self.shared.pki.issue(names)
+    }
+
+    // ----- scenario changes -----
+
+    /// Adds or replaces a domain.
+    pub fn add_domain(&self, name: &str, domain: Domain) {
+        write(&self.shared.state)
+            .domains
+            .insert(normalize(name), domain);
+    }
+
+    /// Removes a domain; its names become NXDOMAIN and its policy host unknown.
+    pub fn remove_domain(&self, name: &str) -> Option<Domain> {
+        write(&self.shared.state).domains.remove(&normalize(name))
+    }
+
+    /// A copy of a domain's current settings.
+    pub fn domain(&self, name: &str) -> Option<Domain> {
+        read(&self.shared.state)
+            .domains
+            .get(&normalize(name))
+            .cloned()
+    }
+
+    /// Replaces a domain by `f(domain)`, atomically for the servers. Returns false if there is
+    /// no such domain.
+    ///
+    /// ```
+    /// # use mta_sts_testkit::{Domain, Http, World};
+    /// # let world = World::builder().domain("example.com", Domain::enforce(["mx.example.com"])).build()?;
+    /// world.update("example.com", |d| d.txt_id("2").http(Http::Status(503)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn update(&self, name: &str, f: impl FnOnce(Domain) -> Domain) -> bool {
+        let mut st = write(&self.shared.state);
+        let Some(slot) = st.domains.get_mut(&normalize(name)) else {
+            return false;
+        };
+        let old = std::mem::replace(slot, Domain::none());
+        *slot = f(old);
+        true
+    }
+
+    /// Sets the domain's TXT record to `v=STSv1; id=<id>;` (a policy change).
+    pub fn set_txt_id(&self, name: &str, id: &str) -> bool {
+        self.update(name, |d| d.txt_id(id))
+    }
+
+    /// Sets the domain's TXT records.
+    pub fn set_txt<I: IntoIterator<Item = Txt>>(&self, name: &str, records: I) -> bool {
+        self.update(name, |d| d.txts(records))
+    }
+
+    /// Serves this body verbatim as the domain's policy.
+    pub fn set_policy(&self, name: &str, body: impl Into<String>) -> bool {
+        self.update(name, |d| d.policy_body(body))
+    }
+
+    /// Sets how the domain's policy host answers (e.g. an outage with [`Http::Status`]).
+    pub fn set_http(&self, name: &str, http: Http) -> bool {
+        self.update(name, |d| d.http(http))
+    }
+
+    /// Sets the certificate the domain's policy host presents.
+    pub fn set_cert(&self, name: &str, cert: Cert) -> bool {
+        self.update(name, |d| d.cert(cert))
+    }
+
+    /// Sets (`Some`) or clears (`None`) a DNS fault for `name`, for one record type or (with
+    /// `rtype` `None`) for all.
+    pub fn set_dns_fault(&self, name: &str, rtype: Option<RecordType>, fault: Option<DnsFault>) {
+        let key = (normalize(name), rtype);
+        let mut st = write(&self.shared.state);
+        match fault {
+            Some(f) => st.faults.insert(key, f),
+            None => st.faults.remove(&key),
+        };
+    }
+
+    /// Adds a record at `name`, besides the records the domains define.
+    pub fn add_record(&self, name: &str, record: Record) {
+        write(&self.shared.state)
+            .records
+            .entry(normalize(name))
+            .or_default()
+            .push(record);
+    }
+
+    /// Removes the records added at `name` with [`add_record`](Self::add_record) or
+    /// [`WorldBuilder::record`].
+    pub fn remove_records(&self, name: &str) {
+        write(&self.shared.state).records.remove(&normalize(name));
+    }
+
+    /// Releases the connections stalled now: a [`Http::StallAfterHeaders`] connection sends
+    /// its body, a [`Http::StallHandshake`] connection is closed. Returns how many.
+    pub fn release_stalls(&self) -> usize {
+        self.shared.sup.release_stalls()
+    }
+
+    /// How many connections are stalled now.
+    pub fn stalled(&self) -> usize {
+        self.shared.sup.stalled()
+    }
+
+    // ----- counters -----
+
+    /// DNS queries received for `name` and `rtype`, over UDP and TCP.
+    pub fn queries(&self, name: &str, rtype: RecordType) -> usize {
+        let [udp, tcp] = self.shared.counters.queries(name, rtype.code());
+        udp + tcp
+    }
+
+    /// DNS queries received over TCP for `name` and `rtype`.
+    pub fn tcp_queries(&self, name: &str, rtype: RecordType) -> usize {
+        self.shared.counters.queries(name, rtype.code())[1]
+    }
+
+    /// All DNS queries received.
+    pub fn total_queries(&self) -> usize {
+        self.shared.counters.total_queries()
+    }
+
+    /// TLS connections whose ClientHello named `host` (SNI), whether or not the handshake
+    /// then succeeded.
+    pub fn connections(&self, host: &str) -> usize {
+        self.shared.counters.handshakes(host)
+    }
+
+    /// HTTP requests received for `host` (any method and path).
+    pub fn fetches(&self, host: &str) -> usize {
+        self.shared.counters.fetches(host)
+    }
+
+    /// All HTTP requests received.
+    pub fn total_fetches(&self) -> usize {
+        self.shared.counters.total_fetches()
+    }
+
+    /// The last requests (at most 64) received for `host`, oldest first.
+    pub fn requests(&self, host: &str) -> Vec<Request> {
+        self.shared.counters.requests(host)
+    }
+
+    /// Sets every counter back to zero and forgets the recorded requests.
+    pub fn reset_counters(&self) {
+        self.shared.counters.reset();
+    }
+
+    // ----- lifecycle -----
+
+    /// A handle on the number of the world's running threads.
+    pub fn threads(&self) -> Threads {
+        self.shared.sup.threads()
+    }
+
+    /// Stops the servers and joins their threads (the same as dropping the world).
+    pub fn shutdown(self) {
+        drop(self);
+    }
+
+    /// The names of the world's domains, sorted.
+    pub fn domain_names(&self) -> Vec<String> {
+        let st = read(&self.shared.state);
+        let mut names: Vec<String> = st.domains.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.shared.sup.close();
+        // Wake the threads blocked in recv_from and accept; each sees `closed` and returns.
+        if let Ok(s) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) {
+            for _ in 0..dns::UDP_WORKERS {
+                let _ = s.send_to(&[0], self.dns_addr);
+            }
+        }
+        for addr in [self.dns_tcp_addr, self.https_addr] {
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        }
+        self.shared.sup.join_all();
+    }
+}
