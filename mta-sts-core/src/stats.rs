@@ -20,7 +20,8 @@ pub struct Stats {
     pub evictions: u64,
     /// Entries now in the cache (gauge).
     pub entries: usize,
-    /// Lookups now under way (gauge).
+    /// Lookups marked as under way (gauge; a lookup abandoned without
+    /// [`PolicyCache::abandon`](crate::PolicyCache::abandon) counts until its mark is purged).
     pub in_flight: usize,
     /// Delivery decisions.
     pub decisions: DecisionStats,

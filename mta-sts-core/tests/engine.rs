@@ -25,6 +25,12 @@ fn enforce_world() -> World {
     w
 }
 
+fn records(rs: &[&str]) -> mta_sts_core::io::TxtResult {
+    Ok(TxtAnswer::Records(
+        rs.iter().map(|r| r.as_bytes().to_vec()).collect(),
+    ))
+}
+
 fn reason_of(o: &Outcome) -> Option<&CacheReason> {
     match o {
         Outcome::Cached { reason, .. } => Some(reason),
@@ -106,13 +112,7 @@ fn r4_address_literal_gets_no_policy_without_io() {
 #[test]
 fn r6_other_txt_records_are_discarded_before_counting() {
     let mut w = enforce_world();
-    w.set_txt(
-        "example.com",
-        Ok(TxtAnswer::Records(vec![
-            b"v=spf1 -all".to_vec(),
-            b"v=STSv1; id=1;".to_vec(),
-        ])),
-    );
+    w.set_txt("example.com", records(&["v=spf1 -all", "v=STSv1; id=1;"]));
     assert_eq!(w.deliver("example.com").policy().unwrap().id(), "1");
 }
 
@@ -121,10 +121,7 @@ fn r7_two_sts_records_mean_no_policy_and_no_fetch() {
     let mut w = enforce_world();
     w.set_txt(
         "example.com",
-        Ok(TxtAnswer::Records(vec![
-            b"v=STSv1; id=1;".to_vec(),
-            b"v=STSv1; id=2;".to_vec(),
-        ])),
+        records(&["v=STSv1; id=1;", "v=STSv1; id=2;"]),
     );
     let o = w.deliver("example.com");
     assert!(matches!(
