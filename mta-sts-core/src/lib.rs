@@ -41,22 +41,154 @@
 //! assert!(!policy.matches_mx("mx1.attacker.example"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The engine decides everything else RFC 8461 asks of a sending MTA, deterministically: a
+//! per-domain [`Lookup`] state machine (discovery, fetch, R9–R20), a long-lived [`PolicyCache`]
+//! with coalescing, proactive refresh and persistence ([`Snapshot`]), and delivery decisions
+//! ([`Policy::check_mx`], [`Evaluation`]) under the sender's [`Config`]. Adapters (tokio, smol, blocking) perform the I/O the
+//! engine asks for ([`io::Io`]) and pass the wall-clock time in as a [`UnixTime`].
+//!
+//! # Driving the engine
+//!
+//! The contract, in the style of quinn-proto and str0m:
+//!
+//! - **Inputs** are method calls with `now`: [`PolicyCache::begin`] (a delivery needs a policy),
+//!   [`Lookup::handle`] (an I/O result came in), [`PolicyCache::apply`] (a lookup finished),
+//!   [`PolicyCache::poll_refresh`] (the refresh timer fired).
+//! - **Outputs** are polled: [`Lookup::poll`] gives the next [`io::Io`] request or
+//!   [`Step::Done`]; [`PolicyCache::poll_timeout`] gives the next instant the cache has work.
+//! - A lookup has at most one request outstanding and makes at most two (a TXT query, then a
+//!   fetch), so the loop below ends by construction. Every limit of a request (timeouts, body
+//!   cap, no redirects, SNI name, Content-Type check) is on the request: adapters choose none.
+//! - Keep the cache behind a mutex and never hold it across I/O: `begin`, `apply`, `evaluate`
+//!   and `poll_refresh` are short and synchronous; the lookup itself is owned by one task.
+//!
+//! A complete loop, with a scripted `perform` standing in for DNS and HTTPS:
+//!
+//! ```
+//! use core::time::Duration;
+//! use mta_sts_core::io::{FetchFailure, FetchResponse, Io, TxtAnswer};
+//! use mta_sts_core::{
+//!     Begin, Config, IoResult, Lookup, MxDecision, Outcome, PolicyCache, Step, UnixTime, Verdict,
+//! };
+//!
+//! /// The adapter's only runtime-specific code: perform one request (here: canned answers).
+//! fn perform(io: &Io) -> IoResult {
+//!     match io {
+//!         Io::Txt(query) => {
+//!             assert_eq!(query.name, "_mta-sts.example.com");
+//!             let record = b"v=STSv1; id=20240101T000000;".to_vec();
+//!             IoResult::Txt(Ok(TxtAnswer::Records(vec![record])))
+//!         }
+//!         Io::Fetch(fetch) => {
+//!             // An adapter connects to fetch.host:fetch.port with SNI fetch.host, validates the
+//!             // certificate for fetch.host, GETs fetch.url(), never follows a redirect, stops at
+//!             // fetch.max_body bytes and gives up after fetch.timeout.
+//!             assert_eq!(fetch.url(), "https://mta-sts.example.com/.well-known/mta-sts.txt");
+//!             let body = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmax_age: 604800\r\n";
+//!             IoResult::Fetch(Ok(FetchResponse::new(200, Some("text/plain"), body)))
+//!         }
+//!         // `Io` may grow: answer what you do not know with a failure.
+//!         _ => IoResult::Fetch(Err(FetchFailure::Protocol("unsupported request".into()))),
+//!     }
+//! }
+//!
+//! /// Drives one lookup to its end and stores what it learned.
+//! fn drive(cache: &mut PolicyCache, mut lookup: Lookup, clock: impl Fn() -> UnixTime) -> Outcome {
+//!     loop {
+//!         match lookup.poll() {
+//!             Step::Io(io) => {
+//!                 let result = perform(&io); // the only await point in an async adapter
+//!                 lookup.handle(result, clock()).expect("the result answers the request");
+//!             }
+//!             Step::Done(resolution) => return cache.apply(resolution, clock()),
+//!         }
+//!     }
+//! }
+//!
+//! let mut cache = PolicyCache::new(Config::default());
+//! let clock = || UnixTime::from_secs(1_700_000_000); // an adapter: UnixTime::from(SystemTime::now())
+//!
+//! // 1. A message for someone@example.com: which policy applies?
+//! let outcome = match cache.begin("example.com", clock()) {
+//!     Begin::Ready(outcome) => outcome,                  // cached and fresh: no I/O at all
+//!     Begin::Started(lookup) => drive(&mut cache, *lookup, clock),
+//!     Begin::InProgress(_domain) => unreachable!("wait for the other caller's outcome instead"),
+//! };
+//! assert!(matches!(outcome, Outcome::Fetched(_)));
+//!
+//! // 2. The delivery decision for the MX hosts, in priority order.
+//! let evaluation = cache.evaluate("example.com", &outcome, ["mail.example.com", "backup.example.net"]);
+//! assert_eq!(evaluation.verdict(), Verdict::Deliver);
+//! for candidate in evaluation.candidates() {
+//!     match candidate.decision() {
+//!         MxDecision::Enforce => { /* STARTTLS required, certificate valid for candidate.host() */ }
+//!         MxDecision::Skip => { /* treat as unreachable, go on with the next MX */ }
+//!         MxDecision::Testing { .. } | MxDecision::NoConstraint => { /* deliver as usual */ }
+//!         _ => {}
+//!     }
+//! }
+//! assert_eq!(evaluation.candidates()[1].decision(), MxDecision::Skip);
+//! // When every candidate is skipped (or fails TLS) under `enforce`: Verdict::DeferRecheckPolicy /
+//! // evaluation.when_all_fail(): defer, never bounce, and re-check with cache.begin_recheck().
+//!
+//! // 3. The second message needs no I/O.
+//! assert!(matches!(cache.begin("example.com", clock()), Begin::Ready(Outcome::Cached { .. })));
+//!
+//! // 4. The refresher task: sleep until poll_timeout(), then drain poll_refresh().
+//! let due = cache.poll_timeout().expect("a refresh is scheduled");
+//! assert!(due <= clock().saturating_add(Duration::from_secs(86_400)));
+//! while let Some(lookup) = cache.poll_refresh(due) {
+//!     drive(&mut cache, lookup, || due);
+//! }
+//! assert_eq!(cache.stats().refresh_success, 1);
+//!
+//! // 5. On shutdown and start: keep the policies (serde with the `serde` feature).
+//! let snapshot = cache.export(due);
+//! let mut restarted = PolicyCache::new(Config::default());
+//! assert_eq!(restarted.import(snapshot, due)?, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Coalescing: while a lookup for a domain is under way, [`PolicyCache::begin`] answers
+//! [`Begin::InProgress`] for that domain; an async adapter keeps, per domain, a shared future of
+//! the first caller's outcome and has the others await it. A caller that gives up calls
+//! [`PolicyCache::abandon`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod cache;
+mod config;
 mod domain;
+mod evaluate;
+pub mod io;
+mod lookup;
+mod mx;
+mod outcome;
+mod policy;
+mod policy_domain;
+mod snapshot;
+mod stats;
+mod time;
+mod txt;
 
 /// The README's Rust examples, compiled and run as doctests so that they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-pub mod io;
-mod mx;
-mod policy;
-mod txt;
 #[cfg(feature = "wire")]
 pub mod wire;
+
+pub use cache::{Begin, PolicyCache};
+pub use config::{Config, DnsTempFailure, DomainSettings, StsUsage};
+pub use evaluate::{Candidate, DeferReason, Evaluation, MxDecision, Verdict, WhenAllFail};
+pub use lookup::{IoResult, Lookup, LookupError, LookupKind, Resolution, Step};
+pub use outcome::{CacheReason, CachedPolicy, FetchProblem, NoPolicyReason, Outcome, TxtProblem};
+pub use policy_domain::{PolicyDomain, PolicyDomainError};
+pub use snapshot::{SNAPSHOT_FORMAT, SNAPSHOT_VERSION, Snapshot, SnapshotEntry, SnapshotError};
+pub use stats::{DecisionStats, Stats};
+pub use time::UnixTime;
 
 pub use domain::NameProblem;
 pub use mx::{MxPattern, MxPatternError};

@@ -14,13 +14,13 @@ pub const MAX_ID_LEN: usize = 32;
 
 /// The `id` of an `_mta-sts` TXT record, stored inline (1 to 32 ASCII letters and digits).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct RecordId {
+pub(crate) struct RecordId {
     len: u8,
     bytes: [u8; MAX_ID_LEN],
 }
 
 impl RecordId {
-    fn new(s: &str) -> Option<Self> {
+    pub(crate) fn new(s: &str) -> Option<Self> {
         if s.is_empty() || s.len() > MAX_ID_LEN || !s.bytes().all(|c| c.is_ascii_alphanumeric()) {
             return None;
         }
@@ -32,9 +32,15 @@ impl RecordId {
         })
     }
 
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // Only ASCII letters and digits are ever stored, so this is always valid UTF-8.
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -454,6 +460,11 @@ impl StsRecord {
     /// The policy id: compare it only for equality (RFC 8461 §3.1, "no implied ordering").
     pub fn id(&self) -> &str {
         self.id.as_str()
+    }
+
+    /// The id in its compact inline form.
+    pub(crate) fn record_id(&self) -> RecordId {
+        self.id
     }
 
     /// Unknown fields, in the order given.

@@ -1,0 +1,153 @@
+//! Sender-side configuration: how MTA-STS is used, fetch limits, cache size and refresh timing.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use crate::io::{ContentTypeCheck, DEFAULT_DNS_TIMEOUT, DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_BODY};
+use crate::policy_domain::{PolicyDomain, PolicyDomainError};
+
+/// Whether MTA-STS is used for a domain, as in mature MTAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum StsUsage {
+    /// Use a policy when the domain publishes one (RFC 8461). The default.
+    #[default]
+    Optional,
+    /// A valid policy in mode `enforce` or `testing` is required: without one (no policy,
+    /// mode `none`, temporary failure), delivery is deferred. For custom per-domain rules.
+    Require,
+    /// Never look up or apply MTA-STS.
+    Disable,
+}
+
+/// What to do when the TXT lookup fails temporarily (SERVFAIL, timeout, network error) and no
+/// unexpired policy is cached (R12). With a cached policy, the cached policy always applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DnsTempFailure {
+    /// Deliver as though the domain had no policy: the RFC's literal reading. The default.
+    #[default]
+    DeliverWithoutSts,
+    /// Defer delivery (a temporary failure), as some MTAs do to resist DNS blocking (§10.2).
+    Defer,
+}
+
+/// The settings that can differ per policy domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DomainSettings {
+    /// Whether MTA-STS is used.
+    pub usage: StsUsage,
+    /// What a temporary DNS failure without a cached policy means.
+    pub dns_temp_failure: DnsTempFailure,
+    /// How the policy response's `Content-Type` is checked; lenient is an operator's switch,
+    /// off by default. It travels on [`PolicyFetch::content_type`](crate::io::PolicyFetch).
+    pub content_type: ContentTypeCheck,
+}
+
+/// The engine's configuration. Start from [`Config::default`] and change fields.
+///
+/// ```
+/// use core::time::Duration;
+/// use mta_sts_core::{Config, DnsTempFailure, StsUsage};
+///
+/// let mut config = Config::default();
+/// config.defaults.dns_temp_failure = DnsTempFailure::Defer;
+/// config.capacity = 50_000;
+/// config.refresh_interval = Duration::from_secs(12 * 3600);
+/// let mut strict = config.defaults;
+/// strict.usage = StsUsage::Require;
+/// config.set_override("bank.example", strict)?;
+/// # Ok::<(), mta_sts_core::PolicyDomainError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Settings for every domain without an override.
+    pub defaults: DomainSettings,
+    /// Largest policy body accepted, in bytes (default 64 KiB).
+    pub max_body: usize,
+    /// Total time allowed for a policy fetch (default 60 s).
+    pub fetch_timeout: Duration,
+    /// Time allowed for a TXT lookup (default 10 s).
+    pub dns_timeout: Duration,
+    /// HTTPS port of policy hosts: 443 (tests may point elsewhere).
+    pub https_port: u16,
+    /// After a failed fetch, the same TXT id is not fetched again for this long (R19; default
+    /// and RFC minimum 5 minutes). A new id may be fetched at once.
+    pub fetch_retry_after: Duration,
+    /// How often a cached policy (mode not `none`) is refetched proactively (R44; default one
+    /// day). A policy whose `max_age` is shorter is refreshed at its `max_age` instead. Up to a
+    /// tenth of the period is taken off, chosen from [`Config::seed`] and the domain, so that
+    /// refreshes spread out.
+    pub refresh_interval: Duration,
+    /// After a failed proactive refresh, the next attempt comes this much later (default 1 h).
+    pub refresh_retry: Duration,
+    /// An entry not used by a delivery for this long is no longer refreshed; it stays until it
+    /// expires and is then dropped (default 30 days).
+    pub idle_after: Duration,
+    /// Most entries the cache holds (default 100 000). See [`PolicyCache`](crate::PolicyCache)
+    /// for the eviction order.
+    pub capacity: usize,
+    /// Most lookups tracked as under way at once, for coalescing (default 4096). Beyond that,
+    /// lookups still run but are not coalesced.
+    pub max_in_flight: usize,
+    /// A lookup under way is considered abandoned after this long (default 5 minutes), so that a
+    /// caller that never finished does not block the domain.
+    pub lookup_deadline: Duration,
+    /// Seed for the refresh jitter: give each process its own (e.g. from the OS RNG) so that a
+    /// fleet does not refresh in step; the same seed gives the same schedule.
+    pub seed: u64,
+    overrides: BTreeMap<PolicyDomain, DomainSettings>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            defaults: DomainSettings::default(),
+            max_body: DEFAULT_MAX_BODY,
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            dns_timeout: DEFAULT_DNS_TIMEOUT,
+            https_port: 443,
+            fetch_retry_after: Duration::from_secs(300),
+            refresh_interval: Duration::from_secs(86_400),
+            refresh_retry: Duration::from_secs(3600),
+            idle_after: Duration::from_secs(30 * 86_400),
+            capacity: 100_000,
+            max_in_flight: 4096,
+            lookup_deadline: Duration::from_secs(300),
+            seed: 0,
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Sets the settings for one policy domain (normalised like every lookup).
+    pub fn set_override(
+        &mut self,
+        domain: &str,
+        settings: DomainSettings,
+    ) -> Result<(), PolicyDomainError> {
+        self.overrides
+            .insert(PolicyDomain::parse(domain)?, settings);
+        Ok(())
+    }
+
+    /// Removes a domain's override; true if there was one.
+    pub fn remove_override(&mut self, domain: &str) -> bool {
+        PolicyDomain::normalised(domain).is_ok_and(|d| self.overrides.remove(d.as_ref()).is_some())
+    }
+
+    /// The settings that apply to a policy domain: its override, else the defaults.
+    pub fn settings_for(&self, domain: &PolicyDomain) -> DomainSettings {
+        self.settings_for_str(domain.as_str())
+    }
+
+    pub(crate) fn settings_for_str(&self, domain: &str) -> DomainSettings {
+        if self.overrides.is_empty() {
+            return self.defaults;
+        }
+        self.overrides.get(domain).copied().unwrap_or(self.defaults)
+    }
+}

@@ -1,0 +1,262 @@
+//! Persistence of the policy cache across restarts: export and import of a snapshot.
+
+use core::fmt;
+use core::time::Duration;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::cache::PolicyCache;
+use crate::outcome::CachedPolicy;
+use crate::policy::{Policy, PolicyError};
+use crate::policy_domain::{PolicyDomain, PolicyDomainError};
+use crate::time::UnixTime;
+use crate::txt::RecordId;
+
+/// The `format` tag of a snapshot: anything else is refused as foreign.
+pub const SNAPSHOT_FORMAT: &str = "mta-sts-policy-cache";
+/// The snapshot version written and the only one read.
+pub const SNAPSHOT_VERSION: u32 = 1;
+/// How far in the future a fetch time may lie (clock adjustments) before the snapshot is refused.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// A snapshot of the policies of a [`PolicyCache`], to keep them across restarts.
+///
+/// With the cargo feature `serde`, it implements `Serialize` and `Deserialize` (unknown fields
+/// are refused), so an adapter can store it in any serde format. Each policy is kept as its
+/// canonical text and parsed again on import.
+///
+/// ```
+/// use mta_sts_core::{Config, PolicyCache, Snapshot, UnixTime};
+///
+/// let now = UnixTime::from_secs(1_700_000_000);
+/// let cache = PolicyCache::new(Config::default());
+/// let snapshot: Snapshot = cache.export(now);
+/// let mut restarted = PolicyCache::new(Config::default());
+/// assert_eq!(restarted.import(snapshot, now)?, 0);
+/// # Ok::<(), mta_sts_core::SnapshotError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
+pub struct Snapshot {
+    format: String,
+    version: u32,
+    entries: Vec<SnapshotEntry>,
+}
+
+/// One cached policy in a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
+pub struct SnapshotEntry {
+    domain: String,
+    id: String,
+    fetched_at: u64,
+    last_used: u64,
+    policy: String,
+}
+
+impl Snapshot {
+    /// A snapshot of these entries (most recently used first), for formats other than serde.
+    pub fn new(entries: Vec<SnapshotEntry>) -> Self {
+        Self {
+            format: SNAPSHOT_FORMAT.to_owned(),
+            version: SNAPSHOT_VERSION,
+            entries,
+        }
+    }
+
+    /// The entries, most recently used first.
+    pub fn entries(&self) -> &[SnapshotEntry] {
+        &self.entries
+    }
+
+    /// The format tag ([`SNAPSHOT_FORMAT`] for a snapshot of this crate).
+    pub fn format(&self) -> &str {
+        &self.format
+    }
+
+    /// The version ([`SNAPSHOT_VERSION`]).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl SnapshotEntry {
+    /// An entry: policy domain, TXT id, fetch time, last use and the policy text.
+    pub fn new(
+        domain: impl Into<String>,
+        id: impl Into<String>,
+        fetched_at: UnixTime,
+        last_used: UnixTime,
+        policy: impl Into<String>,
+    ) -> Self {
+        Self {
+            domain: domain.into(),
+            id: id.into(),
+            fetched_at: fetched_at.as_secs(),
+            last_used: last_used.as_secs(),
+            policy: policy.into(),
+        }
+    }
+
+    /// The policy domain.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The TXT id the policy was fetched under.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// When the policy was fetched.
+    pub fn fetched_at(&self) -> UnixTime {
+        UnixTime::from_secs(self.fetched_at)
+    }
+
+    /// When the entry was last used by a delivery.
+    pub fn last_used(&self) -> UnixTime {
+        UnixTime::from_secs(self.last_used)
+    }
+
+    /// The policy text (canonical form).
+    pub fn policy(&self) -> &str {
+        &self.policy
+    }
+}
+
+/// Why a snapshot was refused. Nothing of a refused snapshot is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The format tag is not [`SNAPSHOT_FORMAT`]: not a snapshot of this cache.
+    Foreign {
+        /// The tag found.
+        format: String,
+    },
+    /// A version this crate does not read.
+    UnsupportedVersion(u32),
+    /// Entry `index` has an invalid domain.
+    InvalidDomain {
+        /// The entry's position.
+        index: usize,
+        /// Why it is invalid.
+        error: PolicyDomainError,
+    },
+    /// Entry `index` has an invalid TXT id.
+    InvalidId {
+        /// The entry's position.
+        index: usize,
+    },
+    /// Entry `index` has an invalid policy.
+    InvalidPolicy {
+        /// The entry's position.
+        index: usize,
+        /// Why it is invalid.
+        error: PolicyError,
+    },
+    /// Entry `index` was fetched or used after the import time (beyond a few minutes of clock
+    /// adjustment), which would extend its life.
+    FromTheFuture {
+        /// The entry's position.
+        index: usize,
+    },
+    /// Entry `index` repeats the domain of an earlier entry.
+    Duplicate {
+        /// The entry's position.
+        index: usize,
+    },
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Foreign { format } => {
+                write!(
+                    f,
+                    "not an MTA-STS policy cache snapshot (format {format:?})"
+                )
+            }
+            Self::UnsupportedVersion(v) => write!(f, "unsupported snapshot version {v}"),
+            Self::InvalidDomain { index, error } => write!(f, "entry {index}: {error}"),
+            Self::InvalidId { index } => write!(f, "entry {index}: invalid policy id"),
+            Self::InvalidPolicy { index, error } => {
+                write!(f, "entry {index}: invalid policy: {error}")
+            }
+            Self::FromTheFuture { index } => write!(f, "entry {index}: time lies in the future"),
+            Self::Duplicate { index } => write!(f, "entry {index}: domain repeated"),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+impl PolicyCache {
+    /// A snapshot of the unexpired policies at `now`, most recently used first.
+    pub fn export(&self, now: UnixTime) -> Snapshot {
+        let entries = self
+            .policies_by_recency()
+            .filter(|(_, p, _)| p.is_fresh(now))
+            .map(|(domain, p, last_used)| {
+                SnapshotEntry::new(
+                    domain.as_str(),
+                    p.id(),
+                    p.fetched_at(),
+                    last_used,
+                    p.policy().to_string(),
+                )
+            })
+            .collect();
+        Snapshot::new(entries)
+    }
+
+    /// Loads a snapshot taken by [`PolicyCache::export`], at `now`, and returns how many policies
+    /// were loaded. The whole snapshot is checked first: if anything is wrong, nothing is loaded.
+    /// Expired entries are skipped; an entry never replaces a newer policy already cached; when
+    /// the snapshot holds more than the capacity, the most recently used entries are kept.
+    pub fn import(&mut self, snapshot: Snapshot, now: UnixTime) -> Result<usize, SnapshotError> {
+        if snapshot.format != SNAPSHOT_FORMAT {
+            return Err(SnapshotError::Foreign {
+                format: snapshot.format,
+            });
+        }
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(SnapshotError::UnsupportedVersion(snapshot.version));
+        }
+        let latest = now.saturating_add(MAX_CLOCK_SKEW);
+        let mut seen = HashSet::with_capacity(snapshot.entries.len());
+        let mut loaded = Vec::with_capacity(snapshot.entries.len());
+        for (index, e) in snapshot.entries.iter().enumerate() {
+            let domain = PolicyDomain::parse(&e.domain)
+                .map_err(|error| SnapshotError::InvalidDomain { index, error })?;
+            if !seen.insert(domain.clone()) {
+                return Err(SnapshotError::Duplicate { index });
+            }
+            let id = RecordId::new(&e.id).ok_or(SnapshotError::InvalidId { index })?;
+            let policy = Policy::parse(&e.policy)
+                .map_err(|error| SnapshotError::InvalidPolicy { index, error })?;
+            let (fetched_at, last_used) = (e.fetched_at(), e.last_used());
+            if fetched_at > latest || last_used > latest {
+                return Err(SnapshotError::FromTheFuture { index });
+            }
+            let cached = CachedPolicy::new(Arc::new(policy), id, fetched_at);
+            if cached.is_fresh(now) {
+                loaded.push((domain, cached, last_used));
+            }
+        }
+        let keep = loaded.len().min(self.config().capacity);
+        let mut count = 0;
+        // Least recently used first, so that the most recent end up at the head of the list.
+        for (domain, cached, last_used) in loaded.into_iter().take(keep).rev() {
+            count += usize::from(self.insert_loaded(&domain, cached, last_used, now));
+        }
+        Ok(count)
+    }
+}
