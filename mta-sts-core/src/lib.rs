@@ -171,13 +171,14 @@ mod snapshot;
 mod stats;
 mod time;
 mod txt;
-#[cfg(feature = "wire")]
-pub mod wire;
 
 /// The README's Rust examples, compiled and run as doctests so that they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(feature = "wire")]
+pub mod wire;
 
 pub use cache::{Begin, PolicyCache};
 pub use config::{Config, DnsTempFailure, DomainSettings, StsUsage};

@@ -27,6 +27,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mta_sts_core::io::FetchFailure;
 use rustls::crypto::CryptoProvider;
@@ -255,9 +256,215 @@ pub fn system_resolvers() -> Result<Vec<SocketAddr>, ResolverConfError> {
     parse_resolv_conf(&text)
 }
 
+/// How long one connection attempt to a policy host may take when it has `addresses` addresses
+/// and the whole fetch has `total`: an equal share, so that a black-holed first address cannot eat
+/// the whole fetch timeout, but at least 2 s (or `total` if shorter).
+pub fn connect_attempt_timeout(total: Duration, addresses: usize) -> Duration {
+    let share = total / u32::try_from(addresses.max(1)).unwrap_or(u32::MAX);
+    share.max(Duration::from_secs(2)).min(total)
+}
+
+/// Why a cache snapshot file could not be used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PersistError {
+    /// Reading or writing the file failed.
+    Io(io::Error),
+    /// The file is not a snapshot (not JSON of the right shape).
+    Format(String),
+    /// The snapshot was refused by the cache (foreign, corrupt or from a newer version).
+    Snapshot(mta_sts_core::SnapshotError),
+}
+
+impl fmt::Display for PersistError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "cache file: {e}"),
+            Self::Format(d) => write!(f, "cache file is not an mta-sts snapshot: {d}"),
+            Self::Snapshot(e) => write!(f, "cache file refused: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PersistError {}
+
+/// Reads a snapshot file written by [`save_snapshot`]; `Ok(None)` when the file does not exist.
+pub fn load_snapshot(path: &Path) -> Result<Option<mta_sts_core::Snapshot>, PersistError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(PersistError::Io(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| PersistError::Format(e.to_string()))
+}
+
+/// Writes a snapshot atomically: to a temporary file beside `path`, flushed to disk, then renamed
+/// over `path`, so that a crash leaves either the old file or the new one, never half of one.
+pub fn save_snapshot(path: &Path, snapshot: &mta_sts_core::Snapshot) -> Result<(), PersistError> {
+    use std::io::Write;
+    let json = serde_json::to_vec(snapshot).map_err(|e| PersistError::Format(e.to_string()))?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let write = || -> io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&json)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        PersistError::Io(e)
+    })
+}
+
+/// A random DNS message id (RFC 5452: unpredictable ids resist spoofed answers).
+pub fn query_id() -> u16 {
+    let mut b = [0u8; 2];
+    match getrandom::fill(&mut b) {
+        Ok(()) => u16::from_be_bytes(b),
+        // No OS randomness: fall back to the hasher's per-process random keys.
+        Err(_) => {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one(std::time::SystemTime::now()) as u16
+        }
+    }
+}
+
+/// The addresses of a policy host from its A and AAAA answers, in the order to try them: IPv6
+/// first, then IPv4, interleaved (RFC 8305 "Happy Eyeballs" order, without the racing). When
+/// neither lookup gave an address, the failure says why, for the operator.
+pub fn combine_addresses(
+    host: &str,
+    a: Result<Vec<IpAddr>, mta_sts_core::io::DnsFailure>,
+    aaaa: Result<Vec<IpAddr>, mta_sts_core::io::DnsFailure>,
+) -> Result<Vec<IpAddr>, FetchFailure> {
+    let (v4, v4_err) = match a {
+        Ok(v) => (v, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let (v6, v6_err) = match aaaa {
+        Ok(v) => (v, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let mut out = Vec::with_capacity(v4.len() + v6.len());
+    let (mut i4, mut i6) = (v4.into_iter(), v6.into_iter());
+    loop {
+        match (i6.next(), i4.next()) {
+            (None, None) => break,
+            (x, y) => out.extend(x.into_iter().chain(y)),
+        }
+    }
+    if out.is_empty() {
+        let why = match (v4_err, v6_err) {
+            (Some(e), _) | (None, Some(e)) => e.to_string(),
+            (None, None) => "no A or AAAA record".to_owned(),
+        };
+        return Err(FetchFailure::Resolve(format!("{host}: {why}")));
+    }
+    Ok(out)
+}
+
+/// Publishes a cache's counters through the `metrics` facade, as absolute values (call it after
+/// every lookup or evaluation; it is cheap). Names and labels, shared by every adapter:
+///
+/// - `mta_sts_policy_fetch_total{result}`: `success`, `failure` (any HTTPS failure or invalid
+///   policy) and `cached` (a lookup answered from the cache without a successful fetch);
+/// - `mta_sts_enforcement_total{mode,result}`: `enforce`/`match`, `enforce`/`skip`,
+///   `enforce`/`defer`, `testing`/`match`, `testing`/`mismatch`, `none`/`no_constraint`,
+///   `no_policy`/`no_constraint`, `config`/`defer`;
+/// - `mta_sts_cache_size`: the entries in the cache (gauge).
+pub fn export_metrics(stats: &mta_sts_core::Stats) {
+    use metrics::{counter, gauge};
+    counter!("mta_sts_policy_fetch_total", "result" => "success").absolute(stats.fetch_success);
+    counter!("mta_sts_policy_fetch_total", "result" => "failure").absolute(stats.fetch_failure);
+    counter!("mta_sts_policy_fetch_total", "result" => "cached").absolute(stats.cached);
+    let d = &stats.decisions;
+    for (mode, result, value) in [
+        ("enforce", "match", d.enforce_match),
+        ("enforce", "skip", d.enforce_skip),
+        ("enforce", "defer", d.enforce_defer),
+        ("testing", "match", d.testing_match),
+        ("testing", "mismatch", d.testing_mismatch),
+        ("none", "no_constraint", d.mode_none),
+        ("no_policy", "no_constraint", d.no_policy),
+        ("config", "defer", d.deferred),
+    ] {
+        counter!("mta_sts_enforcement_total", "mode" => mode, "result" => result).absolute(value);
+    }
+    gauge!("mta_sts_cache_size").set(stats.entries as f64);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_interleaved_v6_first_and_failures_explained() {
+        let v4: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
+        let v6: Vec<IpAddr> = vec!["2001:db8::1".parse().unwrap()];
+        let all = combine_addresses("h", Ok(v4.clone()), Ok(v6.clone())).unwrap();
+        assert_eq!(all, [v6[0], v4[0], v4[1]]);
+        let only4 = combine_addresses(
+            "h",
+            Ok(v4.clone()),
+            Err(mta_sts_core::io::DnsFailure::Timeout),
+        );
+        assert_eq!(only4.unwrap(), v4);
+        let none = combine_addresses("mta-sts.x", Ok(vec![]), Ok(vec![])).unwrap_err();
+        assert_eq!(
+            none,
+            FetchFailure::Resolve("mta-sts.x: no A or AAAA record".into())
+        );
+        let failed = combine_addresses(
+            "h",
+            Err(mta_sts_core::io::DnsFailure::ServerFailure),
+            Ok(vec![]),
+        );
+        assert!(matches!(failed, Err(FetchFailure::Resolve(d)) if d.contains("SERVFAIL")));
+    }
+
+    #[test]
+    fn connect_share_of_the_fetch_timeout() {
+        let s = Duration::from_secs;
+        assert_eq!(connect_attempt_timeout(s(60), 1), s(60));
+        assert_eq!(connect_attempt_timeout(s(60), 4), s(15));
+        assert_eq!(connect_attempt_timeout(s(60), 100), s(2));
+        assert_eq!(connect_attempt_timeout(s(1), 3), s(1));
+        assert_eq!(connect_attempt_timeout(s(60), 0), s(60));
+    }
+
+    #[test]
+    fn snapshot_file_round_trip_atomic() {
+        use mta_sts_core::{Begin, Config, PolicyCache, UnixTime};
+        let dir = std::env::temp_dir().join(format!("mta-sts-net-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cache.json");
+        assert!(load_snapshot(&path).unwrap().is_none());
+        let cache = PolicyCache::new(Config::default());
+        let now = UnixTime::from_secs(1_700_000_000);
+        save_snapshot(&path, &cache.export(now)).unwrap();
+        let loaded = load_snapshot(&path).unwrap().unwrap();
+        let mut again = PolicyCache::new(Config::default());
+        assert_eq!(again.import(loaded, now).unwrap(), 0);
+        assert!(matches!(again.begin("example.com", now), Begin::Started(_)));
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(matches!(load_snapshot(&path), Err(PersistError::Format(_))));
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn query_ids_vary() {
+        let ids: std::collections::HashSet<u16> = (0..64).map(|_| query_id()).collect();
+        assert!(ids.len() > 50);
+    }
 
     #[test]
     fn resolv_conf_nameservers_in_order_port_53() {

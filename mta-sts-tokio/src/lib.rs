@@ -1,6 +1,551 @@
 //! MTA-STS (RFC 8461) for tokio-based mail servers.
 //!
-//! This crate will carry out the DNS and HTTPS requests that `mta-sts-core` emits, using
-//! tokio's sockets and timers, rustls and webpki-roots. It holds only its documentation for now.
+//! A [`Client`] carries out the DNS and HTTPS requests that [`mta_sts_core`] decides on, with
+//! tokio's sockets and timers, rustls and webpki-roots. Every protocol decision (what to query,
+//! when to fetch, what to cache, what a response means, what to do with each MX) is the core's;
+//! this crate only moves bytes.
+//!
+//! - [`Client::policy`]: the policy outcome for a domain (cached, fetched, none, temporary
+//!   failure); [`Client::evaluate`]: the decision for each MX host, in priority order.
+//! - Concurrent calls for one domain share one DNS query and one fetch.
+//! - [`Client::spawn_refresher`]: refreshes cached policies before they expire (R44).
+//! - [`mx_starttls_config`] / [`server_name`]: the rustls configuration for the STARTTLS
+//!   connection to an MX under a policy (PKIX against the MX host name, TLS 1.2+).
+//!
+//! # In an MTA's delivery path
+//!
+//! ```no_run
+//! use mta_sts_tokio::{Client, MxDecision, Verdict};
+//!
+//! # async fn deliver(_host: &str, _require_tls: bool) -> Result<(), ()> { Ok(()) }
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::builder().persistence("/var/lib/mta/mta-sts.json").build()?;
+//! let _refresher = client.spawn_refresher();
+//!
+//! // For a message to someone@example.com, with the MX hosts in priority order:
+//! let evaluation = client.evaluate("example.com", ["mx1.example.com", "mx2.example.com"]).await;
+//! for candidate in evaluation.candidates() {
+//!     let require_tls = match candidate.decision() {
+//!         MxDecision::Skip => continue, // as though it were unreachable (R36, R40)
+//!         MxDecision::Enforce => true,  // STARTTLS + certificate valid for candidate.host()
+//!         _ => false,                   // testing / none / no policy: deliver as usual
+//!     };
+//!     if deliver(candidate.host(), require_tls).await.is_ok() {
+//!         return Ok(());
+//!     }
+//! }
+//! if evaluation.verdict() == Verdict::DeferRecheckPolicy {
+//!     // Every MX failed under `enforce`: keep the message queued, never bounce it before the
+//!     // TXT id has been checked again (R39).
+//!     let _ = client.recheck("example.com").await;
+//! }
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod dns;
+mod fetch;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use mta_sts_core::io::{FetchFailure, Io};
+use mta_sts_core::{Begin, Config, IoResult, Lookup, PolicyCache, PolicyDomain, Step, UnixTime};
+use tokio::sync::{Notify, Semaphore, watch};
+
+pub use mta_sts_core::{
+    Candidate, Evaluation, MxDecision, NoPolicyReason, Outcome, Verdict, WhenAllFail,
+};
+pub use mta_sts_net::{TrustAnchors, mx_starttls_config, server_name};
+
+/// A source of wall-clock time (for tests: a virtual clock).
+pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
+
+/// Why a [`Client`] could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// No resolvers were given and `/etc/resolv.conf` could not be used.
+    Resolvers(mta_sts_net::ResolverConfError),
+    /// A trust anchor file or PEM could not be used.
+    Tls(mta_sts_net::TlsSetupError),
+    /// The persistence file exists but could not be loaded.
+    Persistence(mta_sts_net::PersistError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Resolvers(e) => write!(f, "resolvers: {e}"),
+            Self::Tls(e) => write!(f, "TLS: {e}"),
+            Self::Persistence(e) => write!(f, "persistence: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Builds a [`Client`]: resolvers, trust anchors, the core's [`Config`] (sender settings, cache
+/// capacity, timeouts, per-domain overrides) and an optional persistence file.
+pub struct ClientBuilder {
+    config: Config,
+    resolvers: Option<Vec<SocketAddr>>,
+    anchors: TrustAnchors,
+    extra_pem: Vec<PathBuf>,
+    persistence: Option<PathBuf>,
+    clock: Option<Clock>,
+    max_concurrent_lookups: usize,
+}
+
+/// The default bound on lookups doing DNS and HTTPS at once ([`ClientBuilder::max_concurrent_lookups`]).
+pub const DEFAULT_MAX_CONCURRENT_LOOKUPS: usize = 64;
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("resolvers", &self.resolvers)
+            .field("anchors", &self.anchors)
+            .field("persistence", &self.persistence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// The engine's configuration (see [`Config`]): MTA-STS usage (optional / require /
+    /// disable), DNS-failure behaviour, per-domain overrides, cache capacity, timeouts.
+    #[must_use]
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The DNS servers to ask, in order (default: those of `/etc/resolv.conf`).
+    #[must_use]
+    pub fn resolvers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.resolvers = Some(servers.into_iter().collect());
+        self
+    }
+
+    /// The trust anchors for policy hosts (default: webpki-roots).
+    #[must_use]
+    pub fn trust_anchors(mut self, anchors: TrustAnchors) -> Self {
+        self.anchors = anchors;
+        self
+    }
+
+    /// Adds the certificates of a PEM file to the trust anchors.
+    #[must_use]
+    pub fn extra_roots_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extra_pem.push(path.into());
+        self
+    }
+
+    /// Keeps the cache in this file across restarts: loaded by [`ClientBuilder::build`], written
+    /// (atomically) by [`Client::save`], after each refresh round and on [`Client::shutdown`].
+    #[must_use]
+    pub fn persistence(mut self, path: impl Into<PathBuf>) -> Self {
+        self.persistence = Some(path.into());
+        self
+    }
+
+    /// At most this many lookups do DNS and HTTPS at once (default 64); others wait their turn.
+    /// Callers for a domain already being looked up never count: they share that lookup.
+    #[must_use]
+    pub fn max_concurrent_lookups(mut self, n: usize) -> Self {
+        self.max_concurrent_lookups = n.max(1);
+        self
+    }
+
+    /// The wall clock (default: the system clock). For tests.
+    #[must_use]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The client. Reads `/etc/resolv.conf` when no resolvers were given, and loads the
+    /// persistence file when there is one (a corrupt or foreign file is an error, never
+    /// half-loaded).
+    pub fn build(self) -> Result<Client, Error> {
+        let resolvers = match self.resolvers {
+            Some(r) => r,
+            None => mta_sts_net::system_resolvers().map_err(Error::Resolvers)?,
+        };
+        let mut anchors = self.anchors;
+        for path in &self.extra_pem {
+            anchors.add_pem_file(path).map_err(Error::Tls)?;
+        }
+        let clock = self
+            .clock
+            .unwrap_or_else(|| Arc::new(|| UnixTime::from(SystemTime::now())));
+        let mut cache = PolicyCache::new(self.config);
+        if let Some(path) = &self.persistence
+            && let Some(snapshot) = mta_sts_net::load_snapshot(path).map_err(Error::Persistence)?
+        {
+            let loaded = cache
+                .import(snapshot, clock())
+                .map_err(|e| Error::Persistence(mta_sts_net::PersistError::Snapshot(e)))?;
+            tracing::info!(loaded, path = %path.display(), "loaded cached MTA-STS policies");
+        }
+        let tls = tokio_rustls::TlsConnector::from(mta_sts_net::policy_fetch_config(&anchors));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    cache,
+                    flights: HashMap::new(),
+                }),
+                resolvers,
+                tls,
+                persistence: self.persistence,
+                clock,
+                changed: Notify::new(),
+                lookups: Semaphore::new(self.max_concurrent_lookups),
+                refreshes: watch::Sender::new(0),
+            }),
+        })
+    }
+}
+
+/// An MTA-STS client for tokio: cheap to clone, shared by every delivery task.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("resolvers", &self.inner.resolvers)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    state: Mutex<State>,
+    resolvers: Vec<SocketAddr>,
+    tls: tokio_rustls::TlsConnector,
+    persistence: Option<PathBuf>,
+    clock: Clock,
+    /// Wakes the refresher when the cache's next timer may have moved.
+    changed: Notify,
+    /// Bounds the lookups doing I/O at once.
+    lookups: Semaphore,
+    /// How many refresh lookups have finished, for [`Client::wait_refreshes`].
+    refreshes: watch::Sender<u64>,
+}
+
+struct State {
+    cache: PolicyCache,
+    /// Lookups under way, by domain: their outcome, once known, for every caller waiting.
+    flights: HashMap<PolicyDomain, watch::Receiver<Option<Outcome>>>,
+}
+
+/// One lookup this client is driving. If it is dropped before it finished (its caller's future
+/// was cancelled), the cache is told and the callers waiting on it start over.
+struct Flight<'a> {
+    inner: &'a Inner,
+    domain: PolicyDomain,
+    tx: watch::Sender<Option<Outcome>>,
+    done: bool,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut st = self.inner.lock();
+            st.cache.abandon(&self.domain);
+            st.flights.remove(&self.domain);
+        }
+    }
+}
+
+enum Next {
+    Drive(Box<Lookup>, watch::Sender<Option<Outcome>>),
+    Wait(watch::Receiver<Option<Outcome>>),
+}
+
+impl Client {
+    /// A builder with the defaults: system resolvers, webpki-roots, [`Config::default`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            config: Config::default(),
+            resolvers: None,
+            anchors: TrustAnchors::webpki(),
+            extra_pem: Vec::new(),
+            persistence: None,
+            clock: None,
+            max_concurrent_lookups: DEFAULT_MAX_CONCURRENT_LOOKUPS,
+        }
+    }
+
+    /// The policy outcome for `domain` (the next-hop domain, or the smart host's domain, R2).
+    /// A fresh cached policy answers at once; otherwise the TXT record is queried and the policy
+    /// fetched when needed. Concurrent calls for one domain share one query and one fetch.
+    pub async fn policy(&self, domain: &str) -> Outcome {
+        self.run(domain, false).await
+    }
+
+    /// Re-checks the TXT id of `domain` before a message is failed permanently (R39): an
+    /// unchanged id keeps the cached policy (keep the message queued); a new id is fetched.
+    pub async fn recheck(&self, domain: &str) -> Outcome {
+        self.run(domain, true).await
+    }
+
+    /// The delivery decision for each MX host of `domain`, in the priority order given.
+    pub async fn evaluate<'h, I>(&self, domain: &str, mx_hosts: I) -> Evaluation
+    where
+        I: IntoIterator<Item = &'h str>,
+    {
+        let outcome = self.policy(domain).await;
+        let mut st = self.inner.lock();
+        let evaluation = st.cache.evaluate(domain, &outcome, mx_hosts);
+        mta_sts_net::export_metrics(&st.cache.stats());
+        evaluation
+    }
+
+    async fn run(&self, domain: &str, recheck: bool) -> Outcome {
+        let inner = &*self.inner;
+        let mut recheck = recheck;
+        loop {
+            let next = {
+                let mut st = inner.lock();
+                let now = inner.now();
+                let begin = if recheck {
+                    st.cache.begin_recheck(domain, now)
+                } else {
+                    st.cache.begin(domain, now)
+                };
+                match begin {
+                    Begin::Ready(outcome) => {
+                        mta_sts_net::export_metrics(&st.cache.stats());
+                        return outcome;
+                    }
+                    Begin::Started(lookup) => {
+                        let (tx, rx) = watch::channel(None);
+                        st.flights.insert(lookup.domain().clone(), rx);
+                        Next::Drive(lookup, tx)
+                    }
+                    Begin::InProgress(d) => match st.flights.get(&d) {
+                        Some(rx) => Next::Wait(rx.clone()),
+                        None => {
+                            // Marked as under way, but by nobody of ours (a lookup abandoned
+                            // without notice): clear the mark and start again.
+                            st.cache.abandon(&d);
+                            continue;
+                        }
+                    },
+                }
+            };
+            match next {
+                Next::Drive(lookup, tx) => return inner.drive(*lookup, tx).await,
+                Next::Wait(mut rx) => {
+                    if let Ok(outcome) = rx.wait_for(Option::is_some).await
+                        && let Some(outcome) = outcome.clone()
+                    {
+                        return outcome;
+                    }
+                    // The caller driving it gave up: start over (a recheck is not repeated).
+                    recheck = false;
+                }
+            }
+        }
+    }
+
+    /// Runs the proactive refreshes due now (R44): what the refresher task does when its timer
+    /// fires. Returns how many lookups ran.
+    pub async fn refresh_due(&self) -> usize {
+        let inner = &*self.inner;
+        let mut ran = 0;
+        loop {
+            let next = {
+                let mut st = inner.lock();
+                let now = inner.now();
+                match st.cache.poll_refresh(now) {
+                    Some(lookup) => {
+                        let (tx, rx) = watch::channel(None);
+                        st.flights.insert(lookup.domain().clone(), rx);
+                        Some((lookup, tx))
+                    }
+                    None => None,
+                }
+            };
+            let Some((lookup, tx)) = next else { break };
+            let _outcome = inner.drive(lookup, tx).await;
+            ran += 1;
+            inner.refreshes.send_modify(|n| *n += 1);
+        }
+        if ran > 0
+            && let Err(e) = self.save().await
+        {
+            tracing::warn!(error = %e, "cannot save the MTA-STS cache");
+        }
+        ran
+    }
+
+    /// Waits until at least `n` proactive refresh lookups have finished since the client was
+    /// built (by the refresher or [`Client::refresh_due`]); returns the number finished.
+    pub async fn wait_refreshes(&self, n: u64) -> u64 {
+        let mut rx = self.inner.refreshes.subscribe();
+        // The sender lives as long as the client, so this only ends when the count is reached.
+        rx.wait_for(|done| *done >= n).await.map_or(n, |done| *done)
+    }
+
+    /// Starts the background refresher: a task that sleeps until the cache's next refresh is
+    /// due ([`PolicyCache::poll_timeout`]) and runs it. It stops when the returned handle is
+    /// dropped or [`Refresher::shutdown`] is called.
+    pub fn spawn_refresher(&self) -> Refresher {
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let client = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                // Register for change notifications before reading the next timer, so that a
+                // change in between is not missed.
+                let changed = client.inner.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let wait = {
+                    let st = client.inner.lock();
+                    let now = client.inner.now();
+                    st.cache.poll_timeout().map(|due| due.since(now))
+                };
+                tokio::select! {
+                    _ = stop_rx.changed() => break,
+                    () = &mut changed => continue,
+                    () = sleep_or_forever(wait) => {}
+                }
+                client.refresh_due().await;
+            }
+        });
+        Refresher {
+            stop: stop_tx,
+            task: Some(task),
+        }
+    }
+
+    /// Writes the cache to the persistence file, if one was configured (atomically).
+    pub async fn save(&self) -> Result<(), mta_sts_net::PersistError> {
+        let Some(path) = self.inner.persistence.clone() else {
+            return Ok(());
+        };
+        let snapshot = {
+            let st = self.inner.lock();
+            st.cache.export(self.inner.now())
+        };
+        tokio::task::spawn_blocking(move || mta_sts_net::save_snapshot(&path, &snapshot))
+            .await
+            .unwrap_or_else(|e| Err(mta_sts_net::PersistError::Io(std::io::Error::other(e))))
+    }
+
+    /// Saves the cache (if persistent); call it on shutdown.
+    pub async fn shutdown(&self) -> Result<(), mta_sts_net::PersistError> {
+        self.save().await
+    }
+
+    /// The cache's counters (also exported through the `metrics` facade).
+    pub fn stats(&self) -> mta_sts_core::Stats {
+        self.inner.lock().cache.stats()
+    }
+}
+
+async fn sleep_or_forever(wait: Option<Duration>) {
+    match wait {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The background refresher started by [`Client::spawn_refresher`].
+#[derive(Debug)]
+pub struct Refresher {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Refresher {
+    /// Stops the refresher and waits for it to finish its current lookup.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Refresher {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the cache half-updated (each call is one
+        // synchronous method of PolicyCache), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn now(&self) -> UnixTime {
+        (self.clock)()
+    }
+
+    /// Drives one lookup to its end, stores what it learned and hands the outcome to every
+    /// caller waiting on it.
+    async fn drive(&self, mut lookup: Lookup, tx: watch::Sender<Option<Outcome>>) -> Outcome {
+        let mut flight = Flight {
+            inner: self,
+            domain: lookup.domain().clone(),
+            tx,
+            done: false,
+        };
+        // The semaphore is never closed, so acquiring only waits for a free place.
+        let _permit = self.lookups.acquire().await.ok();
+        loop {
+            match lookup.poll() {
+                Step::Io(io) => {
+                    let result = self.perform(&io).await;
+                    if let Err(e) = lookup.handle(result, self.now()) {
+                        // Cannot happen (every result answers its request); give up cleanly:
+                        // dropping the flight tells the cache, and waiters start over.
+                        tracing::error!(error = %e, "MTA-STS lookup rejected an I/O result");
+                        let detail = format!("internal error: {e}");
+                        return Outcome::TemporaryFailure(mta_sts_core::io::DnsFailure::Malformed(
+                            detail,
+                        ));
+                    }
+                }
+                Step::Done(resolution) => {
+                    let outcome = {
+                        let mut st = self.lock();
+                        let outcome = st.cache.apply(resolution, self.now());
+                        st.flights.remove(&flight.domain);
+                        mta_sts_net::export_metrics(&st.cache.stats());
+                        outcome
+                    };
+                    flight.done = true;
+                    flight.tx.send_replace(Some(outcome.clone()));
+                    self.changed.notify_waiters();
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    /// Carries out one request of the core.
+    async fn perform(&self, io: &Io) -> IoResult {
+        match io {
+            Io::Txt(query) => IoResult::Txt(dns::txt(&self.resolvers, query).await),
+            Io::Fetch(fetch) => IoResult::Fetch(fetch::fetch(self, fetch).await),
+            _ => IoResult::Fetch(Err(FetchFailure::Protocol("unsupported request".into()))),
+        }
+    }
+}

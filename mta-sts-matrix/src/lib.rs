@@ -1,0 +1,362 @@
+//! The scenario matrix that every adapter (tokio, smol, async-std, blocking) runs: one testkit
+//! world with a domain per behaviour and fault, and the outcome the core must reach for each.
+//! Adapters call [`run`] with a closure that asks their client for a policy, so the matrix is
+//! written once.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use mta_sts_core::io::FetchFailure;
+use mta_sts_core::{CacheReason, Config, FetchProblem, Mode, NoPolicyReason, Outcome, TxtProblem};
+use mta_sts_net::TrustAnchors;
+use mta_sts_testkit::{Cert, DnsFault, Domain, Http, TlsVersions, Txt, World};
+
+/// The DNS timeout the matrix configures (a "no answer" fault must end within it).
+pub const DNS_TIMEOUT: Duration = Duration::from_millis(1500);
+/// The fetch timeout the matrix configures (a stalled server must end within it).
+pub const FETCH_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// One row: a domain of the world and the outcome its policy lookup must have.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    /// The policy domain to look up.
+    pub domain: &'static str,
+    /// What is expected, for the failure message.
+    pub expect: &'static str,
+    check: fn(&Outcome) -> bool,
+}
+
+impl Scenario {
+    /// Whether `outcome` is the expected one.
+    pub fn accepts(&self, outcome: &Outcome) -> bool {
+        (self.check)(outcome)
+    }
+}
+
+fn fetched(o: &Outcome, mode: Mode) -> bool {
+    matches!(o, Outcome::Fetched(p) if p.mode() == mode)
+}
+
+fn fetch_failed(o: &Outcome, f: fn(&FetchFailure) -> bool) -> bool {
+    matches!(o, Outcome::NoPolicy(NoPolicyReason::FetchFailed(FetchProblem::Fetch(e))) if f(e))
+}
+
+fn no_record(o: &Outcome) -> bool {
+    matches!(o, Outcome::NoPolicy(NoPolicyReason::NoRecord(_)))
+}
+
+const ENFORCE_MX: [&str; 2] = ["mx1.example.net", "*.mx.example.net"];
+
+/// Every row of the matrix.
+pub fn scenarios() -> Vec<Scenario> {
+    macro_rules! row {
+        ($domain:literal, $expect:literal, $check:expr) => {
+            Scenario {
+                domain: $domain,
+                expect: $expect,
+                check: $check,
+            }
+        };
+    }
+    vec![
+        row!("enforce.test", "policy fetched, mode enforce", |o| fetched(
+            o,
+            Mode::Enforce
+        )),
+        row!("testing.test", "policy fetched, mode testing", |o| fetched(
+            o,
+            Mode::Testing
+        )),
+        row!("none.test", "policy fetched, mode none", |o| fetched(
+            o,
+            Mode::None
+        )),
+        row!("split.test", "multi-string TXT joined (R5)", |o| fetched(
+            o,
+            Mode::Enforce
+        )),
+        row!("spf.test", "non-STS TXT records discarded (R6)", |o| {
+            fetched(o, Mode::Enforce)
+        }),
+        row!(
+            "cname.test",
+            "TXT through a CNAME, policy from mta-sts.cname.test (R10)",
+            |o| { fetched(o, Mode::Enforce) }
+        ),
+        row!(
+            "truncated.test",
+            "truncated UDP answer retried over TCP",
+            |o| fetched(o, Mode::Enforce)
+        ),
+        row!("chunked.test", "chunked policy body", |o| fetched(
+            o,
+            Mode::Enforce
+        )),
+        row!("charset.test", "text/plain; charset=utf-8", |o| fetched(
+            o,
+            Mode::Enforce
+        )),
+        row!(
+            "wildcard-cert.test",
+            "wildcard certificate *.domain (R14)",
+            |o| fetched(o, Mode::Enforce)
+        ),
+        row!("tls12.test", "TLS 1.2-only policy host (R21)", |o| fetched(
+            o,
+            Mode::Enforce
+        )),
+        row!("tls13.test", "TLS 1.3-only policy host (R21)", |o| fetched(
+            o,
+            Mode::Enforce
+        )),
+        row!("nxdomain.test", "NXDOMAIN: no policy (R12)", |o| {
+            matches!(
+                o,
+                Outcome::NoPolicy(NoPolicyReason::NoRecord(TxtProblem::NxDomain))
+            )
+        }),
+        row!("nodata.test", "no TXT record: no policy", no_record),
+        row!(
+            "two-records.test",
+            "two STS records: no policy (R7)",
+            no_record
+        ),
+        row!(
+            "bad-record.test",
+            "invalid STS record: no policy (R7)",
+            no_record
+        ),
+        row!("servfail.test", "SERVFAIL: temporary failure (R12)", |o| {
+            matches!(o, Outcome::TemporaryFailure(_))
+        }),
+        row!(
+            "silent.test",
+            "no DNS answer: temporary failure within the DNS timeout",
+            |o| { matches!(o, Outcome::TemporaryFailure(_)) }
+        ),
+        row!(
+            "redirect.test",
+            "301: not followed, fetch failure (R16)",
+            |o| { fetch_failed(o, |e| matches!(e, FetchFailure::Redirect(301))) }
+        ),
+        row!("notfound.test", "404: fetch failure (R15)", |o| {
+            fetch_failed(o, |e| matches!(e, FetchFailure::Status(404)))
+        }),
+        row!("error.test", "500: fetch failure (R15)", |o| {
+            fetch_failed(o, |e| matches!(e, FetchFailure::Status(500)))
+        }),
+        row!("html.test", "text/html: fetch failure (R18)", |o| {
+            fetch_failed(o, |e| matches!(e, FetchFailure::ContentType(Some(_))))
+        }),
+        row!("notype.test", "no Content-Type: fetch failure (R18)", |o| {
+            fetch_failed(o, |e| matches!(e, FetchFailure::ContentType(None)))
+        }),
+        row!("oversize.test", "70 KiB body: fetch failure (R19)", |o| {
+            fetch_failed(o, |e| matches!(e, FetchFailure::BodyTooLarge { .. }))
+        }),
+        row!(
+            "oversize-chunked.test",
+            "70 KiB chunked body: fetch failure (R19)",
+            |o| { fetch_failed(o, |e| matches!(e, FetchFailure::BodyTooLarge { .. })) }
+        ),
+        row!(
+            "short.test",
+            "body shorter than announced: fetch failure",
+            |o| {
+                fetch_failed(o, |e| {
+                    matches!(e, FetchFailure::Protocol(_) | FetchFailure::Tls(_))
+                })
+            }
+        ),
+        row!(
+            "stall.test",
+            "stall after headers: timeout within the fetch timeout (R19)",
+            |o| { fetch_failed(o, |e| matches!(e, FetchFailure::Timeout)) }
+        ),
+        row!(
+            "untrusted.test",
+            "certificate from an untrusted CA (R14)",
+            |o| { fetch_failed(o, FetchFailure::is_certificate) }
+        ),
+        row!(
+            "wrongname.test",
+            "certificate for another name (R14)",
+            |o| { fetch_failed(o, FetchFailure::is_certificate) }
+        ),
+        row!("expired.test", "expired certificate (R14)", |o| {
+            fetch_failed(o, FetchFailure::is_certificate)
+        }),
+        row!(
+            "cn-only.test",
+            "certificate with the name only in the CN (R14)",
+            |o| { fetch_failed(o, FetchFailure::is_certificate) }
+        ),
+        row!(
+            "invalid-policy.test",
+            "invalid policy body: no policy (R20)",
+            |o| {
+                matches!(
+                    o,
+                    Outcome::NoPolicy(NoPolicyReason::FetchFailed(FetchProblem::Invalid(_)))
+                )
+            }
+        ),
+        row!("no-policy-host.test", "policy host does not resolve", |o| {
+            fetch_failed(o, |e| matches!(e, FetchFailure::Resolve(_)))
+        }),
+        row!("[192.0.2.1]", "address literal: no policy (R4)", |o| {
+            matches!(o, Outcome::NoPolicy(NoPolicyReason::AddressLiteral))
+        }),
+    ]
+}
+
+/// The world that serves every row of [`scenarios`].
+pub fn world() -> World {
+    let enforce = || Domain::enforce(ENFORCE_MX).txt_id("20240101");
+    World::builder()
+        .domain("enforce.test", enforce())
+        .domain("testing.test", Domain::testing(ENFORCE_MX).txt_id("1"))
+        .domain("none.test", Domain::none().txt_id("1"))
+        .domain(
+            "split.test",
+            enforce().txt(Txt::strings(["v=STSv1; id=ab", "c1;"])),
+        )
+        .domain(
+            "spf.test",
+            enforce().txts([Txt::new("v=spf1 -all"), Txt::sts("7")]),
+        )
+        .domain("provider.test", enforce())
+        .domain("cname.test", enforce().txt_cname("_mta-sts.provider.test"))
+        .domain("truncated.test", enforce().txt_fault(DnsFault::TruncateUdp))
+        .domain("chunked.test", enforce().http(Http::Chunked))
+        .domain(
+            "charset.test",
+            enforce().http(Http::ContentType("text/plain; charset=utf-8".into())),
+        )
+        .domain("wildcard-cert.test", enforce().cert(Cert::Wildcard))
+        .domain("tls12.test", enforce().tls(TlsVersions::Tls12Only))
+        .domain("tls13.test", enforce().tls(TlsVersions::Tls13Only))
+        .domain("nxdomain.test", enforce().txt_fault(DnsFault::NxDomain))
+        .domain("nodata.test", enforce().no_txt())
+        .domain(
+            "two-records.test",
+            enforce().txts([Txt::sts("1"), Txt::sts("2")]),
+        )
+        .domain(
+            "bad-record.test",
+            enforce().txt(Txt::new("v=STSv1; id=a-b")),
+        )
+        .domain("servfail.test", enforce().txt_fault(DnsFault::ServFail))
+        .domain("silent.test", enforce().txt_fault(DnsFault::NoAnswer))
+        .domain(
+            "redirect.test",
+            enforce().http(Http::Redirect {
+                status: 301,
+                location: "https://mta-sts.enforce.test/.well-known/mta-sts.txt".into(),
+            }),
+        )
+        .domain("notfound.test", enforce().http(Http::Status(404)))
+        .domain("error.test", enforce().http(Http::Status(500)))
+        .domain(
+            "html.test",
+            enforce().http(Http::ContentType("text/html".into())),
+        )
+        .domain("notype.test", enforce().http(Http::NoContentType))
+        .domain(
+            "oversize.test",
+            enforce().http(Http::Oversize {
+                size: 70 * 1024,
+                chunked: false,
+            }),
+        )
+        .domain(
+            "oversize-chunked.test",
+            enforce().http(Http::Oversize {
+                size: 70 * 1024,
+                chunked: true,
+            }),
+        )
+        .domain(
+            "short.test",
+            enforce().http(Http::ShortBody { announced: 4096 }),
+        )
+        .domain("stall.test", enforce().http(Http::StallAfterHeaders))
+        .domain("untrusted.test", enforce().cert(Cert::UntrustedCa))
+        .domain("wrongname.test", enforce().cert(Cert::WrongName))
+        .domain("expired.test", enforce().cert(Cert::Expired))
+        .domain("cn-only.test", enforce().cert(Cert::CommonNameOnly))
+        .domain(
+            "invalid-policy.test",
+            enforce().policy_body("version: STSv1\nmode: Enforce\nmx: a.test\nmax_age: 1\n"),
+        )
+        .domain("no-policy-host.test", enforce().host_addrs([]))
+        .build()
+        .expect("start the testkit world")
+}
+
+/// The engine configuration for a world: its HTTPS port and the matrix's short timeouts.
+pub fn config(world: &World) -> Config {
+    let mut config = Config::default();
+    config.https_port = world.https_port();
+    config.dns_timeout = DNS_TIMEOUT;
+    config.fetch_timeout = FETCH_TIMEOUT;
+    config
+}
+
+/// The trust anchors for a world: its CA only.
+pub fn anchors(world: &World) -> TrustAnchors {
+    let mut anchors = TrustAnchors::empty();
+    anchors
+        .add_pem(world.ca_pem().as_bytes())
+        .expect("the world's CA is valid PEM");
+    anchors
+}
+
+/// Runs every scenario through `policy` (an adapter's `Client::policy`, made synchronous) and
+/// panics with every mismatch. Also checks that no call takes longer than its timeouts allow and
+/// that a second call is answered from the cache without any new DNS query or fetch.
+pub fn run(world: &World, mut policy: impl FnMut(&str) -> Outcome) {
+    let mut failures = Vec::new();
+    let limit = DNS_TIMEOUT + FETCH_TIMEOUT * 2 + Duration::from_secs(2);
+    for s in scenarios() {
+        let start = Instant::now();
+        let outcome = policy(s.domain);
+        let took = start.elapsed();
+        if !s.accepts(&outcome) {
+            failures.push(format!(
+                "{}: expected {}, got {outcome:?}",
+                s.domain, s.expect
+            ));
+        }
+        if took > limit {
+            failures.push(format!(
+                "{}: took {took:?}, more than its timeouts allow",
+                s.domain
+            ));
+        }
+    }
+    // A policy fetched once is then served from the cache: no DNS query, no fetch (R42).
+    let (queries, fetches) = (world.total_queries(), world.total_fetches());
+    let again = policy("enforce.test");
+    if !matches!(
+        again,
+        Outcome::Cached {
+            reason: CacheReason::Fresh,
+            ..
+        }
+    ) {
+        failures.push(format!(
+            "enforce.test again: expected a fresh cached policy, got {again:?}"
+        ));
+    }
+    if (world.total_queries(), world.total_fetches()) != (queries, fetches) {
+        failures.push("enforce.test again: the cache hit did I/O".into());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} scenario(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -1,0 +1,103 @@
+//! DNS over UDP and TCP with tokio, following the core's exchange driver.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
+use mta_sts_core::wire::dns::{DnsAnswer, DnsQuery, QueryType};
+use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, Step, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::{Instant, timeout_at};
+
+enum Conn {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+/// The TXT records at `query.name`.
+pub(crate) async fn txt(servers: &[SocketAddr], query: &TxtQuery) -> TxtResult {
+    let ex = Exchange::txt(
+        query,
+        mta_sts_net::query_id(),
+        servers.to_vec(),
+        std::time::Duration::ZERO,
+    )
+    .map_err(|e| DnsFailure::Malformed(e.to_string()))?;
+    run(ex).await.and_then(DnsAnswer::into_txt)
+}
+
+/// The addresses of `name` (A or AAAA).
+pub(crate) async fn addrs(
+    servers: &[SocketAddr],
+    name: &str,
+    qtype: QueryType,
+    config: ExchangeConfig,
+) -> Result<Vec<IpAddr>, DnsFailure> {
+    let query = DnsQuery::new(name, qtype, mta_sts_net::query_id())
+        .map_err(|e| DnsFailure::Malformed(e.to_string()))?;
+    let ex = Exchange::new(query, servers.to_vec(), config, std::time::Duration::ZERO);
+    let answer = run(ex).await?.into_addrs()?;
+    Ok(answer.addrs().to_vec())
+}
+
+/// Runs an exchange to its end: the core says where, how and until when; this moves the bytes.
+async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
+    let start = Instant::now();
+    let mut conn: Option<Conn> = None;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        match ex.poll(start.elapsed()) {
+            Step::Send(t) => {
+                conn = None;
+                let deadline = start + t.deadline();
+                match timeout_at(deadline, open(t.server(), t.transport(), t.payload())).await {
+                    Ok(Ok(c)) => {
+                        conn = Some(c);
+                        ex.sent(start.elapsed());
+                    }
+                    Ok(Err(e)) => ex.io_error(start.elapsed(), e),
+                    Err(_) => ex.timed_out(start.elapsed()),
+                }
+            }
+            Step::Wait(until) => {
+                let read = async {
+                    match conn.as_mut() {
+                        Some(Conn::Udp(s)) => s.recv(&mut buf).await,
+                        Some(Conn::Tcp(s)) => match s.read(&mut buf).await {
+                            Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                            other => other,
+                        },
+                        None => std::future::pending().await,
+                    }
+                };
+                match timeout_at(start + until, read).await {
+                    Ok(Ok(n)) => ex.received(start.elapsed(), &buf[..n]),
+                    Ok(Err(e)) => ex.io_error(start.elapsed(), e),
+                    Err(_) => ex.timed_out(start.elapsed()),
+                }
+            }
+            Step::Done(result) => return result,
+            _ => return Err(DnsFailure::Malformed("unsupported exchange step".into())),
+        }
+    }
+}
+
+async fn open(server: SocketAddr, transport: Transport, payload: &[u8]) -> std::io::Result<Conn> {
+    match transport {
+        Transport::Tcp => {
+            let mut s = TcpStream::connect(server).await?;
+            s.write_all(payload).await?;
+            Ok(Conn::Tcp(s))
+        }
+        _ => {
+            let local: SocketAddr = match server {
+                SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+                SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+            };
+            let s = UdpSocket::bind(local).await?;
+            s.connect(server).await?;
+            s.send(payload).await?;
+            Ok(Conn::Udp(s))
+        }
+    }
+}
