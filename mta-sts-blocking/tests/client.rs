@@ -1,0 +1,211 @@
+//! The blocking client against a loopback testkit world: coalescing across threads, waiters
+//! bounded by the driver's timeouts, persistence across a restart, rechecks and MX decisions.
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use mta_sts_blocking::{Client, Error, MxDecision, Outcome, Verdict};
+use mta_sts_core::io::FetchFailure;
+use mta_sts_core::{CacheReason, FetchProblem, Mode, NoPolicyReason};
+use mta_sts_testkit::{Domain, Http, RecordType, World};
+
+const MX: [&str; 2] = ["mx1.example.net", "*.mx.example.net"];
+
+fn world() -> World {
+    World::builder()
+        .domain("enforce.test", Domain::enforce(MX).txt_id("20240101"))
+        .domain(
+            "stall.test",
+            Domain::enforce(MX).http(Http::StallAfterHeaders),
+        )
+        .build()
+        .expect("world")
+}
+
+fn client(world: &World) -> Client {
+    builder(world).build().expect("client")
+}
+
+fn builder(world: &World) -> mta_sts_blocking::ClientBuilder {
+    Client::builder()
+        .resolvers([world.dns_addr()])
+        .trust_anchors(mta_sts_matrix::anchors(world))
+        .config(mta_sts_matrix::config(world))
+}
+
+fn is_enforce(o: &Outcome) -> bool {
+    o.policy().is_some_and(|p| p.mode() == Mode::Enforce)
+}
+
+/// Runs `f` on `n` threads released together by a barrier; their results in thread order.
+fn together<T: Send + 'static>(n: usize, f: impl Fn() -> T + Send + Sync + 'static) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(n));
+    let f = Arc::new(f);
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (barrier, f) = (barrier.clone(), f.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                f()
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn coalesces_100_concurrent_callers_into_one_query_and_one_fetch() {
+    let world = world();
+    let client = client(&world);
+    let c = client.clone();
+    let outcomes = together(100, move || c.policy("enforce.test"));
+    assert!(outcomes.iter().all(is_enforce), "{outcomes:?}");
+    let fetched = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Fetched(_)))
+        .count();
+    assert!(fetched >= 1, "the driver and its waiters get Fetched");
+    assert_eq!(world.queries("_mta-sts.enforce.test", RecordType::Txt), 1);
+    assert_eq!(world.fetches("mta-sts.enforce.test"), 1);
+    assert_eq!(client.stats().in_flight, 0);
+}
+
+#[test]
+fn coalesced_callers_of_a_stalled_fetch_all_return_within_the_fetch_timeout() {
+    let world = world();
+    let client = client(&world);
+    let c = client.clone();
+    let outcomes = together(20, move || {
+        let start = Instant::now();
+        (c.policy("stall.test"), start.elapsed())
+    });
+    let limit = mta_sts_matrix::FETCH_TIMEOUT + Duration::from_millis(1500);
+    for (outcome, took) in &outcomes {
+        assert!(
+            matches!(
+                outcome,
+                Outcome::NoPolicy(NoPolicyReason::FetchFailed(FetchProblem::Fetch(
+                    FetchFailure::Timeout
+                )))
+            ),
+            "{outcome:?}"
+        );
+        assert!(*took < limit, "a caller waited {took:?}");
+    }
+    assert_eq!(world.fetches("mta-sts.stall.test"), 1);
+}
+
+#[test]
+fn policy_learned_before_a_restart_is_applied_while_dns_and_https_are_down() {
+    let dir = std::env::temp_dir().join(format!("mta-sts-blocking-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("cache.json");
+    let world = world();
+    let (dns, config, anchors) = (
+        world.dns_addr(),
+        mta_sts_matrix::config(&world),
+        mta_sts_matrix::anchors(&world),
+    );
+    let before = builder(&world).persistence(&path).build().unwrap();
+    assert!(matches!(before.policy("enforce.test"), Outcome::Fetched(_)));
+    before.shutdown().unwrap();
+    drop(before);
+    world.shutdown(); // DNS and HTTPS are gone: their ports are closed.
+
+    let after = Client::builder()
+        .resolvers([dns])
+        .trust_anchors(anchors)
+        .config(config)
+        .persistence(&path)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        after.policy("enforce.test"),
+        Outcome::Cached {
+            reason: CacheReason::Fresh,
+            ..
+        }
+    ));
+    // Even a recheck, whose TXT query fails now, keeps applying the policy (R12).
+    let rechecked = after.recheck("enforce.test");
+    assert!(
+        matches!(
+            &rechecked,
+            Outcome::Cached {
+                reason: CacheReason::DnsFailure(_),
+                ..
+            }
+        ),
+        "{rechecked:?}"
+    );
+    let evaluation = after.evaluate("enforce.test", ["mx1.example.net", "mx.attacker.example"]);
+    let decisions: Vec<_> = evaluation
+        .candidates()
+        .iter()
+        .map(|c| c.decision())
+        .collect();
+    assert_eq!(decisions, [MxDecision::Enforce, MxDecision::Skip]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn evaluate_enforces_matching_mx_hosts_and_skips_the_others() {
+    let world = world();
+    let client = client(&world);
+    let evaluation = client.evaluate(
+        "enforce.test",
+        ["mx.attacker.example", "a.mx.example.net", "mx1.example.net"],
+    );
+    assert_eq!(evaluation.verdict(), Verdict::Deliver);
+    let decisions: Vec<_> = evaluation
+        .candidates()
+        .iter()
+        .map(|c| (c.host().to_owned(), c.decision()))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("mx.attacker.example".to_owned(), MxDecision::Skip),
+            ("a.mx.example.net".to_owned(), MxDecision::Enforce),
+            ("mx1.example.net".to_owned(), MxDecision::Enforce),
+        ]
+    );
+    let none_match = client.evaluate("enforce.test", ["mx.attacker.example"]);
+    assert_eq!(none_match.verdict(), Verdict::DeferRecheckPolicy);
+    let stats = client.stats();
+    assert_eq!(stats.decisions.enforce_match, 2);
+    assert_eq!(stats.decisions.enforce_skip, 2);
+}
+
+#[test]
+fn recheck_queries_the_txt_id_again_and_fetches_only_a_new_one() {
+    let world = world();
+    let client = client(&world);
+    assert!(matches!(client.policy("enforce.test"), Outcome::Fetched(_)));
+    let unchanged = client.recheck("enforce.test");
+    assert!(
+        matches!(
+            unchanged,
+            Outcome::Cached {
+                reason: CacheReason::UnchangedId,
+                ..
+            }
+        ),
+        "{unchanged:?}"
+    );
+    assert_eq!(world.queries("_mta-sts.enforce.test", RecordType::Txt), 2);
+    assert_eq!(world.fetches("mta-sts.enforce.test"), 1);
+    assert!(world.set_txt_id("enforce.test", "20240202"));
+    assert!(matches!(client.recheck("enforce.test"), Outcome::Fetched(p) if p.id() == "20240202"));
+    assert_eq!(world.fetches("mta-sts.enforce.test"), 2);
+}
+
+#[test]
+fn build_reports_a_missing_extra_roots_file() {
+    let world = world();
+    let err = builder(&world)
+        .extra_roots_file("/nonexistent/extra-roots.pem")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+}
