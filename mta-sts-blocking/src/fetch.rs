@@ -18,7 +18,11 @@ use crate::{Inner, dns};
 
 /// Fetches a policy, all within `fetch.timeout`.
 pub(crate) fn fetch(inner: &Inner, fetch: &PolicyFetch) -> FetchResult {
-    let deadline = Instant::now() + fetch.timeout;
+    let start = Instant::now();
+    // A timeout too large for the clock (a configuration of `Duration::MAX`) is a year.
+    let deadline = start
+        .checked_add(fetch.timeout)
+        .unwrap_or_else(|| start + Duration::from_secs(365 * 86_400));
     let left = || deadline.saturating_duration_since(Instant::now());
     let (name, request) = mta_sts_net::policy_request(fetch)?;
 

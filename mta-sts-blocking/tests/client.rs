@@ -209,3 +209,13 @@ fn build_reports_a_missing_extra_roots_file() {
         .unwrap_err();
     assert!(matches!(err, Error::Tls(_)), "{err:?}");
 }
+
+#[test]
+fn timeouts_too_large_for_the_clock_do_not_overflow() {
+    let world = world();
+    let mut config = mta_sts_matrix::config(&world);
+    config.fetch_timeout = Duration::MAX;
+    config.dns_timeout = Duration::MAX;
+    let client = builder(&world).config(config).build().unwrap();
+    assert!(matches!(client.policy("enforce.test"), Outcome::Fetched(_)));
+}
