@@ -56,7 +56,7 @@ use std::time::{Duration, SystemTime};
 
 use mta_sts_core::io::{FetchFailure, Io};
 use mta_sts_core::{Begin, Config, IoResult, Lookup, PolicyCache, PolicyDomain, Step, UnixTime};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 pub use mta_sts_core::{
     Candidate, Evaluation, MxDecision, NoPolicyReason, Outcome, Verdict, WhenAllFail,
@@ -99,7 +99,11 @@ pub struct ClientBuilder {
     extra_pem: Vec<PathBuf>,
     persistence: Option<PathBuf>,
     clock: Option<Clock>,
+    max_concurrent_lookups: usize,
 }
+
+/// The default bound on lookups doing DNS and HTTPS at once ([`ClientBuilder::max_concurrent_lookups`]).
+pub const DEFAULT_MAX_CONCURRENT_LOOKUPS: usize = 64;
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,6 +154,14 @@ impl ClientBuilder {
         self
     }
 
+    /// At most this many lookups do DNS and HTTPS at once (default 64); others wait their turn.
+    /// Callers for a domain already being looked up never count: they share that lookup.
+    #[must_use]
+    pub fn max_concurrent_lookups(mut self, n: usize) -> Self {
+        self.max_concurrent_lookups = n.max(1);
+        self
+    }
+
     /// The wall clock (default: the system clock). For tests.
     #[must_use]
     pub fn clock(mut self, clock: Clock) -> Self {
@@ -173,13 +185,13 @@ impl ClientBuilder {
             .clock
             .unwrap_or_else(|| Arc::new(|| UnixTime::from(SystemTime::now())));
         let mut cache = PolicyCache::new(self.config);
-        if let Some(path) = &self.persistence {
-            if let Some(snapshot) = mta_sts_net::load_snapshot(path).map_err(Error::Persistence)? {
-                let loaded = cache
-                    .import(snapshot, clock())
-                    .map_err(|e| Error::Persistence(mta_sts_net::PersistError::Snapshot(e)))?;
-                tracing::info!(loaded, path = %path.display(), "loaded cached MTA-STS policies");
-            }
+        if let Some(path) = &self.persistence
+            && let Some(snapshot) = mta_sts_net::load_snapshot(path).map_err(Error::Persistence)?
+        {
+            let loaded = cache
+                .import(snapshot, clock())
+                .map_err(|e| Error::Persistence(mta_sts_net::PersistError::Snapshot(e)))?;
+            tracing::info!(loaded, path = %path.display(), "loaded cached MTA-STS policies");
         }
         let tls = tokio_rustls::TlsConnector::from(mta_sts_net::policy_fetch_config(&anchors));
         Ok(Client {
@@ -193,6 +205,8 @@ impl ClientBuilder {
                 persistence: self.persistence,
                 clock,
                 changed: Notify::new(),
+                lookups: Semaphore::new(self.max_concurrent_lookups),
+                refreshes: watch::Sender::new(0),
             }),
         })
     }
@@ -220,6 +234,10 @@ struct Inner {
     clock: Clock,
     /// Wakes the refresher when the cache's next timer may have moved.
     changed: Notify,
+    /// Bounds the lookups doing I/O at once.
+    lookups: Semaphore,
+    /// How many refresh lookups have finished, for [`Client::wait_refreshes`].
+    refreshes: watch::Sender<u64>,
 }
 
 struct State {
@@ -262,6 +280,7 @@ impl Client {
             extra_pem: Vec::new(),
             persistence: None,
             clock: None,
+            max_concurrent_lookups: DEFAULT_MAX_CONCURRENT_LOOKUPS,
         }
     }
 
@@ -326,10 +345,10 @@ impl Client {
             match next {
                 Next::Drive(lookup, tx) => return inner.drive(*lookup, tx).await,
                 Next::Wait(mut rx) => {
-                    if let Ok(outcome) = rx.wait_for(Option::is_some).await {
-                        if let Some(outcome) = outcome.clone() {
-                            return outcome;
-                        }
+                    if let Ok(outcome) = rx.wait_for(Option::is_some).await
+                        && let Some(outcome) = outcome.clone()
+                    {
+                        return outcome;
                     }
                     // The caller driving it gave up: start over (a recheck is not repeated).
                     recheck = false;
@@ -359,13 +378,22 @@ impl Client {
             let Some((lookup, tx)) = next else { break };
             let _outcome = inner.drive(lookup, tx).await;
             ran += 1;
+            inner.refreshes.send_modify(|n| *n += 1);
         }
-        if ran > 0 {
-            if let Err(e) = self.save().await {
-                tracing::warn!(error = %e, "cannot save the MTA-STS cache");
-            }
+        if ran > 0
+            && let Err(e) = self.save().await
+        {
+            tracing::warn!(error = %e, "cannot save the MTA-STS cache");
         }
         ran
+    }
+
+    /// Waits until at least `n` proactive refresh lookups have finished since the client was
+    /// built (by the refresher or [`Client::refresh_due`]); returns the number finished.
+    pub async fn wait_refreshes(&self, n: u64) -> u64 {
+        let mut rx = self.inner.refreshes.subscribe();
+        // The sender lives as long as the client, so this only ends when the count is reached.
+        rx.wait_for(|done| *done >= n).await.map_or(n, |done| *done)
     }
 
     /// Starts the background refresher: a task that sleeps until the cache's next refresh is
@@ -376,15 +404,19 @@ impl Client {
         let client = self.clone();
         let task = tokio::spawn(async move {
             loop {
+                // Register for change notifications before reading the next timer, so that a
+                // change in between is not missed.
+                let changed = client.inner.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
                 let wait = {
                     let st = client.inner.lock();
                     let now = client.inner.now();
                     st.cache.poll_timeout().map(|due| due.since(now))
                 };
-                let changed = client.inner.changed.notified();
                 tokio::select! {
                     _ = stop_rx.changed() => break,
-                    () = changed => continue,
+                    () = &mut changed => continue,
                     () = sleep_or_forever(wait) => {}
                 }
                 client.refresh_due().await;
@@ -475,6 +507,8 @@ impl Inner {
             tx,
             done: false,
         };
+        // The semaphore is never closed, so acquiring only waits for a free place.
+        let _permit = self.lookups.acquire().await.ok();
         loop {
             match lookup.poll() {
                 Step::Io(io) => {
