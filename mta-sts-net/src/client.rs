@@ -64,9 +64,13 @@ impl std::error::Error for ClientError {
     }
 }
 
+/// The default bound on lookups doing DNS and HTTPS at once
+/// ([`ClientSettings::max_concurrent_lookups`]).
+pub const DEFAULT_MAX_CONCURRENT_LOOKUPS: usize = 64;
+
 /// What an adapter's `ClientBuilder` collects. The defaults: the system's resolvers, webpki-roots,
-/// [`Config::default`], no persistence, the system clock.
-#[derive(Default)]
+/// [`Config::default`], no persistence, the system clock, at most
+/// [`DEFAULT_MAX_CONCURRENT_LOOKUPS`] lookups doing I/O at once.
 #[non_exhaustive]
 pub struct ClientSettings {
     /// The engine's configuration.
@@ -81,6 +85,23 @@ pub struct ClientSettings {
     pub persistence: Option<PathBuf>,
     /// The wall clock (`None`: the system clock).
     pub clock: Option<Clock>,
+    /// At most this many lookups do DNS and HTTPS at once (at least 1); the others wait their
+    /// turn. Callers for a domain already being looked up never count: they share that lookup.
+    pub max_concurrent_lookups: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            resolvers: None,
+            anchors: TrustAnchors::webpki(),
+            extra_pem: Vec::new(),
+            persistence: None,
+            clock: None,
+            max_concurrent_lookups: DEFAULT_MAX_CONCURRENT_LOOKUPS,
+        }
+    }
 }
 
 impl fmt::Debug for ClientSettings {
@@ -92,6 +113,7 @@ impl fmt::Debug for ClientSettings {
             .field("extra_pem", &self.extra_pem)
             .field("persistence", &self.persistence)
             .field("clock", &self.clock.as_ref().map(|_| "custom"))
+            .field("max_concurrent_lookups", &self.max_concurrent_lookups)
             .finish()
     }
 }
@@ -109,6 +131,8 @@ pub struct ClientParts {
     pub persistence: Option<PathBuf>,
     /// The wall clock.
     pub clock: Clock,
+    /// The bound on lookups doing I/O at once (at least 1).
+    pub max_concurrent_lookups: usize,
 }
 
 impl fmt::Debug for ClientParts {
@@ -150,6 +174,7 @@ impl ClientSettings {
             tls: policy_fetch_config(&anchors),
             persistence: self.persistence,
             clock,
+            max_concurrent_lookups: self.max_concurrent_lookups.max(1),
         })
     }
 }
