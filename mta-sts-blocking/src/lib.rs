@@ -73,7 +73,8 @@ pub use mta_sts_core::{
     Candidate, Evaluation, MxDecision, NoPolicyReason, Outcome, Stats, Verdict, WhenAllFail,
 };
 pub use mta_sts_net::{
-    ClientError as Error, Clock, PersistError, TrustAnchors, mx_starttls_config, server_name,
+    ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, PersistError, TrustAnchors,
+    mx_starttls_config, server_name,
 };
 
 /// The longest the refresher sleeps without looking at the wall clock again, so that a clock
@@ -125,6 +126,15 @@ impl ClientBuilder {
         self
     }
 
+    /// At most this many lookups do DNS and HTTPS at once (default
+    /// [`DEFAULT_MAX_CONCURRENT_LOOKUPS`]); the threads of further ones wait their turn.
+    /// Callers for a domain already being looked up never count: they share that lookup.
+    #[must_use]
+    pub fn max_concurrent_lookups(mut self, n: usize) -> Self {
+        self.settings.max_concurrent_lookups = n.max(1);
+        self
+    }
+
     /// The wall clock (default: the system clock). For tests.
     #[must_use]
     pub fn clock(mut self, clock: Clock) -> Self {
@@ -142,6 +152,7 @@ impl ClientBuilder {
                 state: Mutex::new(State {
                     cache: CacheState::new(parts.cache),
                     generation: 0,
+                    refreshes: 0,
                 }),
                 changed: Condvar::new(),
                 resolvers: parts.resolvers,
@@ -149,6 +160,10 @@ impl ClientBuilder {
                 persistence: parts.persistence,
                 saving: Mutex::new(()),
                 clock: parts.clock,
+                permits: Permits {
+                    free: Mutex::new(parts.max_concurrent_lookups),
+                    freed: Condvar::new(),
+                },
             }),
         })
     }
@@ -162,8 +177,8 @@ pub struct Client {
 
 struct Inner {
     state: Mutex<State>,
-    /// Signalled when the cache's next timer may have moved (a lookup finished) and when a
-    /// refresher is told to stop; the refresher waits on it with `state`.
+    /// Signalled, with `state`, when the cache's next timer may have moved (a lookup finished),
+    /// when a refresh finished and when a refresher is told to stop.
     changed: Condvar,
     resolvers: Vec<SocketAddr>,
     tls: Arc<rustls::ClientConfig>,
@@ -172,12 +187,48 @@ struct Inner {
     /// order they were taken.
     saving: Mutex<()>,
     clock: Clock,
+    /// Bounds the lookups doing I/O at once.
+    permits: Permits,
 }
 
 struct State {
     cache: CacheState<Arc<Flight>>,
     /// Counts the lookups finished, for the refresher to notice a change without missing one.
     generation: u64,
+    /// How many refresh lookups have finished, for [`Client::wait_refreshes`].
+    refreshes: u64,
+}
+
+/// A counting semaphore for the lookups doing I/O at once.
+struct Permits {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Permits {
+    /// Waits for a free place. Every place is held by a lookup whose I/O is bounded by the
+    /// core's timeouts, so the wait is bounded too.
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = lock(&self.free);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+/// A place taken from [`Permits`], given back on drop.
+struct Permit<'a>(&'a Permits);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.free) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// The outcome of one lookup under way, for the threads waiting on it.
@@ -301,6 +352,8 @@ impl Client {
             let Some((lookup, flight)) = next else { break };
             let _outcome = inner.drive(lookup, flight);
             ran += 1;
+            inner.lock().refreshes += 1;
+            inner.changed.notify_all();
         }
         if ran > 0
             && let Err(e) = self.save()
@@ -308,6 +361,19 @@ impl Client {
             tracing::warn!(error = %e, "cannot save the MTA-STS cache");
         }
         ran
+    }
+
+    /// Waits until at least `n` proactive refresh lookups have finished since the client was
+    /// built (by the refresher or [`Client::refresh_due`]), or until `timeout` has passed;
+    /// returns the number finished.
+    pub fn wait_refreshes(&self, n: u64, timeout: Duration) -> u64 {
+        let st = self.inner.lock();
+        let (st, _) = self
+            .inner
+            .changed
+            .wait_timeout_while(st, timeout, |s| s.refreshes < n)
+            .unwrap_or_else(PoisonError::into_inner);
+        st.refreshes
     }
 
     /// Starts the background refresher: a thread that sleeps until the cache's next refresh is
@@ -445,6 +511,7 @@ impl Inner {
             flight,
             done: false,
         };
+        let _permit = self.permits.acquire();
         loop {
             match lookup.poll() {
                 Step::Io(io) => {

@@ -1,6 +1,7 @@
 //! The blocking client against a loopback testkit world: coalescing across threads, waiters
 //! bounded by the driver's timeouts, persistence across a restart, rechecks and MX decisions.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -218,4 +219,79 @@ fn timeouts_too_large_for_the_clock_do_not_overflow() {
     config.dns_timeout = Duration::MAX;
     let client = builder(&world).config(config).build().unwrap();
     assert!(matches!(client.policy("enforce.test"), Outcome::Fetched(_)));
+}
+
+#[test]
+fn max_concurrent_lookups_makes_further_lookups_wait_their_turn() {
+    // Three stalled fetches with room for two: the third starts only once one has timed out.
+    let stall = || Domain::enforce(MX).http(Http::StallAfterHeaders);
+    let world = World::builder()
+        .domain("stall0.test", stall())
+        .domain("stall1.test", stall())
+        .domain("stall2.test", stall())
+        .build()
+        .unwrap();
+    let timeout = Duration::from_millis(500);
+    let mut config = mta_sts_matrix::config(&world);
+    config.fetch_timeout = timeout;
+    let client = builder(&world)
+        .config(config)
+        .max_concurrent_lookups(2)
+        .build()
+        .unwrap();
+    let next = AtomicUsize::new(0);
+    let results = together(3, move || {
+        let domain = format!("stall{}.test", next.fetch_add(1, Ordering::SeqCst));
+        let start = Instant::now();
+        (client.policy(&domain), start.elapsed())
+    });
+    let slowest = results.iter().map(|(_, took)| *took).max().unwrap();
+    assert!(
+        slowest >= timeout * 2,
+        "the third lookup did not wait: {slowest:?}"
+    );
+    for (outcome, _) in &results {
+        assert!(outcome.fetch_problem().is_some(), "{outcome:?}");
+    }
+}
+
+#[test]
+fn a_thousand_domains_resolved_by_64_threads_with_bounded_lookups_all_verdicts_right() {
+    let world = World::builder().bulk_domains(1000).build().unwrap();
+    let client = builder(&world).max_concurrent_lookups(32).build().unwrap();
+    let next = Arc::new(AtomicUsize::new(0));
+    let c = client.clone();
+    let wrong = together(64, move || {
+        let mut wrong = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= 1000 {
+                return wrong;
+            }
+            let d = mta_sts_testkit::bulk_domain_name(i);
+            let outcome = c.policy(&d);
+            let right = matches!(&outcome, Outcome::Fetched(p) if p.mode() == Mode::Enforce
+                && p.policy().matches_mx(&format!("mx.{d}")));
+            if !right {
+                wrong.push(format!("{d}: {outcome:?}"));
+            }
+        }
+    });
+    let wrong: Vec<String> = wrong.into_iter().flatten().collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_eq!(world.total_fetches(), 1000);
+    assert_eq!(client.stats().entries, 1000);
+}
+
+#[test]
+fn a_corrupt_persistence_file_is_refused_not_half_loaded() {
+    let world = world();
+    let path = std::env::temp_dir().join(format!(
+        "mta-sts-blocking-corrupt-{}.json",
+        std::process::id()
+    ));
+    std::fs::write(&path, b"{\"format\":\"something else\"}").unwrap();
+    let err = builder(&world).persistence(&path).build().unwrap_err();
+    assert!(matches!(err, Error::Persistence(_)), "{err}");
+    std::fs::remove_file(&path).unwrap();
 }
