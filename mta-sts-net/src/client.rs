@@ -332,6 +332,70 @@ pub fn io_rejected(error: LookupError) -> Outcome {
     )))
 }
 
+/// The setters of an adapter's `ClientBuilder`, which holds a [`ClientSettings`] in a field named
+/// `settings`: written once here so that the three adapters offer the same builder.
+#[macro_export]
+macro_rules! client_builder_setters {
+    () => {
+        /// The engine's configuration (see [`Config`](mta_sts_core::Config)): MTA-STS usage
+        /// (optional / require / disable), DNS-failure behaviour, per-domain overrides, cache
+        /// capacity, timeouts.
+        #[must_use]
+        pub fn config(mut self, config: $crate::__private::Config) -> Self {
+            self.settings.config = config;
+            self
+        }
+
+        /// The DNS servers to ask, in order (default: those of `/etc/resolv.conf`).
+        #[must_use]
+        pub fn resolvers(
+            mut self,
+            servers: impl IntoIterator<Item = ::std::net::SocketAddr>,
+        ) -> Self {
+            self.settings.resolvers = Some(servers.into_iter().collect());
+            self
+        }
+
+        /// The trust anchors for policy hosts (default: webpki-roots).
+        #[must_use]
+        pub fn trust_anchors(mut self, anchors: $crate::TrustAnchors) -> Self {
+            self.settings.anchors = anchors;
+            self
+        }
+
+        /// Adds the certificates of a PEM file to the trust anchors.
+        #[must_use]
+        pub fn extra_roots_file(mut self, path: impl Into<::std::path::PathBuf>) -> Self {
+            self.settings.extra_pem.push(path.into());
+            self
+        }
+
+        /// Keeps the cache in this file across restarts: loaded by `build`, written
+        /// (atomically) by `Client::save`, after each refresh round and on `Client::shutdown`.
+        #[must_use]
+        pub fn persistence(mut self, path: impl Into<::std::path::PathBuf>) -> Self {
+            self.settings.persistence = Some(path.into());
+            self
+        }
+
+        /// At most this many lookups do DNS and HTTPS at once (default 64); others wait their
+        /// turn. Callers for a domain already being looked up never count: they share that
+        /// lookup.
+        #[must_use]
+        pub fn max_concurrent_lookups(mut self, n: usize) -> Self {
+            self.settings.max_concurrent_lookups = n;
+            self
+        }
+
+        /// The wall clock (default: the system clock). For tests.
+        #[must_use]
+        pub fn clock(mut self, clock: $crate::Clock) -> Self {
+            self.settings.clock = Some(clock);
+            self
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,12 @@ use rustls_pki_types::{CertificateDer, ServerName};
 pub use rustls;
 
 mod client;
+
+/// Items the [`client_builder_setters`] macro names; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use mta_sts_core::Config;
+}
 mod transfer;
 
 pub use client::{

@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use mta_sts_core::io::{FetchFailure, Io};
-use mta_sts_core::{Config, IoResult, Lookup, PolicyDomain, Step, UnixTime};
+use mta_sts_core::{IoResult, Lookup, PolicyDomain, Step, UnixTime};
 use mta_sts_net::{CacheState, ClientSettings, Start};
 use tokio::sync::{Notify, Semaphore, watch};
 
@@ -65,7 +65,7 @@ pub use mta_sts_net::{TrustAnchors, mx_starttls_config, server_name};
 
 pub use mta_sts_net::{ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, PersistError};
 
-/// Builds a [`Client`]: resolvers, trust anchors, the core's [`Config`] (sender settings, cache
+/// Builds a [`Client`]: resolvers, trust anchors, the core's [`Config`](mta_sts_core::Config) (sender settings, cache
 /// capacity, timeouts, per-domain overrides) and an optional persistence file.
 pub struct ClientBuilder {
     settings: ClientSettings,
@@ -78,57 +78,7 @@ impl fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The engine's configuration (see [`Config`]): MTA-STS usage (optional / require /
-    /// disable), DNS-failure behaviour, per-domain overrides, cache capacity, timeouts.
-    #[must_use]
-    pub fn config(mut self, config: Config) -> Self {
-        self.settings.config = config;
-        self
-    }
-
-    /// The DNS servers to ask, in order (default: those of `/etc/resolv.conf`).
-    #[must_use]
-    pub fn resolvers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
-        self.settings.resolvers = Some(servers.into_iter().collect());
-        self
-    }
-
-    /// The trust anchors for policy hosts (default: webpki-roots).
-    #[must_use]
-    pub fn trust_anchors(mut self, anchors: TrustAnchors) -> Self {
-        self.settings.anchors = anchors;
-        self
-    }
-
-    /// Adds the certificates of a PEM file to the trust anchors.
-    #[must_use]
-    pub fn extra_roots_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.settings.extra_pem.push(path.into());
-        self
-    }
-
-    /// Keeps the cache in this file across restarts: loaded by [`ClientBuilder::build`], written
-    /// (atomically) by [`Client::save`], after each refresh round and on [`Client::shutdown`].
-    #[must_use]
-    pub fn persistence(mut self, path: impl Into<PathBuf>) -> Self {
-        self.settings.persistence = Some(path.into());
-        self
-    }
-
-    /// At most this many lookups do DNS and HTTPS at once (default 64); others wait their turn.
-    /// Callers for a domain already being looked up never count: they share that lookup.
-    #[must_use]
-    pub fn max_concurrent_lookups(mut self, n: usize) -> Self {
-        self.settings.max_concurrent_lookups = n;
-        self
-    }
-
-    /// The wall clock (default: the system clock). For tests.
-    #[must_use]
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.settings.clock = Some(clock);
-        self
-    }
+    mta_sts_net::client_builder_setters!();
 
     /// The client. Reads `/etc/resolv.conf` when no resolvers were given, and loads the
     /// persistence file when there is one (a corrupt or foreign file is an error, never
@@ -210,7 +160,7 @@ impl Drop for Flight<'_> {
 }
 
 impl Client {
-    /// A builder with the defaults: system resolvers, webpki-roots, [`Config::default`].
+    /// A builder with the defaults: system resolvers, webpki-roots, [`Config::default`](mta_sts_core::Config::default).
     pub fn builder() -> ClientBuilder {
         ClientBuilder {
             settings: ClientSettings::default(),
@@ -291,7 +241,7 @@ impl Client {
     }
 
     /// Starts the background refresher: a task that sleeps until the cache's next refresh is
-    /// due ([`PolicyCache::poll_timeout`]) and runs it. It stops when the returned handle is
+    /// due ([`PolicyCache::poll_timeout`](mta_sts_core::PolicyCache::poll_timeout)) and runs it. It stops when the returned handle is
     /// dropped or [`Refresher::shutdown`] is called.
     pub fn spawn_refresher(&self) -> Refresher {
         let (stop_tx, mut stop_rx) = watch::channel(false);
