@@ -64,6 +64,12 @@ impl std::error::Error for ClientError {
     }
 }
 
+/// The longest a refresher sleeps without reading the wall clock again
+/// ([`CacheState::refresher_sleep`]): the refresh schedule is in wall-clock time, a sleep in
+/// monotonic time, so a clock that jumps (a suspended machine, a stepped clock) delays a
+/// refresh by at most this much.
+pub const MAX_REFRESHER_SLEEP: Duration = Duration::from_secs(60);
+
 /// The default bound on lookups doing DNS and HTTPS at once
 /// ([`ClientSettings::max_concurrent_lookups`]).
 pub const DEFAULT_MAX_CONCURRENT_LOOKUPS: usize = 64;
@@ -311,6 +317,14 @@ impl<F: Clone, D> CacheState<F, D> {
         self.cache.poll_timeout().map(|due| due.since(now))
     }
 
+    /// How long the refresher sleeps at `now` before it looks again: until the cache has work
+    /// ([`refresh_wait`](Self::refresh_wait); zero when work is due), and never longer than
+    /// [`MAX_REFRESHER_SLEEP`]. Wake it earlier when a lookup ends (the next timer may move).
+    pub fn refresher_sleep(&self, now: UnixTime) -> Duration {
+        self.refresh_wait(now)
+            .map_or(MAX_REFRESHER_SLEEP, |w| w.min(MAX_REFRESHER_SLEEP))
+    }
+
     /// The snapshot to persist.
     pub fn export(&self, now: UnixTime) -> Snapshot {
         self.cache.export(now)
@@ -485,14 +499,17 @@ mod tests {
             Start::Ready(Outcome::NoPolicy(_))
         ));
         assert_eq!(s.refresh_wait(now()), None);
+        assert_eq!(s.refresher_sleep(now()), MAX_REFRESHER_SLEEP);
         let Start::Drive(lookup, _) = s.start("example.com", false, now(), || (1, 1)) else {
             panic!("the first caller drives")
         };
         let _ = s.finish(drive(*lookup), now());
         let wait = s.refresh_wait(now()).expect("a refresh is scheduled");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(86_400));
+        assert_eq!(s.refresher_sleep(now()), MAX_REFRESHER_SLEEP);
         let later = now().saturating_add(wait);
         assert_eq!(s.refresh_wait(later), Some(Duration::ZERO));
+        assert_eq!(s.refresher_sleep(later), Duration::ZERO);
         let (refresh, _) = s.next_refresh(later, || (5, 5)).expect("due");
         assert!(matches!(
             s.start("example.com", true, later, || (6, 6)),
