@@ -97,9 +97,16 @@ pub struct ClientSettings {
 }
 
 impl Default for ClientSettings {
+    /// As described on the type; the engine's refresh jitter [`Config::seed`] is random, so that
+    /// a fleet of MTAs does not refresh in step.
     fn default() -> Self {
+        let mut config = Config::default();
+        config.seed = u64::from(crate::query_id()) << 48
+            | u64::from(crate::query_id()) << 32
+            | u64::from(crate::query_id()) << 16
+            | u64::from(crate::query_id());
         Self {
-            config: Config::default(),
+            config,
             resolvers: None,
             anchors: TrustAnchors::webpki(),
             extra_pem: Vec::new(),
@@ -353,9 +360,13 @@ macro_rules! client_builder_setters {
     () => {
         /// The engine's configuration (see [`Config`](mta_sts_core::Config)): MTA-STS usage
         /// (optional / require / disable), DNS-failure behaviour, per-domain overrides, cache
-        /// capacity, timeouts.
+        /// capacity, timeouts. A refresh-jitter `seed` of 0 (the default) keeps the random seed
+        /// chosen for this client, so that a fleet of MTAs does not refresh in step.
         #[must_use]
-        pub fn config(mut self, config: $crate::__private::Config) -> Self {
+        pub fn config(mut self, mut config: $crate::__private::Config) -> Self {
+            if config.seed == 0 {
+                config.seed = self.settings.config.seed;
+            }
             self.settings.config = config;
             self
         }

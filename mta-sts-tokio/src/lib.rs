@@ -51,7 +51,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use mta_sts_core::io::{FetchFailure, Io};
 use mta_sts_core::{IoResult, Lookup, PolicyDomain, Step, UnixTime};
@@ -253,11 +252,11 @@ impl Client {
                 let changed = client.inner.changed.notified();
                 tokio::pin!(changed);
                 changed.as_mut().enable();
-                let wait = client.inner.lock().refresh_wait(client.inner.now());
+                let wait = client.inner.lock().refresher_sleep(client.inner.now());
                 tokio::select! {
                     _ = stop_rx.changed() => break,
                     () = &mut changed => continue,
-                    () = sleep_or_forever(wait) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
                 client.refresh_due().await;
             }
@@ -288,13 +287,6 @@ impl Client {
     /// The cache's counters (also exported through the `metrics` facade).
     pub fn stats(&self) -> mta_sts_core::Stats {
         self.inner.lock().stats()
-    }
-}
-
-async fn sleep_or_forever(wait: Option<Duration>) {
-    match wait {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
     }
 }
 
