@@ -485,6 +485,49 @@ mod tests {
     }
 
     #[test]
+    fn metrics_names_and_labels_are_the_documented_ones() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let mut stats = mta_sts_core::Stats::default();
+        stats.fetch_success = 3;
+        stats.fetch_failure = 2;
+        stats.cached = 7;
+        stats.entries = 5;
+        stats.decisions.enforce_skip = 4;
+        stats.decisions.testing_mismatch = 1;
+        metrics::with_local_recorder(&recorder, || export_metrics(&stats));
+        let mut seen = std::collections::BTreeMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let k = key.key();
+            let mut labels: Vec<String> = k
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            let v = match value {
+                DebugValue::Counter(c) => c as f64,
+                DebugValue::Gauge(g) => g.into_inner(),
+                DebugValue::Histogram(_) => f64::NAN,
+            };
+            seen.insert(format!("{}{{{}}}", k.name(), labels.join(",")), v);
+        }
+        assert_eq!(seen["mta_sts_policy_fetch_total{result=success}"], 3.0);
+        assert_eq!(seen["mta_sts_policy_fetch_total{result=failure}"], 2.0);
+        assert_eq!(seen["mta_sts_policy_fetch_total{result=cached}"], 7.0);
+        assert_eq!(
+            seen["mta_sts_enforcement_total{mode=enforce,result=skip}"],
+            4.0
+        );
+        assert_eq!(
+            seen["mta_sts_enforcement_total{mode=testing,result=mismatch}"],
+            1.0
+        );
+        assert_eq!(seen["mta_sts_cache_size{}"], 5.0);
+        assert_eq!(seen.len(), 3 + 8 + 1, "{seen:?}");
+    }
+
+    #[test]
     fn query_ids_vary() {
         let ids: std::collections::HashSet<u16> = (0..64).map(|_| query_id()).collect();
         assert!(ids.len() > 50);
