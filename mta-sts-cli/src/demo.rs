@@ -56,7 +56,7 @@ fn traffic(world: &World) -> String {
 
 fn print_outcome(out: &Out, outcome: &Outcome) {
     out.fact(format!(
-        "outcome: {} ({})",
+        "outcome: {}: {}",
         report::outcome_kind(outcome),
         report::outcome_reason(outcome)
     ));

@@ -37,10 +37,10 @@ pub(crate) struct NetArgs {
     /// seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = parse_timeout)]
     pub(crate) timeout: u64,
-    /// The HTTPS port of policy hosts (443; for test worlds only).
+    /// The HTTPS port of policy hosts (for test worlds only).
     #[arg(long, value_name = "N", default_value_t = 443)]
     pub(crate) https_port: u16,
-    /// The SMTP port of MX hosts (25; for test worlds only).
+    /// The SMTP port of MX hosts (for test worlds only).
     #[arg(long, value_name = "N", default_value_t = 25)]
     pub(crate) smtp_port: u16,
 }

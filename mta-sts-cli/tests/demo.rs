@@ -32,7 +32,7 @@ fn demo_runs_offline_and_prints_every_step() {
         "{out}"
     );
     assert!(
-        out.contains("outcome: policy (policy fetched (TXT id 20260101))"),
+        out.contains("outcome: policy: policy fetched (TXT id 20260101)"),
         "{out}"
     );
     assert!(out.contains("is still fresh"), "{out}");
