@@ -320,7 +320,7 @@ fn fetch_into(
         net::addresses(resolvers, &fetch.host, fetch.timeout).map_err(FetchFailure::Resolve)?;
     let tcp = net::connect(&addrs, fetch.port, fetch.timeout).map_err(FetchFailure::Connect)?;
     seen.addr = tcp.peer_addr().ok();
-    let hs = tls.handshake(tcp, &fetch.host, &[b"http/1.1"]);
+    let hs = tls.handshake(tcp, &fetch.host, &[b"http/1.1"], start + fetch.timeout);
     seen.cert = hs.cert;
     seen.tls_version = hs.version;
     let mut stream = match (hs.stream, hs.error) {

@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::net;
 use crate::tls::{CertInfo, Tls};
@@ -35,13 +35,22 @@ impl Reply {
     }
 }
 
-/// Reads replies from a stream, keeping what was read past the end of one.
-#[derive(Debug, Default)]
+/// Reads replies from a stream, keeping what was read past the end of one, until a deadline
+/// (so that a server trickling bytes cannot hold the probe much past its time).
+#[derive(Debug)]
 pub(crate) struct Replies {
     buf: Vec<u8>,
+    deadline: Instant,
 }
 
 impl Replies {
+    pub(crate) fn until(deadline: Instant) -> Self {
+        Self {
+            buf: Vec::new(),
+            deadline,
+        }
+    }
+
     /// Whether bytes beyond the last reply were received.
     pub(crate) fn has_pending(&self) -> bool {
         !self.buf.is_empty()
@@ -94,6 +103,9 @@ impl Replies {
             }
             if self.buf.len() >= MAX_LINE {
                 return Err(format!("a reply line longer than {MAX_LINE} bytes"));
+            }
+            if Instant::now() >= self.deadline {
+                return Err("no complete reply in time".into());
             }
             match r.read(&mut chunk) {
                 Ok(0) => return Err("the server closed the connection".into()),
@@ -174,7 +186,7 @@ pub(crate) fn probe(
     let addr = tcp.peer_addr().ok();
     Probe {
         addr,
-        result: session(tcp, tls, host),
+        result: session(tcp, tls, host, Instant::now() + timeout),
     }
 }
 
@@ -187,8 +199,9 @@ fn ehlo_name(tcp: &TcpStream) -> String {
     }
 }
 
-fn session(mut tcp: TcpStream, tls: &Tls, host: &str) -> ProbeResult {
-    let mut replies = Replies::default();
+/// The SMTP dialogue, all of it before `deadline`.
+fn session(mut tcp: TcpStream, tls: &Tls, host: &str, deadline: Instant) -> ProbeResult {
+    let mut replies = Replies::until(deadline);
     let greeting = match replies.read(&mut tcp) {
         Ok(r) if r.code == 220 => r,
         Ok(r) => return ProbeResult::Smtp(format!("greeting {}", r.first())),
@@ -228,10 +241,10 @@ fn session(mut tcp: TcpStream, tls: &Tls, host: &str) -> ProbeResult {
             "the server sent data after its 220 to STARTTLS, before the TLS handshake".into(),
         );
     }
-    let hs = tls.handshake(tcp, host, &[]);
+    let hs = tls.handshake(tcp, host, &[], deadline);
     match (hs.stream, hs.error) {
         (Some(mut stream), None) => {
-            let mut replies = Replies::default();
+            let mut replies = Replies::until(deadline);
             quit(&mut stream, &mut replies);
             stream.conn.send_close_notify();
             let _ = stream.flush();
@@ -261,7 +274,7 @@ mod tests {
 
     fn read_all(input: &[u8]) -> Vec<Result<Reply, String>> {
         let mut r = input;
-        let mut replies = Replies::default();
+        let mut replies = Replies::until(Instant::now() + Duration::from_secs(5));
         let mut out = Vec::new();
         for _ in 0..4 {
             let reply = replies.read(&mut r);
@@ -319,9 +332,19 @@ mod tests {
     }
 
     #[test]
+    fn no_read_after_the_deadline() {
+        let mut r: &[u8] = b"220 ready\r\n";
+        let mut replies = Replies::until(Instant::now());
+        assert_eq!(
+            replies.read(&mut r),
+            Err("no complete reply in time".into())
+        );
+    }
+
+    #[test]
     fn bytes_after_a_reply_are_kept_and_reported() {
         let mut r: &[u8] = b"220 go ahead\r\n\x16\x03\x01";
-        let mut replies = Replies::default();
+        let mut replies = Replies::until(Instant::now() + Duration::from_secs(5));
         assert_eq!(replies.read(&mut r).map(|r| r.code), Ok(220));
         assert!(replies.has_pending());
     }

@@ -5,7 +5,7 @@
 
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mta_sts_core::io::FetchFailure;
 use rustls::client::WebPkiServerVerifier;
@@ -162,8 +162,14 @@ impl Tls {
     }
 
     /// A TLS 1.2/1.3 handshake on `tcp` for `host` (SNI and the name the certificate must be
-    /// valid for), offering `alpn`.
-    pub(crate) fn handshake(&self, tcp: TcpStream, host: &str, alpn: &[&[u8]]) -> Handshake {
+    /// valid for), offering `alpn`, finished before `deadline`.
+    pub(crate) fn handshake(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+        alpn: &[&[u8]],
+        deadline: Instant,
+    ) -> Handshake {
         let failed = |failure: FetchFailure, why: String| Handshake {
             stream: None,
             version: None,
@@ -199,6 +205,10 @@ impl Tls {
         let mut error = None;
         for _ in 0..MAX_ROUNDS {
             if !stream.conn.is_handshaking() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                error = Some(std::io::Error::from(std::io::ErrorKind::TimedOut));
                 break;
             }
             if let Err(e) = stream.conn.complete_io(&mut stream.sock) {

@@ -412,3 +412,42 @@ fn check_usage_errors_exit_2() {
         &["check", "example.com", "--mx", "192.0.2.1"],
     ]);
 }
+
+#[test]
+fn check_hostile_smtp_greeting_is_refused_without_hanging() {
+    use std::io::{Read, Write};
+    // An "MX" that sends an endless greeting line: the probe must stop at its line cap.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let _ = s.write_all(&[b'2'; 64 * 1024]);
+        // Hold the connection until the client closes it.
+        let mut sink = [0u8; 1024];
+        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let w = world(Domain::enforce([MX1]));
+    let ca = common::ca_file(&w);
+    let r = common::run(&[
+        "check",
+        D,
+        "--resolver",
+        &w.dns_addr().to_string(),
+        "--ca-file",
+        ca.0.to_str().unwrap(),
+        "--https-port",
+        &w.https_port().to_string(),
+        "--smtp-port",
+        &port,
+    ]);
+    server.join().unwrap();
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "FAIL",
+            "SMTP: greeting: a reply line longer than 2048 bytes"
+        ),
+        "{}",
+        show(&r)
+    );
+}
