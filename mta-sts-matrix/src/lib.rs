@@ -7,6 +7,12 @@
 
 use std::time::{Duration, Instant};
 
+/// The README's Rust examples, compiled (and run where they need no network) as doctests here,
+/// where every crate they use is at hand.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 use mta_sts_core::io::FetchFailure;
 use mta_sts_core::{CacheReason, Config, FetchProblem, Mode, NoPolicyReason, Outcome, TxtProblem};
 use mta_sts_net::TrustAnchors;
