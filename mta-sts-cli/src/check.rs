@@ -19,7 +19,7 @@ use mta_sts_core::io::{
     TxtAnswer, TxtResult,
 };
 use mta_sts_core::wire::dns::{DnsAnswer, MxAnswer, QueryType};
-use mta_sts_core::wire::http::{Progress as HttpProgress, ResponseParser, request};
+use mta_sts_core::wire::http::ResponseParser;
 use mta_sts_core::{
     Begin, Config, Evaluation, IoResult, Lookup, Mode, MxDecision, NoPolicyReason, Outcome, Policy,
     PolicyCache, PolicyDomain, PolicyReport, Profile, Step, StsRecord, TxtErrorKind, UnixTime,
@@ -315,7 +315,7 @@ fn fetch_into(
     seen: &mut FetchSeen,
 ) -> FetchResult {
     let start = Instant::now();
-    let req = request(fetch).map_err(|e| FetchFailure::Resolve(e.to_string()))?;
+    let (_, req) = mta_sts_net::policy_request(fetch)?;
     let addrs =
         net::addresses(resolvers, &fetch.host, fetch.timeout).map_err(FetchFailure::Resolve)?;
     let tcp = net::connect(&addrs, fetch.port, fetch.timeout).map_err(FetchFailure::Connect)?;
@@ -343,14 +343,9 @@ fn fetch_into(
         if start.elapsed() > fetch.timeout {
             break Err(FetchFailure::Timeout);
         }
-        match stream.read(&mut buf) {
-            Ok(0) => break parser.finish(),
-            Ok(n) => {
-                if let HttpProgress::Complete(r) = parser.feed(&buf[..n]) {
-                    break r;
-                }
-            }
-            Err(e) => break Err(mta_sts_net::classify_tls_error(&e)),
+        let read = stream.read(&mut buf).map(|n| &buf[..n]);
+        if let Some(r) = mta_sts_net::read_progress(&mut parser, read) {
+            break r;
         }
     };
     match parsed {

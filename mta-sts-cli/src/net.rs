@@ -6,7 +6,7 @@
 //! still decides where to send, when to retry and what an answer means.
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -186,11 +186,7 @@ fn send(
         s.write_all(payload)?;
         return Ok(Conn::Tcp(s));
     }
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let s = UdpSocket::bind(local)?;
+    let s = UdpSocket::bind(mta_sts_net::udp_bind_addr(server))?;
     s.connect(server)?;
     s.send(payload)?;
     Ok(Conn::Udp(s))
