@@ -892,7 +892,8 @@ fn judge(check: &Check, no_probe: bool) -> Vec<Line> {
         };
         add("decision", status, format!("{host}: {text}"), None);
     }
-    if check.evaluation.verdict() == Verdict::DeferRecheckPolicy {
+    // (Without any MX host, e.g. when the MX lookup failed, there is nothing to decide.)
+    if check.evaluation.verdict() == Verdict::DeferRecheckPolicy && !check.mx.is_empty() {
         add(
             "decision",
             Status::Fail,

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Run, assert_usage_errors, run_in};
-use mta_sts_testkit::{Cert, Domain, Http, Smtp, Txt, World};
+use mta_sts_testkit::{Cert, DnsFault, Domain, Http, RecordType, Smtp, Txt, World};
 
 const D: &str = "example.com";
 const MX1: &str = "mx1.example.com";
@@ -447,6 +447,30 @@ fn check_hostile_smtp_greeting_is_refused_without_hanging() {
             "FAIL",
             "SMTP: greeting: a reply line longer than 2048 bytes"
         ),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn check_mx_lookup_failure_exits_1() {
+    let w = World::builder()
+        .domain(D, healthy())
+        .dns_fault(D, Some(RecordType::Mx), DnsFault::ServFail)
+        .build()
+        .unwrap();
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "FAIL",
+            "MX lookup of example.com failed: DNS server failure (SERVFAIL)"
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        !r.stdout.contains("enforcing senders defer all mail"),
         "{}",
         show(&r)
     );
