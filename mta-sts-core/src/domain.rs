@@ -79,9 +79,39 @@ pub(crate) fn is_address(s: &str) -> bool {
     }
 }
 
+/// One pass over a name (no root dot) that says whether [`check_ldh`] accepts it, and if so
+/// whether it has upper-case letters: `None` when it does not (then [`check_ldh`] tells why).
+fn scan_ldh(name: &[u8]) -> Option<bool> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let (mut label, mut prev, mut upper) = (0usize, b'.', false);
+    for &c in name {
+        match c {
+            b'a'..=b'z' | b'0'..=b'9' => label += 1,
+            b'A'..=b'Z' => {
+                upper = true;
+                label += 1;
+            }
+            b'-' if label > 0 => label += 1,
+            b'.' if label > 0 && prev != b'-' => label = 0,
+            _ => return None,
+        }
+        if label > MAX_LABEL_LEN {
+            return None;
+        }
+        prev = c;
+    }
+    (label > 0 && prev != b'-').then_some(upper)
+}
+
 /// Checks an ASCII name (lowercase or not, no root dot) against the RFC 5321 `Domain` rules
 /// (LDH labels). Addresses are the caller's concern: see [`normalise`].
 pub(crate) fn check_ldh(name: &str) -> Result<(), NameProblem> {
+    if scan_ldh(name.as_bytes()).is_some() {
+        return Ok(());
+    }
+    // A bad name: the label by label checks below name the first problem.
     if name.is_empty() {
         return Err(NameProblem::Empty);
     }
@@ -135,19 +165,51 @@ pub(crate) struct Normalised<'a> {
 /// checks the RFC 5321 rules; an IP address or address literal is refused. Allocates only when
 /// the input is not already canonical.
 pub(crate) fn normalise(input: &str) -> Result<Normalised<'_>, NameProblem> {
+    // A valid LDH name is an address only if it is all digits and dots (IPv4): a name whose last
+    // character is a letter or hyphen needs no address check.
+    let body = input.strip_suffix('.').unwrap_or(input);
+    if !body.as_bytes().last().is_some_and(u8::is_ascii_digit)
+        && let Some(n) = normalise_fast(input)
+    {
+        return Ok(n);
+    }
     if is_address(input.strip_suffix('.').unwrap_or(input)) {
         return Err(NameProblem::AddressLiteral);
     }
     normalise_labels(input)
 }
 
+/// One trailing (root) dot removed, unless it is the whole name.
+fn split_root_dot(input: &str) -> (&str, bool) {
+    match input.strip_suffix('.') {
+        Some(rest) if !rest.is_empty() => (rest, true),
+        _ => (input, false),
+    }
+}
+
+/// [`normalise_labels`] for a valid ASCII name, in one pass; `None` for anything else.
+fn normalise_fast(input: &str) -> Option<Normalised<'_>> {
+    let (body, stripped_dot) = split_root_dot(input);
+    let upper = scan_ldh(body.as_bytes())?;
+    let name = if upper {
+        Cow::Owned(body.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(body)
+    };
+    Some(Normalised {
+        name,
+        stripped_dot,
+        converted: false,
+    })
+}
+
 /// [`normalise`] without the address check: for the part of a wildcard pattern after `*.`,
 /// where `*.192.0.2.1` names hosts such as `a.192.0.2.1`, not an address.
 pub(crate) fn normalise_labels(input: &str) -> Result<Normalised<'_>, NameProblem> {
-    let (body, stripped_dot) = match input.strip_suffix('.') {
-        Some(rest) if !rest.is_empty() => (rest, true),
-        _ => (input, false),
-    };
+    if let Some(n) = normalise_fast(input) {
+        return Ok(n);
+    }
+    let (body, stripped_dot) = split_root_dot(input);
     if body.is_ascii() {
         check_ldh(body)?;
         let name = if body.bytes().any(|c| c.is_ascii_uppercase()) {

@@ -9,12 +9,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use nom::bytes::complete::take_till;
+use nom::bytes::complete::{take_till, take_while1};
 use nom::character::complete::{char, space0};
 use nom::{IResult, Parser as _};
 
 use crate::domain::NameProblem;
-use crate::mx::{HostKey, MxPattern, MxPatternError, truncate_for_display};
+use crate::mx::{HostKey, MxPattern, MxPatternError, ascii_host, truncate_for_display};
 
 /// The largest `max_age` (RFC 8461 §3.2): 31557600 seconds, about a year. Larger values are clamped.
 pub const MAX_AGE_LIMIT: u32 = 31_557_600;
@@ -456,13 +456,45 @@ impl fmt::Display for PolicyErrorKind {
 ///
 /// Equality compares mode, mx patterns, max_age and extensions, not warnings: a policy equals the
 /// one parsed back from its [`Display`](fmt::Display) text.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Policy {
     mode: Mode,
     max_age: u32,
-    mx: Vec<MxPattern>,
-    extensions: Vec<Extension>,
-    warnings: Vec<PolicyWarning>,
+    /// Boxed slices, no capacity slack: policies are cached by the million.
+    mx: Box<[MxPattern]>,
+    /// Rare: `None` when there are neither extensions nor warnings.
+    extra: Option<Box<Extra>>,
+}
+
+/// The rarely present parts of a [`Policy`].
+#[derive(Clone)]
+struct Extra {
+    extensions: Box<[Extension]>,
+    warnings: Box<[PolicyWarning]>,
+}
+
+impl Extra {
+    fn boxed(extensions: Vec<Extension>, warnings: Vec<PolicyWarning>) -> Option<Box<Self>> {
+        if extensions.is_empty() && warnings.is_empty() {
+            return None;
+        }
+        Some(Box::new(Self {
+            extensions: extensions.into_boxed_slice(),
+            warnings: warnings.into_boxed_slice(),
+        }))
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("mode", &self.mode)
+            .field("max_age", &self.max_age)
+            .field("mx", &self.mx)
+            .field("extensions", &self.extensions())
+            .field("warnings", &self.warnings())
+            .finish()
+    }
 }
 
 impl PartialEq for Policy {
@@ -470,7 +502,7 @@ impl PartialEq for Policy {
         self.mode == other.mode
             && self.max_age == other.max_age
             && self.mx == other.mx
-            && self.extensions == other.extensions
+            && self.extensions() == other.extensions()
     }
 }
 
@@ -571,18 +603,21 @@ impl Policy {
 
     /// The unknown fields, in the order given.
     pub fn extensions(&self) -> &[Extension] {
-        &self.extensions
+        self.extra.as_deref().map_or(&[], |e| &e.extensions)
     }
 
     /// What was forgiven or normalised while parsing.
     pub fn warnings(&self) -> &[PolicyWarning] {
-        &self.warnings
+        self.extra.as_deref().map_or(&[], |e| &e.warnings)
     }
 
     /// Whether an MX host name matches one of the policy's patterns (RFC 8461 §4.1). The host is
     /// compared case-insensitively, without its root dot, in A-labels; an IP address never
     /// matches. This says nothing about the mode: see [`Policy::mode`].
     pub fn matches_mx(&self, host: &str) -> bool {
+        if let Some(h) = ascii_host(host) {
+            return self.mx.iter().any(|p| p.matches_ascii(h));
+        }
         match HostKey::new(host) {
             Some(key) => self.mx.iter().any(|p| p.matches_key(&key)),
             None => false,
@@ -619,7 +654,7 @@ impl fmt::Display for Policy {
             write!(f, "mx: {mx}\r\n")?;
         }
         write!(f, "max_age: {}\r\n", self.max_age)?;
-        for e in &self.extensions {
+        for e in self.extensions() {
             write!(f, "{}: {}\r\n", e.name, e.value)?;
         }
         Ok(())
@@ -720,9 +755,8 @@ impl PolicyBuilder {
         Ok(Policy {
             mode: self.mode,
             max_age: self.max_age,
-            mx: self.mx,
-            extensions: Vec::new(),
-            warnings: Vec::new(),
+            mx: self.mx.into_boxed_slice(),
+            extra: None,
         })
     }
 }
@@ -762,6 +796,36 @@ fn split_line(line: &str) -> Option<Line<'_, impl Fn() -> usize + '_>> {
         value_column,
         ws_before_key: !lead.is_empty(),
         ws_before_colon: key.len() != key_raw.len(),
+    })
+}
+
+fn is_name_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')
+}
+
+/// The usual line: a key of name characters from the first column, `:`, `*WSP value *WSP`.
+/// `None` for anything else (left to [`split_line`] and the layout checks); where both apply
+/// they split alike.
+fn split_plain(line: &str) -> Option<Line<'_, impl Fn() -> usize + '_>> {
+    type Split<'a> = IResult<&'a [u8], (&'a [u8], char, &'a [u8])>;
+    let parsed: Split<'_> = (take_while1(is_name_byte), char(':'), space0).parse(line.as_bytes());
+    let (rest, (key, _, gap)) = parsed.ok()?;
+    let end = rest.len()
+        - rest
+            .iter()
+            .rev()
+            .take_while(|&&c| c == b' ' || c == b'\t')
+            .count();
+    let before_value = key.len() + 1 + gap.len();
+    // All ASCII up to the value: its column is its byte offset.
+    let value_column = move || before_value + 1;
+    Some(Line {
+        key: &line[..key.len()],
+        value: &line[before_value..before_value + end],
+        key_column: 1,
+        value_column,
+        ws_before_key: false,
+        ws_before_colon: false,
     })
 }
 
@@ -893,6 +957,10 @@ impl PolicyParser {
                 return self.error(Some(n), Some(column), PolicyErrorKind::BareCr);
             }
         };
+        // The usual line, `key: value` from the first column, is split in one pass.
+        if let Some(l) = split_plain(line) {
+            return self.field(n, l);
+        }
         let content = line.trim_start_matches(is_wsp);
         if content.trim_end_matches(is_wsp).is_empty() {
             return self.layout(n, Layout::BlankLine);
@@ -909,6 +977,11 @@ impl PolicyParser {
         if l.ws_before_colon && !self.layout(n, Layout::WhitespaceBeforeColon) {
             return false;
         }
+        self.field(n, l)
+    }
+
+    /// Handles the field of a split line; false when parsing should stop.
+    fn field(&mut self, n: usize, l: Line<'_, impl Fn() -> usize>) -> bool {
         let col = || Some((l.value_column)());
         match Field::from_key(l.key) {
             Some(Field::Version) => {
@@ -1080,9 +1153,8 @@ impl PolicyParser {
             (true, Some((_, Some(mode))), Some((_, Some(max_age)))) => Ok(Policy {
                 mode,
                 max_age,
-                mx: self.mx,
-                extensions: self.extensions,
-                warnings: self.warnings,
+                mx: self.mx.into_boxed_slice(),
+                extra: Extra::boxed(self.extensions, self.warnings),
             }),
             _ => Err(self.errors),
         }
