@@ -79,30 +79,49 @@ pub(crate) fn is_address(s: &str) -> bool {
     }
 }
 
+/// Byte classes for [`scan_ldh`].
+const BAD: u8 = 0;
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
+const HYPHEN: u8 = 3;
+const DOT: u8 = 4;
+static CLASS: [u8; 256] = {
+    let mut t = [BAD; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = match b {
+            b'a'..=b'z' | b'0'..=b'9' => LOWER,
+            b'A'..=b'Z' => UPPER,
+            b'-' => HYPHEN,
+            b'.' => DOT,
+            _ => BAD,
+        };
+        c += 1;
+    }
+    t
+};
+
 /// One pass over a name (no root dot) that says whether [`check_ldh`] accepts it, and if so
 /// whether it has upper-case letters: `None` when it does not (then [`check_ldh`] tells why).
 fn scan_ldh(name: &[u8]) -> Option<bool> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return None;
     }
-    let (mut label, mut prev, mut upper) = (0usize, b'.', false);
-    for &c in name {
-        match c {
-            b'a'..=b'z' | b'0'..=b'9' => label += 1,
-            b'A'..=b'Z' => {
-                upper = true;
-                label += 1;
-            }
-            b'-' if label > 0 => label += 1,
-            b'.' if label > 0 && prev != b'-' => label = 0,
+    // A label is [start, end): non-empty, at most 63 bytes, no hyphen at either end.
+    let label_ok = |start: usize, end: usize| {
+        end > start && end - start <= MAX_LABEL_LEN && name[start] != b'-' && name[end - 1] != b'-'
+    };
+    let (mut start, mut upper) = (0, false);
+    for (i, &c) in name.iter().enumerate() {
+        match CLASS[usize::from(c)] {
+            LOWER | HYPHEN => {}
+            UPPER => upper = true,
+            DOT if label_ok(start, i) => start = i + 1,
             _ => return None,
         }
-        if label > MAX_LABEL_LEN {
-            return None;
-        }
-        prev = c;
     }
-    (label > 0 && prev != b'-').then_some(upper)
+    label_ok(start, name.len()).then_some(upper)
 }
 
 /// Checks an ASCII name (lowercase or not, no root dot) against the RFC 5321 `Domain` rules

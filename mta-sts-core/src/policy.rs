@@ -829,6 +829,31 @@ fn split_plain(line: &str) -> Option<Line<'_, impl Fn() -> usize + '_>> {
     })
 }
 
+/// The position of the first CR or LF, eight bytes at a time (lines are short: `memchr`'s
+/// set-up would cost more than the search).
+fn find_cr_or_lf(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let x = u64::from_le_bytes(word);
+        // Exact for the first match (borrows only run towards higher bytes).
+        let hit = has_zero(x ^ (ONES * u64::from(b'\n'))) | has_zero(x ^ (ONES * u64::from(b'\r')));
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..]
+        .iter()
+        .position(|&c| c == b'\n' || c == b'\r')
+        .map(|j| i + j)
+}
+
 /// `(ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")`
 fn is_ext_name(key: &str) -> bool {
     let b = key.as_bytes();
@@ -854,13 +879,61 @@ fn parse_max_age(value: &str) -> Option<u64> {
     value.parse().ok()
 }
 
+/// The mx patterns found so far: the first few on the stack, so that the policy's slice is
+/// allocated once, at its size.
+struct MxList {
+    head: [Option<MxPattern>; 4],
+    head_len: usize,
+    tail: Vec<MxPattern>,
+}
+
+impl MxList {
+    fn new() -> Self {
+        Self {
+            head: [None, None, None, None],
+            head_len: 0,
+            tail: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head_len == 0
+    }
+
+    fn contains(&self, p: &MxPattern) -> bool {
+        self.head[..self.head_len]
+            .iter()
+            .any(|h| h.as_ref() == Some(p))
+            || self.tail.contains(p)
+    }
+
+    fn push(&mut self, p: MxPattern) {
+        match self.head.get_mut(self.head_len) {
+            Some(slot) => {
+                *slot = Some(p);
+                self.head_len += 1;
+            }
+            None => self.tail.push(p),
+        }
+    }
+
+    fn into_boxed_slice(self) -> Box<[MxPattern]> {
+        let mut all = Vec::with_capacity(self.head_len + self.tail.len());
+        for p in self.head.into_iter().take(self.head_len).flatten() {
+            all.push(p);
+        }
+        all.extend(self.tail);
+        all.into_boxed_slice()
+    }
+}
+
 struct PolicyParser {
     profile: Profile,
     collect_all: bool,
     version: Option<usize>,
     mode: Option<(usize, Option<Mode>)>,
     max_age: Option<(usize, Option<u32>)>,
-    mx: Vec<MxPattern>,
+    mx: MxList,
     extensions: Vec<Extension>,
     warnings: Vec<PolicyWarning>,
     errors: Vec<PolicyError>,
@@ -874,7 +947,7 @@ impl PolicyParser {
             version: None,
             mode: None,
             max_age: None,
-            mx: Vec::new(),
+            mx: MxList::new(),
             extensions: Vec::new(),
             warnings: Vec::new(),
             errors: Vec::new(),
@@ -925,16 +998,17 @@ impl PolicyParser {
         let mut n = 0;
         loop {
             n += 1;
-            let mut end = start;
-            let mut first_cr = None;
-            while let Some(&c) = bytes.get(end) {
-                match c {
-                    b'\n' => break,
-                    b'\r' if first_cr.is_none() => first_cr = Some(end - start),
-                    _ => {}
+            let rest = &bytes[start..];
+            // The line ends at the first LF; its first CR, if before that, is noted.
+            let (len, first_cr) = match find_cr_or_lf(rest) {
+                None => (rest.len(), None),
+                Some(i) if rest[i] == b'\n' => (i, None),
+                Some(i) => {
+                    let lf = rest[i..].iter().position(|&c| c == b'\n');
+                    (lf.map_or(rest.len(), |j| i + j), Some(i))
                 }
-                end += 1;
-            }
+            };
+            let end = start + len;
             if !self.line(n, &body[start..end], first_cr) {
                 return;
             }
