@@ -10,7 +10,42 @@
 use std::hint::black_box;
 
 use mta_sts_benches::{POLICY_TYPICAL, TXT_RECORD};
-use mta_sts_core::{MxPattern, Policy, StsRecord};
+use mta_sts_core::io::{FetchResponse, TxtAnswer};
+use mta_sts_core::{
+    Begin, Config, IoResult, MxPattern, Policy, PolicyCache, Step, StsRecord, UnixTime,
+};
+
+const NOW: UnixTime = UnixTime::from_secs(1_700_000_000);
+
+fn domain(i: usize) -> String {
+    format!("d{i}.example-{}.com", i % 97)
+}
+
+/// A cache of 4096 policies (the engine bench's domains and bodies).
+fn filled_cache() -> PolicyCache {
+    let body = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.mx.example.net\r\nmax_age: 604800\r\n";
+    let mut cache = PolicyCache::new(Config::default());
+    for i in 0..4096 {
+        let Begin::Started(mut lookup) = cache.begin(&domain(i), NOW) else {
+            continue;
+        };
+        loop {
+            let step = lookup.poll();
+            if let Step::Done(r) = step {
+                let _ = cache.apply(r, NOW);
+                break;
+            }
+            let result = match step {
+                Step::Io(mta_sts_core::io::Io::Txt(_)) => {
+                    IoResult::Txt(Ok(TxtAnswer::Records(vec![b"v=STSv1; id=1;".to_vec()])))
+                }
+                _ => IoResult::Fetch(Ok(FetchResponse::new(200, Some("text/plain"), body))),
+            };
+            lookup.handle(result, NOW).expect("canned result fits");
+        }
+    }
+    cache
+}
 
 const POLICY_3MX: &str = "version: STSv1\nmode: enforce\nmx: mail.example.com\nmx: backup.example.com\nmx: *.mx.example.net\nmax_age: 604800\n";
 
@@ -20,7 +55,9 @@ fn main() {
     let n: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
     let exact = MxPattern::parse("mail.example.com").unwrap();
     let wild = MxPattern::parse("*.example.com").unwrap();
-    for _ in 0..n {
+    let mut cache = (op == "cache_hit").then(filled_cache);
+    let keys: Vec<String> = (0..4096).map(domain).collect();
+    for k in 0..n {
         match op.as_str() {
             "policy" => drop(black_box(Policy::parse(black_box(POLICY_TYPICAL)))),
             "policy3" => drop(black_box(Policy::parse(black_box(POLICY_3MX)))),
@@ -37,6 +74,11 @@ fn main() {
             "mailrs_policy" => drop(black_box(mailrs_mta_sts::Policy::parse(black_box(
                 POLICY_TYPICAL,
             )))),
+            "cache_hit" => {
+                if let Some(c) = cache.as_mut() {
+                    drop(black_box(c.begin(black_box(&keys[k & 4095]), NOW)));
+                }
+            }
             _ => {}
         }
     }

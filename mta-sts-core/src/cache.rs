@@ -1,6 +1,8 @@
 //! The long-lived policy cache: fast answers, coalescing, bounded memory, proactive refresh.
 
+use core::hash::BuildHasher;
 use core::time::Duration;
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
 
 use crate::config::{Config, StsUsage};
@@ -61,6 +63,8 @@ struct Slot {
     timer: Option<UnixTime>,
     prev: u32,
     next: u32,
+    /// The recency clock when the slot was last moved to the head of its list.
+    moved: u32,
 }
 
 impl Slot {
@@ -70,6 +74,184 @@ impl Slot {
         } else {
             List::Memos
         }
+    }
+}
+
+/// The index from a domain to its slot: open addressing with linear probing over a power-of-two
+/// table of words `hash << 32 | slot`, where `hash` is the low half of the domain's keyed
+/// (SipHash, random keys) hash. The domain is kept once, in its slot; a word gives its home
+/// position without the domain, so growing and deleting (backward shift) need no rehashing, and
+/// the hash half filters out nearly every other domain before its slot is read.
+#[derive(Debug)]
+struct Index {
+    /// The SipHash key, random per cache.
+    key: (u64, u64),
+    table: Vec<u64>,
+    len: usize,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+/// SipHash-1-3 (the standard library's `HashMap` hash, keyed alike against flooding), written for
+/// a byte string in one call: whole words, one padded last word.
+fn sip13(key: (u64, u64), data: &[u8]) -> u64 {
+    siphash::<1, 3>(key, data)
+}
+
+/// SipHash-c-d of a byte string.
+fn siphash<const C: usize, const D: usize>((k0, k1): (u64, u64), data: &[u8]) -> u64 {
+    #[inline(always)]
+    fn round(v: (u64, u64, u64, u64)) -> (u64, u64, u64, u64) {
+        let (mut v0, mut v1, mut v2, mut v3) = v;
+        v0 = v0.wrapping_add(v1);
+        v1 = v1.rotate_left(13) ^ v0;
+        v0 = v0.rotate_left(32);
+        v2 = v2.wrapping_add(v3);
+        v3 = v3.rotate_left(16) ^ v2;
+        v0 = v0.wrapping_add(v3);
+        v3 = v3.rotate_left(21) ^ v0;
+        v2 = v2.wrapping_add(v1);
+        v1 = v1.rotate_left(17) ^ v2;
+        v2 = v2.rotate_left(32);
+        (v0, v1, v2, v3)
+    }
+    let mut v = (
+        k0 ^ 0x736f_6d65_7073_6575,
+        k1 ^ 0x646f_7261_6e64_6f6d,
+        k0 ^ 0x6c79_6765_6e65_7261,
+        k1 ^ 0x7465_6462_7974_6573,
+    );
+    let words = data.chunks_exact(8);
+    let tail = words.remainder();
+    let mut last = (data.len() as u64) << 56;
+    for (i, &b) in tail.iter().enumerate() {
+        last |= u64::from(b) << (8 * i);
+    }
+    for m in words
+        .map(|w| <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes))
+        .chain([last])
+    {
+        v.3 ^= m;
+        for _ in 0..C {
+            v = round(v);
+        }
+        v.0 ^= m;
+    }
+    v.2 ^= 0xff;
+    for _ in 0..D {
+        v = round(v);
+    }
+    v.0 ^ v.1 ^ v.2 ^ v.3
+}
+
+impl Index {
+    fn new() -> Self {
+        // The standard library's random keys, drawn through its hasher.
+        let random = RandomState::new();
+        Self {
+            key: (random.hash_one(0u8), random.hash_one(1u8)),
+            table: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn hash(&self, domain: &str) -> u32 {
+        sip13(self.key, domain.as_bytes()) as u32
+    }
+
+    fn mask(&self) -> usize {
+        self.table.len().wrapping_sub(1)
+    }
+
+    /// The slot of `domain`, given how to read a slot's domain.
+    fn get<'s>(&self, domain: &str, name: impl Fn(u32) -> Option<&'s str>) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let hash = self.hash(domain);
+        let mask = self.mask();
+        let mut pos = hash as usize & mask;
+        loop {
+            let word = self.table[pos];
+            if word == EMPTY {
+                return None;
+            }
+            let slot = word as u32;
+            if (word >> 32) as u32 == hash && name(slot) == Some(domain) {
+                return Some(slot);
+            }
+            pos = (pos + 1) & mask;
+        }
+    }
+
+    /// Adds `domain` (absent) at `slot`.
+    fn insert(&mut self, domain: &str, slot: u32) {
+        // At most three quarters full.
+        if (self.len + 1) * 4 > self.table.len() * 3 {
+            self.grow();
+        }
+        let word = u64::from(self.hash(domain)) << 32 | u64::from(slot);
+        self.place(word);
+        self.len += 1;
+    }
+
+    fn place(&mut self, word: u64) {
+        let mask = self.mask();
+        let mut pos = (word >> 32) as usize & mask;
+        while self.table[pos] != EMPTY {
+            pos = (pos + 1) & mask;
+        }
+        self.table[pos] = word;
+    }
+
+    fn grow(&mut self) {
+        let size = (self.table.len() * 2).max(16);
+        let old = core::mem::replace(&mut self.table, vec![EMPTY; size]);
+        for word in old.into_iter().filter(|&w| w != EMPTY) {
+            self.place(word);
+        }
+    }
+
+    /// Removes `domain`, which is at `slot`.
+    fn remove(&mut self, domain: &str, slot: u32) {
+        if self.len == 0 {
+            return;
+        }
+        let mask = self.mask();
+        let mut hole = self.hash(domain) as usize & mask;
+        loop {
+            match self.table[hole] {
+                EMPTY => return,
+                w if w as u32 == slot => break,
+                _ => hole = (hole + 1) & mask,
+            }
+        }
+        self.table[hole] = EMPTY;
+        self.len -= 1;
+        // Backward shift: an entry after the hole moves into it unless its home lies in between.
+        let mut pos = hole;
+        loop {
+            pos = (pos + 1) & mask;
+            let word = self.table[pos];
+            if word == EMPTY {
+                return;
+            }
+            let home = (word >> 32) as usize & mask;
+            if pos.wrapping_sub(home) & mask >= pos.wrapping_sub(hole) & mask {
+                self.table[hole] = word;
+                self.table[pos] = EMPTY;
+                hole = pos;
+            }
+        }
+    }
+
+    /// The slots indexed.
+    #[cfg(any(test, fuzzing))]
+    fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.table
+            .iter()
+            .filter(|&&w| w != EMPTY)
+            .map(|&w| w as u32)
     }
 }
 
@@ -106,13 +288,17 @@ impl Slot {
 #[derive(Debug)]
 pub struct PolicyCache {
     config: Config,
-    index: HashMap<PolicyDomain, u32>,
+    index: Index,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     lists: [Ends; 2],
-    timers: BTreeSet<(UnixTime, u32)>,
+    /// `timer_key(time, slot)` of every slot with a timer (its exact time is in the slot).
+    timers: BTreeSet<u64>,
     in_flight: HashMap<PolicyDomain, UnixTime>,
     stats: Stats,
+    /// Counts the moves to the head of a list (wrapping): a slot moved less than `len / 8`
+    /// moves ago is among the most recent eighth of its list.
+    clock: u32,
 }
 
 impl PolicyCache {
@@ -124,13 +310,14 @@ impl PolicyCache {
         };
         Self {
             config,
-            index: HashMap::new(),
+            index: Index::new(),
             slots: Vec::new(),
             free: Vec::new(),
             lists: [ends; 2],
             timers: BTreeSet::new(),
             in_flight: HashMap::new(),
             stats: Stats::default(),
+            clock: 0,
         }
     }
 
@@ -141,18 +328,18 @@ impl PolicyCache {
 
     /// Number of entries (policies and failed-fetch memories).
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.index.len
     }
 
     /// True when the cache holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.len == 0
     }
 
     /// The counters, with the current gauges.
     pub fn stats(&self) -> Stats {
         Stats {
-            entries: self.index.len(),
+            entries: self.index.len,
             in_flight: self.in_flight.len(),
             ..self.stats
         }
@@ -161,7 +348,7 @@ impl PolicyCache {
     /// The policy cached for `domain`, fresh or not, without counting a use.
     pub fn peek(&self, domain: &str) -> Option<&CachedPolicy> {
         let d = PolicyDomain::normalised(domain).ok()?;
-        let i = *self.index.get(d.as_ref())?;
+        let i = self.find(&d)?;
         self.slot(i).and_then(|s| s.policy.as_ref())
     }
 
@@ -178,7 +365,7 @@ impl PolicyCache {
     pub fn begin(&mut self, domain: &str, now: UnixTime) -> Begin {
         // Fast path: only valid, normalised names are ever keys, so an exact hit needs no
         // normalisation.
-        if let Some(&i) = self.index.get(domain)
+        if let Some(i) = self.find(domain)
             && let Some(ready) = self.fresh_hit(i, domain, now)
         {
             return ready;
@@ -190,7 +377,7 @@ impl PolicyCache {
         if self.config.settings_for_str(&d).usage == StsUsage::Disable {
             return Begin::Ready(Outcome::NoPolicy(NoPolicyReason::Disabled));
         }
-        if let Some(&i) = self.index.get(d.as_ref())
+        if let Some(i) = self.find(&d)
             && let Some(ready) = self.fresh_hit(i, &d, now)
         {
             return ready;
@@ -239,7 +426,7 @@ impl PolicyCache {
             return Begin::InProgress(domain);
         }
         self.mark_in_flight(&domain, now);
-        let (cached, memo) = match self.index.get(&domain).and_then(|&i| self.slot(i)) {
+        let (cached, memo) = match self.find(domain.as_str()).and_then(|i| self.slot(i)) {
             Some(s) => (s.policy.clone(), s.memo.as_deref().copied()),
             None => (None, None),
         };
@@ -283,7 +470,7 @@ impl PolicyCache {
             ..
         } = resolution;
         self.in_flight.remove(&domain);
-        let existing = self.index.get(&domain).copied();
+        let existing = self.find(domain.as_str());
         if matches!(outcome, Outcome::Cached { .. }) {
             self.stats.cached += 1;
         }
@@ -509,7 +696,8 @@ impl PolicyCache {
     /// The next instant the cache has work for [`PolicyCache::poll_refresh`] (a refresh due, an
     /// entry to drop); `None` when it has none.
     pub fn poll_timeout(&self) -> Option<UnixTime> {
-        self.timers.first().map(|&(t, _)| t)
+        let &key = self.timers.first()?;
+        self.slot(key as u32).and_then(|s| s.timer)
     }
 
     /// Does the work due at `now`: drops expired entries and returns the next refresh lookup due,
@@ -519,9 +707,15 @@ impl PolicyCache {
         let later = now.saturating_add(SECOND);
         // Every step pops one timer and sets at most one later than `now`: bounded.
         for _ in 0..self.timers.len() {
-            let &(t, i) = self.timers.first()?;
-            if t > now {
-                return None;
+            let &key = self.timers.first()?;
+            let i = key as u32;
+            match self.slot(i).and_then(|s| s.timer) {
+                Some(t) if t > now => return None,
+                Some(_) => {}
+                None => {
+                    self.timers.remove(&key);
+                    continue;
+                }
             }
             self.set_timer(i, None);
             let Some(s) = self.slot(i) else { continue };
@@ -629,16 +823,19 @@ impl PolicyCache {
     #[cfg(any(test, fuzzing))]
     pub fn check_invariants(&self) {
         let live = self.slots.iter().filter(|s| s.is_some()).count();
-        assert_eq!(live, self.index.len(), "index and slots disagree");
-        assert!(self.index.len() <= self.config.capacity, "over capacity");
+        assert_eq!(live, self.index.len, "index and slots disagree");
+        assert_eq!(live, self.index.slots().count(), "index and slots disagree");
+        assert!(self.index.len <= self.config.capacity, "over capacity");
         assert!(
             self.in_flight.len() <= self.config.max_in_flight.max(1),
             "in-flight unbounded"
         );
-        for (d, &i) in &self.index {
+        for i in self.index.slots() {
+            let d = self.slot(i).map(|s| s.domain.as_str());
+            assert!(d.is_some(), "index points to an empty slot");
             assert_eq!(
-                self.slot(i).map(|s| &s.domain),
-                Some(d),
+                d.and_then(|d| self.find(d)),
+                Some(i),
                 "index points elsewhere"
             );
         }
@@ -657,8 +854,13 @@ impl PolicyCache {
             assert_eq!(ends.tail, prev, "tail is not the last slot");
         }
         assert_eq!(seen, live, "a slot is on no list");
-        for &(t, i) in &self.timers {
-            assert_eq!(self.slot(i).and_then(|s| s.timer), Some(t), "stray timer");
+        for &key in &self.timers {
+            let t = self.slot(key as u32).and_then(|s| s.timer);
+            assert_eq!(
+                t.map(|t| timer_key(t, key as u32)),
+                Some(key),
+                "stray timer"
+            );
         }
         let timed = self
             .slots
@@ -670,6 +872,12 @@ impl PolicyCache {
     }
 
     // ----- slots, lists and timers -----
+
+    /// The slot of `domain`, if cached.
+    fn find(&self, domain: &str) -> Option<u32> {
+        self.index
+            .get(domain, |i| self.slot(i).map(|s| s.domain.as_str()))
+    }
 
     fn slot(&self, i: u32) -> Option<&Slot> {
         self.slots.get(i as usize).and_then(Option::as_ref)
@@ -709,9 +917,12 @@ impl PolicyCache {
         if let Some(h) = self.slot_mut(head) {
             h.prev = i;
         }
+        let clock = self.clock;
+        self.clock = clock.wrapping_add(1);
         if let Some(s) = self.slot_mut(i) {
             s.prev = NIL;
             s.next = head;
+            s.moved = clock;
         }
         let ends = self.ends(list);
         ends.head = i;
@@ -720,9 +931,16 @@ impl PolicyCache {
         }
     }
 
+    /// Records a use. The slot moves to the head of its list unless it is among the most recent
+    /// eighth already (then no other slot is touched): recency is exact but for the order within
+    /// that eighth, which a hit does not refresh.
     fn touch(&mut self, i: u32, now: UnixTime) {
-        if let Some(s) = self.slot_mut(i) {
-            s.last_used = s.last_used.max(now);
+        let recent = (self.index.len / 8).min(u32::MAX as usize) as u32;
+        let clock = self.clock;
+        let Some(s) = self.slot_mut(i) else { return };
+        s.last_used = s.last_used.max(now);
+        if clock.wrapping_sub(s.moved) < recent {
+            return;
         }
         if self.ends(self.slot(i).map_or(List::Memos, Slot::list)).head != i {
             self.unlink(i);
@@ -734,10 +952,10 @@ impl PolicyCache {
         let Some(s) = self.slot_mut(i) else { return };
         let old = core::mem::replace(&mut s.timer, at);
         if let Some(t) = old {
-            self.timers.remove(&(t, i));
+            self.timers.remove(&timer_key(t, i));
         }
         if let Some(t) = at {
-            self.timers.insert((t, i));
+            self.timers.insert(timer_key(t, i));
         }
     }
 
@@ -745,7 +963,7 @@ impl PolicyCache {
         self.set_timer(i, None);
         self.unlink(i);
         if let Some(s) = self.slots.get_mut(i as usize).and_then(Option::take) {
-            self.index.remove(&s.domain);
+            self.index.remove(s.domain.as_str(), i);
             self.free.push(i);
         }
     }
@@ -753,13 +971,13 @@ impl PolicyCache {
     /// The entry for `domain`, created (evicting if full) when missing; `None` if the capacity
     /// is zero.
     fn entry(&mut self, domain: &PolicyDomain, now: UnixTime) -> Option<u32> {
-        if let Some(&i) = self.index.get(domain) {
+        if let Some(i) = self.find(domain.as_str()) {
             return Some(i);
         }
         if self.config.capacity == 0 {
             return None;
         }
-        while self.index.len() >= self.config.capacity {
+        while self.index.len >= self.config.capacity {
             let victim = match self.lists[List::Memos as usize].tail {
                 NIL => self.lists[List::Policies as usize].tail,
                 t => t,
@@ -778,6 +996,7 @@ impl PolicyCache {
             timer: None,
             prev: NIL,
             next: NIL,
+            moved: 0,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -790,7 +1009,7 @@ impl PolicyCache {
                 i
             }
         };
-        self.index.insert(domain.clone(), i);
+        self.index.insert(domain.as_str(), i);
         self.link_head(i);
         Some(i)
     }
@@ -815,6 +1034,13 @@ impl PolicyCache {
         let after = period.saturating_sub(self.jitter(domain, p.fetched_at(), period));
         p.fetched_at().saturating_add(after.max(MIN_REFRESH_PERIOD))
     }
+}
+
+/// The order of timers: by time in whole seconds, then slot, in one word (half the memory of a
+/// `(UnixTime, u32)` pair). Times from 2106 on (2^32 s) share the last second: among them the
+/// order is the slots'.
+fn timer_key(t: UnixTime, slot: u32) -> u64 {
+    t.as_secs().min(u64::from(u32::MAX)) << 32 | u64::from(slot)
 }
 
 fn rejected(e: PolicyDomainError) -> NoPolicyReason {
@@ -846,6 +1072,51 @@ mod tests {
             panic!("done after two requests")
         };
         let _ = cache.apply(r, now);
+    }
+
+    #[test]
+    fn siphash_matches_the_standard_library() {
+        // The standard library exposes SipHash-2-4 only (deprecated); the same code with other
+        // round counts is SipHash-1-3.
+        #[allow(deprecated)]
+        fn std24(k0: u64, k1: u64, data: &[u8]) -> u64 {
+            use core::hash::Hasher;
+            let mut h = std::hash::SipHasher::new_with_keys(k0, k1);
+            h.write(data);
+            h.finish()
+        }
+        let (k0, k1) = (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908);
+        let msg: Vec<u8> = (0..64).collect();
+        for n in 0..64 {
+            assert_eq!(
+                siphash::<2, 4>((k0, k1), &msg[..n]),
+                std24(k0, k1, &msg[..n]),
+                "{n}"
+            );
+        }
+        // The reference vector of SipHash-2-4 for 15 bytes (the paper's appendix).
+        assert_eq!(siphash::<2, 4>((k0, k1), &msg[..15]), 0xa129_ca61_49be_45e5);
+    }
+
+    #[test]
+    fn index_finds_every_name_through_growth_and_backward_shift_deletion() {
+        let names: Vec<String> = (0..3000).map(|i| format!("d{i}.example")).collect();
+        let name = |i: u32| names.get(i as usize).map(String::as_str);
+        let mut index = Index::new();
+        for (i, n) in names.iter().enumerate() {
+            index.insert(n, i as u32);
+        }
+        // Remove every third, then check every name, present or not.
+        for (i, n) in names.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            index.remove(n, i as u32);
+        }
+        assert_eq!(index.len, 2000);
+        for (i, n) in names.iter().enumerate() {
+            let want = (i % 3 != 0).then_some(i as u32);
+            assert_eq!(index.get(n, name), want, "{n}");
+        }
+        assert_eq!(index.get("absent.example", name), None);
+        assert_eq!(index.slots().count(), 2000);
     }
 
     #[test]
