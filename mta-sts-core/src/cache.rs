@@ -55,7 +55,7 @@ struct Ends {
 
 #[derive(Debug)]
 struct Slot {
-    domain: PolicyDomain,
+    domain: SlotName,
     policy: Option<CachedPolicy>,
     /// Boxed: rare, and the slot stays small.
     memo: Option<Box<FetchMemo>>,
@@ -73,6 +73,48 @@ impl Slot {
             List::Policies
         } else {
             List::Memos
+        }
+    }
+}
+
+/// A slot's domain: inline when short (nearly always), so that a hit compares it without reading
+/// another allocation.
+#[derive(Debug)]
+pub(crate) enum SlotName {
+    Inline { len: u8, bytes: [u8; 30] },
+    Heap(PolicyDomain),
+}
+
+impl SlotName {
+    fn new(domain: &PolicyDomain) -> Self {
+        let s = domain.as_str();
+        if s.len() > 30 {
+            return Self::Heap(domain.clone());
+        }
+        let mut bytes = [0; 30];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Self::Inline {
+            len: s.len() as u8,
+            bytes,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(d) => d.as_str().as_bytes(),
+        }
+    }
+
+    /// The name (a normalised domain: ASCII, so this never fails).
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    fn to_domain(&self) -> PolicyDomain {
+        match self {
+            Self::Inline { .. } => PolicyDomain::from_normalised(self.as_str().to_owned()),
+            Self::Heap(d) => d.clone(),
         }
     }
 }
@@ -164,7 +206,7 @@ impl Index {
     }
 
     /// The slot of `domain`, given how to read a slot's domain.
-    fn get<'s>(&self, domain: &str, name: impl Fn(u32) -> Option<&'s str>) -> Option<u32> {
+    fn get<'s>(&self, domain: &str, name: impl Fn(u32) -> Option<&'s [u8]>) -> Option<u32> {
         if self.len == 0 {
             return None;
         }
@@ -177,7 +219,7 @@ impl Index {
                 return None;
             }
             let slot = word as u32;
-            if (word >> 32) as u32 == hash && name(slot) == Some(domain) {
+            if (word >> 32) as u32 == hash && name(slot) == Some(domain.as_bytes()) {
                 return Some(slot);
             }
             pos = (pos + 1) & mask;
@@ -719,7 +761,7 @@ impl PolicyCache {
             }
             self.set_timer(i, None);
             let Some(s) = self.slot(i) else { continue };
-            if let Some(&deadline) = self.in_flight.get(&s.domain).filter(|d| now < **d) {
+            if let Some(&deadline) = self.in_flight.get(s.domain.as_str()).filter(|d| now < **d) {
                 self.set_timer(i, Some(deadline.max(later)));
                 continue;
             }
@@ -736,7 +778,10 @@ impl PolicyCache {
                 continue;
             };
             if !p.is_fresh(now) {
-                tracing::debug!(policy_domain = %s.domain, "expired MTA-STS policy dropped");
+                tracing::debug!(
+                    policy_domain = s.domain.as_str(),
+                    "expired MTA-STS policy dropped"
+                );
                 self.remove(i);
                 continue;
             }
@@ -746,7 +791,7 @@ impl PolicyCache {
                 continue;
             }
             let (domain, cached, memo) = (
-                s.domain.clone(),
+                s.domain.to_domain(),
                 Some(p.clone()),
                 s.memo.as_deref().copied(),
             );
@@ -775,7 +820,7 @@ impl PolicyCache {
     /// The entries with a policy, most recently used first: (domain, policy, last use).
     pub(crate) fn policies_by_recency(
         &self,
-    ) -> impl Iterator<Item = (&PolicyDomain, &CachedPolicy, UnixTime)> + '_ {
+    ) -> impl Iterator<Item = (&SlotName, &CachedPolicy, UnixTime)> + '_ {
         let mut i = self.lists[List::Policies as usize].head;
         core::iter::from_fn(move || {
             let s = self.slot(i)?;
@@ -876,7 +921,7 @@ impl PolicyCache {
     /// The slot of `domain`, if cached.
     fn find(&self, domain: &str) -> Option<u32> {
         self.index
-            .get(domain, |i| self.slot(i).map(|s| s.domain.as_str()))
+            .get(domain, |i| self.slot(i).map(|s| s.domain.as_bytes()))
     }
 
     fn slot(&self, i: u32) -> Option<&Slot> {
@@ -989,7 +1034,7 @@ impl PolicyCache {
             self.stats.evictions += 1;
         }
         let slot = Slot {
-            domain: domain.clone(),
+            domain: SlotName::new(domain),
             policy: None,
             memo: None,
             last_used: now,
@@ -1101,7 +1146,7 @@ mod tests {
     #[test]
     fn index_finds_every_name_through_growth_and_backward_shift_deletion() {
         let names: Vec<String> = (0..3000).map(|i| format!("d{i}.example")).collect();
-        let name = |i: u32| names.get(i as usize).map(String::as_str);
+        let name = |i: u32| names.get(i as usize).map(String::as_bytes);
         let mut index = Index::new();
         for (i, n) in names.iter().enumerate() {
             index.insert(n, i as u32);
@@ -1117,6 +1162,31 @@ mod tests {
         }
         assert_eq!(index.get("absent.example", name), None);
         assert_eq!(index.slots().count(), 2000);
+    }
+
+    #[test]
+    fn long_domains_are_found_and_refreshed_too() {
+        let mut cache = PolicyCache::new(Config::default());
+        let t = UnixTime::from_secs(1_700_000_000);
+        let long = format!("{}.example", "a".repeat(40));
+        fetch_into(&mut cache, &long, t);
+        fetch_into(&mut cache, "short.example", t);
+        assert!(cache.peek(&long).is_some() && cache.peek("short.example").is_some());
+        assert!(matches!(cache.begin(&long, t), Begin::Ready(_)));
+        let names: Vec<_> = cache
+            .policies_by_recency()
+            .map(|(d, _, _)| d.as_str().to_owned())
+            .collect();
+        assert_eq!(names, [long.clone(), "short.example".to_owned()]);
+        let later = t.saturating_add(Duration::from_secs(86_400));
+        let mut refreshed = Vec::new();
+        while let Some(l) = cache.poll_refresh(later) {
+            refreshed.push(l.domain().as_str().to_owned());
+            cache.abandon(l.domain());
+        }
+        refreshed.sort();
+        assert_eq!(refreshed, [long, "short.example".to_owned()]);
+        cache.check_invariants();
     }
 
     #[test]
