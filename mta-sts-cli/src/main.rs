@@ -3,6 +3,8 @@
 //! Exit status: 0 when the answer is "valid" / "matches", 1 when it is not, 2 for usage errors.
 #![forbid(unsafe_code)]
 
+mod daemon;
+
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -65,6 +67,9 @@ enum Command {
         #[arg(long)]
         domain: Option<String>,
     },
+    /// Run the Postfix socketmap policy daemon: a drop-in for postfix-mta-sts-resolver (same
+    /// YAML configuration, same answers). SIGTERM drains and exits, SIGHUP reloads.
+    Daemon(daemon::DaemonArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
             id,
             domain,
         } => generate(mode, mx, max_age, id, domain.as_deref()),
+        Command::Daemon(args) => Ok(daemon::run(&args)),
     };
     match result {
         Ok(code) => code,
