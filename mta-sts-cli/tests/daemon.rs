@@ -474,3 +474,99 @@ fn unix_socket_connection_is_served_like_tcp() {
         assert_eq!(r, want, "reply {i}");
     }
 }
+
+/// A daemon with one request whose policy fetch is stalled (headers sent, body held until
+/// `world.release_stalls()`), then SIGTERM; returns once the daemon says it is shutting down.
+fn shutdown_during_a_stalled_fetch(
+    name: &str,
+    shutdown_timeout: &str,
+) -> (mta_sts_testkit::World, Daemon, TcpStream) {
+    let world = world();
+    world.set_http("enforce.test", Http::StallAfterHeaders);
+    let dir = scratch_dir(name);
+    let mut d = Daemon::start(
+        &world,
+        &dir,
+        &format!("port: 0\nshutdown_timeout: {shutdown_timeout}\ndefault_zone:\n  timeout: 60\n"),
+    );
+    let mut conn = TcpStream::connect(d.addr()).unwrap();
+    conn.set_read_timeout(Some(daemon_support::LOG_WAIT))
+        .unwrap();
+    conn.write_all(&netstring("postfix enforce.test")).unwrap();
+    // The fetch is under way (its headers were sent) when SIGTERM comes.
+    while world.stalled() == 0 {
+        std::thread::yield_now();
+    }
+    d.signal("TERM");
+    assert!(d.wait_for(|l| l.contains("shutting down")).is_some());
+    (world, d, conn)
+}
+
+#[test]
+fn sigterm_lets_a_lookup_under_way_finish_and_answers_it() {
+    let (world, d, mut conn) = shutdown_during_a_stalled_fetch("drain", "60");
+    world.release_stalls();
+    assert_eq!(read_reply(&mut conn), ENFORCE_REPLY);
+    assert_eq!(try_read_reply(&mut conn), None);
+    let (status, lines) = d.wait();
+    assert!(status.success(), "{status:?} {lines:?}");
+}
+
+#[test]
+fn sigterm_gives_up_on_connections_after_shutdown_timeout() {
+    let (world, mut d, mut conn) = shutdown_during_a_stalled_fetch("drain-timeout", "0.2");
+    assert!(
+        d.wait_for(|l| l.contains("shutdown_timeout expired"))
+            .is_some(),
+        "{:?}",
+        d.lines
+    );
+    let (status, _) = d.wait();
+    assert!(status.success());
+    // The connection was closed without a reply.
+    assert_eq!(try_read_reply(&mut conn), None);
+    world.release_stalls();
+}
+
+#[test]
+fn idle_connections_are_closed_after_idle_timeout() {
+    let world = world();
+    let dir = scratch_dir("idle");
+    let d = Daemon::start(&world, &dir, "port: 0\nidle_timeout: 0.2\n");
+    let mut conn = TcpStream::connect(d.addr()).unwrap();
+    conn.set_read_timeout(Some(daemon_support::LOG_WAIT))
+        .unwrap();
+    assert_eq!(ask_stream(&mut conn, &["postfix none.test"]), ["NOTFOUND "]);
+    assert_eq!(try_read_reply(&mut conn), None, "closed by the daemon");
+}
+
+#[test]
+fn connections_beyond_max_connections_wait_for_a_free_place() {
+    let world = world();
+    let dir = scratch_dir("max-connections");
+    let d = Daemon::start(&world, &dir, "port: 0\nmax_connections: 2\n");
+    let mut first = TcpStream::connect(d.addr()).unwrap();
+    let mut second = TcpStream::connect(d.addr()).unwrap();
+    for c in [&mut first, &mut second] {
+        c.set_read_timeout(Some(daemon_support::LOG_WAIT)).unwrap();
+        assert_eq!(ask_stream(&mut *c, &["postfix none.test"]), ["NOTFOUND "]);
+    }
+    let mut third = TcpStream::connect(d.addr()).unwrap();
+    third.write_all(&netstring("postfix none.test")).unwrap();
+    // Not served while two connections are open (a bounded wait: a pass proves nothing on a
+    // slow machine, a failure is a real failure).
+    third
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let err = third.read(&mut byte).expect_err("no reply yet");
+    assert!(
+        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{err}"
+    );
+    drop(first);
+    third
+        .set_read_timeout(Some(daemon_support::LOG_WAIT))
+        .unwrap();
+    assert_eq!(read_reply(&mut third), "NOTFOUND ");
+}
