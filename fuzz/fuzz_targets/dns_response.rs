@@ -22,13 +22,21 @@ fuzz_target!(|data: &[u8]| {
         ("_mta-sts.example.com", QueryType::Txt),
         ("mta-sts.example.com", QueryType::A),
         ("mta-sts.example.com", QueryType::Aaaa),
+        ("example.com", QueryType::Mx),
     ] {
         let Ok(query) = DnsQuery::new(name, qtype, id) else {
             return;
         };
-        if let Ok(DnsAnswer::Txt(TxtAnswer::Records(records))) = query.parse(data) {
-            let total: usize = records.iter().map(Vec::len).sum();
-            assert!(total <= data.len(), "TXT answer larger than the message");
+        match query.parse(data) {
+            Ok(DnsAnswer::Txt(TxtAnswer::Records(records))) => {
+                let total: usize = records.iter().map(Vec::len).sum();
+                assert!(total <= data.len(), "TXT answer larger than the message");
+            }
+            Ok(DnsAnswer::Mx(mx)) => {
+                // Each MX record takes at least 2 (preference) + 1 (name) bytes of RDATA.
+                assert!(mx.records().len() * 3 <= data.len(), "more MX records than the message holds");
+            }
+            _ => {}
         }
     }
 

@@ -1,9 +1,18 @@
-//! `mta-sts`: lint, match and generate MTA-STS (RFC 8461) policies.
+//! `mta-sts`: check a domain's MTA-STS (RFC 8461) deployment, query what a sender decides, lint,
+//! match and generate policies, and a demo on a loopback test world.
 //!
-//! Exit status: 0 when the answer is "valid" / "matches", 1 when it is not, 2 for usage errors.
+//! Exit status: 0 when the answer is "healthy" / "valid" / "matches" / "a policy applies", 1 when
+//! it is not, 2 for usage errors.
 #![forbid(unsafe_code)]
 
+mod check;
 mod daemon;
+mod demo;
+mod net;
+mod probe;
+mod query;
+mod report;
+mod tls;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -16,7 +25,7 @@ use serde_json::{Value, json};
 #[command(
     name = "mta-sts",
     version,
-    about = "MTA-STS (RFC 8461): lint, match and generate policies"
+    about = "MTA-STS (RFC 8461): check domains, query policies, lint, match and generate policies"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,6 +34,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check a domain's MTA-STS deployment: TXT record, policy fetch and certificate, policy,
+    /// MX records against the policy, STARTTLS on each MX, and what senders decide. Exit 0 when
+    /// healthy, 1 when a problem was found.
+    Check(check::CheckArgs),
+    /// What the library decides for delivery to a domain (the default profile): policy,
+    /// no-policy or temporary-failure, with the reason. Exit 0 when a policy applies, 1 if not.
+    Query(query::QueryArgs),
+    /// Walk through discovery, fetch, cache, MX evaluation, a policy change and outages on a
+    /// loopback test world started in this process (no network needed).
+    Demo,
     /// Check a policy file (or, with --txt, a `_mta-sts` TXT answer): errors and warnings with
     /// their positions. Exit 0 when valid, 1 when invalid.
     Lint {
@@ -99,6 +118,9 @@ fn parse_mx_strict(s: &str) -> Result<MxPattern, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Query(args) => query::run(args),
+        Command::Demo => demo::run(),
         Command::Lint {
             profile,
             json,

@@ -99,14 +99,18 @@ pub(crate) fn check_ldh(name: &str) -> Result<(), NameProblem> {
         if bytes.len() > MAX_LABEL_LEN {
             return Err(NameProblem::LabelTooLong);
         }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        if bytes
+            .iter()
+            .any(|c| !(c.is_ascii_alphanumeric() || *c == b'-'))
         {
-            return Err(if c == '*' {
-                NameProblem::MisplacedWildcard
-            } else {
-                NameProblem::BadCharacter(c)
+            // The slow path, only for a bad name: report the whole offending character.
+            let c = label
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'));
+            return Err(match c {
+                Some('*') => NameProblem::MisplacedWildcard,
+                Some(c) => NameProblem::BadCharacter(c),
+                None => NameProblem::BadCharacter('?'),
             });
         }
         if bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {

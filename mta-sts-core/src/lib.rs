@@ -172,11 +172,6 @@ mod stats;
 mod time;
 mod txt;
 
-/// The README's Rust examples, compiled and run as doctests so that they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
-
 #[cfg(feature = "wire")]
 pub mod wire;
 

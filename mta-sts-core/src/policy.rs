@@ -731,13 +731,13 @@ impl PolicyBuilder {
 // The parser.
 
 /// One `key: value` line split by the grammar, with its layout deviations.
-struct Line<'a> {
+struct Line<'a, C> {
     key: &'a str,
     value: &'a str,
     /// Column (1-based, characters) where the key starts.
     key_column: usize,
-    /// Column (1-based, characters) where the value starts.
-    value_column: usize,
+    /// Column (1-based, characters) where the value starts, computed on demand.
+    value_column: C,
     ws_before_key: bool,
     ws_before_colon: bool,
 }
@@ -747,17 +747,14 @@ fn is_wsp(c: char) -> bool {
 }
 
 /// `*WSP key *WSP ":" *WSP value *WSP`; `None` when there is no `:`.
-fn split_line(line: &str) -> Option<Line<'_>> {
+fn split_line(line: &str) -> Option<Line<'_, impl Fn() -> usize + '_>> {
     let parsed: IResult<&str, (&str, &str, char, &str)> =
         (space0, take_till(|c| c == ':'), char(':'), space0).parse(line);
     let (rest, (lead, key_raw, _, gap)) = parsed.ok()?;
     let key = key_raw.trim_end_matches(is_wsp);
     let before_value = lead.len() + key_raw.len() + 1 + gap.len();
-    let value_column = if line.is_ascii() {
-        before_value + 1
-    } else {
-        line[..before_value].chars().count() + 1
-    };
+    // Computed only when an error needs it: counting characters costs a scan of the line.
+    let value_column = move || line[..before_value].chars().count() + 1;
     Some(Line {
         key,
         value: rest.trim_end_matches(is_wsp),
@@ -855,22 +852,47 @@ impl PolicyParser {
             }
             None => body,
         };
-        // Lines end with LF; the last line's terminator is optional.
+        // Lines end with LF; the last line's terminator is optional. One pass over the bytes
+        // finds each line's end and its first CR (short lines make memchr's set-up the larger
+        // cost).
         let body = body.strip_suffix('\n').unwrap_or(body);
-        for (index, raw) in body.split('\n').enumerate() {
-            if !self.line(index + 1, raw) {
+        let bytes = body.as_bytes();
+        let mut start = 0;
+        let mut n = 0;
+        loop {
+            n += 1;
+            let mut end = start;
+            let mut first_cr = None;
+            while let Some(&c) = bytes.get(end) {
+                match c {
+                    b'\n' => break,
+                    b'\r' if first_cr.is_none() => first_cr = Some(end - start),
+                    _ => {}
+                }
+                end += 1;
+            }
+            if !self.line(n, &body[start..end], first_cr) {
                 return;
             }
+            if end >= bytes.len() {
+                return;
+            }
+            start = end + 1;
         }
     }
 
     /// Parses one line; false when parsing should stop.
-    fn line(&mut self, n: usize, raw: &str) -> bool {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if let Some(at) = line.find('\r') {
-            let column = line[..at].chars().count() + 1;
-            return self.error(Some(n), Some(column), PolicyErrorKind::BareCr);
-        }
+    /// `first_cr` is the byte offset of the line's first CR, if any.
+    fn line(&mut self, n: usize, raw: &str, first_cr: Option<usize>) -> bool {
+        let line = match first_cr {
+            None => raw,
+            // A CR directly before the LF (or the end) is part of the terminator.
+            Some(at) if at + 1 == raw.len() => &raw[..at],
+            Some(at) => {
+                let column = raw[..at].chars().count() + 1;
+                return self.error(Some(n), Some(column), PolicyErrorKind::BareCr);
+            }
+        };
         let content = line.trim_start_matches(is_wsp);
         if content.trim_end_matches(is_wsp).is_empty() {
             return self.layout(n, Layout::BlankLine);
@@ -887,7 +909,7 @@ impl PolicyParser {
         if l.ws_before_colon && !self.layout(n, Layout::WhitespaceBeforeColon) {
             return false;
         }
-        let col = Some(l.value_column);
+        let col = || Some((l.value_column)());
         match Field::from_key(l.key) {
             Some(Field::Version) => {
                 if let Some(first_line) = self.version {
@@ -903,7 +925,7 @@ impl PolicyParser {
                 self.version = Some(n);
                 if l.value != "STSv1" {
                     let found = truncate_for_display(l.value, 80);
-                    return self.error(Some(n), col, PolicyErrorKind::InvalidVersion { found });
+                    return self.error(Some(n), col(), PolicyErrorKind::InvalidVersion { found });
                 }
             }
             Some(Field::Mode) => {
@@ -920,7 +942,7 @@ impl PolicyParser {
                 let mode = Mode::parse(l.value);
                 self.mode = Some((n, mode));
                 if mode.is_none() {
-                    return self.error(Some(n), col, PolicyErrorKind::invalid_mode(l.value));
+                    return self.error(Some(n), col(), PolicyErrorKind::invalid_mode(l.value));
                 }
             }
             Some(Field::MaxAge) => {
@@ -937,7 +959,7 @@ impl PolicyParser {
                 let Some(value) = parse_max_age(l.value) else {
                     self.max_age = Some((n, None));
                     let found = truncate_for_display(l.value, 80);
-                    return self.error(Some(n), col, PolicyErrorKind::InvalidMaxAge { found });
+                    return self.error(Some(n), col(), PolicyErrorKind::InvalidMaxAge { found });
                 };
                 if value > u64::from(MAX_AGE_LIMIT) {
                     self.warn(n, PolicyWarningKind::MaxAgeClamped { value });
@@ -947,7 +969,7 @@ impl PolicyParser {
                     u32::try_from(value.min(u64::from(MAX_AGE_LIMIT))).unwrap_or(MAX_AGE_LIMIT);
                 self.max_age = Some((n, Some(clamped)));
             }
-            Some(Field::Mx) => return self.mx_line(n, l.value, l.value_column),
+            Some(Field::Mx) => return self.mx_line(n, l.value, &l.value_column),
             None => {
                 if !is_ext_name(l.key) {
                     let key = truncate_for_display(l.key, 40);
@@ -961,7 +983,7 @@ impl PolicyParser {
                     let key = l.key.to_owned();
                     return self.error(
                         Some(n),
-                        col,
+                        col(),
                         PolicyErrorKind::InvalidExtensionValue { key },
                     );
                 }
@@ -980,8 +1002,8 @@ impl PolicyParser {
         true
     }
 
-    fn mx_line(&mut self, n: usize, value: &str, column: usize) -> bool {
-        let col = Some(column);
+    fn mx_line(&mut self, n: usize, value: &str, column: &dyn Fn() -> usize) -> bool {
+        let col = || Some(column());
         let pattern = match MxPattern::parse_fixing(value) {
             Ok((pattern, fixes)) => match self.profile {
                 Profile::Strict if fixes.stripped_dot || fixes.converted => {
@@ -991,7 +1013,7 @@ impl PolicyParser {
                         NameProblem::NotAscii
                     };
                     let e = MxPatternError::new(value, problem);
-                    return self.error(Some(n), col, PolicyErrorKind::InvalidMx(e));
+                    return self.error(Some(n), col(), PolicyErrorKind::InvalidMx(e));
                 }
                 _ => {
                     if fixes.stripped_dot {
@@ -1017,7 +1039,7 @@ impl PolicyParser {
             },
             Err(e) => {
                 return match self.profile {
-                    Profile::Strict => self.error(Some(n), col, PolicyErrorKind::InvalidMx(e)),
+                    Profile::Strict => self.error(Some(n), col(), PolicyErrorKind::InvalidMx(e)),
                     Profile::Default => {
                         self.warn(n, PolicyWarningKind::MxDropped(e));
                         true

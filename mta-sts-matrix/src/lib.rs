@@ -7,6 +7,12 @@
 
 use std::time::{Duration, Instant};
 
+/// The README's Rust examples, compiled (and run where they need no network) as doctests here,
+/// where every crate they use is at hand.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 use mta_sts_core::io::FetchFailure;
 use mta_sts_core::{CacheReason, Config, FetchProblem, Mode, NoPolicyReason, Outcome, TxtProblem};
 use mta_sts_net::TrustAnchors;
@@ -202,6 +208,11 @@ pub fn scenarios() -> Vec<Scenario> {
                 )
             }
         ),
+        row!(
+            "second-address.test",
+            "first address refuses: the next one is tried",
+            |o| { fetched(o, Mode::Enforce) }
+        ),
         row!("no-policy-host.test", "policy host does not resolve", |o| {
             fetch_failed(o, |e| matches!(e, FetchFailure::Resolve(_)))
         }),
@@ -291,6 +302,11 @@ pub fn world() -> World {
             enforce().policy_body("version: STSv1\nmode: Enforce\nmx: a.test\nmax_age: 1\n"),
         )
         .domain("no-policy-host.test", enforce().host_addrs([]))
+        // Nothing listens on 127.0.0.2 (the world binds 127.0.0.1 only).
+        .domain(
+            "second-address.test",
+            enforce().host_addrs(["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()]),
+        )
         .build()
         .expect("start the testkit world")
 }

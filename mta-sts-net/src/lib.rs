@@ -2,7 +2,10 @@
 //! that they cannot disagree: the rustls configurations for policy fetches and for the STARTTLS
 //! connection to an MX under a policy, trust anchors (webpki-roots plus PEM files), the system's
 //! resolvers from `/etc/resolv.conf`, and the mapping of TLS errors to the core's
-//! [`FetchFailure`].
+//! [`FetchFailure`]; a client's settings and build ([`ClientSettings`]), the cache with the table
+//! of lookups under way that coalesces concurrent callers ([`CacheState`]), and the steps of DNS
+//! exchanges and policy fetches around the core's wire codecs ([`txt_exchange`],
+//! [`addr_exchange`], [`policy_request`], [`read_progress`]).
 //!
 //! The whole workspace uses one rustls crypto provider, *ring* ([`provider`]); never enable
 //! aws-lc-rs beside it (rustls then cannot pick a process default and `ClientConfig::builder()`
@@ -36,6 +39,23 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
 pub use rustls;
+
+mod client;
+
+/// Items the [`client_builder_setters`] macro names; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use mta_sts_core::Config;
+}
+mod transfer;
+
+pub use client::{
+    CacheState, ClientError, ClientParts, ClientSettings, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS,
+    MAX_REFRESHER_SLEEP, Start, io_rejected, system_clock,
+};
+pub use transfer::{
+    ConnectErrors, addr_exchange, policy_request, read_progress, txt_exchange, udp_bind_addr,
+};
 
 /// The crypto provider of the whole workspace: *ring*.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -305,8 +325,12 @@ pub fn load_snapshot(path: &Path) -> Result<Option<mta_sts_core::Snapshot>, Pers
 pub fn save_snapshot(path: &Path, snapshot: &mta_sts_core::Snapshot) -> Result<(), PersistError> {
     use std::io::Write;
     let json = serde_json::to_vec(snapshot).map_err(|e| PersistError::Format(e.to_string()))?;
+    // Unique per process and per call: two threads of one process saving at once must not
+    // write into the same temporary file.
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
+    tmp.push(format!(".tmp{}-{n}", std::process::id()));
     let tmp = std::path::PathBuf::from(tmp);
     let write = || -> io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -458,6 +482,49 @@ mod tests {
             "no temporary file left"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn metrics_names_and_labels_are_the_documented_ones() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let mut stats = mta_sts_core::Stats::default();
+        stats.fetch_success = 3;
+        stats.fetch_failure = 2;
+        stats.cached = 7;
+        stats.entries = 5;
+        stats.decisions.enforce_skip = 4;
+        stats.decisions.testing_mismatch = 1;
+        metrics::with_local_recorder(&recorder, || export_metrics(&stats));
+        let mut seen = std::collections::BTreeMap::new();
+        for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+            let k = key.key();
+            let mut labels: Vec<String> = k
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            let v = match value {
+                DebugValue::Counter(c) => c as f64,
+                DebugValue::Gauge(g) => g.into_inner(),
+                DebugValue::Histogram(_) => f64::NAN,
+            };
+            seen.insert(format!("{}{{{}}}", k.name(), labels.join(",")), v);
+        }
+        assert_eq!(seen["mta_sts_policy_fetch_total{result=success}"], 3.0);
+        assert_eq!(seen["mta_sts_policy_fetch_total{result=failure}"], 2.0);
+        assert_eq!(seen["mta_sts_policy_fetch_total{result=cached}"], 7.0);
+        assert_eq!(
+            seen["mta_sts_enforcement_total{mode=enforce,result=skip}"],
+            4.0
+        );
+        assert_eq!(
+            seen["mta_sts_enforcement_total{mode=testing,result=mismatch}"],
+            1.0
+        );
+        assert_eq!(seen["mta_sts_cache_size{}"], 5.0);
+        assert_eq!(seen.len(), 3 + 8 + 1, "{seen:?}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A loopback "fake internet" for testing MTA-STS (RFC 8461) clients.
 //!
-//! A [`World`] starts, inside the test process and in milliseconds, two servers on
+//! A [`World`] starts, inside the test process and in milliseconds, three servers on
 //! `127.0.0.1` (never any other address):
 //!
 //! - an **authoritative DNS server** on UDP and TCP (same port when possible) that serves each
@@ -8,7 +8,9 @@
 //!   the policy host `mta-sts.<domain>` (A `127.0.0.1`), the domain's MX records, NXDOMAIN with
 //!   the SOA and NODATA;
 //! - an **HTTPS server** whose certificates come from a CA generated at start; it picks the
-//!   certificate and the behaviour by SNI and serves `/.well-known/mta-sts.txt` per policy host.
+//!   certificate and the behaviour by SNI and serves `/.well-known/mta-sts.txt` per policy host;
+//! - an **SMTP server** with STARTTLS, the fake MX of every MX host ([`World::smtp_addr`],
+//!   [`Smtp`], [`World::set_mx_cert`]).
 //!
 //! Scenarios are data ([`Domain`], [`Http`], [`Cert`], [`DnsFault`], [`TlsVersions`]) and can
 //! be changed while the world runs ([`World::set_txt_id`], [`World::set_http`],
@@ -68,12 +70,14 @@ mod https;
 mod pki;
 pub mod probe;
 mod scenario;
+mod smtp;
 mod state;
 mod sup;
 mod world;
 
 pub use pki::IssuedCert;
 pub use scenario::{Cert, DnsFault, Domain, Http, Mode, Record, RecordType, TlsVersions, Txt};
+pub use smtp::{MAX_COMMANDS as SMTP_MAX_COMMANDS, MAX_LINE as SMTP_MAX_LINE, Smtp};
 pub use state::Request;
 pub use sup::Threads;
 pub use world::{World, WorldBuilder, bulk_domain_name};

@@ -13,6 +13,7 @@ use crate::dns;
 use crate::https;
 use crate::pki::{IssuedCert, Pki};
 use crate::scenario::{Cert, DnsFault, Domain, Http, Record, RecordType, Txt};
+use crate::smtp::{self, Smtp, SmtpState};
 use crate::state::{Counters, Request, State, normalize, read, write};
 use crate::sup::{Supervisor, Threads};
 
@@ -29,6 +30,7 @@ pub(crate) struct Shared {
     pub(crate) pki: Pki,
     pub(crate) sup: Arc<Supervisor>,
     pub(crate) settings: Settings,
+    pub(crate) smtp: SmtpState,
 }
 
 /// The name of the `i`-th domain added by [`WorldBuilder::bulk_domains`]: `d0000.example`,
@@ -50,6 +52,8 @@ pub struct WorldBuilder {
     ttl: u32,
     settings: Settings,
     max_connections: usize,
+    smtp: Smtp,
+    mx_certs: Vec<(String, Cert)>,
 }
 
 impl Default for WorldBuilder {
@@ -64,6 +68,8 @@ impl Default for WorldBuilder {
                 stall_limit: Duration::from_secs(300),
             },
             max_connections: 1024,
+            smtp: Smtp::default(),
+            mx_certs: Vec::new(),
         }
     }
 }
@@ -130,6 +136,20 @@ impl WorldBuilder {
         self
     }
 
+    /// How the fake MX hosts answer before TLS (default [`Smtp::Starttls`]); see
+    /// [`World::smtp_addr`].
+    pub fn smtp(mut self, smtp: Smtp) -> Self {
+        self.smtp = smtp;
+        self
+    }
+
+    /// The certificate the fake MX presents for `host` (by SNI) after STARTTLS (default
+    /// [`Cert::Valid`]: issued by the world's CA for `host`).
+    pub fn mx_cert(mut self, host: &str, cert: Cert) -> Self {
+        self.mx_certs.push((normalize(host), cert));
+        self
+    }
+
     /// Binds the servers on ephemeral ports of 127.0.0.1 and starts their threads.
     pub fn build(self) -> io::Result<World> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -152,15 +172,19 @@ impl WorldBuilder {
             pki: Pki::new(Arc::clone(&provider))?,
             sup: Arc::new(Supervisor::new(self.max_connections)),
             settings: self.settings,
+            smtp: SmtpState::new(self.smtp, self.mx_certs),
         });
         let configs = Arc::new(https::Configs::new(&shared, &provider)?);
         let sockets = dns::bind()?;
         let https_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let smtp_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let smtp_tls = smtp::tls_config(&shared)?;
         // From here on, dropping `world` stops whatever was started.
         let world = World {
             dns_addr: sockets.udp.local_addr()?,
             dns_tcp_addr: sockets.tcp.local_addr()?,
             https_addr: https_listener.local_addr()?,
+            smtp_addr: smtp_listener.local_addr()?,
             shared,
         };
         let sh = &world.shared;
@@ -176,13 +200,17 @@ impl WorldBuilder {
         sh.sup.spawn("https", move || {
             https::serve(&s, &https_listener, &configs);
         })?;
+        let s = Arc::clone(sh);
+        sh.sup.spawn("smtp", move || {
+            smtp::serve(&s, &smtp_listener, &smtp_tls);
+        })?;
         Ok(world)
     }
 }
 
-/// A running fake internet on 127.0.0.1: an authoritative DNS server (UDP and TCP) and an HTTPS
-/// server for the policy hosts `mta-sts.<domain>`, with certificates from a CA generated at
-/// start.
+/// A running fake internet on 127.0.0.1: an authoritative DNS server (UDP and TCP), an HTTPS
+/// server for the policy hosts `mta-sts.<domain>` and an SMTP server with STARTTLS for the MX
+/// hosts, with certificates from a CA generated at start.
 ///
 /// Dropping the world (or [`shutdown`](Self::shutdown)) stops and joins every thread it
 /// started, closing open connections and releasing stalls.
@@ -191,6 +219,7 @@ pub struct World {
     dns_addr: SocketAddr,
     dns_tcp_addr: SocketAddr,
     https_addr: SocketAddr,
+    smtp_addr: SocketAddr,
 }
 
 impl fmt::Debug for World {
@@ -199,6 +228,7 @@ impl fmt::Debug for World {
             .field("dns_addr", &self.dns_addr)
             .field("dns_tcp_addr", &self.dns_tcp_addr)
             .field("https_addr", &self.https_addr)
+            .field("smtp_addr", &self.smtp_addr)
             .finish_non_exhaustive()
     }
 }
@@ -231,6 +261,19 @@ impl World {
     /// The HTTPS server's port.
     pub fn https_port(&self) -> u16 {
         self.https_addr.port()
+    }
+
+    /// The SMTP server's address (127.0.0.1): the fake MX of every MX host of the world (they
+    /// all resolve to 127.0.0.1), so a client connects to this port instead of 25. Before TLS
+    /// it behaves as [`Smtp`] says for all hosts; after STARTTLS it presents the certificate
+    /// set for the SNI host ([`World::set_mx_cert`]).
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.smtp_addr
+    }
+
+    /// The SMTP server's port.
+    pub fn smtp_port(&self) -> u16 {
+        self.smtp_addr.port()
     }
 
     /// The trust anchor clients add: the world's CA certificate, PEM.
@@ -373,6 +416,16 @@ impl World {
         write(&self.shared.state).records.remove(&normalize(name));
     }
 
+    /// Sets how the fake MX hosts answer before TLS, from the next SMTP session on.
+    pub fn set_smtp(&self, smtp: Smtp) {
+        self.shared.smtp.set_mode(smtp);
+    }
+
+    /// Sets the certificate the fake MX presents for `host` after STARTTLS.
+    pub fn set_mx_cert(&self, host: &str, cert: Cert) {
+        self.shared.smtp.set_cert(host, cert);
+    }
+
     /// Releases the connections stalled now: a [`Http::StallAfterHeaders`] connection sends
     /// its body, a [`Http::StallHandshake`] connection is closed. Returns how many.
     pub fn release_stalls(&self) -> usize {
@@ -423,9 +476,21 @@ impl World {
         self.shared.counters.requests(host)
     }
 
+    /// SMTP sessions (TCP connections) the fake MX accepted.
+    pub fn smtp_sessions(&self) -> usize {
+        self.shared.smtp.sessions()
+    }
+
+    /// TLS handshakes after STARTTLS whose ClientHello named `host` (SNI), whether or not the
+    /// handshake then succeeded.
+    pub fn smtp_handshakes(&self, host: &str) -> usize {
+        self.shared.smtp.handshakes(host)
+    }
+
     /// Sets every counter back to zero and forgets the recorded requests.
     pub fn reset_counters(&self) {
         self.shared.counters.reset();
+        self.shared.smtp.reset_counters();
     }
 
     // ----- lifecycle -----
@@ -458,7 +523,7 @@ impl Drop for World {
                 let _ = s.send_to(&[0], self.dns_addr);
             }
         }
-        for addr in [self.dns_tcp_addr, self.https_addr] {
+        for addr in [self.dns_tcp_addr, self.https_addr, self.smtp_addr] {
             let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
         }
         self.shared.sup.join_all();

@@ -1,10 +1,12 @@
 //! DNS over UDP and TCP with tokio, following the core's exchange driver.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
-use mta_sts_core::wire::dns::{DnsAnswer, DnsQuery, QueryType};
-use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, Step, Transport};
+use mta_sts_core::wire::dns::{DnsAnswer, QueryType};
+use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
+use mta_sts_net::{addr_exchange, txt_exchange, udp_bind_addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
@@ -16,27 +18,21 @@ enum Conn {
 
 /// The TXT records at `query.name`.
 pub(crate) async fn txt(servers: &[SocketAddr], query: &TxtQuery) -> TxtResult {
-    let ex = Exchange::txt(
-        query,
-        mta_sts_net::query_id(),
-        servers.to_vec(),
-        std::time::Duration::ZERO,
-    )
-    .map_err(|e| DnsFailure::Malformed(e.to_string()))?;
-    run(ex).await.and_then(DnsAnswer::into_txt)
+    run(txt_exchange(servers, query)?)
+        .await
+        .and_then(DnsAnswer::into_txt)
 }
 
-/// The addresses of `name` (A or AAAA).
+/// The addresses of `host` (A or AAAA), within `total`.
 pub(crate) async fn addrs(
     servers: &[SocketAddr],
-    name: &str,
+    host: &str,
     qtype: QueryType,
-    config: ExchangeConfig,
+    total: Duration,
 ) -> Result<Vec<IpAddr>, DnsFailure> {
-    let query = DnsQuery::new(name, qtype, mta_sts_net::query_id())
-        .map_err(|e| DnsFailure::Malformed(e.to_string()))?;
-    let ex = Exchange::new(query, servers.to_vec(), config, std::time::Duration::ZERO);
-    let answer = run(ex).await?.into_addrs()?;
+    let answer = run(addr_exchange(servers, host, qtype, total)?)
+        .await?
+        .into_addrs()?;
     Ok(answer.addrs().to_vec())
 }
 
@@ -90,11 +86,7 @@ async fn open(server: SocketAddr, transport: Transport, payload: &[u8]) -> std::
             Ok(Conn::Tcp(s))
         }
         _ => {
-            let local: SocketAddr = match server {
-                SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-                SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-            };
-            let s = UdpSocket::bind(local).await?;
+            let s = UdpSocket::bind(udp_bind_addr(server)).await?;
             s.connect(server).await?;
             s.send(payload).await?;
             Ok(Conn::Udp(s))

@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 
 use mta_sts_core::io::{FetchFailure, FetchResult, PolicyFetch};
 use mta_sts_core::wire::dns::QueryType;
-use mta_sts_core::wire::exchange::ExchangeConfig;
-use mta_sts_core::wire::http::{Progress, ResponseParser, request};
-use mta_sts_net::{classify_tls_error, combine_addresses, connect_attempt_timeout, server_name};
+use mta_sts_core::wire::http::ResponseParser;
+use mta_sts_net::{
+    ConnectErrors, classify_tls_error, combine_addresses, connect_attempt_timeout, policy_request,
+    read_progress,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -21,36 +23,40 @@ pub(crate) async fn fetch(inner: &Inner, fetch: &PolicyFetch) -> FetchResult {
 }
 
 async fn fetch_inner(inner: &Inner, fetch: &PolicyFetch) -> FetchResult {
-    let name = server_name(&fetch.host).map_err(|e| FetchFailure::Resolve(e.to_string()))?;
-    let request = request(fetch).map_err(|e| FetchFailure::Resolve(e.to_string()))?;
+    let (name, request) = policy_request(fetch)?;
 
     // The policy host's addresses, through the same resolvers (A and AAAA at once).
-    let mut config = ExchangeConfig::default();
-    config.total_timeout = fetch.timeout;
     let (a, aaaa) = tokio::join!(
-        dns::addrs(&inner.resolvers, &fetch.host, QueryType::A, config),
-        dns::addrs(&inner.resolvers, &fetch.host, QueryType::Aaaa, config),
+        dns::addrs(&inner.resolvers, &fetch.host, QueryType::A, fetch.timeout),
+        dns::addrs(
+            &inner.resolvers,
+            &fetch.host,
+            QueryType::Aaaa,
+            fetch.timeout
+        ),
     );
     let addrs = combine_addresses(&fetch.host, a, aaaa)?;
 
     // One connection attempt per address, in order, each with its share of the time.
     let attempt = connect_attempt_timeout(fetch.timeout, addrs.len());
-    let mut errors = Vec::new();
+    let mut errors = ConnectErrors::default();
     let mut tcp = None;
-    for ip in &addrs {
-        let addr = SocketAddr::new(*ip, fetch.port);
+    for ip in addrs {
+        let addr = SocketAddr::new(ip, fetch.port);
         match timeout(attempt, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
                 tcp = Some(s);
                 break;
             }
-            Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
-            Err(_) => errors.push(format!("{addr}: timed out")),
+            Ok(Err(e)) => errors.push(addr, e),
+            Err(_) => errors.push(addr, "timed out"),
         }
     }
     let Some(tcp) = tcp else {
-        return Err(FetchFailure::Connect(errors.join("; ")));
+        return Err(errors.into_failure());
     };
+    // The request goes out in whole TLS records: do not let Nagle hold the last one back.
+    let _ = tcp.set_nodelay(true);
 
     let mut tls = inner
         .tls
@@ -63,15 +69,10 @@ async fn fetch_inner(inner: &Inner, fetch: &PolicyFetch) -> FetchResult {
     let mut parser = ResponseParser::new(fetch);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        match tls.read(&mut buf).await {
-            Ok(0) => return parser.finish(),
-            Ok(n) => {
-                if let Progress::Complete(result) = parser.feed(&buf[..n]) {
-                    return result;
-                }
-            }
-            // A close without TLS close_notify could be a truncation attack: not an end of body.
-            Err(e) => return Err(classify_tls_error(&e)),
+        // A close without TLS close_notify is an error (it could be a truncation), not an end.
+        let read = tls.read(&mut buf).await.map(|n| &buf[..n]);
+        if let Some(result) = read_progress(&mut parser, read) {
+            return result;
         }
     }
 }

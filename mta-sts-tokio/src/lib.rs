@@ -47,15 +47,14 @@
 mod dns;
 mod fetch;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
 
 use mta_sts_core::io::{FetchFailure, Io};
-use mta_sts_core::{Begin, Config, IoResult, Lookup, PolicyCache, PolicyDomain, Step, UnixTime};
+use mta_sts_core::{IoResult, Lookup, PolicyDomain, Step, UnixTime};
+use mta_sts_net::{CacheState, ClientSettings, Start};
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use mta_sts_core::{
@@ -63,150 +62,39 @@ pub use mta_sts_core::{
 };
 pub use mta_sts_net::{TrustAnchors, mx_starttls_config, server_name};
 
-/// A source of wall-clock time (for tests: a virtual clock).
-pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
+pub use mta_sts_net::{ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, PersistError};
 
-/// Why a [`Client`] could not be built.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// No resolvers were given and `/etc/resolv.conf` could not be used.
-    Resolvers(mta_sts_net::ResolverConfError),
-    /// A trust anchor file or PEM could not be used.
-    Tls(mta_sts_net::TlsSetupError),
-    /// The persistence file exists but could not be loaded.
-    Persistence(mta_sts_net::PersistError),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Resolvers(e) => write!(f, "resolvers: {e}"),
-            Self::Tls(e) => write!(f, "TLS: {e}"),
-            Self::Persistence(e) => write!(f, "persistence: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-/// Builds a [`Client`]: resolvers, trust anchors, the core's [`Config`] (sender settings, cache
+/// Builds a [`Client`]: resolvers, trust anchors, the core's [`Config`](mta_sts_core::Config) (sender settings, cache
 /// capacity, timeouts, per-domain overrides) and an optional persistence file.
 pub struct ClientBuilder {
-    config: Config,
-    resolvers: Option<Vec<SocketAddr>>,
-    anchors: TrustAnchors,
-    extra_pem: Vec<PathBuf>,
-    persistence: Option<PathBuf>,
-    clock: Option<Clock>,
-    max_concurrent_lookups: usize,
+    settings: ClientSettings,
 }
-
-/// The default bound on lookups doing DNS and HTTPS at once ([`ClientBuilder::max_concurrent_lookups`]).
-pub const DEFAULT_MAX_CONCURRENT_LOOKUPS: usize = 64;
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("config", &self.config)
-            .field("resolvers", &self.resolvers)
-            .field("anchors", &self.anchors)
-            .field("persistence", &self.persistence)
-            .finish_non_exhaustive()
+        self.settings.fmt(f)
     }
 }
 
 impl ClientBuilder {
-    /// The engine's configuration (see [`Config`]): MTA-STS usage (optional / require /
-    /// disable), DNS-failure behaviour, per-domain overrides, cache capacity, timeouts.
-    #[must_use]
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The DNS servers to ask, in order (default: those of `/etc/resolv.conf`).
-    #[must_use]
-    pub fn resolvers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
-        self.resolvers = Some(servers.into_iter().collect());
-        self
-    }
-
-    /// The trust anchors for policy hosts (default: webpki-roots).
-    #[must_use]
-    pub fn trust_anchors(mut self, anchors: TrustAnchors) -> Self {
-        self.anchors = anchors;
-        self
-    }
-
-    /// Adds the certificates of a PEM file to the trust anchors.
-    #[must_use]
-    pub fn extra_roots_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.extra_pem.push(path.into());
-        self
-    }
-
-    /// Keeps the cache in this file across restarts: loaded by [`ClientBuilder::build`], written
-    /// (atomically) by [`Client::save`], after each refresh round and on [`Client::shutdown`].
-    #[must_use]
-    pub fn persistence(mut self, path: impl Into<PathBuf>) -> Self {
-        self.persistence = Some(path.into());
-        self
-    }
-
-    /// At most this many lookups do DNS and HTTPS at once (default 64); others wait their turn.
-    /// Callers for a domain already being looked up never count: they share that lookup.
-    #[must_use]
-    pub fn max_concurrent_lookups(mut self, n: usize) -> Self {
-        self.max_concurrent_lookups = n.max(1);
-        self
-    }
-
-    /// The wall clock (default: the system clock). For tests.
-    #[must_use]
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
+    mta_sts_net::client_builder_setters!();
 
     /// The client. Reads `/etc/resolv.conf` when no resolvers were given, and loads the
     /// persistence file when there is one (a corrupt or foreign file is an error, never
     /// half-loaded).
     pub fn build(self) -> Result<Client, Error> {
-        let resolvers = match self.resolvers {
-            Some(r) => r,
-            None => mta_sts_net::system_resolvers().map_err(Error::Resolvers)?,
-        };
-        let mut anchors = self.anchors;
-        for path in &self.extra_pem {
-            anchors.add_pem_file(path).map_err(Error::Tls)?;
-        }
-        let clock = self
-            .clock
-            .unwrap_or_else(|| Arc::new(|| UnixTime::from(SystemTime::now())));
-        let mut cache = PolicyCache::new(self.config);
-        if let Some(path) = &self.persistence
-            && let Some(snapshot) = mta_sts_net::load_snapshot(path).map_err(Error::Persistence)?
-        {
-            let loaded = cache
-                .import(snapshot, clock())
-                .map_err(|e| Error::Persistence(mta_sts_net::PersistError::Snapshot(e)))?;
-            tracing::info!(loaded, path = %path.display(), "loaded cached MTA-STS policies");
-        }
-        let tls = tokio_rustls::TlsConnector::from(mta_sts_net::policy_fetch_config(&anchors));
+        let parts = self.settings.build()?;
         Ok(Client {
             inner: Arc::new(Inner {
-                state: Mutex::new(State {
-                    cache,
-                    flights: HashMap::new(),
-                }),
-                resolvers,
-                tls,
-                persistence: self.persistence,
-                clock,
+                state: Mutex::new(CacheState::new(parts.cache)),
+                resolvers: parts.resolvers,
+                tls: tokio_rustls::TlsConnector::from(parts.tls),
+                persistence: parts.persistence,
+                clock: parts.clock,
                 changed: Notify::new(),
-                lookups: Semaphore::new(self.max_concurrent_lookups),
+                lookups: Semaphore::new(parts.max_concurrent_lookups),
                 refreshes: watch::Sender::new(0),
+                saving: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -227,7 +115,7 @@ impl fmt::Debug for Client {
 }
 
 struct Inner {
-    state: Mutex<State>,
+    state: Mutex<Flights>,
     resolvers: Vec<SocketAddr>,
     tls: tokio_rustls::TlsConnector,
     persistence: Option<PathBuf>,
@@ -238,12 +126,19 @@ struct Inner {
     lookups: Semaphore,
     /// How many refresh lookups have finished, for [`Client::wait_refreshes`].
     refreshes: watch::Sender<u64>,
+    /// Serialises snapshot writes, so that an older snapshot never overwrites a newer one.
+    saving: tokio::sync::Mutex<()>,
 }
 
-struct State {
-    cache: PolicyCache,
-    /// Lookups under way, by domain: their outcome, once known, for every caller waiting.
-    flights: HashMap<PolicyDomain, watch::Receiver<Option<Outcome>>>,
+/// Waiters hold the receiver of a flight's outcome; its driver holds the sender.
+type Flights = CacheState<watch::Receiver<Option<Outcome>>, watch::Sender<Option<Outcome>>>;
+
+fn new_flight() -> (
+    watch::Receiver<Option<Outcome>>,
+    watch::Sender<Option<Outcome>>,
+) {
+    let (tx, rx) = watch::channel(None);
+    (rx, tx)
 }
 
 /// One lookup this client is driving. If it is dropped before it finished (its caller's future
@@ -258,29 +153,16 @@ struct Flight<'a> {
 impl Drop for Flight<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let mut st = self.inner.lock();
-            st.cache.abandon(&self.domain);
-            st.flights.remove(&self.domain);
+            self.inner.lock().abandon(&self.domain);
         }
     }
 }
 
-enum Next {
-    Drive(Box<Lookup>, watch::Sender<Option<Outcome>>),
-    Wait(watch::Receiver<Option<Outcome>>),
-}
-
 impl Client {
-    /// A builder with the defaults: system resolvers, webpki-roots, [`Config::default`].
+    /// A builder with the defaults: system resolvers, webpki-roots, [`Config::default`](mta_sts_core::Config::default).
     pub fn builder() -> ClientBuilder {
         ClientBuilder {
-            config: Config::default(),
-            resolvers: None,
-            anchors: TrustAnchors::webpki(),
-            extra_pem: Vec::new(),
-            persistence: None,
-            clock: None,
-            max_concurrent_lookups: DEFAULT_MAX_CONCURRENT_LOOKUPS,
+            settings: ClientSettings::default(),
         }
     }
 
@@ -303,48 +185,18 @@ impl Client {
         I: IntoIterator<Item = &'h str>,
     {
         let outcome = self.policy(domain).await;
-        let mut st = self.inner.lock();
-        let evaluation = st.cache.evaluate(domain, &outcome, mx_hosts);
-        mta_sts_net::export_metrics(&st.cache.stats());
-        evaluation
+        self.inner.lock().evaluate(domain, &outcome, mx_hosts)
     }
 
     async fn run(&self, domain: &str, recheck: bool) -> Outcome {
         let inner = &*self.inner;
         let mut recheck = recheck;
         loop {
-            let next = {
-                let mut st = inner.lock();
-                let now = inner.now();
-                let begin = if recheck {
-                    st.cache.begin_recheck(domain, now)
-                } else {
-                    st.cache.begin(domain, now)
-                };
-                match begin {
-                    Begin::Ready(outcome) => {
-                        mta_sts_net::export_metrics(&st.cache.stats());
-                        return outcome;
-                    }
-                    Begin::Started(lookup) => {
-                        let (tx, rx) = watch::channel(None);
-                        st.flights.insert(lookup.domain().clone(), rx);
-                        Next::Drive(lookup, tx)
-                    }
-                    Begin::InProgress(d) => match st.flights.get(&d) {
-                        Some(rx) => Next::Wait(rx.clone()),
-                        None => {
-                            // Marked as under way, but by nobody of ours (a lookup abandoned
-                            // without notice): clear the mark and start again.
-                            st.cache.abandon(&d);
-                            continue;
-                        }
-                    },
-                }
-            };
-            match next {
-                Next::Drive(lookup, tx) => return inner.drive(*lookup, tx).await,
-                Next::Wait(mut rx) => {
+            let start = inner.lock().start(domain, recheck, inner.now(), new_flight);
+            match start {
+                Start::Ready(outcome) => return outcome,
+                Start::Drive(lookup, tx) => return inner.drive(*lookup, tx).await,
+                Start::Wait(mut rx) => {
                     if let Ok(outcome) = rx.wait_for(Option::is_some).await
                         && let Some(outcome) = outcome.clone()
                     {
@@ -361,20 +213,11 @@ impl Client {
     /// fires. Returns how many lookups ran.
     pub async fn refresh_due(&self) -> usize {
         let inner = &*self.inner;
+        // At most one lookup per cache entry, so that the round ends whatever the clock does.
+        let limit = inner.lock().cache().len();
         let mut ran = 0;
-        loop {
-            let next = {
-                let mut st = inner.lock();
-                let now = inner.now();
-                match st.cache.poll_refresh(now) {
-                    Some(lookup) => {
-                        let (tx, rx) = watch::channel(None);
-                        st.flights.insert(lookup.domain().clone(), rx);
-                        Some((lookup, tx))
-                    }
-                    None => None,
-                }
-            };
+        while ran < limit {
+            let next = inner.lock().next_refresh(inner.now(), new_flight);
             let Some((lookup, tx)) = next else { break };
             let _outcome = inner.drive(lookup, tx).await;
             ran += 1;
@@ -397,7 +240,7 @@ impl Client {
     }
 
     /// Starts the background refresher: a task that sleeps until the cache's next refresh is
-    /// due ([`PolicyCache::poll_timeout`]) and runs it. It stops when the returned handle is
+    /// due ([`PolicyCache::poll_timeout`](mta_sts_core::PolicyCache::poll_timeout)) and runs it. It stops when the returned handle is
     /// dropped or [`Refresher::shutdown`] is called.
     pub fn spawn_refresher(&self) -> Refresher {
         let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -409,15 +252,11 @@ impl Client {
                 let changed = client.inner.changed.notified();
                 tokio::pin!(changed);
                 changed.as_mut().enable();
-                let wait = {
-                    let st = client.inner.lock();
-                    let now = client.inner.now();
-                    st.cache.poll_timeout().map(|due| due.since(now))
-                };
+                let wait = client.inner.lock().refresher_sleep(client.inner.now());
                 tokio::select! {
                     _ = stop_rx.changed() => break,
                     () = &mut changed => continue,
-                    () = sleep_or_forever(wait) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
                 client.refresh_due().await;
             }
@@ -429,34 +268,25 @@ impl Client {
     }
 
     /// Writes the cache to the persistence file, if one was configured (atomically).
-    pub async fn save(&self) -> Result<(), mta_sts_net::PersistError> {
+    pub async fn save(&self) -> Result<(), PersistError> {
         let Some(path) = self.inner.persistence.clone() else {
             return Ok(());
         };
-        let snapshot = {
-            let st = self.inner.lock();
-            st.cache.export(self.inner.now())
-        };
+        let _one_at_a_time = self.inner.saving.lock().await;
+        let snapshot = self.inner.lock().export(self.inner.now());
         tokio::task::spawn_blocking(move || mta_sts_net::save_snapshot(&path, &snapshot))
             .await
-            .unwrap_or_else(|e| Err(mta_sts_net::PersistError::Io(std::io::Error::other(e))))
+            .unwrap_or_else(|e| Err(PersistError::Io(std::io::Error::other(e))))
     }
 
     /// Saves the cache (if persistent); call it on shutdown.
-    pub async fn shutdown(&self) -> Result<(), mta_sts_net::PersistError> {
+    pub async fn shutdown(&self) -> Result<(), PersistError> {
         self.save().await
     }
 
     /// The cache's counters (also exported through the `metrics` facade).
     pub fn stats(&self) -> mta_sts_core::Stats {
-        self.inner.lock().cache.stats()
-    }
-}
-
-async fn sleep_or_forever(wait: Option<Duration>) {
-    match wait {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
+        self.inner.lock().stats()
     }
 }
 
@@ -486,7 +316,7 @@ impl Drop for Refresher {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Flights> {
         // A panic while holding the lock cannot leave the cache half-updated (each call is one
         // synchronous method of PolicyCache), so a poisoned lock is still usable.
         self.state
@@ -524,13 +354,7 @@ impl Inner {
                     }
                 }
                 Step::Done(resolution) => {
-                    let outcome = {
-                        let mut st = self.lock();
-                        let outcome = st.cache.apply(resolution, self.now());
-                        st.flights.remove(&flight.domain);
-                        mta_sts_net::export_metrics(&st.cache.stats());
-                        outcome
-                    };
+                    let outcome = self.lock().finish(resolution, self.now());
                     flight.done = true;
                     flight.tx.send_replace(Some(outcome.clone()));
                     self.changed.notify_waiters();

@@ -230,3 +230,16 @@ async fn a_thousand_domains_resolved_concurrently_with_bounded_lookups() {
     assert_eq!(world.total_fetches(), 1000);
     assert_eq!(client.stats().entries, 1000);
 }
+
+#[tokio::test]
+async fn timeouts_too_large_for_the_clock_do_not_overflow() {
+    let world = world();
+    let mut config = mta_sts_matrix::config(&world);
+    config.fetch_timeout = Duration::MAX;
+    config.dns_timeout = Duration::MAX;
+    let client = builder(&world).config(config).build().unwrap();
+    assert!(matches!(
+        client.policy("example.test").await,
+        Outcome::Fetched(_)
+    ));
+}

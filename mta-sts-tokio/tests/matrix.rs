@@ -20,6 +20,8 @@ fn matrix_tokio_current_thread() {
         .unwrap();
     let client = client(&world);
     mta_sts_matrix::run(&world, |domain| rt.block_on(client.policy(domain)));
+    // Every fault ended its lookup: no task is left behind (timeouts, stalls, refusals).
+    assert_eq!(rt.metrics().num_alive_tasks(), 0);
 }
 
 #[test]
@@ -32,4 +34,5 @@ fn matrix_tokio_multi_thread() {
         .unwrap();
     let client = client(&world);
     mta_sts_matrix::run(&world, |domain| rt.block_on(client.policy(domain)));
+    assert_eq!(rt.metrics().num_alive_tasks(), 0);
 }

@@ -1,4 +1,4 @@
-//! DNS messages: build a query for TXT, A or AAAA and parse the response to it.
+//! DNS messages: build a query for TXT, A, AAAA or MX and parse the response to it.
 //!
 //! The wire format is hickory-proto's; none of its types appear in this API. A response is
 //! checked against the query that asked for it (id, QR bit, opcode, question), CNAME chains in
@@ -61,6 +61,7 @@ pub const MAX_CNAME_CHAIN: usize = 8;
 /// use mta_sts_core::wire::dns::QueryType;
 /// assert_eq!(QueryType::Txt.to_string(), "TXT");
 /// assert_eq!(QueryType::Aaaa.to_string(), "AAAA");
+/// assert_eq!(QueryType::Mx.to_string(), "MX");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -71,6 +72,9 @@ pub enum QueryType {
     A,
     /// IPv6 addresses.
     Aaaa,
+    /// Mail exchangers (preference and host), e.g. to check a policy against a domain's MX
+    /// records.
+    Mx,
 }
 
 impl QueryType {
@@ -79,6 +83,7 @@ impl QueryType {
             Self::Txt => RecordType::TXT,
             Self::A => RecordType::A,
             Self::Aaaa => RecordType::AAAA,
+            Self::Mx => RecordType::MX,
         }
     }
 }
@@ -89,6 +94,7 @@ impl fmt::Display for QueryType {
             Self::Txt => "TXT",
             Self::A => "A",
             Self::Aaaa => "AAAA",
+            Self::Mx => "MX",
         })
     }
 }
@@ -160,7 +166,46 @@ impl AddrAnswer {
     }
 }
 
-/// The answer to a [`DnsQuery`]: TXT records or addresses, depending on its [`QueryType`].
+/// The mail exchangers of a name: the answer to an MX [`DnsQuery`].
+///
+/// ```
+/// use mta_sts_core::wire::dns::MxAnswer;
+/// let a = MxAnswer::Records(vec![(10, "mx1.example.com".into())]);
+/// assert_eq!(a.records(), &[(10, "mx1.example.com".to_owned())]);
+/// assert!(MxAnswer::NoData.records().is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MxAnswer {
+    /// The MX records found (after following CNAMEs) as (preference, host) pairs, sorted by
+    /// preference, lowest (most preferred) first; records of equal preference keep the order of
+    /// the answer section. Hosts are in A-labels as received, without the root dot; the null MX
+    /// of RFC 7505 (`0 .`, "this domain accepts no mail") has the host `"."`.
+    Records(Vec<(u16, String)>),
+    /// The name does not exist (NXDOMAIN).
+    NxDomain,
+    /// The name exists but has no MX record (NOERROR with an empty answer): RFC 5321 §5.1 then
+    /// takes the domain itself as its only mail exchanger.
+    NoData,
+}
+
+impl MxAnswer {
+    /// The (preference, host) pairs; empty for NXDOMAIN and no-data.
+    ///
+    /// ```
+    /// use mta_sts_core::wire::dns::MxAnswer;
+    /// assert!(MxAnswer::NxDomain.records().is_empty());
+    /// ```
+    pub fn records(&self) -> &[(u16, String)] {
+        match self {
+            Self::Records(r) => r,
+            Self::NxDomain | Self::NoData => &[],
+        }
+    }
+}
+
+/// The answer to a [`DnsQuery`]: TXT records, addresses or mail exchangers, depending on its
+/// [`QueryType`].
 ///
 /// ```
 /// use mta_sts_core::io::TxtAnswer;
@@ -175,6 +220,8 @@ pub enum DnsAnswer {
     Txt(TxtAnswer),
     /// The answer to an A or AAAA query.
     Addrs(AddrAnswer),
+    /// The answer to an MX query.
+    Mx(MxAnswer),
 }
 
 impl DnsAnswer {
@@ -188,7 +235,9 @@ impl DnsAnswer {
     pub fn into_txt(self) -> crate::io::TxtResult {
         match self {
             Self::Txt(t) => Ok(t),
-            Self::Addrs(_) => Err(DnsFailure::Malformed("expected a TXT answer".into())),
+            Self::Addrs(_) | Self::Mx(_) => {
+                Err(DnsFailure::Malformed("expected a TXT answer".into()))
+            }
         }
     }
 
@@ -203,7 +252,25 @@ impl DnsAnswer {
     pub fn into_addrs(self) -> Result<AddrAnswer, DnsFailure> {
         match self {
             Self::Addrs(a) => Ok(a),
-            Self::Txt(_) => Err(DnsFailure::Malformed("expected an address answer".into())),
+            Self::Txt(_) | Self::Mx(_) => {
+                Err(DnsFailure::Malformed("expected an address answer".into()))
+            }
+        }
+    }
+
+    /// The MX answer. Any other answer (which an MX query never yields) reads as
+    /// [`DnsFailure::Malformed`].
+    ///
+    /// ```
+    /// use mta_sts_core::wire::dns::{DnsAnswer, MxAnswer};
+    /// assert_eq!(DnsAnswer::Mx(MxAnswer::NoData).into_mx(), Ok(MxAnswer::NoData));
+    /// ```
+    pub fn into_mx(self) -> Result<MxAnswer, DnsFailure> {
+        match self {
+            Self::Mx(m) => Ok(m),
+            Self::Txt(_) | Self::Addrs(_) => {
+                Err(DnsFailure::Malformed("expected an MX answer".into()))
+            }
         }
     }
 }
@@ -308,7 +375,7 @@ impl From<ResponseError> for DnsFailure {
     }
 }
 
-/// One DNS query (TXT, A or AAAA for one name, recursion desired, EDNS(0)), encoded once, and
+/// One DNS query (TXT, A, AAAA or MX for one name, recursion desired, EDNS(0)), encoded once, and
 /// the parser of the responses to it.
 ///
 /// The id should be random (RFC 5452): the core has no random source, so the adapter picks it.
@@ -488,6 +555,22 @@ impl DnsQuery {
                 None if nx => AddrAnswer::NxDomain,
                 None => AddrAnswer::NoData,
             }),
+            QueryType::Mx => DnsAnswer::Mx(match found {
+                Some(rs) => {
+                    let mut mx: Vec<(u16, String)> = rs
+                        .iter()
+                        .filter_map(|r| match &r.data {
+                            RData::MX(mx) => Some((mx.preference, exchange_host(&mx.exchange))),
+                            _ => None,
+                        })
+                        .collect();
+                    // Stable: equal preferences keep the answer's order.
+                    mx.sort_by_key(|(preference, _)| *preference);
+                    MxAnswer::Records(mx)
+                }
+                None if nx => MxAnswer::NxDomain,
+                None => MxAnswer::NoData,
+            }),
         })
     }
 
@@ -503,7 +586,7 @@ impl DnsQuery {
     pub fn parse_txt(&self, response: &[u8]) -> Result<TxtAnswer, ResponseError> {
         match self.parse(response)? {
             DnsAnswer::Txt(t) => Ok(t),
-            DnsAnswer::Addrs(_) => Err(ResponseError::QuestionMismatch),
+            DnsAnswer::Addrs(_) | DnsAnswer::Mx(_) => Err(ResponseError::QuestionMismatch),
         }
     }
 
@@ -519,7 +602,22 @@ impl DnsQuery {
     pub fn parse_addrs(&self, response: &[u8]) -> Result<AddrAnswer, ResponseError> {
         match self.parse(response)? {
             DnsAnswer::Addrs(a) => Ok(a),
-            DnsAnswer::Txt(_) => Err(ResponseError::QuestionMismatch),
+            DnsAnswer::Txt(_) | DnsAnswer::Mx(_) => Err(ResponseError::QuestionMismatch),
+        }
+    }
+
+    /// Parses a response to an MX query: [`parse`](Self::parse) narrowed to [`MxAnswer`].
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType, ResponseError};
+    /// let q = DnsQuery::new("example.com", QueryType::Mx, 1)?;
+    /// assert!(q.parse_mx(b"").is_err());
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn parse_mx(&self, response: &[u8]) -> Result<MxAnswer, ResponseError> {
+        match self.parse(response)? {
+            DnsAnswer::Mx(m) => Ok(m),
+            DnsAnswer::Txt(_) | DnsAnswer::Addrs(_) => Err(ResponseError::QuestionMismatch),
         }
     }
 
@@ -628,6 +726,16 @@ impl DnsQuery {
     }
 }
 
+/// An MX record's exchange as a host name: ASCII, without the root dot; the root itself (the
+/// null MX of RFC 7505) stays `"."`.
+fn exchange_host(name: &Name) -> String {
+    if name.is_root() {
+        return ".".to_owned();
+    }
+    let ascii = name.to_ascii();
+    ascii.strip_suffix('.').unwrap_or(&ascii).to_owned()
+}
+
 /// Reassembles one DNS message read from a TCP stream (RFC 1035 §4.2.2: a 2-byte big-endian
 /// length, then the message). Feed it the bytes as they arrive; it never holds more than the
 /// prefix plus the announced length (at most 65537 bytes) and ignores anything after it.
@@ -717,7 +825,7 @@ impl TcpFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, TXT};
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TXT};
 
     fn name(s: &str) -> Name {
         Name::from_ascii(s).expect("test name")
@@ -729,6 +837,18 @@ mod tests {
             300,
             RData::TXT(TXT::from_bytes(strings.to_vec())),
         )
+    }
+
+    fn mx(owner: &str, preference: u16, exchange: &str) -> Record {
+        Record::from_rdata(
+            name(owner),
+            300,
+            RData::MX(MX::new(preference, name(exchange))),
+        )
+    }
+
+    fn mx_query() -> DnsQuery {
+        DnsQuery::new("example.com", QueryType::Mx, 0x4242).expect("valid name")
     }
 
     fn cname(owner: &str, target: &str) -> Record {
@@ -1138,6 +1258,106 @@ mod tests {
     }
 
     #[test]
+    fn dns_mx_query_asks_for_type_mx() {
+        let q = mx_query();
+        assert_eq!(q.query_type(), QueryType::Mx);
+        let m = Message::from_vec(q.bytes()).expect("decodable");
+        assert_eq!(m.queries[0].name, name("example.com."));
+        assert_eq!(m.queries[0].query_type, RecordType::MX);
+        assert!(m.metadata.recursion_desired);
+    }
+
+    #[test]
+    fn dns_mx_records_sorted_by_preference_without_root_dot() {
+        let q = mx_query();
+        let m = response(
+            &q,
+            vec![
+                mx("example.com.", 20, "MX2.Example.com."),
+                mx("example.com.", 10, "mx1.example.com."),
+                // Equal preferences keep the answer's order.
+                mx("example.com.", 20, "mx3.example.net."),
+                // Another owner, and another type at the owner: not ours.
+                mx("other.example.", 1, "mx.other.example."),
+                txt("example.com.", &[b"v=spf1 -all"]),
+            ],
+        );
+        assert_eq!(
+            q.parse_mx(&wire(&m)),
+            Ok(MxAnswer::Records(vec![
+                (10, "mx1.example.com".into()),
+                (20, "MX2.Example.com".into()),
+                (20, "mx3.example.net".into()),
+            ]))
+        );
+        // The same through the general parser.
+        assert!(matches!(q.parse(&wire(&m)), Ok(DnsAnswer::Mx(_))));
+    }
+
+    #[test]
+    fn r33_dns_mx_nodata_and_nxdomain() {
+        let q = mx_query();
+        // A-only domain: NOERROR, no MX (the implicit MX is the domain itself, R33).
+        let a_only = response(
+            &q,
+            vec![Record::from_rdata(
+                name("example.com."),
+                60,
+                RData::A(A::new(192, 0, 2, 1)),
+            )],
+        );
+        assert_eq!(q.parse_mx(&wire(&a_only)), Ok(MxAnswer::NoData));
+        let mut nx = response(&q, vec![]);
+        nx.metadata.response_code = ResponseCode::NXDomain;
+        assert_eq!(q.parse_mx(&wire(&nx)), Ok(MxAnswer::NxDomain));
+        assert!(MxAnswer::NxDomain.records().is_empty());
+    }
+
+    #[test]
+    fn dns_mx_through_cname_and_null_mx() {
+        let q = mx_query();
+        let m = response(
+            &q,
+            vec![
+                cname("example.com.", "mail.provider.example."),
+                mx("mail.provider.example.", 5, "mx.provider.example."),
+            ],
+        );
+        assert_eq!(
+            q.parse_mx(&wire(&m)),
+            Ok(MxAnswer::Records(vec![(5, "mx.provider.example".into())]))
+        );
+        // RFC 7505: "0 ." says the domain accepts no mail; the host is the root.
+        let null = response(&q, vec![mx("example.com.", 0, ".")]);
+        assert_eq!(
+            q.parse_mx(&wire(&null)),
+            Ok(MxAnswer::Records(vec![(0, ".".into())]))
+        );
+    }
+
+    #[test]
+    fn dns_mx_failures_and_mismatches() {
+        let q = mx_query();
+        let mut m = response(&q, vec![]);
+        m.metadata.response_code = ResponseCode::ServFail;
+        assert_eq!(q.parse_mx(&wire(&m)), Err(ResponseError::ServerFailure));
+        // A response to a TXT question is not an answer to the MX query.
+        let t = txt_query();
+        let txt_answer = response(&t, vec![txt("_mta-sts.example.com.", &[b"v=STSv1; id=1;"])]);
+        let mut bytes = wire(&txt_answer);
+        bytes[0] = 0x42;
+        bytes[1] = 0x42;
+        assert_eq!(q.parse_mx(&bytes), Err(ResponseError::QuestionMismatch));
+        // And the narrowing helpers refuse the other kinds.
+        assert!(DnsAnswer::Mx(MxAnswer::NoData).into_txt().is_err());
+        assert!(DnsAnswer::Mx(MxAnswer::NoData).into_addrs().is_err());
+        assert!(DnsAnswer::Txt(TxtAnswer::NoData).into_mx().is_err());
+        let a = DnsQuery::new("example.com", QueryType::A, 0x4242).expect("valid");
+        let am = response(&a, vec![]);
+        assert_eq!(a.parse_mx(&wire(&am)), Err(ResponseError::QuestionMismatch));
+    }
+
+    #[test]
     fn dns_tcp_framer_never_buffers_past_the_message() {
         let mut f = TcpFramer::new();
         assert_eq!(f.missing(), 2);
@@ -1168,15 +1388,23 @@ mod tests {
         fn dns_parse_of_mutated_response_never_panics(
             pos in 0usize..200, val in proptest::prelude::any::<u8>(), cut in 0usize..200,
         ) {
-            let q = txt_query();
-            let m = response(&q, vec![
+            let txt_q = txt_query();
+            let txt_m = response(&txt_q, vec![
                 cname("_mta-sts.example.com.", "_mta-sts.p.example."),
                 txt("_mta-sts.p.example.", &[b"v=STSv1; id=1;", b"x"]),
             ]);
-            let mut b = wire(&m);
-            if let Some(x) = b.get_mut(pos) { *x = val; }
-            b.truncate(b.len().saturating_sub(cut % 8));
-            let _ = q.parse(&b);
+            // And an MX answer, with a null MX.
+            let mx_q = mx_query();
+            let mx_m = response(&mx_q, vec![
+                mx("example.com.", 10, "mx1.example.com."),
+                mx("example.com.", 20, "."),
+            ]);
+            for (q, m) in [(txt_q, txt_m), (mx_q, mx_m)] {
+                let mut b = wire(&m);
+                if let Some(x) = b.get_mut(pos) { *x = val; }
+                b.truncate(b.len().saturating_sub(cut % 8));
+                let _ = q.parse(&b);
+            }
         }
     }
 }

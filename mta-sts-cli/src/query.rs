@@ -1,0 +1,93 @@
+//! `mta-sts query <domain>`: what the library decides for delivery to a domain (default profile),
+//! through mta-sts-tokio's [`Client`], as a delivering MTA would ask it.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use mta_sts_core::{Config, Outcome, PolicyDomain};
+use mta_sts_tokio::Client;
+use serde_json::{Value, json};
+
+use crate::net::NetArgs;
+use crate::report::{self, Progress};
+
+/// `mta-sts query` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct QueryArgs {
+    /// The policy domain, e.g. example.com.
+    domain: String,
+    /// Print JSON: {"domain","outcome","mode","mx","max_age","id","reason"}.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
+/// The tokio client for these options: resolvers, trust anchors, ports and timeouts.
+pub(crate) fn client(net: &NetArgs) -> Result<Client, String> {
+    let mut config = Config::default();
+    config.https_port = net.https_port;
+    config.dns_timeout = net.step_timeout();
+    config.fetch_timeout = net.step_timeout();
+    Client::builder()
+        .resolvers(net.resolvers()?)
+        .trust_anchors(net.trust_anchors()?)
+        .config(config)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A runtime for one command: current thread, IO and timers.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// The `query --json` object for an outcome.
+pub(crate) fn outcome_json(domain: &str, outcome: &Outcome) -> Value {
+    let p = outcome.policy();
+    json!({
+        "domain": domain,
+        "outcome": report::outcome_kind(outcome),
+        "mode": p.map(|p| p.mode().as_str()),
+        "mx": p.map(|p| p.policy().mx().iter().map(|m| m.as_str()).collect::<Vec<_>>()),
+        "max_age": p.map(|p| p.policy().max_age()),
+        "id": p.map(|p| p.id()),
+        "reason": report::outcome_reason(outcome),
+    })
+}
+
+pub(crate) fn run(args: QueryArgs) -> Result<ExitCode, String> {
+    let domain = PolicyDomain::parse(&args.domain).map_err(|e| {
+        format!(
+            "{:?} is not a policy domain ({e}): give a domain name such as example.com",
+            args.domain
+        )
+    })?;
+    let client = client(&args.net)?;
+    let progress = Progress::new(args.json);
+    progress.step(format!("looking up the MTA-STS policy of {domain}"));
+    let outcome = runtime()?.block_on(client.policy(domain.as_str()));
+    progress.clear();
+    if args.json {
+        println!("{}", outcome_json(domain.as_str(), &outcome));
+    } else {
+        println!("{domain}: {}", report::outcome_kind(&outcome));
+        if let Some(p) = outcome.policy() {
+            let mx: Vec<&str> = p.policy().mx().iter().map(|m| m.as_str()).collect();
+            println!("  mode:    {}", p.mode());
+            println!("  mx:      {}", mx.join(", "));
+            println!("  max_age: {} s", p.policy().max_age());
+            println!("  id:      {}", p.id());
+        }
+        println!("  reason:  {}", report::outcome_reason(&outcome));
+    }
+    // Like `match`: 0 when the answer is yes (a policy applies), 1 when it is no.
+    Ok(if outcome.policy().is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

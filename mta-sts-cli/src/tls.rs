@@ -1,0 +1,283 @@
+//! TLS for `check`: the handshake with the policy host or an MX, with the same PKIX verification
+//! as the adapters (webpki, TLS 1.2 or 1.3, the *ring* provider), and the details an operator
+//! wants to see: protocol version and the certificate's subject, issuer, names and expiry, also
+//! when verification fails.
+
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mta_sts_core::io::FetchFailure;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+    SignatureScheme, StreamOwned,
+};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+/// The verifier of the adapters (webpki against the trust anchors), remembering the end-entity
+/// certificate it was shown so that `check` can describe it even when it is rejected.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<WebPkiServerVerifier>,
+    seen: Mutex<Option<CertificateDer<'static>>>,
+}
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(end_entity.clone().into_owned());
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// What `check` shows of a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CertInfo {
+    pub(crate) subject: String,
+    pub(crate) issuer: String,
+    /// The DNS names of the subjectAltName extension.
+    pub(crate) names: Vec<String>,
+    /// The end of the validity period, in seconds since 1970.
+    pub(crate) not_after: i64,
+}
+
+impl CertInfo {
+    /// Parses a DER certificate (x509-parser); `None` when it is not one.
+    pub(crate) fn parse(der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let names = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some((*d).to_owned()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Some(Self {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            names,
+            not_after: cert.validity().not_after.timestamp(),
+        })
+    }
+
+    /// The expiry as an RFC 3339 UTC time, e.g. `2027-01-01T00:00:00Z`.
+    pub(crate) fn expiry(&self) -> String {
+        u64::try_from(self.not_after).map_or_else(
+            |_| format!("{} s before 1970", self.not_after.unsigned_abs()),
+            |s| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string(),
+        )
+    }
+
+    /// Whole days from now until the expiry (negative once expired).
+    pub(crate) fn days_left(&self) -> i64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.not_after.saturating_sub(now).div_euclid(86_400)
+    }
+
+    /// One line: subject, names, issuer, expiry.
+    pub(crate) fn summary(&self) -> String {
+        let names = if self.names.is_empty() {
+            "no DNS names".to_owned()
+        } else {
+            self.names.join(", ")
+        };
+        format!(
+            "subject {}, names [{names}], issuer {}, expires {} ({} days)",
+            self.subject,
+            self.issuer,
+            self.expiry(),
+            self.days_left()
+        )
+    }
+}
+
+/// The result of a TLS handshake.
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    /// The connection, when the handshake succeeded.
+    pub(crate) stream: Option<StreamOwned<ClientConnection, TcpStream>>,
+    /// The negotiated version, e.g. `TLSv1_3`.
+    pub(crate) version: Option<String>,
+    /// The end-entity certificate presented, if any was.
+    pub(crate) cert: Option<CertInfo>,
+    /// Why the handshake failed (classified as the adapters do), with a sentence for operators.
+    pub(crate) error: Option<(FetchFailure, String)>,
+}
+
+/// TLS client settings shared by every handshake of one `check`.
+#[derive(Debug, Clone)]
+pub(crate) struct Tls {
+    verifier: Arc<WebPkiServerVerifier>,
+}
+
+/// The most read/write rounds a handshake may take.
+const MAX_ROUNDS: usize = 64;
+
+impl Tls {
+    pub(crate) fn new(roots: RootCertStore) -> Result<Self, String> {
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), mta_sts_net::provider())
+                .build()
+                .map_err(|e| format!("cannot use the trust anchors: {e}"))?;
+        Ok(Self { verifier })
+    }
+
+    /// A TLS 1.2/1.3 handshake on `tcp` for `host` (SNI and the name the certificate must be
+    /// valid for), offering `alpn`, finished before `deadline`.
+    pub(crate) fn handshake(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+        alpn: &[&[u8]],
+        deadline: Instant,
+    ) -> Handshake {
+        let failed = |failure: FetchFailure, why: String| Handshake {
+            stream: None,
+            version: None,
+            cert: None,
+            error: Some((failure, why)),
+        };
+        let name = match mta_sts_net::server_name(host) {
+            Ok(n) => n,
+            Err(e) => return failed(FetchFailure::Tls(e.to_string()), e.to_string()),
+        };
+        let recording = Arc::new(Recording {
+            inner: Arc::clone(&self.verifier),
+            seen: Mutex::new(None),
+        });
+        let config = ClientConfig::builder_with_provider(mta_sts_net::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map(|b| {
+                let mut c = b
+                    .dangerous()
+                    .with_custom_certificate_verifier(recording.clone())
+                    .with_no_client_auth();
+                c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+                c
+            });
+        let conn = match config
+            .map(Arc::new)
+            .and_then(|c| ClientConnection::new(c, name))
+        {
+            Ok(c) => c,
+            Err(e) => return failed(FetchFailure::Tls(e.to_string()), e.to_string()),
+        };
+        let mut stream = StreamOwned::new(conn, tcp);
+        let mut error = None;
+        for _ in 0..MAX_ROUNDS {
+            if !stream.conn.is_handshaking() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                error = Some(std::io::Error::from(std::io::ErrorKind::TimedOut));
+                break;
+            }
+            if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
+                error = Some(e);
+                break;
+            }
+        }
+        let cert = recording
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .and_then(|der| CertInfo::parse(&der));
+        if error.is_none() && stream.conn.is_handshaking() {
+            error = Some(std::io::Error::other("the TLS handshake did not finish"));
+        }
+        if let Some(e) = error {
+            let why = explain(&e, host, cert.as_ref());
+            return Handshake {
+                stream: None,
+                version: None,
+                cert,
+                error: Some((mta_sts_net::classify_tls_error(&e), why)),
+            };
+        }
+        Handshake {
+            version: stream
+                .conn
+                .protocol_version()
+                .map(|v| format!("{v:?}").replace("TLSv1_", "TLS 1.")),
+            stream: Some(stream),
+            cert,
+            error: None,
+        }
+    }
+}
+
+/// A sentence about a failed handshake, for operators.
+fn explain(e: &std::io::Error, host: &str, cert: Option<&CertInfo>) -> String {
+    let tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let names = cert.map_or_else(String::new, |c| c.names.join(", "));
+    match tls {
+        Some(rustls::Error::InvalidCertificate(c)) => match c {
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                if names.is_empty() {
+                    format!(
+                        "the certificate is not valid for {host}: it has no DNS name (subjectAltName)"
+                    )
+                } else {
+                    format!("the certificate is not valid for {host}: it names {names}")
+                }
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!(
+                "the certificate has expired{}",
+                cert.map_or_else(String::new, |c| format!(" ({})", c.expiry()))
+            ),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "the certificate is not valid yet".to_owned()
+            }
+            CertificateError::UnknownIssuer => format!(
+                "the certificate is not issued by a trusted CA{}",
+                cert.map_or_else(String::new, |c| format!(" (issuer {})", c.issuer))
+            ),
+            other => format!("the certificate is not valid: {other:?}"),
+        },
+        Some(rustls::Error::NoCertificatesPresented) => "no certificate was presented".to_owned(),
+        Some(other) => format!("TLS error: {other}"),
+        None => format!("TLS handshake failed: {e}"),
+    }
+}

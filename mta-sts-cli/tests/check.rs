@@ -1,0 +1,477 @@
+//! `mta-sts check` end to end against loopback testkit worlds: a healthy domain, each problem
+//! class with its fix, JSON, and usage errors.
+
+mod common;
+
+use common::{Run, assert_usage_errors, run_in};
+use mta_sts_testkit::{Cert, DnsFault, Domain, Http, RecordType, Smtp, Txt, World};
+
+const D: &str = "example.com";
+const MX1: &str = "mx1.example.com";
+
+fn world(domain: Domain) -> World {
+    World::builder().domain(D, domain).build().expect("world")
+}
+
+fn healthy() -> Domain {
+    Domain::enforce([MX1, "mx2.example.com"]).txt_id("20240101")
+}
+
+fn check(w: &World, extra: &[&str]) -> Run {
+    run_in(w, "check", D, extra)
+}
+
+fn show(r: &Run) -> String {
+    format!("exit {:?}\n{}\n{}", r.code, r.stdout, r.stderr)
+}
+
+#[test]
+fn check_healthy_enforce_domain_exits_0() {
+    let w = world(healthy());
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    assert!(
+        r.has_line("ok", "one valid STS record, id 20240101"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("ok", "HTTP 200, Content-Type text/plain"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("ok", "certificate: subject CN=mta-sts.example.com"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("ok", "policy valid (strict profile): mode enforce"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("ok", "MX 10 mx1.example.com matches mx: mx1.example.com"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("ok", "MX 20 mx2.example.com matches"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("ok", "mx1.example.com (127.0.0.1:"),
+        "{}",
+        show(&r)
+    );
+    assert!(r.stdout.contains("STARTTLS, TLS 1."), "{}", show(&r));
+    assert!(
+        r.has_line("ok", "mx2.example.com: senders deliver here over STARTTLS"),
+        "{}",
+        show(&r)
+    );
+    assert!(r.stdout.contains("healthy: no problem found"));
+    assert!(
+        !r.stdout.contains('\x1b'),
+        "no colour when not on a terminal"
+    );
+    // One probe per MX, each a STARTTLS handshake for the MX's own name.
+    assert_eq!(w.smtp_handshakes(MX1), 1);
+    assert_eq!(w.smtp_handshakes("mx2.example.com"), 1);
+}
+
+#[test]
+fn check_json_has_the_documented_fields() {
+    let w = world(healthy());
+    let r = check(&w, &["--json"]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    let v = r.json();
+    assert_eq!(v["domain"], D);
+    assert_eq!(v["healthy"], true);
+    assert_eq!(v["outcome"], "policy");
+    assert_eq!(v["txt"]["name"], "_mta-sts.example.com");
+    assert_eq!(
+        v["txt"]["records"],
+        serde_json::json!(["v=STSv1; id=20240101;"])
+    );
+    assert_eq!(v["txt"]["id"], "20240101");
+    assert_eq!(v["fetch"]["status"], 200);
+    assert_eq!(v["fetch"]["content_type"], "text/plain");
+    assert!(v["fetch"]["size"].as_u64().unwrap() > 40);
+    assert_eq!(
+        v["fetch"]["certificate"]["names"],
+        serde_json::json!(["mta-sts.example.com"])
+    );
+    assert!(
+        v["fetch"]["certificate"]["not_after"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert_eq!(v["policy"]["valid"], true);
+    assert_eq!(v["policy"]["mode"], "enforce");
+    assert_eq!(v["mx"][0]["host"], MX1);
+    assert_eq!(v["mx"][0]["preference"], 10);
+    assert_eq!(v["mx"][0]["decision"], "enforce");
+    assert_eq!(v["mx"][0]["probe"]["starttls"], true);
+    assert_eq!(
+        v["mx"][0]["probe"]["certificate"]["names"],
+        serde_json::json!([MX1])
+    );
+    let checks = v["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["status"] != "fail"));
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["section"] == "starttls" && c["status"] == "ok")
+    );
+}
+
+#[test]
+fn check_no_txt_record_exits_1_and_says_to_publish_it() {
+    let w = world(healthy().no_txt());
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line("FAIL", "no TXT record at _mta-sts.example.com"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_fix("senders never fetch it without the TXT record"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn check_nothing_set_up_points_to_generate() {
+    let w = world(Domain::without_sts().mx_records([(10, MX1)]));
+    let r = check(&w, &["--no-tls-probe"]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(r.has_fix("mta-sts generate"), "{}", show(&r));
+    assert!(
+        r.has_line("info", "no policy at https://mta-sts.example.com"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn check_two_txt_records_exits_1() {
+    let w = world(healthy().txts([Txt::sts("1"), Txt::sts("2")]));
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line("FAIL", "2 TXT records begin with"),
+        "{}",
+        show(&r)
+    );
+    assert!(r.has_fix("keep exactly one record"), "{}", show(&r));
+}
+
+#[test]
+fn check_txt_id_but_policy_404_exits_1() {
+    let w = world(healthy().http(Http::Status(404)));
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line("FAIL", "the TXT record announces a policy but"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_fix("publish the policy at https://mta-sts.example.com"),
+        "{}",
+        show(&r)
+    );
+    assert!(r.has_fix("or remove the TXT record"), "{}", show(&r));
+}
+
+#[test]
+fn check_wrong_content_type_exits_1_and_still_lints_the_body() {
+    let w = world(healthy().http(Http::ContentType("text/html".into())));
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "FAIL",
+            "the policy is served as \"text/html\", not text/plain"
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(r.has_fix("Content-Type: text/plain"), "{}", show(&r));
+    assert!(
+        r.has_line("ok", "policy valid (strict profile)"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn check_invalid_policy_reports_line_numbers() {
+    let body = "version: STSv1\nmode: Enforce\n\nmx: mx1.example.com\nmax_age: 86400\n";
+    let w = world(healthy().policy_body(body));
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line("FAIL", "policy invalid (strict profile): 2 error(s)"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line(
+            "FAIL",
+            "policy line 2: mode must be one of enforce, testing, none"
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("FAIL", "policy line 3: blank line"),
+        "{}",
+        show(&r)
+    );
+    assert!(r.has_fix("publish a new TXT id"), "{}", show(&r));
+    let v = check(&w, &["--json"]).json();
+    assert_eq!(v["policy"]["valid"], false);
+    assert_eq!(v["policy"]["errors"][0]["line"], 2);
+    assert_eq!(v["policy"]["errors"][1]["line"], 3);
+}
+
+#[test]
+fn check_mx_not_matching_the_policy_exits_1() {
+    let w = world(healthy().mx_records([(10, "mail.example.net")]));
+    let r = check(&w, &["--no-tls-probe"]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line("FAIL", "MX 10 mail.example.net matches no mx pattern"),
+        "{}",
+        show(&r)
+    );
+    assert!(r.has_fix("add \"mx: mail.example.net\""), "{}", show(&r));
+    assert!(
+        r.has_line("FAIL", "enforcing senders defer all mail to example.com"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("info", "pattern mx: mx1.example.com matches none"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn check_mx_given_on_the_command_line() {
+    let w = world(healthy());
+    let r = check(
+        &w,
+        &[
+            "--no-tls-probe",
+            "--mx",
+            "mx2.example.com",
+            "--mx",
+            "other.example.org",
+        ],
+    );
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line("ok", "MX mx2.example.com matches"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("FAIL", "MX other.example.org matches no mx pattern"),
+        "{}",
+        show(&r)
+    );
+    assert_eq!(w.smtp_sessions(), 0, "--no-tls-probe connects to no MX");
+}
+
+#[test]
+fn check_starttls_missing_exits_1() {
+    let w = World::builder()
+        .domain(D, healthy())
+        .smtp(Smtp::NoStarttls)
+        .build()
+        .unwrap();
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line("FAIL", "STARTTLS is not offered in the EHLO reply"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_fix("enable STARTTLS on mx1.example.com"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("FAIL", "senders treat it as unreachable: no valid STARTTLS"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn check_mx_certificate_for_the_wrong_name_exits_1() {
+    let w = World::builder()
+        .domain(D, healthy())
+        .mx_cert("mx2.example.com", Cert::WrongName)
+        .build()
+        .unwrap();
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "FAIL",
+            "the certificate is not valid for mx2.example.com: it names mta-sts.wrong-name.invalid"
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_fix("install a certificate for mx2.example.com"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("ok", "mx1.example.com: senders deliver here over STARTTLS"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn check_policy_host_certificate_expired_exits_1() {
+    let w = world(healthy().cert(Cert::Expired));
+    let r = check(&w, &["--no-tls-probe"]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line("FAIL", "the certificate has expired (2001-01-01"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_fix("install a certificate for mta-sts.example.com"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("info", "certificate: subject CN=mta-sts.example.com"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn check_testing_mode_is_healthy_with_a_reminder() {
+    let w = world(Domain::testing([MX1]).txt_id("7"));
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    assert!(r.has_line("warn", "mode testing"), "{}", show(&r));
+    assert!(r.has_fix("switch to mode enforce"), "{}", show(&r));
+}
+
+#[test]
+fn check_redirect_is_never_followed() {
+    let w = world(healthy().http(Http::Redirect {
+        status: 301,
+        location: "https://www.example.com/mta-sts.txt".into(),
+    }));
+    let r = check(&w, &["--no-tls-probe"]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line("FAIL", "answers 301, a redirect"),
+        "{}",
+        show(&r)
+    );
+    assert_eq!(w.fetches("mta-sts.example.com"), 1);
+}
+
+#[test]
+fn check_usage_errors_exit_2() {
+    assert_usage_errors(&[
+        &["check"][..],
+        &["check", "192.0.2.1"],
+        &["check", "bad..name"],
+        &["check", "example.com", "--resolver", "dns.example"],
+        &["check", "example.com", "--timeout", "0"],
+        &[
+            "check",
+            "example.com",
+            "--resolver",
+            "127.0.0.1:9",
+            "--ca-file",
+            "/nonexistent.pem",
+        ],
+        &["check", "example.com", "--mx", "192.0.2.1"],
+    ]);
+}
+
+#[test]
+fn check_hostile_smtp_greeting_is_refused_without_hanging() {
+    use std::io::{Read, Write};
+    // An "MX" that sends an endless greeting line: the probe must stop at its line cap.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let _ = s.write_all(&[b'2'; 64 * 1024]);
+        // Hold the connection until the client closes it.
+        let mut sink = [0u8; 1024];
+        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let w = world(Domain::enforce([MX1]));
+    let ca = common::ca_file(&w);
+    let r = common::run(&[
+        "check",
+        D,
+        "--resolver",
+        &w.dns_addr().to_string(),
+        "--ca-file",
+        ca.0.to_str().unwrap(),
+        "--https-port",
+        &w.https_port().to_string(),
+        "--smtp-port",
+        &port,
+    ]);
+    server.join().unwrap();
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "FAIL",
+            "SMTP: greeting: a reply line longer than 2048 bytes"
+        ),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn check_mx_lookup_failure_exits_1() {
+    let w = World::builder()
+        .domain(D, healthy())
+        .dns_fault(D, Some(RecordType::Mx), DnsFault::ServFail)
+        .build()
+        .unwrap();
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "FAIL",
+            "MX lookup of example.com failed: DNS server failure (SERVFAIL)"
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        !r.stdout.contains("enforcing senders defer all mail"),
+        "{}",
+        show(&r)
+    );
+}

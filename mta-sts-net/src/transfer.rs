@@ -1,0 +1,134 @@
+//! The runtime-independent steps of an adapter's DNS exchanges and policy fetches, around the
+//! core's wire codecs: which exchange to run for a request, where to bind, what a policy request
+//! is, what a read of the response means, and how failed connection attempts are reported.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use mta_sts_core::io::{DnsFailure, FetchFailure, FetchResult, PolicyFetch, TxtQuery};
+use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig};
+use mta_sts_core::wire::http::{Progress, ResponseParser, request};
+use rustls_pki_types::ServerName;
+
+use crate::{classify_tls_error, query_id, server_name};
+
+/// The exchange for one of the core's TXT queries (its name and its timeout), with a random
+/// message id, starting at `Duration::ZERO` on the adapter's clock.
+///
+/// ```
+/// use mta_sts_core::io::TxtQuery;
+/// let servers = ["127.0.0.1:53".parse().unwrap()];
+/// let ex = mta_sts_net::txt_exchange(&servers, &TxtQuery::new("_mta-sts.example.com"))?;
+/// assert_eq!(ex.query().name(), "_mta-sts.example.com");
+/// assert!(mta_sts_net::txt_exchange(&servers, &TxtQuery::new("bad name")).is_err());
+/// # Ok::<(), mta_sts_core::io::DnsFailure>(())
+/// ```
+pub fn txt_exchange(servers: &[SocketAddr], query: &TxtQuery) -> Result<Exchange, DnsFailure> {
+    Exchange::txt(query, query_id(), servers.to_vec(), Duration::ZERO)
+        .map_err(|e| DnsFailure::Malformed(e.to_string()))
+}
+
+/// The exchange for the A or AAAA records of a policy host, through the same resolvers, all
+/// within `total` (what is left of the fetch's time), starting at `Duration::ZERO`.
+pub fn addr_exchange(
+    servers: &[SocketAddr],
+    host: &str,
+    qtype: QueryType,
+    total: Duration,
+) -> Result<Exchange, DnsFailure> {
+    let query =
+        DnsQuery::new(host, qtype, query_id()).map_err(|e| DnsFailure::Malformed(e.to_string()))?;
+    let mut config = ExchangeConfig::default();
+    config.total_timeout = total;
+    Ok(Exchange::new(
+        query,
+        servers.to_vec(),
+        config,
+        Duration::ZERO,
+    ))
+}
+
+/// The local address a UDP socket for `server` binds to: any address of the same family, port 0
+/// (a fresh random port chosen by the operating system for each query).
+///
+/// ```
+/// let a = mta_sts_net::udp_bind_addr("[::1]:53".parse().unwrap());
+/// assert_eq!(a, "[::]:0".parse().unwrap());
+/// ```
+pub fn udp_bind_addr(server: SocketAddr) -> SocketAddr {
+    let ip = match server {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    SocketAddr::new(ip, 0)
+}
+
+/// The TLS server name (SNI, and the name the certificate must be valid for) and the request
+/// bytes of a policy fetch. A host that is not a DNS name cannot be resolved either.
+///
+/// ```
+/// use mta_sts_core::io::PolicyFetch;
+/// let (name, get) = mta_sts_net::policy_request(&PolicyFetch::new("mta-sts.example.com"))?;
+/// assert_eq!(format!("{name:?}"), r#"DnsName("mta-sts.example.com")"#);
+/// assert!(get.starts_with(b"GET /.well-known/mta-sts.txt HTTP/1.1\r\n"));
+/// # Ok::<(), mta_sts_core::io::FetchFailure>(())
+/// ```
+pub fn policy_request(fetch: &PolicyFetch) -> Result<(ServerName<'static>, Vec<u8>), FetchFailure> {
+    let name = server_name(&fetch.host).map_err(|e| FetchFailure::Resolve(e.to_string()))?;
+    let request = request(fetch).map_err(|e| FetchFailure::Resolve(e.to_string()))?;
+    Ok((name, request))
+}
+
+/// What one read of the TLS stream means for the response: `None` to read on, `Some(result)`
+/// once the response is complete or failed. An end of stream (`Ok` with no bytes, after TLS
+/// `close_notify`) ends a close-delimited body; a close without `close_notify` is an error
+/// (it could be a truncation attack), classified like every TLS error.
+///
+/// ```
+/// use mta_sts_core::io::PolicyFetch;
+/// use mta_sts_core::wire::http::ResponseParser;
+/// let mut parser = ResponseParser::new(&PolicyFetch::new("mta-sts.example.com"));
+/// assert_eq!(mta_sts_net::read_progress(&mut parser, Ok(b"HTTP/1.1 200 OK\r\n")), None);
+/// let eof = mta_sts_net::read_progress(&mut parser, Ok(b""));
+/// assert!(matches!(eof, Some(Err(_))));
+/// ```
+pub fn read_progress(parser: &mut ResponseParser, read: io::Result<&[u8]>) -> Option<FetchResult> {
+    match read {
+        Ok([]) => Some(parser.finish()),
+        Ok(data) => match parser.feed(data) {
+            Progress::Complete(result) => Some(result),
+            _ => None,
+        },
+        Err(e) => Some(Err(classify_tls_error(&e))),
+    }
+}
+
+/// The connection attempts to a policy host's addresses that failed, for the operator.
+///
+/// ```
+/// use mta_sts_core::io::FetchFailure;
+/// let mut errors = mta_sts_net::ConnectErrors::default();
+/// errors.push("192.0.2.1:443".parse().unwrap(), "connection refused");
+/// errors.push("192.0.2.2:443".parse().unwrap(), "timed out");
+/// assert_eq!(
+///     errors.into_failure(),
+///     FetchFailure::Connect("192.0.2.1:443: connection refused; 192.0.2.2:443: timed out".into())
+/// );
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct ConnectErrors(Vec<String>);
+
+impl ConnectErrors {
+    /// An attempt to `addr` failed with `error`.
+    pub fn push(&mut self, addr: SocketAddr, error: impl fmt::Display) {
+        self.0.push(format!("{addr}: {error}"));
+    }
+
+    /// The fetch failure when no attempt succeeded.
+    pub fn into_failure(self) -> FetchFailure {
+        FetchFailure::Connect(self.0.join("; "))
+    }
+}

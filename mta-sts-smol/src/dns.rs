@@ -1,0 +1,99 @@
+//! DNS over UDP and TCP with async-net, following the core's exchange driver.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
+use mta_sts_core::wire::dns::{DnsAnswer, QueryType};
+use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
+use mta_sts_net::{addr_exchange, txt_exchange, udp_bind_addr};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpStream, UdpSocket};
+
+use crate::until;
+
+enum Conn {
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+/// The TXT records at `query.name`.
+pub(crate) async fn txt(servers: &[SocketAddr], query: &TxtQuery) -> TxtResult {
+    run(txt_exchange(servers, query)?)
+        .await
+        .and_then(DnsAnswer::into_txt)
+}
+
+/// The addresses of `host` (A or AAAA), within `total`.
+pub(crate) async fn addrs(
+    servers: &[SocketAddr],
+    host: &str,
+    qtype: QueryType,
+    total: Duration,
+) -> Result<Vec<IpAddr>, DnsFailure> {
+    let answer = run(addr_exchange(servers, host, qtype, total)?)
+        .await?
+        .into_addrs()?;
+    Ok(answer.addrs().to_vec())
+}
+
+/// Runs an exchange to its end: the core says where, how and until when; this moves the bytes.
+async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
+    let start = Instant::now();
+    // The time left until a deadline on the exchange's clock.
+    let left = |deadline: Duration| deadline.saturating_sub(start.elapsed());
+    let mut conn: Option<Conn> = None;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        match ex.poll(start.elapsed()) {
+            Step::Send(t) => {
+                conn = None;
+                let opened = open(t.server(), t.transport(), t.payload());
+                match until(left(t.deadline()), opened).await {
+                    Some(Ok(c)) => {
+                        conn = Some(c);
+                        ex.sent(start.elapsed());
+                    }
+                    Some(Err(e)) => ex.io_error(start.elapsed(), e),
+                    None => ex.timed_out(start.elapsed()),
+                }
+            }
+            Step::Wait(deadline) => {
+                let read = async {
+                    match conn.as_mut() {
+                        Some(Conn::Udp(s)) => s.recv(&mut buf).await,
+                        Some(Conn::Tcp(s)) => match s.read(&mut buf).await {
+                            Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                            other => other,
+                        },
+                        None => std::future::pending().await,
+                    }
+                };
+                match until(left(deadline), read).await {
+                    Some(Ok(n)) => ex.received(start.elapsed(), &buf[..n]),
+                    Some(Err(e)) => ex.io_error(start.elapsed(), e),
+                    None => ex.timed_out(start.elapsed()),
+                }
+            }
+            Step::Done(result) => return result,
+            _ => return Err(DnsFailure::Malformed("unsupported exchange step".into())),
+        }
+    }
+}
+
+async fn open(server: SocketAddr, transport: Transport, payload: &[u8]) -> io::Result<Conn> {
+    match transport {
+        Transport::Tcp => {
+            let mut s = TcpStream::connect(server).await?;
+            s.write_all(payload).await?;
+            Ok(Conn::Tcp(s))
+        }
+        _ => {
+            let s = UdpSocket::bind(udp_bind_addr(server)).await?;
+            s.connect(server).await?;
+            s.send(payload).await?;
+            Ok(Conn::Udp(s))
+        }
+    }
+}
