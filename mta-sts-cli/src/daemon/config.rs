@@ -394,8 +394,11 @@ impl RawZone {
             self.timeout.as_ref(),
             defaults::TIMEOUT_SECS,
         )?;
-        if timeout.is_zero() {
-            return Err(err(&format!("{key}.timeout"), "must be above 0"));
+        if timeout.is_zero() || timeout > Duration::from_secs(86_400) {
+            return Err(err(
+                &format!("{key}.timeout"),
+                "must be above 0 and at most 86400 seconds",
+            ));
         }
         Ok(Zone {
             strict_testing: boolean(
@@ -462,10 +465,14 @@ impl RawConfig {
             p.interval.as_ref(),
             defaults::PROACTIVE_FETCH_INTERVAL_SECS,
         )?;
-        if interval == 0 {
+        // Refreshing less often than the longest max_age would never refresh anything.
+        if interval == 0 || interval > u64::from(mta_sts_core::MAX_AGE_LIMIT) {
             return Err(err(
                 "proactive_policy_fetching.interval",
-                "must be at least 1",
+                format!(
+                    "{interval} must be from 1 to {} seconds",
+                    mta_sts_core::MAX_AGE_LIMIT
+                ),
             ));
         }
         let grace_ratio = match &p.grace_ratio {
@@ -782,6 +789,11 @@ zones:
                 "proactive_policy_fetching.grace_ratio",
             ),
             ("resolvers: [dns.example]\n", "resolvers"),
+            ("default_zone:\n  timeout: 1e9\n", "default_zone.timeout"),
+            (
+                "proactive_policy_fetching:\n  interval: 99999999999\n",
+                "proactive_policy_fetching.interval",
+            ),
             ("max_connections: 0\n", "max_connections"),
         ] {
             let e = parse(yaml).expect_err(yaml);
