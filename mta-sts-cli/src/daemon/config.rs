@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -360,15 +360,7 @@ fn text(v: Option<&Scalar>) -> Option<String> {
     v.map(|Scalar(s)| s.clone()).filter(|s| !s.is_empty())
 }
 
-/// A DNS server: `IP`, `IP:PORT` or `[IPv6]:PORT`.
-pub(crate) fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    s.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| format!("{s:?} is not IP, IP:PORT or [IPv6]:PORT"))
-}
+pub(crate) use crate::net::parse_resolver;
 
 /// The unix socket mode: PyYAML reads `0666` as octal, and so does this (as does `0o666`);
 /// a number without a leading zero is decimal, as in PyYAML.
