@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod check;
+mod daemon;
 mod demo;
 mod net;
 mod probe;
@@ -85,6 +86,9 @@ enum Command {
         #[arg(long)]
         domain: Option<String>,
     },
+    /// Run the Postfix socketmap policy daemon: a drop-in for postfix-mta-sts-resolver (same
+    /// YAML configuration, same answers). SIGTERM drains and exits, SIGHUP reloads.
+    Daemon(daemon::DaemonArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
             id,
             domain,
         } => generate(mode, mx, max_age, id, domain.as_deref()),
+        Command::Daemon(args) => Ok(daemon::run(&args)),
     };
     match result {
         Ok(code) => code,

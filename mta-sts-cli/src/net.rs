@@ -45,7 +45,9 @@ pub(crate) struct NetArgs {
     pub(crate) smtp_port: u16,
 }
 
-fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+/// `IP`, `IP:PORT`, `[IPv6]` or `[IPv6]:PORT` (port 53 when none is given); shared by every
+/// command that takes `--resolver` and by the daemon's `resolvers` key.
+pub(crate) fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }

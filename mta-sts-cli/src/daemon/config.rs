@@ -1,0 +1,803 @@
+//! The daemon's configuration: postfix-mta-sts-resolver's YAML file (`mta-sts-daemon.yml`), its
+//! keys and defaults, plus this daemon's own keys.
+//!
+//! postfix-mta-sts-resolver reads the file with PyYAML, which follows YAML 1.1: `mode: 0666` is
+//! octal and `reuse_port: yes` is a boolean. yaml_serde follows YAML 1.2, so every scalar is read
+//! as its source text and interpreted here with the YAML 1.1 rules PyYAML applies.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+/// Where postfix-mta-sts-resolver looks for its configuration.
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
+
+/// postfix-mta-sts-resolver's defaults (its `defaults.py`, version 1.5.1).
+pub(crate) mod defaults {
+    pub(crate) const HOST: &str = "127.0.0.1";
+    pub(crate) const PORT: u16 = 8461;
+    pub(crate) const REUSE_PORT: bool = true;
+    pub(crate) const TIMEOUT_SECS: f64 = 4.0;
+    pub(crate) const TLSRPT: bool = false;
+    pub(crate) const SHUTDOWN_TIMEOUT_SECS: f64 = 20.0;
+    pub(crate) const STRICT_TESTING: bool = false;
+    pub(crate) const REQUIRE_SNI: bool = true;
+    pub(crate) const CACHE_GRACE_SECS: f64 = 60.0;
+    pub(crate) const INTERNAL_CACHE_SIZE: usize = 10_000;
+    pub(crate) const PROACTIVE_FETCH_INTERVAL_SECS: u64 = 86_400;
+    pub(crate) const PROACTIVE_FETCH_CONCURRENCY_LIMIT: usize = 100;
+    pub(crate) const PROACTIVE_FETCH_GRACE_RATIO: f64 = 2.0;
+    // This daemon's own keys.
+    pub(crate) const MAX_CONNECTIONS: usize = 10_000;
+    pub(crate) const IDLE_TIMEOUT_SECS: f64 = 300.0;
+    pub(crate) const METRICS_HOST: &str = "127.0.0.1";
+    pub(crate) const METRICS_PORT: u16 = 9461;
+}
+
+/// The configuration, checked and with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DaemonConfig {
+    /// The socketmap listener.
+    pub(crate) listen: Listen,
+    /// A cached policy is answered without a DNS query for this long after the last TXT check
+    /// of its domain; after that, the next request re-checks the TXT id first.
+    pub(crate) cache_grace: Duration,
+    /// On SIGTERM, how long connections get to finish.
+    pub(crate) shutdown_timeout: Duration,
+    /// The policy cache.
+    pub(crate) cache: Cache,
+    /// Proactive refresh of cached policies (RFC 8461 §3.3, R44).
+    pub(crate) proactive: Proactive,
+    /// The settings for requests whose map name has no zone of its own.
+    pub(crate) default_zone: Zone,
+    /// Settings by socketmap name (`socketmap:inet:host:port:NAME`).
+    pub(crate) zones: BTreeMap<String, Zone>,
+    /// The Prometheus listener, when enabled.
+    pub(crate) metrics: Option<(String, u16)>,
+    /// DNS servers (default: those of /etc/resolv.conf).
+    pub(crate) resolvers: Vec<SocketAddr>,
+    /// Extra trust anchors for policy hosts (PEM).
+    pub(crate) ca_file: Option<PathBuf>,
+    /// The HTTPS port of policy hosts (443; test worlds only).
+    pub(crate) https_port: Option<u16>,
+    /// Most socketmap connections served at once; more wait in the listen queue.
+    pub(crate) max_connections: usize,
+    /// A connection with no request for this long is closed.
+    pub(crate) idle_timeout: Duration,
+    /// Keys that are not known (postfix-mta-sts-resolver ignores them too), for a warning.
+    pub(crate) unknown_keys: Vec<String>,
+}
+
+/// Where the socketmap service listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Listen {
+    /// TCP on every address `host` resolves to.
+    Tcp {
+        host: String,
+        port: u16,
+        reuse_port: bool,
+    },
+    /// A unix socket, with this file mode (default: the umask's).
+    Unix { path: PathBuf, mode: Option<u32> },
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp { host, port, .. } => write!(f, "tcp {host}:{port}"),
+            Self::Unix { path, .. } => write!(f, "unix {}", path.display()),
+        }
+    }
+}
+
+/// The policy cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cache {
+    /// Most policies kept.
+    pub(crate) size: usize,
+    /// `type: file`: the snapshot file that keeps policies across restarts.
+    pub(crate) file: Option<PathBuf>,
+}
+
+/// `proactive_policy_fetching`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Proactive {
+    /// On unless the file says `enabled: false` (postfix-mta-sts-resolver's default is off; the
+    /// RFC says SHOULD refresh).
+    pub(crate) enabled: bool,
+    /// Each cached policy is refetched about this long after its last fetch.
+    pub(crate) interval: Duration,
+    /// Most lookups (refreshes and requests) doing DNS and HTTPS at once.
+    pub(crate) concurrency_limit: usize,
+    /// Read and checked for compatibility; the engine spreads refreshes itself.
+    pub(crate) grace_ratio: f64,
+}
+
+/// The answer settings of a socketmap name (`default_zone` or `zones.<name>`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Zone {
+    /// Answer `testing` policies like `enforce` ones.
+    pub(crate) strict_testing: bool,
+    /// DNS and HTTPS timeout. Only `default_zone`'s is used: all zones share one cache and one
+    /// lookup per domain.
+    pub(crate) timeout: Duration,
+    /// Add `servername=hostname` (SNI, RFC 8461 §7.1; Postfix 3.4 and later).
+    pub(crate) require_sni: bool,
+    /// Add the TLSRPT attributes of Postfix 3.10 (`policy_type=sts` …).
+    pub(crate) tlsrpt: bool,
+    /// A temporary DNS failure with nothing cached gets `TEMP` (Postfix defers the mail) instead
+    /// of `NOTFOUND` (delivery without MTA-STS, the RFC's literal reading and the default).
+    pub(crate) defer_on_dns_failure: bool,
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Self {
+            strict_testing: defaults::STRICT_TESTING,
+            timeout: Duration::from_secs_f64(defaults::TIMEOUT_SECS),
+            require_sni: defaults::REQUIRE_SNI,
+            tlsrpt: defaults::TLSRPT,
+            defer_on_dns_failure: false,
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// The zone for a socketmap name: its own, else `default_zone`.
+    pub(crate) fn zone(&self, name: &str) -> &Zone {
+        self.zones.get(name).unwrap_or(&self.default_zone)
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ConfigError(pub(crate) String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Reads and checks the configuration file.
+pub(crate) fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+}
+
+/// Parses and checks a configuration text.
+pub(crate) fn parse(text: &str) -> Result<DaemonConfig, ConfigError> {
+    let raw: Option<RawConfig> =
+        yaml_serde::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+    let unknown_keys = unknown_top_level_keys(text);
+    raw.unwrap_or_default().check(unknown_keys)
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "path",
+    "mode",
+    "reuse_port",
+    "cache_grace",
+    "shutdown_timeout",
+    "cache",
+    "proactive_policy_fetching",
+    "default_zone",
+    "zones",
+    "metrics",
+    "resolvers",
+    "ca_file",
+    "https_port",
+    "max_connections",
+    "idle_timeout",
+];
+
+fn unknown_top_level_keys(text: &str) -> Vec<String> {
+    let Ok(Some(map)) = yaml_serde::from_str::<Option<BTreeMap<String, de::IgnoredAny>>>(text)
+    else {
+        return Vec::new();
+    };
+    map.into_keys()
+        .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+        .collect()
+}
+
+/// A scalar as written in the file (its source text), interpreted with YAML 1.1 rules later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scalar (string, number or boolean)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        // yaml_serde hands a plain scalar's source text to `deserialize_string`.
+        d.deserialize_string(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawConfig {
+    host: Option<Scalar>,
+    port: Option<Scalar>,
+    path: Option<Scalar>,
+    mode: Option<Scalar>,
+    reuse_port: Option<Scalar>,
+    cache_grace: Option<Scalar>,
+    shutdown_timeout: Option<Scalar>,
+    cache: Option<RawCache>,
+    proactive_policy_fetching: Option<RawProactive>,
+    default_zone: Option<RawZone>,
+    zones: Option<BTreeMap<String, Option<RawZone>>>,
+    metrics: Option<RawMetrics>,
+    resolvers: Option<Vec<Scalar>>,
+    ca_file: Option<Scalar>,
+    https_port: Option<Scalar>,
+    max_connections: Option<Scalar>,
+    idle_timeout: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawCache {
+    #[serde(rename = "type")]
+    kind: Option<Scalar>,
+    options: Option<BTreeMap<String, Option<Scalar>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawProactive {
+    enabled: Option<Scalar>,
+    interval: Option<Scalar>,
+    concurrency_limit: Option<Scalar>,
+    grace_ratio: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawZone {
+    strict_testing: Option<Scalar>,
+    timeout: Option<Scalar>,
+    require_sni: Option<Scalar>,
+    tlsrpt: Option<Scalar>,
+    defer_on_dns_failure: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawMetrics {
+    host: Option<Scalar>,
+    port: Option<Scalar>,
+}
+
+fn err(key: &str, message: impl fmt::Display) -> ConfigError {
+    ConfigError(format!("{key}: {message}"))
+}
+
+/// YAML 1.1 booleans, as PyYAML resolves them.
+fn boolean(key: &str, v: Option<&Scalar>, default: bool) -> Result<bool, ConfigError> {
+    let Some(Scalar(s)) = v else {
+        return Ok(default);
+    };
+    match s.as_str() {
+        "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Ok(true),
+        "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Ok(false),
+        _ => Err(err(key, format!("{s:?} is not a boolean (true or false)"))),
+    }
+}
+
+/// A YAML 1.1 integer: decimal, `0x` hex, `0o` or leading-zero octal, `_` separators.
+fn integer(key: &str, s: &str) -> Result<u64, ConfigError> {
+    let t: String = s.trim().trim_start_matches('+').replace('_', "");
+    let parsed = if let Some(h) = t.strip_prefix("0x") {
+        u64::from_str_radix(h, 16)
+    } else if let Some(o) = t.strip_prefix("0o") {
+        u64::from_str_radix(o, 8)
+    } else if t.len() > 1 && t.starts_with('0') {
+        u64::from_str_radix(&t[1..], 8)
+    } else {
+        t.parse::<u64>()
+    };
+    parsed.map_err(|_| err(key, format!("{s:?} is not a non-negative integer")))
+}
+
+fn int_or(key: &str, v: Option<&Scalar>, default: u64) -> Result<u64, ConfigError> {
+    v.map_or(Ok(default), |Scalar(s)| integer(key, s))
+}
+
+/// Seconds, integer or decimal, at least 0.
+fn seconds(key: &str, v: Option<&Scalar>, default: f64) -> Result<Duration, ConfigError> {
+    let secs = match v {
+        None => default,
+        Some(Scalar(s)) => {
+            let t = s.trim().replace('_', "");
+            match t.parse::<f64>() {
+                Ok(f) if (0.0..1e12).contains(&f) => f,
+                _ => return Err(err(key, format!("{s:?} is not a number of seconds"))),
+            }
+        }
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn port(key: &str, v: Option<&Scalar>, default: u16) -> Result<u16, ConfigError> {
+    let p = int_or(key, v, u64::from(default))?;
+    u16::try_from(p).map_err(|_| err(key, format!("{p} is not a port number")))
+}
+
+fn positive(key: &str, v: Option<&Scalar>, default: usize) -> Result<usize, ConfigError> {
+    let n = int_or(key, v, default as u64)?;
+    match usize::try_from(n) {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(err(key, format!("{n} must be at least 1"))),
+    }
+}
+
+fn text(v: Option<&Scalar>) -> Option<String> {
+    v.map(|Scalar(s)| s.clone()).filter(|s| !s.is_empty())
+}
+
+pub(crate) use crate::net::parse_resolver;
+
+/// The unix socket mode: PyYAML reads `0666` as octal, and so does this (as does `0o666`);
+/// a number without a leading zero is decimal, as in PyYAML.
+fn file_mode(v: Option<&Scalar>) -> Result<Option<u32>, ConfigError> {
+    let Some(Scalar(s)) = v else {
+        return Ok(None);
+    };
+    let mode = integer("mode", s)?;
+    match u32::try_from(mode) {
+        Ok(m) if m <= 0o7777 => Ok(Some(m)),
+        _ => Err(err(
+            "mode",
+            format!("{s:?} is not a file mode such as 0666"),
+        )),
+    }
+}
+
+impl RawZone {
+    fn check(&self, key: &str) -> Result<Zone, ConfigError> {
+        let d = Zone::default();
+        let timeout = seconds(
+            &format!("{key}.timeout"),
+            self.timeout.as_ref(),
+            defaults::TIMEOUT_SECS,
+        )?;
+        if timeout.is_zero() || timeout > Duration::from_secs(86_400) {
+            return Err(err(
+                &format!("{key}.timeout"),
+                "must be above 0 and at most 86400 seconds",
+            ));
+        }
+        Ok(Zone {
+            strict_testing: boolean(
+                &format!("{key}.strict_testing"),
+                self.strict_testing.as_ref(),
+                d.strict_testing,
+            )?,
+            timeout,
+            require_sni: boolean(
+                &format!("{key}.require_sni"),
+                self.require_sni.as_ref(),
+                d.require_sni,
+            )?,
+            tlsrpt: boolean(&format!("{key}.tlsrpt"), self.tlsrpt.as_ref(), d.tlsrpt)?,
+            defer_on_dns_failure: boolean(
+                &format!("{key}.defer_on_dns_failure"),
+                self.defer_on_dns_failure.as_ref(),
+                d.defer_on_dns_failure,
+            )?,
+        })
+    }
+}
+
+impl RawConfig {
+    fn check(self, unknown_keys: Vec<String>) -> Result<DaemonConfig, ConfigError> {
+        let listen = match text(self.path.as_ref()) {
+            Some(path) => Listen::Unix {
+                path: PathBuf::from(path),
+                mode: file_mode(self.mode.as_ref())?,
+            },
+            None => Listen::Tcp {
+                host: text(self.host.as_ref()).unwrap_or_else(|| defaults::HOST.into()),
+                port: port("port", self.port.as_ref(), defaults::PORT)?,
+                reuse_port: boolean("reuse_port", self.reuse_port.as_ref(), defaults::REUSE_PORT)?,
+            },
+        };
+        let cache = self.cache.unwrap_or_default();
+        let options = cache.options.unwrap_or_default();
+        let option = |name: &str| options.get(name).and_then(Option::as_ref);
+        let size = positive(
+            "cache.options.cache_size",
+            option("cache_size"),
+            defaults::INTERNAL_CACHE_SIZE,
+        )?;
+        let kind = text(cache.kind.as_ref()).unwrap_or_else(|| "internal".into());
+        let file = match kind.as_str() {
+            "internal" => None,
+            "file" => Some(PathBuf::from(text(option("path")).ok_or_else(|| {
+                err("cache.options.path", "type file needs the path of its file")
+            })?)),
+            other => {
+                return Err(err(
+                    "cache.type",
+                    format!(
+                        "{other:?} is not supported: use internal (memory) or file \
+                         (memory, kept in a file across restarts)"
+                    ),
+                ));
+            }
+        };
+        let p = self.proactive_policy_fetching.unwrap_or_default();
+        let interval = int_or(
+            "proactive_policy_fetching.interval",
+            p.interval.as_ref(),
+            defaults::PROACTIVE_FETCH_INTERVAL_SECS,
+        )?;
+        // Refreshing less often than the longest max_age would never refresh anything.
+        if interval == 0 || interval > u64::from(mta_sts_core::MAX_AGE_LIMIT) {
+            return Err(err(
+                "proactive_policy_fetching.interval",
+                format!(
+                    "{interval} must be from 1 to {} seconds",
+                    mta_sts_core::MAX_AGE_LIMIT
+                ),
+            ));
+        }
+        let grace_ratio = match &p.grace_ratio {
+            None => defaults::PROACTIVE_FETCH_GRACE_RATIO,
+            Some(Scalar(s)) => match s.trim().parse::<f64>() {
+                Ok(r) if r.is_finite() && r > 0.0 => r,
+                _ => {
+                    return Err(err(
+                        "proactive_policy_fetching.grace_ratio",
+                        format!("{s:?} is not a number above 0"),
+                    ));
+                }
+            },
+        };
+        let proactive = Proactive {
+            enabled: boolean(
+                "proactive_policy_fetching.enabled",
+                p.enabled.as_ref(),
+                true,
+            )?,
+            interval: Duration::from_secs(interval),
+            concurrency_limit: positive(
+                "proactive_policy_fetching.concurrency_limit",
+                p.concurrency_limit.as_ref(),
+                defaults::PROACTIVE_FETCH_CONCURRENCY_LIMIT,
+            )?,
+            grace_ratio,
+        };
+        let default_zone = self
+            .default_zone
+            .unwrap_or_default()
+            .check("default_zone")?;
+        let mut zones = BTreeMap::new();
+        for (name, zone) in self.zones.unwrap_or_default() {
+            let zone = zone.unwrap_or_default().check(&format!("zones.{name}"))?;
+            zones.insert(name, zone);
+        }
+        let metrics = match self.metrics {
+            None => None,
+            Some(m) => Some((
+                text(m.host.as_ref()).unwrap_or_else(|| defaults::METRICS_HOST.into()),
+                port("metrics.port", m.port.as_ref(), defaults::METRICS_PORT)?,
+            )),
+        };
+        let resolvers = self
+            .resolvers
+            .unwrap_or_default()
+            .iter()
+            .map(|Scalar(s)| parse_resolver(s).map_err(|e| err("resolvers", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let https_port = match &self.https_port {
+            None => None,
+            Some(v) => Some(port("https_port", Some(v), 443)?),
+        };
+        Ok(DaemonConfig {
+            listen,
+            cache_grace: seconds(
+                "cache_grace",
+                self.cache_grace.as_ref(),
+                defaults::CACHE_GRACE_SECS,
+            )?,
+            shutdown_timeout: seconds(
+                "shutdown_timeout",
+                self.shutdown_timeout.as_ref(),
+                defaults::SHUTDOWN_TIMEOUT_SECS,
+            )?,
+            cache: Cache { size, file },
+            proactive,
+            default_zone,
+            zones,
+            metrics,
+            resolvers,
+            ca_file: text(self.ca_file.as_ref()).map(PathBuf::from),
+            https_port,
+            max_connections: positive(
+                "max_connections",
+                self.max_connections.as_ref(),
+                defaults::MAX_CONNECTIONS,
+            )?,
+            idle_timeout: seconds(
+                "idle_timeout",
+                self.idle_timeout.as_ref(),
+                defaults::IDLE_TIMEOUT_SECS,
+            )?,
+            unknown_keys,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// postfix-mta-sts-resolver's `config_examples/mta-sts-daemon.yml.internal`.
+    const EXAMPLE_INTERNAL: &str = "\
+host: 127.0.0.1
+port: 8461
+reuse_port: true
+shutdown_timeout: 20
+cache:
+  type: internal
+  options:
+    cache_size: 10000
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    /// The example of its manual page, mta-sts-daemon.yml(5).
+    const EXAMPLE_MANUAL: &str = "\
+host: 127.0.0.1
+port: 8461
+reuse_port: true
+shutdown_timeout: 20
+proactive_policy_fetching:
+  enabled: true
+  interval: 86400
+  concurrency_limit: 100
+  grace_ratio: 2
+cache:
+  type: internal
+  options:
+    cache_size: 10000
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    fn defaults_config() -> DaemonConfig {
+        parse("").unwrap()
+    }
+
+    #[test]
+    fn an_empty_file_gives_postfix_mta_sts_resolver_defaults() {
+        let c = defaults_config();
+        assert_eq!(
+            c.listen,
+            Listen::Tcp {
+                host: "127.0.0.1".into(),
+                port: 8461,
+                reuse_port: true
+            }
+        );
+        assert_eq!(c.cache_grace, Duration::from_secs(60));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(
+            c.cache,
+            Cache {
+                size: 10_000,
+                file: None
+            }
+        );
+        assert_eq!(c.proactive.interval, Duration::from_secs(86_400));
+        assert_eq!(c.proactive.concurrency_limit, 100);
+        assert!((c.proactive.grace_ratio - 2.0).abs() < f64::EPSILON);
+        assert_eq!(c.default_zone, Zone::default());
+        assert!(!c.default_zone.strict_testing);
+        assert_eq!(c.default_zone.timeout, Duration::from_secs(4));
+        assert!(c.default_zone.require_sni);
+        assert!(!c.default_zone.tlsrpt);
+        assert!(c.zones.is_empty());
+        assert_eq!(c.metrics, None);
+        assert!(c.resolvers.is_empty());
+        assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn a_null_document_and_null_sections_are_the_defaults() {
+        let c = parse("---\n").unwrap();
+        assert_eq!(c, defaults_config());
+        let c = parse("default_zone:\nzones:\ncache:\nproactive_policy_fetching:\n").unwrap();
+        assert_eq!(c, defaults_config());
+    }
+
+    #[test]
+    fn reads_the_internal_cache_example_of_postfix_mta_sts_resolver() {
+        let c = parse(EXAMPLE_INTERNAL).unwrap();
+        assert_eq!(c.cache.size, 10_000);
+        assert_eq!(c.zones.len(), 1);
+        assert_eq!(c.zone("myzone"), &Zone::default());
+        assert_eq!(c.zone("postfix"), &c.default_zone);
+        assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn reads_the_manual_page_example() {
+        let c = parse(EXAMPLE_MANUAL).unwrap();
+        assert!(c.proactive.enabled);
+        assert_eq!(c.proactive.concurrency_limit, 100);
+        assert_eq!(c.proactive.interval, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn proactive_fetching_is_on_unless_disabled_explicitly() {
+        assert!(defaults_config().proactive.enabled);
+        let c = parse("proactive_policy_fetching:\n  enabled: false\n").unwrap();
+        assert!(!c.proactive.enabled);
+    }
+
+    #[test]
+    fn zones_select_settings_by_socketmap_name() {
+        let c = parse(
+            "default_zone:\n  require_sni: no\nzones:\n  strict:\n    strict_testing: yes\n    tlsrpt: on\n  plain:\n",
+        )
+        .unwrap();
+        assert!(!c.default_zone.require_sni);
+        let strict = c.zone("strict");
+        assert!(strict.strict_testing && strict.tlsrpt && strict.require_sni);
+        assert_eq!(c.zone("plain"), &Zone::default());
+        assert_eq!(c.zone("other"), &c.default_zone);
+    }
+
+    #[test]
+    fn unix_socket_mode_is_octal_with_a_leading_zero_as_in_pyyaml() {
+        let mode = |m: &str| match parse(&format!("path: /run/sts.sock\nmode: {m}\n"))
+            .unwrap()
+            .listen
+        {
+            Listen::Unix { mode, .. } => mode,
+            Listen::Tcp { .. } => panic!("expected a unix listener"),
+        };
+        assert_eq!(mode("0666"), Some(0o666));
+        assert_eq!(mode("0660"), Some(0o660));
+        assert_eq!(mode("0o600"), Some(0o600));
+        assert_eq!(mode("'0640'"), Some(0o640));
+        assert_eq!(mode("438"), Some(0o666));
+        assert!(parse("path: /x\nmode: 0999\n").is_err());
+        assert!(parse("path: /x\nmode: 070000\n").is_err());
+    }
+
+    #[test]
+    fn path_takes_precedence_over_host_and_port() {
+        let c = parse("host: 0.0.0.0\nport: 1\npath: /var/run/mta-sts.sock\n").unwrap();
+        assert_eq!(
+            c.listen,
+            Listen::Unix {
+                path: "/var/run/mta-sts.sock".into(),
+                mode: None
+            }
+        );
+    }
+
+    #[test]
+    fn floats_are_accepted_for_times() {
+        let c = parse("cache_grace: 0.5\nshutdown_timeout: 3\ndefault_zone:\n  timeout: 1.5\n")
+            .unwrap();
+        assert_eq!(c.cache_grace, Duration::from_millis(500));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
+        assert_eq!(c.default_zone.timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn cache_type_file_keeps_a_path_and_other_backends_are_refused() {
+        let c = parse("cache:\n  type: file\n  options:\n    path: /var/lib/mta-sts/cache.json\n    cache_size: 500\n").unwrap();
+        assert_eq!(
+            c.cache,
+            Cache {
+                size: 500,
+                file: Some("/var/lib/mta-sts/cache.json".into())
+            }
+        );
+        let e = parse("cache:\n  type: file\n").unwrap_err();
+        assert!(e.0.contains("cache.options.path"), "{e}");
+        let e = parse("cache:\n  type: sqlite\n  options:\n    filename: /x.db\n").unwrap_err();
+        assert!(e.0.contains("\"sqlite\" is not supported"), "{e}");
+    }
+
+    #[test]
+    fn daemon_keys_metrics_resolvers_and_limits() {
+        let c = parse(
+            "metrics:\n  port: 9100\nresolvers: [127.0.0.1:5353, '::1', 192.0.2.53]\nca_file: /etc/ca.pem\nhttps_port: 8443\nmax_connections: 50\nidle_timeout: 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.metrics, Some(("127.0.0.1".into(), 9100)));
+        assert_eq!(
+            c.resolvers,
+            [
+                "127.0.0.1:5353".parse().unwrap(),
+                "[::1]:53".parse().unwrap(),
+                "192.0.2.53:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.ca_file, Some("/etc/ca.pem".into()));
+        assert_eq!(c.https_port, Some(8443));
+        assert_eq!(c.max_connections, 50);
+        assert_eq!(c.idle_timeout, Duration::from_secs(10));
+        let c = parse("metrics: {}\n").unwrap();
+        assert_eq!(c.metrics, Some(("127.0.0.1".into(), 9461)));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (yaml, key) in [
+            ("port: 70000\n", "port"),
+            ("port: http\n", "port"),
+            ("reuse_port: maybe\n", "reuse_port"),
+            ("cache_grace: -1\n", "cache_grace"),
+            ("default_zone:\n  timeout: 0\n", "default_zone.timeout"),
+            ("zones:\n  z:\n    tlsrpt: 2\n", "zones.z.tlsrpt"),
+            (
+                "cache:\n  options:\n    cache_size: 0\n",
+                "cache.options.cache_size",
+            ),
+            (
+                "proactive_policy_fetching:\n  grace_ratio: 0\n",
+                "proactive_policy_fetching.grace_ratio",
+            ),
+            ("resolvers: [dns.example]\n", "resolvers"),
+            ("default_zone:\n  timeout: 1e9\n", "default_zone.timeout"),
+            (
+                "proactive_policy_fetching:\n  interval: 99999999999\n",
+                "proactive_policy_fetching.interval",
+            ),
+            ("max_connections: 0\n", "max_connections"),
+        ] {
+            let e = parse(yaml).expect_err(yaml);
+            assert!(e.0.starts_with(&format!("{key}: ")), "{yaml:?} gave {e}");
+        }
+        assert!(parse("port: [1]\n").is_err());
+        assert!(parse("{{{\n").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_listed_for_a_warning() {
+        let c = parse("host: 127.0.0.1\nloglevel: debug\n").unwrap();
+        assert_eq!(c.unknown_keys, ["loglevel"]);
+    }
+}

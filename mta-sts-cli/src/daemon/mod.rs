@@ -1,0 +1,366 @@
+//! `mta-sts daemon`: a Postfix socketmap policy daemon, a drop-in for postfix-mta-sts-resolver
+//! (same configuration file, same answers) on mta-sts-tokio's client: one lookup per domain at a
+//! time, the engine's cache and proactive refresh, a cache file that survives restarts,
+//! Prometheus metrics, SIGTERM drains and exits, SIGHUP reloads the configuration.
+//!
+//! - [`config`]: the YAML file and its defaults;
+//! - [`netstring`]: the socketmap framing;
+//! - [`responder`]: requests to answers;
+//! - [`server`]: listeners and connections;
+//! - [`metrics`]: the `/metrics` listener.
+
+mod config;
+mod metrics;
+mod netstring;
+mod responder;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::ValueEnum;
+use mta_sts_tokio::{Client, Refresher};
+use tokio::signal::unix::{SignalKind, signal};
+
+use config::DaemonConfig;
+use metrics::MetricsServer;
+use responder::Responder;
+use server::{Bound, Serving, Shared};
+
+/// How often the cache is written to its file (`cache: {type: file}`), besides after each
+/// refresh round and on shutdown.
+const SAVE_EVERY: Duration = Duration::from_secs(300);
+
+/// `mta-sts daemon` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DaemonArgs {
+    /// The configuration file, in postfix-mta-sts-resolver's format (mta-sts-daemon.yml).
+    #[arg(short, long, value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// A DNS server to ask, instead of those of /etc/resolv.conf (repeatable; overrides the
+    /// `resolvers` key).
+    #[arg(long = "resolver", value_name = "IP:PORT", value_parser = config::parse_resolver)]
+    resolvers: Vec<SocketAddr>,
+    /// Extra trust anchors (PEM) for policy hosts (overrides the `ca_file` key).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// The HTTPS port of policy hosts, for test worlds only (overrides the `https_port` key).
+    #[arg(long, value_name = "N")]
+    https_port: Option<u16>,
+    /// Log level.
+    #[arg(short, long, value_enum, default_value_t = Verbosity::Info)]
+    verbosity: Verbosity,
+}
+
+/// postfix-mta-sts-resolver's log levels.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Verbosity {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+    Crit,
+}
+
+impl From<Verbosity> for tracing::Level {
+    fn from(v: Verbosity) -> Self {
+        match v {
+            Verbosity::Debug => Self::DEBUG,
+            Verbosity::Info => Self::INFO,
+            Verbosity::Warn => Self::WARN,
+            Verbosity::Error | Verbosity::Fatal | Verbosity::Crit => Self::ERROR,
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Exit status 0 after a clean shutdown, 1 when it
+/// could not start, 2 for an unusable configuration.
+pub(crate) fn run(args: &DaemonArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::from(args.verbosity))
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(daemon(args));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// The configuration file with the command line's overrides.
+fn load(args: &DaemonArgs) -> Result<DaemonConfig, config::ConfigError> {
+    let mut cfg = config::load(&args.config)?;
+    if !args.resolvers.is_empty() {
+        cfg.resolvers.clone_from(&args.resolvers);
+    }
+    if args.ca_file.is_some() {
+        cfg.ca_file.clone_from(&args.ca_file);
+    }
+    if args.https_port.is_some() {
+        cfg.https_port = args.https_port;
+    }
+    for key in &cfg.unknown_keys {
+        tracing::warn!("{}: unknown key {key:?} ignored", args.config.display());
+    }
+    Ok(cfg)
+}
+
+async fn daemon(args: &DaemonArgs) -> ExitCode {
+    // Signals first: a SIGHUP right after start must reload, not kill.
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install the signal handlers");
+        return ExitCode::from(1);
+    };
+    let cfg = match load(args) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut daemon = match Daemon::start(cfg).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut save = tokio::time::interval(SAVE_EVERY);
+    save.tick().await;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => daemon.reload(args).await,
+            _ = save.tick() => daemon.save().await,
+        }
+    }
+    daemon.shutdown().await
+}
+
+/// The running daemon: what a reload may replace.
+struct Daemon {
+    config: Arc<DaemonConfig>,
+    shared: Arc<Shared>,
+    serving: Serving,
+    metrics: Option<MetricsServer>,
+    refresher: Option<Refresher>,
+}
+
+impl Daemon {
+    async fn start(cfg: Arc<DaemonConfig>) -> Result<Self, String> {
+        let client = build_client(&cfg)?;
+        let metrics = start_metrics(&cfg).await?;
+        let bound = bind(&cfg).await?;
+        let refresher = cfg.proactive.enabled.then(|| client.spawn_refresher());
+        let shared = Shared::new(Responder::new(client, cfg.clone()));
+        let serving = bound.serve(&shared, cfg.max_connections);
+        Ok(Self {
+            config: cfg,
+            shared,
+            serving,
+            metrics,
+            refresher,
+        })
+    }
+
+    /// Applies a changed configuration file, or keeps the running one if the new one cannot be
+    /// used (bad file, address in use, unreadable CA file…). Connections are kept; each picks up
+    /// the new settings at its next request.
+    async fn reload(&mut self, args: &DaemonArgs) {
+        match self.try_reload(args).await {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => {
+                tracing::error!("reload failed, the running configuration stays: {e}");
+            }
+        }
+    }
+
+    async fn try_reload(&mut self, args: &DaemonArgs) -> Result<(), String> {
+        let new = Arc::new(load(args).map_err(|e| e.to_string())?);
+        let old = self.config.clone();
+        let current = self.shared.current();
+        if new.max_connections != old.max_connections {
+            tracing::warn!("max_connections changes at the next restart");
+        }
+        // Prepare what can fail first, so that a failure changes nothing.
+        let rebind = new.listen != old.listen && !same_socket_path(&old, &new);
+        let bound = if rebind {
+            Some(bind(&new).await?)
+        } else {
+            None
+        };
+        let client_changed = !same_client(&old, &new);
+        let client = if client_changed {
+            // The new client loads the cache file the old one leaves.
+            if let Err(e) = current.client().save().await {
+                tracing::warn!("cannot save the cache before the reload: {e}");
+            }
+            build_client(&new)?
+        } else {
+            current.client().clone()
+        };
+
+        // Commit.
+        if let Some(bound) = bound {
+            let serving = bound.serve(&self.shared, new.max_connections);
+            std::mem::replace(&mut self.serving, serving).stop().await;
+        } else if let config::Listen::Unix {
+            path,
+            mode: Some(mode),
+        } = &new.listen
+            && new.listen != old.listen
+            && let Err(e) = server::set_mode(path, *mode)
+        {
+            tracing::error!("cannot set the mode of {}: {e}", path.display());
+        }
+        if client_changed || new.proactive.enabled != old.proactive.enabled {
+            if let Some(r) = self.refresher.take() {
+                r.shutdown().await;
+            }
+            self.refresher = new.proactive.enabled.then(|| client.spawn_refresher());
+        }
+        if new.metrics != old.metrics {
+            // The old listener goes first: the new one may want the same port.
+            if let Some(m) = self.metrics.take() {
+                m.stop().await;
+            }
+            match start_metrics(&new).await {
+                Ok(m) => self.metrics = m,
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        self.shared.replace(Responder::new(client, new.clone()));
+        self.config = new;
+        Ok(())
+    }
+
+    async fn save(&self) {
+        if let Err(e) = self.shared.current().client().save().await {
+            tracing::warn!("cannot save the cache: {e}");
+        }
+    }
+
+    /// Stops accepting, lets connections answer what they received (at most `shutdown_timeout`),
+    /// saves the cache and returns.
+    async fn shutdown(self) -> ExitCode {
+        let live = self.shared.live_connections();
+        tracing::info!(
+            "shutting down: {live} connections to drain within {:?}",
+            self.config.shutdown_timeout
+        );
+        self.serving.stop().await;
+        self.shared.begin_shutdown();
+        if tokio::time::timeout(self.config.shutdown_timeout, self.shared.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown_timeout expired, closing {} connections",
+                self.shared.live_connections()
+            );
+        }
+        if let Some(r) = self.refresher {
+            r.shutdown().await;
+        }
+        let mut code = ExitCode::SUCCESS;
+        if let Err(e) = self.shared.current().client().shutdown().await {
+            tracing::error!("cannot save the cache: {e}");
+            code = ExitCode::from(1);
+        }
+        if let Some(m) = self.metrics {
+            m.stop().await;
+        }
+        tracing::info!("stopped");
+        code
+    }
+}
+
+/// Both listen on the same unix socket (only its mode may differ): the socket is kept.
+fn same_socket_path(old: &DaemonConfig, new: &DaemonConfig) -> bool {
+    matches!(
+        (&old.listen, &new.listen),
+        (config::Listen::Unix { path: a, .. }, config::Listen::Unix { path: b, .. }) if a == b
+    )
+}
+
+async fn bind(cfg: &DaemonConfig) -> Result<Bound, String> {
+    let bound = Bound::bind(&cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    for what in bound.describe() {
+        tracing::info!("listening on {what}");
+    }
+    Ok(bound)
+}
+
+async fn start_metrics(cfg: &DaemonConfig) -> Result<Option<MetricsServer>, String> {
+    let Some((host, port)) = &cfg.metrics else {
+        return Ok(None);
+    };
+    let m = MetricsServer::start(host, *port)
+        .await
+        .map_err(|e| format!("cannot listen for metrics on {host}:{port}: {e}"))?;
+    tracing::info!("metrics listening on http://{}/metrics", m.addr());
+    Ok(Some(m))
+}
+
+/// Whether two configurations need the same client (cache, lookups, trust).
+fn same_client(a: &DaemonConfig, b: &DaemonConfig) -> bool {
+    a.cache == b.cache
+        && a.default_zone.timeout == b.default_zone.timeout
+        && a.proactive.interval == b.proactive.interval
+        && a.proactive.concurrency_limit == b.proactive.concurrency_limit
+        && a.resolvers == b.resolvers
+        && a.ca_file == b.ca_file
+        && a.https_port == b.https_port
+}
+
+/// The client for a configuration: the engine's settings from the file's keys.
+fn build_client(cfg: &DaemonConfig) -> Result<Client, String> {
+    let mut core = mta_sts_core::Config::default();
+    core.capacity = cfg.cache.size;
+    core.dns_timeout = cfg.default_zone.timeout;
+    core.fetch_timeout = cfg.default_zone.timeout;
+    core.refresh_interval = cfg.proactive.interval;
+    if let Some(port) = cfg.https_port {
+        core.https_port = port;
+    }
+    // Each process refreshes on its own schedule (see Config::seed).
+    core.seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id());
+    let mut builder = Client::builder()
+        .config(core)
+        .max_concurrent_lookups(cfg.proactive.concurrency_limit);
+    if !cfg.resolvers.is_empty() {
+        builder = builder.resolvers(cfg.resolvers.iter().copied());
+    }
+    if let Some(ca) = &cfg.ca_file {
+        builder = builder.extra_roots_file(ca);
+    }
+    if let Some(file) = &cfg.cache.file {
+        builder = builder.persistence(file);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot set up MTA-STS lookups: {e}"))
+}

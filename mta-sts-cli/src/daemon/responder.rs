@@ -1,0 +1,435 @@
+//! Socketmap requests to answers: the same answers as postfix-mta-sts-resolver 1.5.
+//!
+//! A request is `<map name> <key>`: the map name selects the zone (`zones.<name>`, else
+//! `default_zone`), the key is the next-hop destination Postfix looks up (`example.com`,
+//! `[mail.example.com]:587`, or `.example.com` for a parent-domain match, which never has a
+//! policy). The answer is `OK secure match=… servername=hostname` for a policy in mode `enforce`
+//! (and `testing` with `strict_testing`), `NOTFOUND ` otherwise.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use mta_sts_core::{CacheReason, Mode, Policy, PolicyDomain, UnixTime};
+use mta_sts_tokio::{Client, Outcome};
+
+use super::config::{DaemonConfig, Zone};
+
+/// The largest reply Postfix's socketmap client accepts (`socketmap_max_reply`, 100000 bytes).
+pub(crate) const MAX_REPLY: usize = 100_000;
+
+/// A socketmap reply, before netstring framing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// `OK <data>`: the TLS policy for Postfix.
+    Ok(String),
+    /// `NOTFOUND `: no MTA-STS constraint; Postfix uses its default TLS level.
+    NotFound,
+    /// `TEMP <reason>`: Postfix defers the delivery.
+    Temp(String),
+    /// `PERM <reason>`: a request this daemon cannot answer.
+    Perm(String),
+}
+
+impl Reply {
+    /// The reply as sent inside the netstring.
+    pub(crate) fn to_wire(&self) -> Vec<u8> {
+        match self {
+            Self::Ok(data) => format!("OK {data}").into_bytes(),
+            Self::NotFound => b"NOTFOUND ".to_vec(),
+            Self::Temp(reason) => format!("TEMP {reason}").into_bytes(),
+            Self::Perm(reason) => format!("PERM {reason}").into_bytes(),
+        }
+    }
+
+    /// The metrics label.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Ok(_) => "ok",
+            Self::NotFound => "notfound",
+            Self::Temp(_) => "temp",
+            Self::Perm(_) => "perm",
+        }
+    }
+}
+
+/// Answers requests with one [`Client`] (one cache, one lookup per domain at a time) under one
+/// configuration. Replaced as a whole when the configuration is reloaded.
+#[derive(Debug)]
+pub(crate) struct Responder {
+    client: Client,
+    config: Arc<DaemonConfig>,
+    /// When the daemon last had the TXT id of a domain checked, for `cache_grace`.
+    checked: Mutex<HashMap<Box<str>, Instant>>,
+}
+
+impl Responder {
+    pub(crate) fn new(client: Client, config: Arc<DaemonConfig>) -> Self {
+        Self {
+            client,
+            config,
+            checked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn config(&self) -> &Arc<DaemonConfig> {
+        &self.config
+    }
+
+    /// Answers one request (the data of one netstring).
+    pub(crate) async fn answer(&self, request: &[u8]) -> Reply {
+        let Ok(request) = std::str::from_utf8(request) else {
+            return Reply::Perm("request is not UTF-8".into());
+        };
+        let Some((name, key)) = request.split_once(' ') else {
+            return Reply::Perm("request is not \"<map name> <key>\"".into());
+        };
+        let zone = self.config.zone(name);
+        let Some(domain) = filter_domain(key) else {
+            return Reply::NotFound;
+        };
+        let outcome = self.lookup(&domain).await;
+        reply(zone, &domain, &outcome)
+    }
+
+    /// The policy outcome for a domain. A cached policy whose domain's TXT id was last checked
+    /// more than `cache_grace` ago is re-checked first (as postfix-mta-sts-resolver does); the
+    /// re-check never extends the policy's lifetime (only a fetch does, R42).
+    async fn lookup(&self, domain: &str) -> Outcome {
+        let outcome = self.client.policy(domain).await;
+        match &outcome {
+            Outcome::Cached {
+                policy,
+                reason: CacheReason::Fresh,
+            } => {
+                let grace = self.config.cache_grace;
+                let now = UnixTime::from(SystemTime::now());
+                // Fetch times are whole seconds: `>=` keeps `cache_grace: 0` meaning "always".
+                if now.since(policy.fetched_at()) >= grace && self.grace_expired(domain, grace) {
+                    return self.client.recheck(domain).await;
+                }
+                outcome
+            }
+            // A TXT query was just made.
+            Outcome::Fetched(_) | Outcome::Cached { .. } => {
+                self.mark_checked(domain);
+                outcome
+            }
+            _ => outcome,
+        }
+    }
+
+    /// True when the domain's TXT id was not checked within `grace`; then marks it checked now
+    /// (before the re-check, so that concurrent requests do not all re-check).
+    fn grace_expired(&self, domain: &str, grace: Duration) -> bool {
+        let mut checked = self.lock_checked();
+        if checked.get(domain).is_some_and(|t| t.elapsed() <= grace) {
+            return false;
+        }
+        self.insert_checked(&mut checked, domain, grace);
+        true
+    }
+
+    fn mark_checked(&self, domain: &str) {
+        let grace = self.config.cache_grace;
+        let mut checked = self.lock_checked();
+        self.insert_checked(&mut checked, domain, grace);
+    }
+
+    fn insert_checked(
+        &self,
+        checked: &mut HashMap<Box<str>, Instant>,
+        domain: &str,
+        grace: Duration,
+    ) {
+        // Bounded like the cache: entries older than the grace period change nothing (the
+        // policy's own fetch time decides then), so they go first.
+        if checked.len() >= self.config.cache.size && !checked.contains_key(domain) {
+            checked.retain(|_, t| t.elapsed() <= grace);
+            if checked.len() >= self.config.cache.size {
+                checked.clear();
+            }
+        }
+        checked.insert(domain.into(), Instant::now());
+    }
+
+    fn lock_checked(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Instant>> {
+        self.checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The domain of a lookup key, as postfix-mta-sts-resolver's `filter_domain` derives it:
+/// `[host]:port` and `[host]` give `host`, `host:port` gives `host`; lowercased, trimmed, without
+/// trailing dots. `None` (answer `NOTFOUND`) for parent-domain keys (`.example.com`), IP
+/// addresses and empty keys.
+pub(crate) fn filter_domain(key: &str) -> Option<String> {
+    if key.trim().parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let host = match key.split_once(']') {
+        Some((left, _)) => left.trim_start_matches('['),
+        None => key.rsplit_once(':').map_or(key, |(host, _port)| host),
+    };
+    let domain = host.to_lowercase();
+    let domain = domain.trim().trim_end_matches('.');
+    if domain.is_empty() || domain.starts_with('.') || domain.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    Some(domain.to_owned())
+}
+
+/// The reply for a lookup outcome under a zone's settings.
+pub(crate) fn reply(zone: &Zone, domain: &str, outcome: &Outcome) -> Reply {
+    if let Outcome::TemporaryFailure(failure) = outcome {
+        return if zone.defer_on_dns_failure {
+            Reply::Temp(format!("MTA-STS lookup for {domain} failed: {failure}"))
+        } else {
+            Reply::NotFound
+        };
+    }
+    match outcome.policy() {
+        Some(cached) => policy_reply(zone, domain, cached.policy()),
+        None => Reply::NotFound,
+    }
+}
+
+/// The reply for a policy, in postfix-mta-sts-resolver 1.5's format:
+///
+/// `OK secure match=<p1>:<p2> servername=hostname` where a pattern `*.example.com` becomes
+/// `.example.com` (Postfix's "any subdomain" form), and with `tlsrpt` the Postfix 3.10
+/// attributes `policy_type=sts policy_domain=<d> mx_host_pattern=<p>… { policy_string = <line> }…`
+/// (the mx lines first, then version, mode, max_age and extension lines).
+pub(crate) fn policy_reply(zone: &Zone, domain: &str, policy: &Policy) -> Reply {
+    match policy.mode() {
+        Mode::Enforce => {}
+        Mode::Testing if zone.strict_testing => {}
+        _ => return Reply::NotFound,
+    }
+    let patterns: Vec<&str> = policy.mx().iter().map(|p| p.as_str()).collect();
+    if patterns.is_empty() {
+        // Cannot happen (the parser requires an mx for these modes); an empty `match=` would
+        // let Postfix accept any certificate name, so defer rather than weaken.
+        return Reply::Temp(format!("MTA-STS policy of {domain} has no usable mx"));
+    }
+    let mut data = String::from("secure match=");
+    for (i, p) in patterns.iter().enumerate() {
+        if i > 0 {
+            data.push(':');
+        }
+        data.push_str(p.strip_prefix('*').unwrap_or(p));
+    }
+    if zone.require_sni {
+        data.push_str(" servername=hostname");
+    }
+    if zone.tlsrpt {
+        let policy_domain = PolicyDomain::parse(domain);
+        let policy_domain = policy_domain.as_ref().map_or(domain, PolicyDomain::as_str);
+        let _ = write!(data, " policy_type=sts policy_domain={policy_domain}");
+        data.push(' ');
+        push_joined(
+            &mut data,
+            patterns.iter().map(|p| format!("mx_host_pattern={p}")),
+        );
+        data.push(' ');
+        let mut strings: Vec<String> = patterns
+            .iter()
+            .map(|p| format!("{{ policy_string = mx: {p} }}"))
+            .collect();
+        strings.push("{ policy_string = version: STSv1 }".into());
+        strings.push(format!("{{ policy_string = mode: {} }}", policy.mode()));
+        strings.push(format!(
+            "{{ policy_string = max_age: {} }}",
+            policy.max_age()
+        ));
+        for e in policy.extensions() {
+            // A brace would end the attribute early and let a policy publisher inject Postfix
+            // attributes: such extension lines are left out of the report strings.
+            if !(e.name().contains(['{', '}']) || e.value().contains(['{', '}'])) {
+                strings.push(format!("{{ policy_string = {}: {} }}", e.name(), e.value()));
+            }
+        }
+        push_joined(&mut data, strings.into_iter());
+    }
+    if "OK ".len() + data.len() > MAX_REPLY {
+        return Reply::Temp(format!(
+            "MTA-STS policy of {domain} is too large for a socketmap reply"
+        ));
+    }
+    Reply::Ok(data)
+}
+
+fn push_joined(out: &mut String, items: impl Iterator<Item = String>) {
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> Policy {
+        Policy::parse(text).unwrap()
+    }
+
+    const ENFORCE: &str =
+        "version: STSv1\nmode: enforce\nmx: mail.example.com\nmx: *.example.net\nmax_age: 604800\n";
+
+    #[test]
+    fn enforce_gives_secure_match_with_dot_for_wildcards_and_servername() {
+        let r = policy_reply(&Zone::default(), "example.com", &policy(ENFORCE));
+        assert_eq!(
+            r,
+            Reply::Ok("secure match=mail.example.com:.example.net servername=hostname".into())
+        );
+        assert_eq!(
+            r.to_wire(),
+            b"OK secure match=mail.example.com:.example.net servername=hostname"
+        );
+    }
+
+    #[test]
+    fn require_sni_false_leaves_out_servername() {
+        let zone = Zone {
+            require_sni: false,
+            ..Zone::default()
+        };
+        let r = policy_reply(&zone, "example.com", &policy(ENFORCE));
+        assert_eq!(
+            r,
+            Reply::Ok("secure match=mail.example.com:.example.net".into())
+        );
+    }
+
+    #[test]
+    fn testing_is_notfound_unless_strict_testing() {
+        let p = policy("version: STSv1\nmode: testing\nmx: mx.example.org\nmax_age: 86400\n");
+        assert_eq!(
+            policy_reply(&Zone::default(), "example.org", &p),
+            Reply::NotFound
+        );
+        let strict = Zone {
+            strict_testing: true,
+            ..Zone::default()
+        };
+        assert_eq!(
+            policy_reply(&strict, "example.org", &p),
+            Reply::Ok("secure match=mx.example.org servername=hostname".into())
+        );
+    }
+
+    #[test]
+    fn none_is_notfound_even_with_strict_testing() {
+        let p = policy("version: STSv1\nmode: none\nmax_age: 86400\n");
+        let strict = Zone {
+            strict_testing: true,
+            ..Zone::default()
+        };
+        assert_eq!(policy_reply(&strict, "example.org", &p), Reply::NotFound);
+        assert_eq!(Reply::NotFound.to_wire(), b"NOTFOUND ");
+    }
+
+    #[test]
+    fn tlsrpt_adds_the_postfix_3_10_attributes_as_postfix_mta_sts_resolver_1_5() {
+        let zone = Zone {
+            tlsrpt: true,
+            ..Zone::default()
+        };
+        let p = policy(
+            "version: STSv1\nmode: enforce\nmx: mail.example.com\nmx: *.example.net\nmax_age: 604800\nx-note: hello world\n",
+        );
+        let Reply::Ok(data) = policy_reply(&zone, "example.com", &p) else {
+            panic!("expected OK");
+        };
+        assert_eq!(
+            data,
+            "secure match=mail.example.com:.example.net servername=hostname \
+             policy_type=sts policy_domain=example.com \
+             mx_host_pattern=mail.example.com mx_host_pattern=*.example.net \
+             { policy_string = mx: mail.example.com } { policy_string = mx: *.example.net } \
+             { policy_string = version: STSv1 } { policy_string = mode: enforce } \
+             { policy_string = max_age: 604800 } { policy_string = x-note: hello world }"
+        );
+    }
+
+    #[test]
+    fn tlsrpt_leaves_out_extension_lines_with_braces() {
+        let zone = Zone {
+            tlsrpt: true,
+            ..Zone::default()
+        };
+        let p = policy(
+            "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 60\nx: } match=evil {\n",
+        );
+        let Reply::Ok(data) = policy_reply(&zone, "example.com", &p) else {
+            panic!("expected OK");
+        };
+        assert!(!data.contains("evil"), "{data}");
+        assert!(data.ends_with("{ policy_string = max_age: 60 }"), "{data}");
+    }
+
+    #[test]
+    fn filter_domain_follows_postfix_mta_sts_resolver() {
+        assert_eq!(filter_domain("Example.COM"), Some("example.com".into()));
+        assert_eq!(filter_domain("example.com."), Some("example.com".into()));
+        assert_eq!(filter_domain("example.com:25"), Some("example.com".into()));
+        assert_eq!(
+            filter_domain("[mail.example.com]:587"),
+            Some("mail.example.com".into())
+        );
+        assert_eq!(
+            filter_domain("[mail.example.com]"),
+            Some("mail.example.com".into())
+        );
+        assert_eq!(filter_domain(".example.com"), None);
+        assert_eq!(filter_domain("[192.0.2.1]:25"), None);
+        assert_eq!(filter_domain("192.0.2.1"), None);
+        assert_eq!(filter_domain("2001:db8::1"), None);
+        assert_eq!(filter_domain("[2001:db8::1]:25"), None);
+        assert_eq!(filter_domain(""), None);
+        assert_eq!(filter_domain("  "), None);
+    }
+
+    #[test]
+    fn temporary_dns_failure_is_notfound_unless_the_zone_defers() {
+        let outcome = Outcome::TemporaryFailure(mta_sts_core::io::DnsFailure::ServerFailure);
+        assert_eq!(
+            reply(&Zone::default(), "example.com", &outcome),
+            Reply::NotFound
+        );
+        let defer = Zone {
+            defer_on_dns_failure: true,
+            ..Zone::default()
+        };
+        assert_eq!(
+            reply(&defer, "example.com", &outcome),
+            Reply::Temp(
+                "MTA-STS lookup for example.com failed: DNS server failure (SERVFAIL)".into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_policy_too_large_for_postfix_is_deferred_not_truncated() {
+        let mut text = String::from("version: STSv1\nmode: enforce\nmax_age: 60\n");
+        for i in 0..4000 {
+            let _ = writeln!(text, "mx: mx{i}.a-rather-long-mail-host-name.example.com");
+        }
+        let r = policy_reply(&Zone::default(), "example.com", &policy(&text));
+        assert!(
+            matches!(r, Reply::Temp(ref m) if m.contains("too large")),
+            "{r:?}"
+        );
+    }
+}

@@ -1,0 +1,698 @@
+//! The socketmap service: listeners (TCP, unix), one task per connection, pipelined requests
+//! answered in order, and a drain on shutdown.
+//!
+//! Bounds, because every byte is hostile: a request is at most [`MAX_REQUEST`] bytes (longer:
+//! a `PERM` reply, then the connection is closed); a connection has at most [`MAX_PIPELINE`]
+//! requests under way (then it is not read until replies have gone out); at most
+//! `max_connections` connections are served at once (more wait in the listen queue); a peer that
+//! does not read its replies for [`WRITE_TIMEOUT`] or sends nothing for `idle_timeout` is
+//! disconnected. A connection only ever waits on its own socket, so a slow peer holds up nobody
+//! else.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::config::Listen;
+use super::netstring::{self, Decoded};
+use super::responder::{Reply, Responder};
+
+/// The longest request accepted, in bytes (postfix-mta-sts-resolver's limit; a request is a map
+/// name and a domain, at most a few hundred bytes).
+pub(crate) const MAX_REQUEST: usize = 1024;
+/// Requests under way on one connection (postfix-mta-sts-resolver's queue limit).
+pub(crate) const MAX_PIPELINE: usize = 128;
+/// A peer that does not take its replies for this long is disconnected.
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read size.
+const READ_CHUNK: usize = 4096;
+/// Replies are written once this many bytes are waiting, or when no other reply is ready.
+const WRITE_BATCH: usize = 16 * 1024;
+
+/// What every connection shares: the current responder (swapped on reload), the shutdown signal
+/// and the count of live connections.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    current: RwLock<Arc<Responder>>,
+    version: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    live: AtomicUsize,
+    idle: Notify,
+    idle_timeout: RwLock<Duration>,
+}
+
+impl Shared {
+    pub(crate) fn new(responder: Responder) -> Arc<Self> {
+        let idle_timeout = responder.config().idle_timeout;
+        Arc::new(Self {
+            current: RwLock::new(Arc::new(responder)),
+            version: AtomicU64::new(0),
+            shutdown: watch::Sender::new(false),
+            live: AtomicUsize::new(0),
+            idle: Notify::new(),
+            idle_timeout: RwLock::new(idle_timeout),
+        })
+    }
+
+    /// The responder in force.
+    pub(crate) fn current(&self) -> Arc<Responder> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a new responder in force: connections pick it up at their next request.
+    pub(crate) fn replace(&self, responder: Responder) -> Arc<Responder> {
+        let idle_timeout = responder.config().idle_timeout;
+        let old = std::mem::replace(
+            &mut *self
+                .current
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            Arc::new(responder),
+        );
+        *self
+            .idle_timeout
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = idle_timeout;
+        self.version.fetch_add(1, Ordering::Release);
+        old
+    }
+
+    /// Tells every connection to finish the requests it has and close.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Connections being served now.
+    pub(crate) fn live_connections(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Waits until no connection is left.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live_connections() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        *self
+            .idle_timeout
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn enter(self: &Arc<Self>) -> LiveGuard {
+        let n = self.live.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::gauge!("mta_sts_daemon_connections").set(n as f64);
+        LiveGuard(self.clone())
+    }
+}
+
+/// Counts a connection as live until dropped.
+struct LiveGuard(Arc<Shared>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        let n = self.0.live.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!("mta_sts_daemon_connections").set(n as f64);
+        if n == 0 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Bound sockets for a [`Listen`] setting, not yet accepting.
+#[derive(Debug)]
+pub(crate) enum Bound {
+    Tcp(Vec<TcpListener>),
+    Unix(UnixListener, UnixSocketFile),
+}
+
+/// A unix socket file this daemon created; removed when the listener stops, unless another
+/// socket has replaced it meanwhile.
+#[derive(Debug)]
+pub(crate) struct UnixSocketFile {
+    path: PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+impl UnixSocketFile {
+    fn remove(&self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::symlink_metadata(&self.path)
+            && Some((m.dev(), m.ino())) == self.id
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Bound {
+    /// Binds what `listen` says. A stale unix socket file at the path is replaced (as
+    /// postfix-mta-sts-resolver does); any other file there is an error.
+    pub(crate) async fn bind(listen: &Listen) -> io::Result<Self> {
+        match listen {
+            Listen::Tcp {
+                host,
+                port,
+                reuse_port,
+            } => {
+                let mut listeners = Vec::new();
+                let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
+                    .await?
+                    .collect();
+                addrs.dedup();
+                for addr in addrs {
+                    let socket = if addr.is_ipv4() {
+                        TcpSocket::new_v4()?
+                    } else {
+                        TcpSocket::new_v6()?
+                    };
+                    socket.set_reuseaddr(true)?;
+                    socket.set_reuseport(*reuse_port)?;
+                    socket.bind(addr)?;
+                    listeners.push(socket.listen(1024)?);
+                }
+                if listeners.is_empty() {
+                    return Err(io::Error::other(format!("{host} has no address")));
+                }
+                Ok(Self::Tcp(listeners))
+            }
+            Listen::Unix { path, mode } => {
+                remove_stale_socket(path)?;
+                let listener = UnixListener::bind(path)?;
+                if let Some(mode) = mode {
+                    set_mode(path, *mode)?;
+                }
+                use std::os::unix::fs::MetadataExt;
+                let id = std::fs::symlink_metadata(path)
+                    .ok()
+                    .map(|m| (m.dev(), m.ino()));
+                Ok(Self::Unix(
+                    listener,
+                    UnixSocketFile {
+                        path: path.clone(),
+                        id,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// What the sockets are bound to, for the log (`tcp 127.0.0.1:8461`, `unix /path`).
+    pub(crate) fn describe(&self) -> Vec<String> {
+        match self {
+            Self::Tcp(listeners) => listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .map(|a| format!("tcp {a}"))
+                .collect(),
+            Self::Unix(_, file) => vec![format!("unix {}", file.path.display())],
+        }
+    }
+
+    /// Starts accepting: one task per socket. Returns the handle that stops them.
+    pub(crate) fn serve(self, shared: &Arc<Shared>, max_connections: usize) -> Serving {
+        let (stop, stop_rx) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(max_connections));
+        let mut tasks = Vec::new();
+        let mut socket_file = None;
+        match self {
+            Self::Tcp(listeners) => {
+                for l in listeners {
+                    tasks.push(tokio::spawn(accept_loop(
+                        Acceptor::Tcp(l),
+                        shared.clone(),
+                        permits.clone(),
+                        stop_rx.clone(),
+                    )));
+                }
+            }
+            Self::Unix(l, file) => {
+                socket_file = Some(file);
+                tasks.push(tokio::spawn(accept_loop(
+                    Acceptor::Unix(l),
+                    shared.clone(),
+                    permits,
+                    stop_rx,
+                )));
+            }
+        }
+        Serving {
+            stop,
+            tasks,
+            socket_file,
+        }
+    }
+}
+
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets the unix socket's file mode.
+pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Listeners accepting connections.
+#[derive(Debug)]
+pub(crate) struct Serving {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    socket_file: Option<UnixSocketFile>,
+}
+
+impl Serving {
+    /// Stops accepting (connections already accepted go on) and removes the unix socket file.
+    pub(crate) async fn stop(self) {
+        self.stop.send_replace(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if let Some(file) = &self.socket_file {
+            file.remove();
+        }
+    }
+}
+
+enum Acceptor {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+async fn accept_loop(
+    acceptor: Acceptor,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        if *stop.borrow() || *shutdown.borrow() {
+            return;
+        }
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => continue,
+            _ = shutdown.changed() => continue,
+        };
+        let accepted = tokio::select! {
+            a = accept(&acceptor) => a,
+            _ = stop.changed() => continue,
+            _ = shutdown.changed() => continue,
+        };
+        match accepted {
+            Ok(Stream::Tcp(s)) => {
+                let _ = s.set_nodelay(true);
+                let (r, w) = s.into_split();
+                spawn_connection(r, w, &shared, permit);
+            }
+            Ok(Stream::Unix(s)) => {
+                let (r, w) = s.into_split();
+                spawn_connection(r, w, &shared, permit);
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "cannot accept a connection");
+                drop(permit);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves a connection in its own task; it counts as live, and holds its place among
+/// `max_connections`, until it ends.
+fn spawn_connection<R, W>(r: R, w: W, shared: &Arc<Shared>, permit: OwnedSemaphorePermit)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let guard = shared.enter();
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        serve_connection(r, w, &shared).await;
+        drop((guard, permit));
+    });
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(acceptor: &Acceptor) -> io::Result<Stream> {
+    match acceptor {
+        Acceptor::Tcp(l) => l.accept().await.map(|(s, _)| Stream::Tcp(s)),
+        Acceptor::Unix(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+    }
+}
+
+type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// The requests under way on a connection, answered in the order they came.
+#[derive(Default)]
+struct Pipeline {
+    slots: VecDeque<(Option<ReplyFuture>, Option<Reply>)>,
+}
+
+impl Pipeline {
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn push(&mut self, f: ReplyFuture) {
+        self.slots.push_back((Some(f), None));
+    }
+
+    /// Polls every request under way; gives the first one's reply once it is there.
+    fn poll_front(&mut self, cx: &mut Context<'_>) -> Poll<Reply> {
+        for (future, done) in &mut self.slots {
+            if let Some(f) = future
+                && let Poll::Ready(reply) = f.as_mut().poll(cx)
+            {
+                *done = Some(reply);
+                *future = None;
+            }
+        }
+        match self.slots.front_mut() {
+            Some((_, done)) if done.is_some() => {
+                let reply = done.take();
+                self.slots.pop_front();
+                reply.map_or(Poll::Pending, Poll::Ready)
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    async fn next(&mut self) -> Reply {
+        poll_fn(|cx| self.poll_front(cx)).await
+    }
+
+    /// The first reply if it is ready now, without waiting.
+    async fn ready(&mut self) -> Option<Reply> {
+        poll_fn(|cx| {
+            Poll::Ready(match self.poll_front(cx) {
+                Poll::Ready(reply) => Some(reply),
+                Poll::Pending => None,
+            })
+        })
+        .await
+    }
+}
+
+fn push_reply(out: &mut Vec<u8>, reply: &Reply) {
+    metrics::counter!("mta_sts_daemon_requests_total", "reply" => reply.kind()).increment(1);
+    netstring::encode(out, &reply.to_wire());
+}
+
+/// Serves one connection until the peer closes it, breaks the protocol, stops reading, idles,
+/// or the daemon shuts down (then the requests already received are answered first).
+pub(crate) async fn serve_connection<R, W>(mut rd: R, mut wr: W, shared: &Arc<Shared>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut version = shared.version.load(Ordering::Acquire);
+    let mut responder = shared.current();
+    let idle_timeout = shared.idle_timeout();
+    let idle = sleep_until(Instant::now() + idle_timeout);
+    tokio::pin!(idle);
+
+    let mut buf: Vec<u8> = Vec::with_capacity(512);
+    let mut out: Vec<u8> = Vec::new();
+    let mut pipeline = Pipeline::default();
+    // False once the peer has closed its side, broken the protocol, or the daemon shuts down.
+    let mut reading = !*shutdown.borrow();
+
+    loop {
+        // Take every complete request already read, while there is room.
+        let mut start = 0;
+        while reading && pipeline.len() < MAX_PIPELINE {
+            match netstring::decode(&buf[start..], MAX_REQUEST) {
+                Ok(Decoded::Complete { data, consumed }) => {
+                    let request = buf[start + data.start..start + data.end].to_vec();
+                    start += consumed;
+                    let now = shared.version.load(Ordering::Acquire);
+                    if now != version {
+                        version = now;
+                        responder = shared.current();
+                    }
+                    let r = responder.clone();
+                    pipeline.push(Box::pin(async move { r.answer(&request).await }));
+                }
+                Ok(Decoded::Incomplete) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "closing a socketmap connection");
+                    let reason = match e {
+                        netstring::NetstringError::TooLong => {
+                            format!("{e} (at most {MAX_REQUEST} bytes)")
+                        }
+                        _ => e.to_string(),
+                    };
+                    pipeline.push(Box::pin(async move { Reply::Perm(reason) }));
+                    reading = false;
+                    buf.clear();
+                    start = 0;
+                }
+            }
+        }
+        buf.drain(..start);
+
+        // Collect the replies that are ready, in order, and write them in one go.
+        while out.len() < WRITE_BATCH {
+            match pipeline.ready().await {
+                Some(reply) => push_reply(&mut out, &reply),
+                None => break,
+            }
+        }
+        if !out.is_empty() {
+            match timeout(WRITE_TIMEOUT, wr.write_all(&out)).await {
+                Ok(Ok(())) => {
+                    out.clear();
+                    // Idle time counts from the last reply too, not only from the last read.
+                    idle.as_mut().reset(Instant::now() + idle_timeout);
+                }
+                _ => return, // the peer is gone or does not read
+            }
+            continue;
+        }
+        if !reading && pipeline.is_empty() {
+            let _ = timeout(WRITE_TIMEOUT, wr.shutdown()).await;
+            return;
+        }
+
+        let can_read = reading && pipeline.len() < MAX_PIPELINE;
+        tokio::select! {
+            reply = pipeline.next(), if !pipeline.is_empty() => push_reply(&mut out, &reply),
+            read = read_some(&mut rd, &mut buf), if can_read => match read {
+                Ok(0) | Err(_) => reading = false,
+                Ok(_) => idle.as_mut().reset(Instant::now() + idle_timeout),
+            },
+            changed = shutdown.changed(), if reading => {
+                // Shutting down (or the daemon is gone): answer what came, read nothing more.
+                let _ = changed;
+                reading = false;
+                buf.clear();
+            },
+            () = &mut idle, if reading && pipeline.is_empty() => return,
+        }
+    }
+}
+
+async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    rd.read_buf(buf).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::config;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    /// A responder whose client never touches the network: every request in these tests is
+    /// answered without a lookup (IP addresses, parent domains, malformed requests).
+    fn shared() -> Arc<Shared> {
+        let client = mta_sts_tokio::Client::builder()
+            .resolvers(["127.0.0.1:9".parse().unwrap()])
+            .build()
+            .unwrap();
+        let cfg = Arc::new(config::parse("").unwrap());
+        Shared::new(Responder::new(client, cfg))
+    }
+
+    fn wire(requests: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in requests {
+            netstring::encode(&mut out, r.as_bytes());
+        }
+        out
+    }
+
+    async fn run(input: Vec<u8>) -> Vec<u8> {
+        let shared = shared();
+        let (client, server) = duplex(1 << 20);
+        let (sr, sw) = tokio::io::split(server);
+        let task = tokio::spawn(async move { serve_connection(sr, sw, &shared).await });
+        let (mut cr, mut cw) = tokio::io::split(client);
+        cw.write_all(&input).await.unwrap();
+        cw.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        cr.read_to_end(&mut got).await.unwrap();
+        task.await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_in_order() {
+        let got = run(wire(&[
+            "postfix 192.0.2.1",
+            "postfix",
+            "postfix .example.com",
+            "postfix [2001:db8::1]:25",
+        ]))
+        .await;
+        assert_eq!(
+            got,
+            wire(&[
+                "NOTFOUND ",
+                "PERM request is not \"<map name> <key>\"",
+                "NOTFOUND ",
+                "NOTFOUND ",
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_split_across_reads_are_reassembled() {
+        let shared = shared();
+        let (client, server) = duplex(64);
+        let (sr, sw) = tokio::io::split(server);
+        let task = tokio::spawn(async move { serve_connection(sr, sw, &shared).await });
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let input = wire(&["postfix 192.0.2.1", "postfix 192.0.2.2"]);
+        for byte in input {
+            cw.write_all(&[byte]).await.unwrap();
+            cw.flush().await.unwrap();
+        }
+        cw.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        cr.read_to_end(&mut got).await.unwrap();
+        task.await.unwrap();
+        assert_eq!(got, wire(&["NOTFOUND ", "NOTFOUND "]));
+    }
+
+    /// One good request, then `bad`: the good one is answered, then a `PERM`, then the close
+    /// (whatever follows `bad` is not read).
+    async fn assert_answered_then_perm(bad: &[u8], perm: &str) {
+        let mut input = wire(&["postfix 192.0.2.1"]);
+        input.extend_from_slice(bad);
+        input.extend(wire(&["postfix 192.0.2.2"]));
+        let mut want = wire(&["NOTFOUND "]);
+        netstring::encode(&mut want, perm.as_bytes());
+        assert_eq!(run(input).await, want);
+    }
+
+    #[tokio::test]
+    async fn an_oversize_request_gets_perm_then_the_connection_closes() {
+        let mut bad = b"100000:".to_vec();
+        bad.extend(std::iter::repeat_n(b'a', 5000));
+        assert_answered_then_perm(
+            &bad,
+            "PERM netstring longer than the request limit (at most 1024 bytes)",
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_malformed_netstring_answers_what_came_before_and_closes() {
+        assert_answered_then_perm(b"5:abcdeX", "PERM netstring does not end with a comma").await;
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_gets_perm_and_the_connection_goes_on() {
+        let mut input = Vec::new();
+        netstring::encode(&mut input, b"postfix \xff\xfe");
+        input.extend(wire(&["postfix 192.0.2.1"]));
+        let got = run(input).await;
+        assert_eq!(got, wire(&["PERM request is not UTF-8", "NOTFOUND "]));
+    }
+
+    #[tokio::test]
+    async fn more_requests_than_the_pipeline_holds_are_all_answered() {
+        let requests: Vec<String> = (0..1000)
+            .map(|i| format!("postfix 10.0.{}.{}", i / 256, i % 256))
+            .collect();
+        let refs: Vec<&str> = requests.iter().map(String::as_str).collect();
+        let got = run(wire(&refs)).await;
+        assert_eq!(got, wire(&vec!["NOTFOUND "; 1000]));
+    }
+
+    #[tokio::test]
+    async fn shutdown_answers_received_requests_then_closes() {
+        let shared = shared();
+        let (client, server) = duplex(1 << 16);
+        let (sr, sw) = tokio::io::split(server);
+        let s = shared.clone();
+        let guard = shared.enter();
+        let task = tokio::spawn(async move {
+            serve_connection(sr, sw, &s).await;
+            drop(guard);
+        });
+        let (mut cr, mut cw) = tokio::io::split(client);
+        cw.write_all(&wire(&["postfix 192.0.2.1"])).await.unwrap();
+        let mut first = vec![0u8; wire(&["NOTFOUND "]).len()];
+        cr.read_exact(&mut first).await.unwrap();
+        assert_eq!(first, wire(&["NOTFOUND "]));
+        assert_eq!(shared.live_connections(), 1);
+        shared.begin_shutdown();
+        // The connection closes by itself although the peer keeps its side open.
+        shared.wait_idle().await;
+        let mut rest = Vec::new();
+        cr.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        task.await.unwrap();
+        drop(cw);
+    }
+}

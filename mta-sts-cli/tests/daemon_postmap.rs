@@ -1,0 +1,107 @@
+//! The real client: Postfix's `postmap -q <domain> socketmap:inet:127.0.0.1:<port>:<name>` asks
+//! `mta-sts daemon` about the domains of a testkit world.
+//!
+//! Needs Postfix's `postmap`. Without it the test is skipped with a message, unless
+//! `MTA_STS_REQUIRE_POSTMAP=1` (set by `.ci/run`, which installs Debian's postfix), where it
+//! fails.
+
+mod daemon_support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use daemon_support::{Daemon, scratch_dir, world};
+
+fn postmap_available() -> bool {
+    Command::new("postmap")
+        .arg("-c")
+        .arg("/nonexistent")
+        .output()
+        .is_ok()
+}
+
+/// `postmap -q KEY socketmap:inet:ADDR:NAME`, with a configuration directory of its own (an
+/// empty main.cf) so that no Postfix set-up is needed.
+fn postmap(conf: &Path, addr: std::net::SocketAddr, name: &str, key: &str) -> Output {
+    Command::new("postmap")
+        .arg("-c")
+        .arg(conf)
+        .arg("-q")
+        .arg(key)
+        .arg(format!("socketmap:inet:{addr}:{name}"))
+        .output()
+        .expect("run postmap")
+}
+
+#[test]
+fn postmap_gets_the_tls_policy_of_enforce_testing_none_no_policy_and_failing_domains() {
+    if !postmap_available() {
+        assert!(
+            std::env::var("MTA_STS_REQUIRE_POSTMAP").as_deref() != Ok("1"),
+            "postmap is missing and MTA_STS_REQUIRE_POSTMAP=1: install Debian's postfix package"
+        );
+        eprintln!("skipped: postmap (Debian package postfix) is not installed");
+        return;
+    }
+    let world = world();
+    let dir = scratch_dir("postmap");
+    let conf = dir.join("postfix");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("main.cf"), "").unwrap();
+    let d = Daemon::start(
+        &world,
+        &dir,
+        "port: 0\ndefault_zone:\n  timeout: 2\nzones:\n  strict:\n    strict_testing: true\n  defer:\n    defer_on_dns_failure: true\n",
+    );
+    let addr = d.addr();
+
+    // Found: postmap prints the value and exits 0.
+    for (name, key, want) in [
+        (
+            "postfix",
+            "enforce.test",
+            "secure match=mx1.enforce.test:.pool.enforce.test servername=hostname",
+        ),
+        (
+            "strict",
+            "testing.test",
+            "secure match=mx.testing.test servername=hostname",
+        ),
+    ] {
+        let out = postmap(&conf, addr, name, key);
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).trim_end()
+            ),
+            (Some(0), want),
+            "postmap -q {key} ({name}): stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // NOTFOUND: postmap prints nothing and exits 1, without an error.
+    for key in [
+        "testing.test",
+        "none.test",
+        "nopolicy.test",
+        "servfail.test",
+        "httpsdown.test",
+    ] {
+        let out = postmap(&conf, addr, "postfix", key);
+        assert_eq!(out.status.code(), Some(1), "postmap -q {key}");
+        assert!(out.stdout.is_empty(), "postmap -q {key}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("fatal") && !stderr.contains("error"),
+            "postmap -q {key}: {stderr}"
+        );
+    }
+
+    // TEMP: Postfix sees a lookup error (it would defer the mail).
+    let out = postmap(&conf, addr, "defer", "servfail.test");
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SERVFAIL"), "{stderr}");
+}

@@ -1,0 +1,269 @@
+//! Runs `mta-sts daemon` as a child process against a testkit world, and talks socketmap to it.
+//!
+//! Synchronisation is on the daemon's log lines (`listening on …`, `configuration reloaded`,
+//! `stopped`), never on sleeps.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use mta_sts_testkit::{DnsFault, Domain, Http, World};
+
+/// How long a test waits for a log line before failing (a bound, not a synchronisation).
+pub const LOG_WAIT: Duration = Duration::from_secs(60);
+
+/// The world of the end-to-end tests: one domain per kind of answer.
+pub fn world() -> World {
+    World::builder()
+        .domain(
+            "enforce.test",
+            Domain::enforce(["mx1.enforce.test", "*.pool.enforce.test"]).txt_id("1"),
+        )
+        .domain(
+            "testing.test",
+            Domain::testing(["mx.testing.test"]).txt_id("1"),
+        )
+        .domain("none.test", Domain::none().txt_id("1"))
+        .domain("nopolicy.test", Domain::without_sts())
+        .domain(
+            "servfail.test",
+            Domain::enforce(["mx.servfail.test"])
+                .txt_id("1")
+                .txt_fault(DnsFault::ServFail),
+        )
+        .domain(
+            "httpsdown.test",
+            Domain::enforce(["mx.httpsdown.test"])
+                .txt_id("1")
+                .http(Http::Reset),
+        )
+        .build()
+        .expect("start the testkit world")
+}
+
+/// The reply for `enforce.test` with the default zone.
+pub const ENFORCE_REPLY: &str =
+    "OK secure match=mx1.enforce.test:.pool.enforce.test servername=hostname";
+
+/// A fresh directory for one test's files.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "daemon-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+/// A running daemon.
+pub struct Daemon {
+    child: Child,
+    log: Receiver<String>,
+    /// Every log line seen so far.
+    pub lines: Vec<String>,
+    /// The TCP address it listens on (when it listens on TCP).
+    pub addr: Option<SocketAddr>,
+    /// The metrics address, when the `metrics` key is set.
+    pub metrics: Option<SocketAddr>,
+    pub config: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon with `yaml` (a TCP listener on port 0 unless `yaml` says otherwise),
+    /// pointed at the world by the command-line flags, and waits until it listens.
+    pub fn start(world: &World, dir: &Path, yaml: &str) -> Self {
+        let config = dir.join("mta-sts-daemon.yml");
+        std::fs::write(&config, yaml).expect("write the configuration");
+        Self::start_with(world, dir, &config)
+    }
+
+    pub fn start_with(world: &World, dir: &Path, config: &Path) -> Self {
+        let mut d = Self::spawn(world, dir, config);
+        let line = d
+            .wait_for(|l| l.contains("listening on tcp ") || l.contains("listening on unix "))
+            .unwrap_or_else(|| panic!("the daemon did not start: {:?}", d.lines));
+        if let Some(addr) = line.split("listening on tcp ").nth(1) {
+            d.addr = Some(addr.trim().parse().expect("a socket address"));
+        }
+        // The metrics line, when the listener is configured, comes before the socketmap one.
+        d.metrics = d.lines.iter().find_map(|l| {
+            let rest = l.split("metrics listening on http://").nth(1)?;
+            rest.trim().trim_end_matches("/metrics").parse().ok()
+        });
+        d
+    }
+
+    /// Starts the daemon without waiting for anything.
+    pub fn spawn(world: &World, dir: &Path, config: &Path) -> Self {
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, world.ca_pem()).expect("write the CA");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mta-sts"))
+            .arg("daemon")
+            .arg("--config")
+            .arg(config)
+            .arg("--resolver")
+            .arg(world.dns_addr().to_string())
+            .arg("--ca-file")
+            .arg(&ca)
+            .arg("--https-port")
+            .arg(world.https_port().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run mta-sts daemon");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, log) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            log,
+            lines: Vec::new(),
+            addr: None,
+            metrics: None,
+            config: config.to_path_buf(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Waits for a log line that satisfies `f` (at most [`LOG_WAIT`]); `None` when the daemon's
+    /// log ended first.
+    pub fn wait_for(&mut self, f: impl Fn(&str) -> bool) -> Option<String> {
+        loop {
+            match self.log.recv_timeout(LOG_WAIT) {
+                Ok(line) => {
+                    self.lines.push(line.clone());
+                    if f(&line) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("the daemon listens on TCP")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, …) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Rewrites the configuration, sends SIGHUP and waits until the daemon says the outcome.
+    pub fn reload(&mut self, yaml: &str) -> String {
+        std::fs::write(&self.config, yaml).expect("write the configuration");
+        self.signal("HUP");
+        self.wait_for(|l| l.contains("configuration reloaded") || l.contains("reload failed"))
+            .unwrap_or_else(|| panic!("no reload outcome in {:?}", self.lines))
+    }
+
+    /// Waits for the process to end and returns its status and the rest of its log.
+    pub fn wait(mut self) -> (ExitStatus, Vec<String>) {
+        let status = self.child.wait().expect("wait for the daemon");
+        while let Ok(line) = self.log.recv_timeout(LOG_WAIT) {
+            self.lines.push(line);
+        }
+        let lines = std::mem::take(&mut self.lines);
+        (status, lines)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Frames a request.
+pub fn netstring(data: &str) -> Vec<u8> {
+    let mut out = format!("{}:", data.len()).into_bytes();
+    out.extend_from_slice(data.as_bytes());
+    out.push(b',');
+    out
+}
+
+/// Reads one netstring reply (panics on a malformed one or an early end).
+pub fn read_reply(r: &mut impl Read) -> String {
+    try_read_reply(r).expect("a reply")
+}
+
+/// Reads one netstring reply; `None` at the end of the stream.
+pub fn try_read_reply(r: &mut impl Read) -> Option<String> {
+    let mut len = 0usize;
+    let mut byte = [0u8; 1];
+    let mut first = true;
+    loop {
+        if r.read(&mut byte).ok()? == 0 {
+            assert!(first, "the stream ended inside a netstring length");
+            return None;
+        }
+        first = false;
+        match byte[0] {
+            b'0'..=b'9' => len = len * 10 + usize::from(byte[0] - b'0'),
+            b':' => break,
+            b => panic!("unexpected byte {b:#x} in a netstring length"),
+        }
+    }
+    let mut data = vec![0u8; len + 1];
+    r.read_exact(&mut data).expect("netstring data");
+    assert_eq!(data.pop(), Some(b','), "netstring terminator");
+    Some(String::from_utf8(data).expect("a UTF-8 reply"))
+}
+
+/// Sends every request at once (pipelined) on one connection and reads the replies in order.
+pub fn ask_stream<S: Read + Write>(mut s: S, requests: &[&str]) -> Vec<String> {
+    let mut wire = Vec::new();
+    for r in requests {
+        wire.extend(netstring(r));
+    }
+    s.write_all(&wire).expect("send the requests");
+    requests.iter().map(|_| read_reply(&mut s)).collect()
+}
+
+/// Asks over TCP.
+pub fn ask(addr: SocketAddr, requests: &[&str]) -> Vec<String> {
+    let s = TcpStream::connect(addr).expect("connect to the daemon");
+    s.set_read_timeout(Some(LOG_WAIT)).unwrap();
+    ask_stream(s, requests)
+}
+
+/// Asks over a unix socket.
+pub fn ask_unix(path: &Path, requests: &[&str]) -> Vec<String> {
+    let s = UnixStream::connect(path).expect("connect to the daemon's socket");
+    s.set_read_timeout(Some(LOG_WAIT)).unwrap();
+    ask_stream(s, requests)
+}
+
+/// One request, one reply.
+pub fn ask_one(addr: SocketAddr, request: &str) -> String {
+    ask(addr, &[request]).remove(0)
+}
