@@ -314,7 +314,8 @@ impl Index {
 /// 2. otherwise the least recently used entry with a policy.
 ///
 /// "Used" means answered a delivery lookup or was stored by one; proactive refreshes do not
-/// count. Lookups under way are at most [`Config::max_in_flight`].
+/// count. Recency is approximate within the most recent eighth of the entries: a use of an
+/// entry already among them does not reorder it (a hit then touches no other entry). Lookups under way are at most [`Config::max_in_flight`].
 ///
 /// # Refresh and expiry (R42–R46)
 /// [`PolicyCache::poll_timeout`] gives the next instant the cache has work;
