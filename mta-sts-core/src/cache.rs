@@ -53,18 +53,39 @@ struct Ends {
     tail: u32,
 }
 
+/// What a cache hit reads, in one cache line: the name to compare, the policy, the last use and
+/// whether the entry is among the most recent. The rest of an entry is in its [`Links`].
 #[derive(Debug)]
+#[repr(align(64))]
 struct Slot {
     domain: SlotName,
     policy: Option<CachedPolicy>,
-    /// Boxed: rare, and the slot stays small.
-    memo: Option<Box<FetchMemo>>,
     last_used: UnixTime,
+    /// The recency clock when the slot was last moved to the head of its list.
+    moved: u32,
+}
+
+// A hit reads one line of slots (checked here, so that a field added to `Slot` is a choice).
+const _: () = assert!(size_of::<Option<Slot>>() == 64);
+
+/// The parts of an entry that a cache hit does not read: its place on its recency list, its
+/// timer and the memory of a failed fetch. `links[i]` belongs to `slots[i]`.
+#[derive(Debug, Clone)]
+struct Links {
+    /// Boxed: rare, and the links stay small.
+    memo: Option<Box<FetchMemo>>,
     timer: Option<UnixTime>,
     prev: u32,
     next: u32,
-    /// The recency clock when the slot was last moved to the head of its list.
-    moved: u32,
+}
+
+impl Links {
+    const NEW: Self = Self {
+        memo: None,
+        timer: None,
+        prev: NIL,
+        next: NIL,
+    };
 }
 
 impl Slot {
@@ -163,22 +184,36 @@ fn siphash<const C: usize, const D: usize>((k0, k1): (u64, u64), data: &[u8]) ->
         k0 ^ 0x6c79_6765_6e65_7261,
         k1 ^ 0x7465_6462_7974_6573,
     );
-    let words = data.chunks_exact(8);
-    let tail = words.remainder();
-    let mut last = (data.len() as u64) << 56;
-    for (i, &b) in tail.iter().enumerate() {
-        last |= u64::from(b) << (8 * i);
-    }
-    for m in words
-        .map(|w| <[u8; 8]>::try_from(w).map_or(0, u64::from_le_bytes))
-        .chain([last])
-    {
+    #[inline(always)]
+    fn compress<const C: usize>(mut v: (u64, u64, u64, u64), m: u64) -> (u64, u64, u64, u64) {
         v.3 ^= m;
         for _ in 0..C {
             v = round(v);
         }
         v.0 ^= m;
+        v
     }
+    let words = data.chunks_exact(8);
+    let tail = words.remainder();
+    for w in words {
+        v = compress::<C>(v, u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+    }
+    // The last word: the remaining 0-7 bytes, little-endian, with the length in the top byte.
+    // When the data has 8 bytes or more, the tail is the top of the last 8 bytes (one load).
+    let rest = tail.len();
+    let low = if data.len() >= 8 {
+        let last8 = data.get(data.len() - 8..).unwrap_or_default();
+        let w = u64::from_le_bytes(last8.try_into().unwrap_or([0; 8]));
+        // `rest` < 8: shift the bytes already hashed out (a shift by 64 is not allowed).
+        if rest == 0 { 0 } else { w >> (8 * (8 - rest)) }
+    } else {
+        let mut b = [0u8; 8];
+        for (d, s) in b.iter_mut().zip(tail) {
+            *d = *s;
+        }
+        u64::from_le_bytes(b)
+    };
+    v = compress::<C>(v, low | (data.len() as u64) << 56);
     v.2 ^= 0xff;
     for _ in 0..D {
         v = round(v);
@@ -333,6 +368,8 @@ pub struct PolicyCache {
     config: Config,
     index: Index,
     slots: Vec<Option<Slot>>,
+    /// `links[i]` belongs to `slots[i]`; same length.
+    links: Vec<Links>,
     free: Vec<u32>,
     lists: [Ends; 2],
     /// `timer_key(time, slot)` of every slot with a timer (its exact time is in the slot).
@@ -355,6 +392,7 @@ impl PolicyCache {
             config,
             index: Index::new(),
             slots: Vec::new(),
+            links: Vec::new(),
             free: Vec::new(),
             lists: [ends; 2],
             timers: BTreeSet::new(),
@@ -469,8 +507,8 @@ impl PolicyCache {
             return Begin::InProgress(domain);
         }
         self.mark_in_flight(&domain, now);
-        let (cached, memo) = match self.find(domain.as_str()).and_then(|i| self.slot(i)) {
-            Some(s) => (s.policy.clone(), s.memo.as_deref().copied()),
+        let (cached, memo) = match self.find(domain.as_str()) {
+            Some(i) => (self.slot(i).and_then(|s| s.policy.clone()), self.memo(i)),
             None => (None, None),
         };
         let params = Params::new(&self.config, &domain);
@@ -604,7 +642,9 @@ impl PolicyCache {
         }
         if let Some(s) = self.slot_mut(i) {
             s.policy = Some(policy);
-            s.memo = None;
+        }
+        if let Some(l) = self.links_mut(i) {
+            l.memo = None;
         }
         if relist {
             self.link_head(i);
@@ -619,11 +659,14 @@ impl PolicyCache {
     fn remember_failure(&mut self, i: u32, memo: FetchMemo, refresh: bool, now: UnixTime) {
         let retry = self.config.refresh_retry;
         let memo_end = memo.at.saturating_add(self.config.fetch_retry_after);
-        let Some(s) = self.slot_mut(i) else { return };
-        if s.memo.as_deref().is_none_or(|old| old.at <= memo.at) {
-            s.memo = Some(Box::new(memo));
+        let Some(has_policy) = self.slot(i).map(|s| s.policy.is_some()) else {
+            return;
+        };
+        if let Some(l) = self.links_mut(i)
+            && l.memo.as_deref().is_none_or(|old| old.at <= memo.at)
+        {
+            l.memo = Some(Box::new(memo));
         }
-        let has_policy = s.policy.is_some();
         if !refresh {
             self.touch(i, now);
         }
@@ -639,7 +682,7 @@ impl PolicyCache {
         if s.policy.as_ref().is_none_or(|p| p.is_fresh(now)) {
             return;
         }
-        match s.memo.as_deref().copied() {
+        match self.memo(i) {
             None => self.remove(i),
             Some(memo) => {
                 self.unlink(i);
@@ -740,7 +783,7 @@ impl PolicyCache {
     /// entry to drop); `None` when it has none.
     pub fn poll_timeout(&self) -> Option<UnixTime> {
         let &key = self.timers.first()?;
-        self.slot(key as u32).and_then(|s| s.timer)
+        self.links(key as u32).and_then(|l| l.timer)
     }
 
     /// Does the work due at `now`: drops expired entries and returns the next refresh lookup due,
@@ -752,7 +795,7 @@ impl PolicyCache {
         for _ in 0..self.timers.len() {
             let &key = self.timers.first()?;
             let i = key as u32;
-            match self.slot(i).and_then(|s| s.timer) {
+            match self.links(i).and_then(|l| l.timer) {
                 Some(t) if t > now => return None,
                 Some(_) => {}
                 None => {
@@ -768,9 +811,8 @@ impl PolicyCache {
             }
             let Some(p) = &s.policy else {
                 // Only a failed-fetch memory: keep it while it still blocks a refetch.
-                let end = s
-                    .memo
-                    .as_deref()
+                let end = self
+                    .memo(i)
                     .map(|m| m.at.saturating_add(self.config.fetch_retry_after));
                 match end.filter(|e| now < *e) {
                     Some(e) => self.set_timer(i, Some(e)),
@@ -791,11 +833,7 @@ impl PolicyCache {
                 self.set_timer(i, Some(drop_at.max(later)));
                 continue;
             }
-            let (domain, cached, memo) = (
-                s.domain.to_domain(),
-                Some(p.clone()),
-                s.memo.as_deref().copied(),
-            );
+            let (domain, cached, memo) = (s.domain.to_domain(), Some(p.clone()), self.memo(i));
             if !self.mark_in_flight(&domain, now) {
                 self.set_timer(i, Some(now.saturating_add(BUSY_RETRY)));
                 continue;
@@ -825,7 +863,7 @@ impl PolicyCache {
         let mut i = self.lists[List::Policies as usize].head;
         core::iter::from_fn(move || {
             let s = self.slot(i)?;
-            i = s.next;
+            i = self.links(i)?.next;
             s.policy.as_ref().map(|p| (&s.domain, p, s.last_used))
         })
     }
@@ -891,29 +929,35 @@ impl PolicyCache {
             let (mut prev, mut i) = (NIL, ends.head);
             while i != NIL {
                 let s = self.slot(i).expect("listed slot exists");
+                let l = self.links(i).expect("a listed slot has links");
                 assert_eq!(s.list(), list, "slot on the wrong list");
-                assert_eq!(s.prev, prev, "broken back link");
+                assert_eq!(l.prev, prev, "broken back link");
                 seen += 1;
                 assert!(seen <= live, "cycle in a recency list");
-                (prev, i) = (i, s.next);
+                (prev, i) = (i, l.next);
             }
             assert_eq!(ends.tail, prev, "tail is not the last slot");
         }
         assert_eq!(seen, live, "a slot is on no list");
         for &key in &self.timers {
-            let t = self.slot(key as u32).and_then(|s| s.timer);
+            let t = self
+                .slot(key as u32)
+                .and(self.links(key as u32))
+                .and_then(|l| l.timer);
             assert_eq!(
                 t.map(|t| timer_key(t, key as u32)),
                 Some(key),
                 "stray timer"
             );
         }
-        let timed = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|s| s.timer.is_some())
-            .count();
+        assert_eq!(self.links.len(), self.slots.len(), "slots without links");
+        for (s, l) in self.slots.iter().zip(&self.links) {
+            if s.is_none() {
+                assert!(l.memo.is_none() && l.timer.is_none(), "a free slot's links");
+                assert!(l.prev == NIL && l.next == NIL, "a free slot's links");
+            }
+        }
+        let timed = self.links.iter().filter(|l| l.timer.is_some()).count();
         assert_eq!(timed, self.timers.len(), "a slot's timer is not queued");
     }
 
@@ -937,20 +981,38 @@ impl PolicyCache {
         &mut self.lists[list as usize]
     }
 
+    /// The links of slot `i` (those of a free slot are [`Links::NEW`]); `None` for [`NIL`].
+    fn links(&self, i: u32) -> Option<&Links> {
+        self.links.get(i as usize)
+    }
+
+    fn links_mut(&mut self, i: u32) -> Option<&mut Links> {
+        self.links.get_mut(i as usize)
+    }
+
+    /// The failed fetch that slot `i` remembers.
+    fn memo(&self, i: u32) -> Option<FetchMemo> {
+        self.links(i).and_then(|l| l.memo.as_deref().copied())
+    }
+
     fn unlink(&mut self, i: u32) {
-        let Some(s) = self.slot(i) else { return };
-        let (prev, next, list) = (s.prev, s.next, s.list());
-        match self.slot_mut(prev) {
+        let Some(list) = self.slot(i).map(Slot::list) else {
+            return;
+        };
+        let Some(&Links { prev, next, .. }) = self.links(i) else {
+            return;
+        };
+        match self.links_mut(prev) {
             Some(p) => p.next = next,
             None => self.ends(list).head = next,
         }
-        match self.slot_mut(next) {
+        match self.links_mut(next) {
             Some(n) => n.prev = prev,
             None => self.ends(list).tail = prev,
         }
-        if let Some(s) = self.slot_mut(i) {
-            s.prev = NIL;
-            s.next = NIL;
+        if let Some(l) = self.links_mut(i) {
+            l.prev = NIL;
+            l.next = NIL;
         }
     }
 
@@ -960,14 +1022,16 @@ impl PolicyCache {
             return;
         };
         let head = self.ends(list).head;
-        if let Some(h) = self.slot_mut(head) {
+        if let Some(h) = self.links_mut(head) {
             h.prev = i;
         }
         let clock = self.clock;
         self.clock = clock.wrapping_add(1);
+        if let Some(l) = self.links_mut(i) {
+            l.prev = NIL;
+            l.next = head;
+        }
         if let Some(s) = self.slot_mut(i) {
-            s.prev = NIL;
-            s.next = head;
             s.moved = clock;
         }
         let ends = self.ends(list);
@@ -995,8 +1059,11 @@ impl PolicyCache {
     }
 
     fn set_timer(&mut self, i: u32, at: Option<UnixTime>) {
-        let Some(s) = self.slot_mut(i) else { return };
-        let old = core::mem::replace(&mut s.timer, at);
+        if self.slot(i).is_none() {
+            return;
+        }
+        let Some(l) = self.links_mut(i) else { return };
+        let old = core::mem::replace(&mut l.timer, at);
         if let Some(t) = old {
             self.timers.remove(&timer_key(t, i));
         }
@@ -1010,6 +1077,9 @@ impl PolicyCache {
         self.unlink(i);
         if let Some(s) = self.slots.get_mut(i as usize).and_then(Option::take) {
             self.index.remove(s.domain.as_str(), i);
+            if let Some(l) = self.links_mut(i) {
+                *l = Links::NEW;
+            }
             self.free.push(i);
         }
     }
@@ -1037,21 +1107,19 @@ impl PolicyCache {
         let slot = Slot {
             domain: SlotName::new(domain),
             policy: None,
-            memo: None,
             last_used: now,
-            timer: None,
-            prev: NIL,
-            next: NIL,
             moved: 0,
         };
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(slot);
+                self.links[i as usize] = Links::NEW;
                 i
             }
             None => {
                 let i = u32::try_from(self.slots.len()).ok().filter(|&i| i != NIL)?;
                 self.slots.push(Some(slot));
+                self.links.push(Links::NEW);
                 i
             }
         };

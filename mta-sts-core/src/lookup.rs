@@ -3,7 +3,6 @@
 
 use core::fmt;
 use core::time::Duration;
-use std::sync::Arc;
 
 use crate::config::{Config, StsUsage};
 use crate::io::{FetchFailure, FetchResult, Io, PolicyFetch, TxtAnswer, TxtQuery, TxtResult};
@@ -417,7 +416,7 @@ impl Lookup {
     ) {
         match check_response(request, result) {
             Ok(policy) => {
-                let cached = CachedPolicy::new(Arc::new(policy), id, now);
+                let cached = CachedPolicy::new(policy, id, now);
                 self.finish(Outcome::Fetched(cached.clone()), Update::Store(cached));
             }
             Err(problem) => {

@@ -17,37 +17,43 @@ use crate::txt::{RecordId, TxtError};
 /// but a new successful fetch extends it. Cloning is cheap (the policy is shared).
 #[derive(Clone, PartialEq, Eq)]
 pub struct CachedPolicy {
-    policy: Arc<Policy>,
-    id: RecordId,
+    /// The policy and its id share one allocation, so that a cache slot holds 16 bytes of
+    /// policy and a cache hit reads one more cache line, the one it reads the policy from.
+    shared: Arc<Shared>,
     fetched_at: UnixTime,
 }
 
+#[derive(PartialEq, Eq)]
+struct Shared {
+    policy: Policy,
+    id: RecordId,
+}
+
 impl CachedPolicy {
-    pub(crate) fn new(policy: Arc<Policy>, id: RecordId, fetched_at: UnixTime) -> Self {
+    pub(crate) fn new(policy: Policy, id: RecordId, fetched_at: UnixTime) -> Self {
         Self {
-            policy,
-            id,
+            shared: Arc::new(Shared { policy, id }),
             fetched_at,
         }
     }
 
     /// The policy.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.shared.policy
     }
 
     /// The policy's mode.
     pub fn mode(&self) -> Mode {
-        self.policy.mode()
+        self.shared.policy.mode()
     }
 
     /// The TXT record id the policy was fetched under.
     pub fn id(&self) -> &str {
-        self.id.as_str()
+        self.shared.id.as_str()
     }
 
     pub(crate) fn record_id(&self) -> RecordId {
-        self.id
+        self.shared.id
     }
 
     /// When the policy was fetched.
@@ -58,7 +64,7 @@ impl CachedPolicy {
     /// The last instant the policy is valid: `fetched_at + max_age` (R42).
     pub fn expires_at(&self) -> UnixTime {
         self.fetched_at
-            .saturating_add(Duration::from_secs(u64::from(self.policy.max_age())))
+            .saturating_add(Duration::from_secs(u64::from(self.shared.policy.max_age())))
     }
 
     /// Whether the policy is still valid at `now` (`now <= fetched_at + max_age`).
@@ -72,9 +78,9 @@ impl fmt::Debug for CachedPolicy {
         f.debug_struct("CachedPolicy")
             .field("id", &self.id())
             .field("fetched_at", &self.fetched_at)
-            .field("mode", &self.policy.mode())
-            .field("max_age", &self.policy.max_age())
-            .field("mx", &self.policy.mx())
+            .field("mode", &self.mode())
+            .field("max_age", &self.policy().max_age())
+            .field("mx", &self.policy().mx())
             .finish()
     }
 }

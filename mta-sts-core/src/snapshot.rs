@@ -3,7 +3,6 @@
 use core::fmt;
 use core::time::Duration;
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use crate::cache::PolicyCache;
 use crate::outcome::CachedPolicy;
@@ -246,7 +245,7 @@ impl PolicyCache {
             if fetched_at > latest || last_used > latest {
                 return Err(SnapshotError::FromTheFuture { index });
             }
-            let cached = CachedPolicy::new(Arc::new(policy), id, fetched_at);
+            let cached = CachedPolicy::new(policy, id, fetched_at);
             if cached.is_fresh(now) {
                 loaded.push((domain, cached, last_used));
             }
