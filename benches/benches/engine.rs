@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use mta_sts_benches::canned_lookup;
 use mta_sts_core::io::{FetchResponse, TxtAnswer};
 use mta_sts_core::{
     Begin, Config, IoResult, Lookup, Outcome, Policy, PolicyCache, Step, StsRecord, UnixTime,
@@ -77,18 +78,7 @@ fn answer(step: &Step) -> IoResult {
 
 /// One complete cold lookup: begin, TXT, fetch, apply.
 fn cold_lookup(cache: &mut PolicyCache, domain: &str) -> Outcome {
-    match cache.begin(domain, NOW) {
-        Begin::Ready(o) => o,
-        Begin::Started(mut lookup) => loop {
-            let step = lookup.poll();
-            if let Step::Done(resolution) = step {
-                break cache.apply(resolution, NOW);
-            }
-            let result = answer(&step);
-            lookup.handle(result, NOW).expect("canned result fits");
-        },
-        Begin::InProgress(_) => unreachable!("nothing else runs"),
-    }
+    canned_lookup(cache, domain, NOW, TXT, BODY).expect("nothing else runs")
 }
 
 fn filled_cache() -> (PolicyCache, usize) {

@@ -9,11 +9,8 @@
 
 use std::hint::black_box;
 
-use mta_sts_benches::{POLICY_TYPICAL, TXT_RECORD};
-use mta_sts_core::io::{FetchResponse, TxtAnswer};
-use mta_sts_core::{
-    Begin, Config, IoResult, MxPattern, Policy, PolicyCache, Step, StsRecord, UnixTime,
-};
+use mta_sts_benches::{POLICY_TYPICAL, TXT_RECORD, canned_lookup};
+use mta_sts_core::{Config, MxPattern, Policy, PolicyCache, StsRecord, UnixTime};
 
 const NOW: UnixTime = UnixTime::from_secs(1_700_000_000);
 
@@ -26,23 +23,7 @@ fn filled_cache() -> PolicyCache {
     let body = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.mx.example.net\r\nmax_age: 604800\r\n";
     let mut cache = PolicyCache::new(Config::default());
     for i in 0..4096 {
-        let Begin::Started(mut lookup) = cache.begin(&domain(i), NOW) else {
-            continue;
-        };
-        loop {
-            let step = lookup.poll();
-            if let Step::Done(r) = step {
-                let _ = cache.apply(r, NOW);
-                break;
-            }
-            let result = match step {
-                Step::Io(mta_sts_core::io::Io::Txt(_)) => {
-                    IoResult::Txt(Ok(TxtAnswer::Records(vec![b"v=STSv1; id=1;".to_vec()])))
-                }
-                _ => IoResult::Fetch(Ok(FetchResponse::new(200, Some("text/plain"), body))),
-            };
-            lookup.handle(result, NOW).expect("canned result fits");
-        }
+        canned_lookup(&mut cache, &domain(i), NOW, b"v=STSv1; id=1;", body);
     }
     cache
 }
