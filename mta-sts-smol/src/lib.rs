@@ -72,7 +72,7 @@ use std::time::Duration;
 use event_listener::Event;
 use mta_sts_core::io::{FetchFailure, Io};
 use mta_sts_core::{IoResult, Lookup, PolicyDomain, Step};
-use mta_sts_net::{CacheState, ClientSettings, Start};
+use mta_sts_net::{CacheState, ClientSettings, FlightId, Start};
 use smol::lock::Semaphore;
 use smol::{Task, Timer, future};
 
@@ -187,6 +187,7 @@ impl Flight {
 struct Driving<'a> {
     inner: &'a Inner,
     domain: PolicyDomain,
+    id: FlightId,
     flight: Arc<Flight>,
     done: bool,
 }
@@ -194,7 +195,7 @@ struct Driving<'a> {
 impl Drop for Driving<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.inner.lock().cache.abandon(&self.domain);
+            self.inner.lock().cache.abandon(&self.domain, self.id);
             self.flight.end(None);
         }
     }
@@ -238,7 +239,7 @@ impl Client {
                 .start(domain, recheck, inner.now(), Flight::new_pair);
             match start {
                 Start::Ready(outcome) => return outcome,
-                Start::Drive(lookup, flight) => return inner.drive(*lookup, flight).await,
+                Start::Drive(lookup, flight, id) => return inner.drive(*lookup, flight, id).await,
                 Start::Wait(flight) => match flight.wait().await {
                     Some(outcome) => return outcome,
                     // The caller driving it gave up: start over (a recheck is not repeated).
@@ -260,8 +261,10 @@ impl Client {
                 .lock()
                 .cache
                 .next_refresh(inner.now(), Flight::new_pair);
-            let Some((lookup, flight)) = next else { break };
-            let _outcome = inner.drive(lookup, flight).await;
+            let Some((lookup, flight, id)) = next else {
+                break;
+            };
+            let _outcome = inner.drive(lookup, flight, id).await;
             ran += 1;
             inner.lock().refreshes += 1;
             inner.changed.notify(usize::MAX);
@@ -402,10 +405,11 @@ impl Inner {
 
     /// Drives one lookup to its end, stores what it learned and hands the outcome to every
     /// caller waiting on it.
-    async fn drive(&self, mut lookup: Lookup, flight: Arc<Flight>) -> Outcome {
+    async fn drive(&self, mut lookup: Lookup, flight: Arc<Flight>, id: FlightId) -> Outcome {
         let mut driving = Driving {
             inner: self,
             domain: lookup.domain().clone(),
+            id,
             flight,
             done: false,
         };
@@ -420,7 +424,7 @@ impl Inner {
                     }
                 }
                 Step::Done(resolution) => {
-                    let outcome = self.lock().cache.finish(resolution, self.now());
+                    let outcome = self.lock().cache.finish(resolution, driving.id, self.now());
                     driving.done = true;
                     driving.flight.end(Some(outcome.clone()));
                     self.changed.notify(usize::MAX);
