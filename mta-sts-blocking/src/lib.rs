@@ -67,7 +67,7 @@ use std::time::Duration;
 
 use mta_sts_core::io::{FetchFailure, Io};
 use mta_sts_core::{IoResult, Lookup, PolicyDomain, Step, UnixTime};
-use mta_sts_net::{CacheState, ClientSettings, Start};
+use mta_sts_net::{CacheState, ClientSettings, FlightId, Start};
 
 pub use mta_sts_core::{
     Candidate, Evaluation, MxDecision, NoPolicyReason, Outcome, Stats, Verdict, WhenAllFail,
@@ -220,6 +220,7 @@ impl Flight {
 struct Driving<'a> {
     inner: &'a Inner,
     domain: PolicyDomain,
+    id: FlightId,
     flight: Arc<Flight>,
     done: bool,
 }
@@ -227,7 +228,7 @@ struct Driving<'a> {
 impl Drop for Driving<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.inner.lock().cache.abandon(&self.domain);
+            self.inner.lock().cache.abandon(&self.domain, self.id);
             self.flight.end(None);
         }
     }
@@ -271,7 +272,7 @@ impl Client {
                 .start(domain, recheck, inner.now(), Flight::new_pair);
             match start {
                 Start::Ready(outcome) => return outcome,
-                Start::Drive(lookup, flight) => return inner.drive(*lookup, flight),
+                Start::Drive(lookup, flight, id) => return inner.drive(*lookup, flight, id),
                 Start::Wait(flight) => match flight.wait() {
                     Some(outcome) => return outcome,
                     // The thread driving it gave up: start over (a recheck is not repeated).
@@ -298,8 +299,10 @@ impl Client {
                 .lock()
                 .cache
                 .next_refresh(inner.now(), Flight::new_pair);
-            let Some((lookup, flight)) = next else { break };
-            let _outcome = inner.drive(lookup, flight);
+            let Some((lookup, flight, id)) = next else {
+                break;
+            };
+            let _outcome = inner.drive(lookup, flight, id);
             ran += 1;
             inner.lock().refreshes += 1;
             inner.changed.notify_all();
@@ -453,10 +456,11 @@ impl Inner {
 
     /// Drives one lookup to its end on this thread, stores what it learned and hands the
     /// outcome to every thread waiting on it.
-    fn drive(&self, mut lookup: Lookup, flight: Arc<Flight>) -> Outcome {
+    fn drive(&self, mut lookup: Lookup, flight: Arc<Flight>, id: FlightId) -> Outcome {
         let mut driving = Driving {
             inner: self,
             domain: lookup.domain().clone(),
+            id,
             flight,
             done: false,
         };
@@ -474,7 +478,7 @@ impl Inner {
                     let outcome = {
                         let mut st = self.lock();
                         st.generation = st.generation.wrapping_add(1);
-                        st.cache.finish(resolution, self.now())
+                        st.cache.finish(resolution, driving.id, self.now())
                     };
                     driving.done = true;
                     driving.flight.end(Some(outcome.clone()));

@@ -1,7 +1,11 @@
 //! The shared scenario matrix (mta-sts-matrix) against the blocking adapter: every verdict the
-//! core decides, no call past its timeouts, and a cache hit without I/O.
+//! core decides, no call past its timeouts, and a cache hit without I/O; and the shared load
+//! scenario.
 
-use mta_sts_blocking::Client;
+use std::sync::Barrier;
+
+use mta_sts_blocking::{Client, Outcome};
+use mta_sts_matrix::load;
 
 #[test]
 fn matrix_blocking() {
@@ -13,4 +17,38 @@ fn matrix_blocking() {
         .build()
         .expect("client");
     mta_sts_matrix::run(&world, |domain| client.policy(domain));
+}
+
+/// Each caller's thread stack: enough for a lookup with its TLS handshake in a debug build,
+/// small enough that ten thousand threads cost little memory (the pages never touched are
+/// never allocated).
+const CALLER_STACK: usize = 256 * 1024;
+
+#[test]
+fn ten_thousand_callers_over_a_thousand_domains_fetch_each_once_within_the_bound_blocking() {
+    let world = load::world();
+    let client = mta_sts_matrix::load_client!(Client, &world);
+    let callers = load::callers();
+    // A thread per caller, all of them started before any calls, then released together.
+    let start = Barrier::new(callers.len());
+    let outcomes: Vec<Outcome> = std::thread::scope(|s| {
+        let threads: Vec<_> = callers
+            .iter()
+            .map(|domain| {
+                let (client, start) = (&client, &start);
+                std::thread::Builder::new()
+                    .stack_size(CALLER_STACK)
+                    .spawn_scoped(s, move || {
+                        start.wait();
+                        client.policy(domain)
+                    })
+                    .expect("start a caller thread")
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a caller thread"))
+            .collect()
+    });
+    load::check(&world, &outcomes, &client.stats());
 }

@@ -376,3 +376,164 @@ pub fn run(world: &World, mut policy: impl FnMut(&str) -> Outcome) {
         failures.join("\n")
     );
 }
+
+/// Items the [`load_client`] macro names; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use mta_sts_testkit::World;
+}
+
+/// The load scenario every adapter runs (issue 7): [`CALLERS`](load::CALLERS) concurrent
+/// `policy()` calls spread over [`DOMAINS`](load::DOMAINS) domains, with the client's
+/// `max_concurrent_lookups` set to [`MAX_CONCURRENT_LOOKUPS`](load::MAX_CONCURRENT_LOOKUPS).
+/// [`check`](load::check) then asks the world whether each domain was looked up once and how
+/// many DNS queries and HTTPS connections it ever had at once.
+pub mod load {
+    use std::time::Duration;
+
+    use mta_sts_core::{CacheReason, Config, Mode, Outcome, Stats};
+    use mta_sts_testkit::{RecordType, World, bulk_domain_name};
+
+    /// The distinct domains asked for.
+    pub const DOMAINS: usize = 1_000;
+    /// The concurrent callers: ten per domain.
+    pub const CALLERS: usize = 10 * DOMAINS;
+    /// The bound on lookups doing DNS and HTTPS at once that the clients are built with.
+    pub const MAX_CONCURRENT_LOOKUPS: usize = 16;
+    /// How long the world holds each DNS answer: long enough for the queries a client has out
+    /// at once to overlap at the server, so that its peak count shows the client's concurrency.
+    pub const DNS_LATENCY: Duration = Duration::from_millis(5);
+    /// The DNS and fetch timeouts: generous, since the scenario is about coalescing and bounds,
+    /// and a loaded CI machine must not turn it into a timeout test.
+    pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// A world with [`DOMAINS`] valid enforce domains (`mx: mx.<domain>`) and
+    /// [`DNS_LATENCY`].
+    pub fn world() -> World {
+        World::builder()
+            .bulk_domains(DOMAINS)
+            .dns_latency(DNS_LATENCY)
+            .build()
+            .expect("start the testkit world")
+    }
+
+    /// The client of the load scenario: `<$client>::builder()` with `$world` (a `&World`) as
+    /// its only resolver and its CA as its only trust anchor, [`config`] and
+    /// [`MAX_CONCURRENT_LOOKUPS`]. A macro, since each adapter has a builder type of its own
+    /// (with the same setters).
+    #[macro_export]
+    macro_rules! load_client {
+        ($client:ty, $world:expr) => {{
+            let world: &$crate::__private::World = $world;
+            <$client>::builder()
+                .resolvers([world.dns_addr()])
+                .trust_anchors($crate::anchors(world))
+                .config($crate::load::config(world))
+                .max_concurrent_lookups($crate::load::MAX_CONCURRENT_LOOKUPS)
+                .build()
+                .expect("build the client")
+        }};
+    }
+
+    /// The engine configuration: the world's HTTPS port and [`TIMEOUT`].
+    pub fn config(world: &World) -> Config {
+        let mut config = super::config(world);
+        config.dns_timeout = TIMEOUT;
+        config.fetch_timeout = TIMEOUT;
+        config
+    }
+
+    /// The domain of each caller, in the order to start them: interleaved (caller `i` asks for
+    /// domain `i % DOMAINS`), so that the ten callers of a domain come among the others'.
+    pub fn callers() -> Vec<String> {
+        (0..CALLERS)
+            .map(|i| bulk_domain_name(i % DOMAINS))
+            .collect()
+    }
+
+    /// The most DNS queries and HTTPS connections the world saw at once.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Peaks {
+        /// DNS queries in flight ([`World::peak_dns_in_flight`]).
+        pub dns: usize,
+        /// HTTPS connections being served ([`World::peak_https_in_flight`]).
+        pub https: usize,
+    }
+
+    /// Checks a run: `outcomes[i]` is what caller `i` of [`callers`] got, `stats` the client's
+    /// counters afterwards. Panics with every problem found:
+    /// - every caller got its domain's policy (fetched, or fresh from the cache for a caller
+    ///   that came after the fetch): mode enforce, `mx.<domain>` matches;
+    /// - each domain was looked up once: one TXT query, one A and one AAAA query for its
+    ///   policy host, one TLS connection and one fetch; the cache holds each domain once and no
+    ///   lookup is left under way;
+    /// - at most [`MAX_CONCURRENT_LOOKUPS`] HTTPS connections were served at once, and at most
+    ///   twice as many DNS queries were in flight (a lookup asks for the policy host's A and
+    ///   AAAA records at once).
+    ///
+    /// Returns the peaks, for the test's output.
+    pub fn check(world: &World, outcomes: &[Outcome], stats: &Stats) -> Peaks {
+        let mut problems = Vec::new();
+        if outcomes.len() != CALLERS {
+            problems.push(format!("{} outcomes for {CALLERS} callers", outcomes.len()));
+        }
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let domain = bulk_domain_name(i % DOMAINS);
+            let timely = matches!(
+                outcome,
+                Outcome::Fetched(_)
+                    | Outcome::Cached {
+                        reason: CacheReason::Fresh,
+                        ..
+                    }
+            );
+            let right = outcome.policy().is_some_and(|p| {
+                p.mode() == Mode::Enforce && p.policy().matches_mx(&format!("mx.{domain}"))
+            });
+            if !(timely && right) {
+                problems.push(format!("caller {i} ({domain}): {outcome:?}"));
+            }
+        }
+        for d in 0..DOMAINS {
+            let domain = bulk_domain_name(d);
+            let host = format!("mta-sts.{domain}");
+            let seen = [
+                world.queries(&format!("_mta-sts.{domain}"), RecordType::Txt),
+                world.queries(&host, RecordType::A),
+                world.queries(&host, RecordType::Aaaa),
+                world.connections(&host),
+                world.fetches(&host),
+            ];
+            if seen != [1; 5] {
+                problems.push(format!(
+                    "{domain}: TXT, A, AAAA queries, TLS connections, fetches: {seen:?}, not once each"
+                ));
+            }
+        }
+        let totals = (world.total_queries(), world.total_fetches());
+        if totals != (3 * DOMAINS, DOMAINS) {
+            problems.push(format!("total DNS queries and fetches: {totals:?}"));
+        }
+        if (stats.entries, stats.in_flight, stats.fetch_success) != (DOMAINS, 0, DOMAINS as u64) {
+            problems.push(format!("client stats: {stats:?}"));
+        }
+        let peaks = Peaks {
+            dns: world.peak_dns_in_flight(),
+            https: world.peak_https_in_flight(),
+        };
+        if peaks.https > MAX_CONCURRENT_LOOKUPS || peaks.dns > 2 * MAX_CONCURRENT_LOOKUPS {
+            problems.push(format!(
+                "{peaks:?} over the bound of {MAX_CONCURRENT_LOOKUPS} lookups at once"
+            ));
+        }
+        let found = problems.len();
+        problems.truncate(20);
+        assert!(
+            problems.is_empty(),
+            "{found} problem(s), the first ones:\n{}",
+            problems.join("\n")
+        );
+        eprintln!("peaks with at most {MAX_CONCURRENT_LOOKUPS} lookups at once: {peaks:?}");
+        peaks
+    }
+}

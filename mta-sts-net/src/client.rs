@@ -192,14 +192,22 @@ impl ClientSettings {
     }
 }
 
+/// Which flight a driver drives: given with [`Start::Drive`] and
+/// [`CacheState::next_refresh`], handed back to [`CacheState::finish`] and
+/// [`CacheState::abandon`], so that a lookup that ends after a newer one for the same domain
+/// has started (it outlived [`Config::lookup_deadline`], e.g. queued behind
+/// `max_concurrent_lookups`) never ends that newer flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlightId(u64);
+
 /// What a caller of [`CacheState::start`] does next.
 #[derive(Debug)]
 pub enum Start<F, D> {
     /// The outcome, at once (a fresh cached policy, an invalid or disabled domain): no I/O.
     Ready(Outcome),
-    /// This caller drives the lookup (perform its I/O, then [`CacheState::finish`]) and tells
-    /// the others through `D`; they were given the matching `F`.
-    Drive(Box<Lookup>, D),
+    /// This caller drives the lookup (perform its I/O, then [`CacheState::finish`] with the
+    /// [`FlightId`]) and tells the others through `D`; they were given the matching `F`.
+    Drive(Box<Lookup>, D, FlightId),
     /// Another caller drives the lookup for this domain: wait for its outcome on `F`. If it
     /// gives up without one, call [`CacheState::start`] again (not as a recheck).
     Wait(F),
@@ -222,8 +230,18 @@ pub enum Start<F, D> {
 #[derive(Debug)]
 pub struct CacheState<F, D = F> {
     cache: PolicyCache,
-    flights: HashMap<PolicyDomain, F>,
+    flights: HashMap<PolicyDomain, Flight<F>>,
+    /// The id of the next flight.
+    next_id: u64,
     _driver: std::marker::PhantomData<fn() -> D>,
+}
+
+/// A lookup under way: who drives it, since when, and what its waiters hold.
+#[derive(Debug)]
+struct Flight<F> {
+    id: FlightId,
+    started: UnixTime,
+    waiters: F,
 }
 
 impl<F: Clone, D> CacheState<F, D> {
@@ -232,8 +250,31 @@ impl<F: Clone, D> CacheState<F, D> {
         Self {
             cache,
             flights: HashMap::new(),
+            next_id: 0,
             _driver: std::marker::PhantomData,
         }
+    }
+
+    /// The flight of `domain` still under way at `now` (begun less than
+    /// [`Config::lookup_deadline`] ago), if any.
+    fn live_flight(&self, domain: &PolicyDomain, now: UnixTime) -> Option<&Flight<F>> {
+        let deadline = self.cache.config().lookup_deadline;
+        self.flights
+            .get(domain)
+            .filter(|f| now < f.started.saturating_add(deadline))
+    }
+
+    /// Registers the flight of a lookup this caller drives.
+    fn register(&mut self, domain: &PolicyDomain, now: UnixTime, waiters: F) -> FlightId {
+        let id = FlightId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1);
+        let flight = Flight {
+            id,
+            started: now,
+            waiters,
+        };
+        self.flights.insert(domain.clone(), flight);
+        id
     }
 
     /// The cache.
@@ -264,12 +305,19 @@ impl<F: Clone, D> CacheState<F, D> {
                     return Start::Ready(outcome);
                 }
                 Begin::Started(lookup) => {
+                    // The cache no longer marks the domain as under way, but a flight of ours
+                    // still is (an overdue lookup that ended cleared the mark of this newer
+                    // one; or the table of marks was full): share it. `begin` marked the
+                    // domain again, for that flight.
+                    if let Some(f) = self.live_flight(lookup.domain(), now) {
+                        return Start::Wait(f.waiters.clone());
+                    }
                     let (waiters, driver) = flight();
-                    self.flights.insert(lookup.domain().clone(), waiters);
-                    return Start::Drive(lookup, driver);
+                    let id = self.register(lookup.domain(), now, waiters);
+                    return Start::Drive(lookup, driver, id);
                 }
                 Begin::InProgress(d) => match self.flights.get(&d) {
-                    Some(waiters) => return Start::Wait(waiters.clone()),
+                    Some(f) => return Start::Wait(f.waiters.clone()),
                     // Marked as under way, but by nobody of ours (a lookup dropped without
                     // notice): clear the mark and start again.
                     None => self.cache.abandon(&d),
@@ -284,28 +332,45 @@ impl<F: Clone, D> CacheState<F, D> {
         &mut self,
         now: UnixTime,
         flight: impl FnOnce() -> (F, D),
-    ) -> Option<(Lookup, D)> {
-        let lookup = self.cache.poll_refresh(now)?;
-        let (waiters, driver) = flight();
-        self.flights.insert(lookup.domain().clone(), waiters);
-        Some((lookup, driver))
+    ) -> Option<(Lookup, D, FlightId)> {
+        loop {
+            let lookup = self.cache.poll_refresh(now)?;
+            // A delivery lookup of ours is under way for the domain (its mark was cleared by an
+            // overdue lookup): skip this refresh; the cache tries it again later.
+            if self.live_flight(lookup.domain(), now).is_some() {
+                continue;
+            }
+            let (waiters, driver) = flight();
+            let id = self.register(lookup.domain(), now, waiters);
+            return Some((lookup, driver, id));
+        }
     }
 
-    /// Stores what a finished lookup learned and ends its flight; returns the outcome to hand to
-    /// the waiters.
-    pub fn finish(&mut self, resolution: Resolution, now: UnixTime) -> Outcome {
+    /// Whether `id` is the flight registered for `domain` now.
+    fn is_current(&self, domain: &PolicyDomain, id: FlightId) -> bool {
+        self.flights.get(domain).is_some_and(|f| f.id == id)
+    }
+
+    /// Stores what the lookup of flight `id` learned and ends that flight; returns the outcome
+    /// to hand to its waiters. If a newer flight has taken the domain over meanwhile, it stays.
+    pub fn finish(&mut self, resolution: Resolution, id: FlightId, now: UnixTime) -> Outcome {
         let domain = resolution.domain().clone();
         let outcome = self.cache.apply(resolution, now);
-        self.flights.remove(&domain);
+        if self.is_current(&domain, id) {
+            self.flights.remove(&domain);
+        }
         export_metrics(&self.cache.stats());
         outcome
     }
 
-    /// The lookup of `domain` will not be finished (its driver gave up): clears its mark and its
-    /// flight, so that the waiters start over.
-    pub fn abandon(&mut self, domain: &PolicyDomain) {
-        self.cache.abandon(domain);
-        self.flights.remove(domain);
+    /// The lookup of flight `id` for `domain` will not be finished (its driver gave up): clears
+    /// the domain's mark and flight, so that the waiters start over; nothing if a newer flight
+    /// has taken the domain over meanwhile.
+    pub fn abandon(&mut self, domain: &PolicyDomain, id: FlightId) {
+        if self.is_current(domain, id) {
+            self.cache.abandon(domain);
+            self.flights.remove(domain);
+        }
     }
 
     /// The delivery decision for each MX host of `domain` under `outcome`.
@@ -454,7 +519,7 @@ mod tests {
     #[test]
     fn concurrent_callers_wait_on_the_first_ones_flight_until_it_finishes() {
         let mut s: CacheState<u8> = CacheState::new(PolicyCache::new(Config::default()));
-        let Start::Drive(lookup, 1) = s.start("example.com", false, now(), || (1, 1)) else {
+        let Start::Drive(lookup, 1, id) = s.start("example.com", false, now(), || (1, 1)) else {
             panic!("the first caller drives")
         };
         assert!(matches!(
@@ -465,7 +530,7 @@ mod tests {
             s.start("example.com", true, now(), || (3, 3)),
             Start::Wait(1)
         ));
-        let outcome = s.finish(drive(*lookup), now());
+        let outcome = s.finish(drive(*lookup), id, now());
         assert!(matches!(outcome, Outcome::Fetched(_)));
         assert!(matches!(
             s.start("example.com", false, now(), || (4, 4)),
@@ -480,13 +545,96 @@ mod tests {
     #[test]
     fn an_abandoned_flight_lets_the_next_caller_drive() {
         let mut s: CacheState<u8> = CacheState::new(PolicyCache::new(Config::default()));
-        let Start::Drive(lookup, _) = s.start("example.com", false, now(), || (1, 1)) else {
+        let Start::Drive(lookup, _, id) = s.start("example.com", false, now(), || (1, 1)) else {
             panic!("the first caller drives")
         };
-        s.abandon(lookup.domain());
+        s.abandon(lookup.domain(), id);
         assert!(matches!(
             s.start("example.com", false, now(), || (2, 2)),
-            Start::Drive(_, 2)
+            Start::Drive(_, 2, _)
+        ));
+    }
+
+    /// A lookup begun at `now()` (flight 1) that is still running a minute and a second
+    /// later, when the deadline is a minute: by then a second caller has started flight 2.
+    /// Returns the state, the overdue lookup with its id, and that later instant.
+    fn overdue_lookup() -> (CacheState<u8>, Box<Lookup>, FlightId, UnixTime) {
+        let mut config = Config::default();
+        config.lookup_deadline = Duration::from_secs(60);
+        let mut s = CacheState::new(PolicyCache::new(config));
+        let Start::Drive(old, _, old_id) = s.start("example.com", false, now(), || (1, 1)) else {
+            panic!("the first caller drives")
+        };
+        // Past the deadline the first lookup counts as abandoned: a second one starts.
+        let later = now().saturating_add(Duration::from_secs(61));
+        let Start::Drive(..) = s.start("example.com", false, later, || (2, 2)) else {
+            panic!("an overdue flight is replaced")
+        };
+        (s, old, old_id, later)
+    }
+
+    /// Drives a lookup to a temporary failure (SERVFAIL for the TXT record): nothing stored.
+    fn servfail(mut lookup: Lookup, at: UnixTime) -> Resolution {
+        loop {
+            match lookup.poll() {
+                Step::Io(_) => {
+                    let failure = mta_sts_core::io::DnsFailure::ServerFailure;
+                    lookup.handle(IoResult::Txt(Err(failure)), at).unwrap();
+                }
+                Step::Done(r) => return r,
+            }
+        }
+    }
+
+    #[test]
+    fn an_overdue_lookup_that_finishes_leaves_the_newer_flight_of_its_domain_in_place() {
+        let (mut s, old, old_id, later) = overdue_lookup();
+        // The overdue lookup ends after all, without storing anything.
+        let outcome = s.finish(servfail(*old, later), old_id, later);
+        assert!(
+            matches!(outcome, Outcome::TemporaryFailure(_)),
+            "{outcome:?}"
+        );
+        // The newer lookup is still under way: later callers share it.
+        assert!(matches!(
+            s.start("example.com", false, later, || (3, 3)),
+            Start::Wait(2)
+        ));
+    }
+
+    #[test]
+    fn an_overdue_lookup_that_is_abandoned_leaves_the_newer_flight_of_its_domain_in_place() {
+        let (mut s, old, old_id, later) = overdue_lookup();
+        s.abandon(old.domain(), old_id);
+        assert!(matches!(
+            s.start("example.com", false, later, || (3, 3)),
+            Start::Wait(2)
+        ));
+    }
+
+    #[test]
+    fn a_refresh_due_while_a_newer_flight_runs_is_skipped_not_registered_over_it() {
+        let mut config = Config::default();
+        config.lookup_deadline = Duration::from_secs(60);
+        let mut s: CacheState<u8> = CacheState::new(PolicyCache::new(config));
+        let Start::Drive(first, _, id) = s.start("example.com", false, now(), || (1, 1)) else {
+            panic!("the first caller drives")
+        };
+        let _ = s.finish(drive(*first), id, now());
+        // Rechecks around the refresh time: the first one overdue when the second starts.
+        let due = now().saturating_add(s.refresh_wait(now()).expect("a refresh is scheduled"));
+        let t0 = UnixTime::from_secs(due.as_secs() - 61);
+        let Start::Drive(old, _, old_id) = s.start("example.com", true, t0, || (2, 2)) else {
+            panic!("a recheck drives")
+        };
+        let Start::Drive(..) = s.start("example.com", true, due, || (3, 3)) else {
+            panic!("an overdue flight is replaced")
+        };
+        let _ = s.finish(servfail(*old, due), old_id, due);
+        assert!(s.next_refresh(due, || (4, 4)).is_none());
+        assert!(matches!(
+            s.start("example.com", true, due, || (5, 5)),
+            Start::Wait(3)
         ));
     }
 
@@ -498,7 +646,7 @@ mod tests {
         let mut s: CacheState<u8> = CacheState::new(cache);
         assert!(matches!(
             s.start("example.com", false, now(), || (1, 1)),
-            Start::Drive(_, 1)
+            Start::Drive(_, 1, _)
         ));
     }
 
@@ -511,22 +659,22 @@ mod tests {
         ));
         assert_eq!(s.refresh_wait(now()), None);
         assert_eq!(s.refresher_sleep(now()), MAX_REFRESHER_SLEEP);
-        let Start::Drive(lookup, _) = s.start("example.com", false, now(), || (1, 1)) else {
+        let Start::Drive(lookup, _, id) = s.start("example.com", false, now(), || (1, 1)) else {
             panic!("the first caller drives")
         };
-        let _ = s.finish(drive(*lookup), now());
+        let _ = s.finish(drive(*lookup), id, now());
         let wait = s.refresh_wait(now()).expect("a refresh is scheduled");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(86_400));
         assert_eq!(s.refresher_sleep(now()), MAX_REFRESHER_SLEEP);
         let later = now().saturating_add(wait);
         assert_eq!(s.refresh_wait(later), Some(Duration::ZERO));
         assert_eq!(s.refresher_sleep(later), Duration::ZERO);
-        let (refresh, _) = s.next_refresh(later, || (5, 5)).expect("due");
+        let (refresh, _, id) = s.next_refresh(later, || (5, 5)).expect("due");
         assert!(matches!(
             s.start("example.com", true, later, || (6, 6)),
             Start::Wait(5)
         ));
-        let _ = s.finish(drive(refresh), later);
+        let _ = s.finish(drive(refresh), id, later);
         assert_eq!(s.stats().refresh_success, 1);
     }
 

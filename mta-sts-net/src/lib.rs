@@ -51,7 +51,7 @@ mod transfer;
 
 pub use client::{
     CacheState, ClientError, ClientParts, ClientSettings, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS,
-    MAX_REFRESHER_SLEEP, Start, io_rejected, system_clock,
+    FlightId, MAX_REFRESHER_SLEEP, Start, io_rejected, system_clock,
 };
 pub use transfer::{
     ConnectErrors, addr_exchange, policy_request, read_progress, txt_exchange, udp_bind_addr,

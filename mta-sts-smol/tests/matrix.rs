@@ -1,6 +1,9 @@
-//! The shared scenario matrix (mta-sts-matrix) against the smol adapter, driven by smol and by
-//! async-std, from the calling thread and from each one's executor tasks.
+//! The shared scenario matrix and load scenario (mta-sts-matrix) against the smol adapter,
+//! driven by smol and by async-std, from the calling thread and from each one's executor tasks.
 
+use std::future::Future;
+
+use mta_sts_matrix::load;
 use mta_sts_smol::{Client, Outcome};
 
 /// Runs the matrix with `policy(client, domain)` as the way to ask for a policy.
@@ -42,4 +45,45 @@ fn matrix_async_std_tasks() {
             client.policy(&domain).await
         }))
     });
+}
+
+/// Everything a future gives, waited on by a blocked thread.
+type Join = std::pin::Pin<Box<dyn Future<Output = Vec<Outcome>>>>;
+
+/// The load scenario: every caller a task started by `spawn`, all started before any is
+/// awaited, then awaited in order on the thread `block_on` blocks.
+fn load<F>(spawn: impl Fn(Client, String) -> F, block_on: impl FnOnce(Join) -> Vec<Outcome>)
+where
+    F: Future<Output = Outcome> + 'static,
+{
+    let world = load::world();
+    let client = mta_sts_matrix::load_client!(Client, &world);
+    let calls: Vec<F> = load::callers()
+        .into_iter()
+        .map(|domain| spawn(client.clone(), domain))
+        .collect();
+    let outcomes = block_on(Box::pin(async move {
+        let mut outcomes = Vec::with_capacity(calls.len());
+        for call in calls {
+            outcomes.push(call.await);
+        }
+        outcomes
+    }));
+    load::check(&world, &outcomes, &client.stats());
+}
+
+#[test]
+fn ten_thousand_callers_over_a_thousand_domains_fetch_each_once_within_the_bound_smol() {
+    load(
+        |client, domain| smol::spawn(async move { client.policy(&domain).await }),
+        smol::block_on,
+    );
+}
+
+#[test]
+fn ten_thousand_callers_over_a_thousand_domains_fetch_each_once_within_the_bound_async_std() {
+    load(
+        |client, domain| async_std::task::spawn(async move { client.policy(&domain).await }),
+        async_std::task::block_on,
+    );
 }

@@ -1,16 +1,17 @@
 //! The authoritative DNS server: UDP and TCP on 127.0.0.1, answers from the world's state.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record as HRecord, RecordType as HType};
 
 use crate::scenario::{DnsFault, Record, RecordType};
-use crate::state::{normalize, read};
+use crate::state::{lock, normalize, read};
 use crate::world::Shared;
 
 /// Longest CNAME chain followed in one answer.
@@ -46,6 +47,8 @@ pub(crate) fn bind() -> io::Result<Sockets> {
 
 pub(crate) fn serve_udp(shared: &Shared, sock: &UdpSocket) {
     let _ = sock.set_read_timeout(Some(UDP_POLL));
+    let latency = shared.settings.dns_latency;
+    let in_flight = &shared.counters.dns_in_flight;
     let mut buf = vec![0u8; 65_535];
     while !shared.sup.is_closed() {
         let Ok((n, peer)) = sock.recv_from(&mut buf) else {
@@ -54,9 +57,68 @@ pub(crate) fn serve_udp(shared: &Shared, sock: &UdpSocket) {
         if shared.sup.is_closed() {
             break;
         }
-        if let Some(resp) = answer(shared, &buf[..n], false) {
-            let _ = sock.send_to(&resp, peer);
+        in_flight.enter();
+        match answer(shared, &buf[..n], false) {
+            // The delayed sender sends it and counts it as answered.
+            Some(resp) if !latency.is_zero() => shared.delayed.push(latency, resp, peer),
+            Some(resp) => {
+                // Answered from here on: once the client has the answer, it is counted so.
+                in_flight.leave();
+                let _ = sock.send_to(&resp, peer);
+            }
+            None => in_flight.leave(),
         }
+    }
+}
+
+/// UDP answers held back by the world's DNS latency, in the order they are due (each waits
+/// the same time).
+#[derive(Debug, Default)]
+pub(crate) struct Delayed {
+    queue: Mutex<VecDeque<(Instant, Vec<u8>, SocketAddr)>>,
+    added: Condvar,
+}
+
+impl Delayed {
+    fn push(&self, latency: Duration, resp: Vec<u8>, peer: SocketAddr) {
+        lock(&self.queue).push_back((Instant::now() + latency, resp, peer));
+        self.added.notify_one();
+    }
+
+    /// Wakes the delayed sender, so that it sees the world closing. Taking the lock first
+    /// orders this after its last look at the flag: it is either waiting or about to look.
+    pub(crate) fn wake(&self) {
+        let _queue = lock(&self.queue);
+        self.added.notify_all();
+    }
+}
+
+/// Sends the delayed UDP answers when they are due, until the world closes.
+pub(crate) fn send_delayed(shared: &Shared, sock: &UdpSocket) {
+    let delayed = &shared.delayed;
+    let mut queue = lock(&delayed.queue);
+    while !shared.sup.is_closed() {
+        let now = Instant::now();
+        queue = match queue.front() {
+            Some((due, ..)) if *due <= now => {
+                let Some((_, resp, peer)) = queue.pop_front() else {
+                    continue;
+                };
+                drop(queue);
+                shared.counters.dns_in_flight.leave();
+                let _ = sock.send_to(&resp, peer);
+                lock(&delayed.queue)
+            }
+            Some((due, ..)) => {
+                let wait = *due - now;
+                let waited = delayed.added.wait_timeout(queue, wait);
+                waited.unwrap_or_else(PoisonError::into_inner).0
+            }
+            None => delayed
+                .added
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner),
+        };
     }
 }
 
@@ -84,9 +146,13 @@ fn serve_tcp_conn(shared: &Shared, mut stream: TcpStream) {
         if stream.read_exact(&mut msg).is_err() {
             return;
         }
+        let in_flight = shared.counters.dns_in_flight.hold();
         let Some(resp) = answer(shared, &msg, true) else {
             continue;
         };
+        // The world's DNS latency, on this connection's own thread.
+        std::thread::sleep(shared.settings.dns_latency);
+        drop(in_flight);
         let Ok(rlen) = u16::try_from(resp.len()) else {
             return;
         };

@@ -93,6 +93,7 @@ struct Behaviour {
 }
 
 fn serve_conn(shared: &Shared, configs: &Configs, mut tcp: TcpStream, guard: &ConnGuard) {
+    let in_flight = shared.counters.https_in_flight.hold();
     let idle = shared.settings.idle_timeout;
     let _ = tcp.set_read_timeout(Some(idle));
     let _ = tcp.set_write_timeout(Some(idle));
@@ -145,6 +146,7 @@ fn serve_conn(shared: &Shared, configs: &Configs, mut tcp: TcpStream, guard: &Co
     let req = match read_request(&mut stream, &host) {
         Ok(r) => r,
         Err(Some(status)) => {
+            drop(in_flight);
             let _ = stream.write_all(&head(status, &[], &[]));
             finish(stream);
             return;
@@ -153,6 +155,8 @@ fn serve_conn(shared: &Shared, configs: &Configs, mut tcp: TcpStream, guard: &Co
     };
     let (method_ok, path_ok) = (req.method == "GET", req.path == POLICY_PATH);
     shared.counters.fetch(req);
+    // Served from here on: once the client has the response, it is counted so.
+    drop(in_flight);
     let behaviour = read(&shared.state).policy_domain(&host).map(|d| Behaviour {
         http: d.http.clone(),
         body: d.policy_text(),

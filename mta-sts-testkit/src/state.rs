@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::scenario::{DnsFault, Domain, Record, RecordType, TxtSetting};
@@ -199,9 +200,61 @@ struct CounterMaps {
     fetch_total: usize,
 }
 
+/// How many of something are under way now, and the most there have been at once.
+#[derive(Debug, Default)]
+pub(crate) struct Gauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Gauge {
+    /// One more is under way until [`leave`](Self::leave) is called.
+    pub(crate) fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// One fewer is under way.
+    pub(crate) fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// One more is under way until the guard is dropped.
+    pub(crate) fn hold(&self) -> Held<'_> {
+        self.enter();
+        Held(self)
+    }
+
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    /// The peak starts again from what is under way now.
+    fn reset_peak(&self) {
+        self.peak
+            .store(self.now.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// One under way in a [`Gauge`], until dropped.
+#[derive(Debug)]
+pub(crate) struct Held<'a>(&'a Gauge);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     maps: Mutex<CounterMaps>,
+    /// DNS queries received (UDP or TCP) and not yet answered (left just before the answer is
+    /// sent).
+    pub(crate) dns_in_flight: Gauge,
+    /// HTTPS connections being served, from the server's first read of the connection to the
+    /// request read (the response follows).
+    pub(crate) https_in_flight: Gauge,
 }
 
 impl Counters {
@@ -281,5 +334,7 @@ impl Counters {
 
     pub(crate) fn reset(&self) {
         *lock(&self.maps) = CounterMaps::default();
+        self.dns_in_flight.reset_peak();
+        self.https_in_flight.reset_peak();
     }
 }

@@ -21,6 +21,7 @@ use crate::sup::{Supervisor, Threads};
 pub(crate) struct Settings {
     pub(crate) idle_timeout: Duration,
     pub(crate) stall_limit: Duration,
+    pub(crate) dns_latency: Duration,
 }
 
 #[derive(Debug)]
@@ -31,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) sup: Arc<Supervisor>,
     pub(crate) settings: Settings,
     pub(crate) smtp: SmtpState,
+    pub(crate) delayed: dns::Delayed,
 }
 
 /// The name of the `i`-th domain added by [`WorldBuilder::bulk_domains`]: `d0000.example`,
@@ -66,6 +68,7 @@ impl Default for WorldBuilder {
             settings: Settings {
                 idle_timeout: Duration::from_secs(30),
                 stall_limit: Duration::from_secs(300),
+                dns_latency: Duration::ZERO,
             },
             max_connections: 1024,
             smtp: Smtp::default(),
@@ -129,6 +132,14 @@ impl WorldBuilder {
         self
     }
 
+    /// Holds every DNS answer this long before sending it (default: none), like a network's
+    /// round trip. The queries a client has out at once then stay in flight long enough for
+    /// [`World::peak_dns_in_flight`] to see them all.
+    pub fn dns_latency(mut self, latency: Duration) -> Self {
+        self.settings.dns_latency = latency;
+        self
+    }
+
     /// The most TCP connections (DNS and HTTPS together) served at once; further ones wait in
     /// the listen queue.
     pub fn max_connections(mut self, n: usize) -> Self {
@@ -173,6 +184,7 @@ impl WorldBuilder {
             sup: Arc::new(Supervisor::new(self.max_connections)),
             settings: self.settings,
             smtp: SmtpState::new(self.smtp, self.mx_certs),
+            delayed: dns::Delayed::default(),
         });
         let configs = Arc::new(https::Configs::new(&shared, &provider)?);
         let sockets = dns::bind()?;
@@ -192,6 +204,12 @@ impl WorldBuilder {
             let sock = sockets.udp.try_clone()?;
             let s = Arc::clone(sh);
             sh.sup.spawn("dns-udp", move || dns::serve_udp(&s, &sock))?;
+        }
+        if !self.settings.dns_latency.is_zero() {
+            let sock = sockets.udp.try_clone()?;
+            let s = Arc::clone(sh);
+            sh.sup
+                .spawn("dns-delayed", move || dns::send_delayed(&s, &sock))?;
         }
         let s = Arc::clone(sh);
         let tcp = sockets.tcp;
@@ -487,7 +505,27 @@ impl World {
         self.shared.smtp.handshakes(host)
     }
 
-    /// Sets every counter back to zero and forgets the recorded requests.
+    /// The most DNS queries (UDP and TCP) that were in flight at once: from their receipt until
+    /// just before the answer is sent (answers held by [`WorldBuilder::dns_latency`] count
+    /// until then; a query a fault leaves unanswered, until the server decides so). Each such
+    /// interval lies within the client's own (it sent the query before, gets the answer after),
+    /// so a client never had fewer queries out at once than this. Without a latency the server
+    /// answers as fast as its two UDP threads read, and this says little about the client.
+    pub fn peak_dns_in_flight(&self) -> usize {
+        self.shared.counters.dns_in_flight.peak()
+    }
+
+    /// The most HTTPS connections that were being served at once: from the server's first read
+    /// of the connection (the ClientHello) until the request has been read, just before the
+    /// response is written. Each such interval lies within the client's connection (it
+    /// connected before, gets the response after), so a client never had fewer connections
+    /// open at once than this.
+    pub fn peak_https_in_flight(&self) -> usize {
+        self.shared.counters.https_in_flight.peak()
+    }
+
+    /// Sets every counter back to zero and forgets the recorded requests (the peaks start again
+    /// from what is in flight now).
     pub fn reset_counters(&self) {
         self.shared.counters.reset();
         self.shared.smtp.reset_counters();
@@ -517,6 +555,7 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         self.shared.sup.close();
+        self.shared.delayed.wake();
         // Wake the threads blocked in recv_from and accept; each sees `closed` and returns.
         if let Ok(s) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) {
             for _ in 0..dns::UDP_WORKERS {

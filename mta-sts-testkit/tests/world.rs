@@ -226,3 +226,65 @@ fn two_worlds_are_independent_and_do_not_trust_each_other() {
     assert_eq!(a.total_queries(), 1);
     assert_eq!(b.total_queries(), 1);
 }
+
+#[test]
+fn peak_dns_in_flight_counts_the_queries_held_by_the_latency_at_once() {
+    let latency = Duration::from_millis(500);
+    let w = World::builder()
+        .domain("example.com", enforce().txt_id("1"))
+        .dns_latency(latency)
+        .build()
+        .unwrap();
+    assert_eq!(w.peak_dns_in_flight(), 0);
+    let probe = DnsProbe::for_world(&w);
+    let ask = || {
+        let t = Instant::now();
+        let txt = probe.udp("_mta-sts.example.com", RecordType::Txt).unwrap();
+        assert_eq!(txt.txt(), ["v=STSv1; id=1;"]);
+        t.elapsed()
+    };
+    // Five clients at once: each answer is held half a second, far longer than it takes the
+    // five to send, so the five are in flight together.
+    let took = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..5).map(|_| s.spawn(ask)).collect();
+        calls
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(took.iter().all(|t| *t >= latency), "{took:?}");
+    assert_eq!(w.peak_dns_in_flight(), 5);
+    // One at a time: the peak starts again from what is in flight (nothing) and stays at one.
+    w.reset_counters();
+    assert_eq!(w.peak_dns_in_flight(), 0);
+    ask();
+    ask();
+    assert_eq!(w.peak_dns_in_flight(), 1);
+    assert_eq!(w.total_queries(), 2);
+}
+
+#[test]
+fn peak_https_in_flight_counts_the_connections_served_at_once() {
+    let w = World::builder()
+        .domain("example.com", enforce())
+        .build()
+        .unwrap();
+    assert_eq!(w.peak_https_in_flight(), 0);
+    let probe = HttpsProbe::for_world(&w);
+    // Three handshakes done: three connections being served, none with its request yet.
+    let mut streams: Vec<_> = (0..3).map(|_| probe.connect(HOST).unwrap()).collect();
+    for s in &mut streams {
+        s.write_all(format!("GET {POLICY_PATH} HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut response = Vec::new();
+        s.read_to_end(&mut response).unwrap();
+        assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    }
+    assert_eq!(w.peak_https_in_flight(), 3);
+    w.reset_counters();
+    assert_eq!(w.peak_https_in_flight(), 0);
+    for _ in 0..2 {
+        assert_eq!(probe.get(HOST, POLICY_PATH).unwrap().status, 200);
+    }
+    assert_eq!(w.peak_https_in_flight(), 1);
+}

@@ -1,6 +1,8 @@
-//! The shared scenario matrix (mta-sts-matrix) against the tokio adapter.
+//! The shared scenario matrix and load scenario (mta-sts-matrix) against the tokio adapter.
 
+use mta_sts_matrix::load;
 use mta_sts_tokio::Client;
+use tokio::runtime::Runtime;
 
 fn client(world: &mta_sts_testkit::World) -> Client {
     Client::builder()
@@ -35,4 +37,45 @@ fn matrix_tokio_multi_thread() {
     let client = client(&world);
     mta_sts_matrix::run(&world, |domain| rt.block_on(client.policy(domain)));
     assert_eq!(rt.metrics().num_alive_tasks(), 0);
+}
+
+/// The load scenario on `rt`: every caller a task of its own, all spawned before any is awaited.
+fn load_on(rt: &Runtime) {
+    let world = load::world();
+    let client = mta_sts_matrix::load_client!(Client, &world);
+    let outcomes = rt.block_on(async {
+        let calls: Vec<_> = load::callers()
+            .into_iter()
+            .map(|domain| {
+                let client = client.clone();
+                tokio::spawn(async move { client.policy(&domain).await })
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(calls.len());
+        for call in calls {
+            outcomes.push(call.await.expect("the caller's task"));
+        }
+        outcomes
+    });
+    load::check(&world, &outcomes, &client.stats());
+    assert_eq!(rt.metrics().num_alive_tasks(), 0);
+}
+
+#[test]
+fn ten_thousand_callers_over_a_thousand_domains_fetch_each_once_within_the_bound_multi_thread() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    load_on(&rt);
+}
+
+#[test]
+fn ten_thousand_callers_over_a_thousand_domains_fetch_each_once_within_the_bound_current_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    load_on(&rt);
 }
