@@ -339,8 +339,9 @@ impl Index {
 /// otherwise it hands out a [`Lookup`] and marks the domain as under way, so that concurrent
 /// callers get [`Begin::InProgress`] and can wait for the first caller's outcome: one DNS query
 /// and one fetch per domain at a time. [`PolicyCache::apply`] stores what the lookup learned and
-/// clears the mark; [`PolicyCache::abandon`] clears it for a lookup given up. A mark older than
-/// [`Config::lookup_deadline`] is ignored.
+/// clears the mark (unless the lookup outlived [`Config::lookup_deadline`] and a newer lookup of
+/// the domain replaced it); [`PolicyCache::abandon`] clears it for a lookup given up. A mark
+/// older than [`Config::lookup_deadline`] is ignored.
 ///
 /// # Bounds and eviction order
 /// At most [`Config::capacity`] entries. An entry holds a policy, or only the memory of a recent
@@ -548,9 +549,14 @@ impl PolicyCache {
             kind,
             outcome,
             update,
+            started,
             ..
         } = resolution;
-        self.in_flight.remove(&domain);
+        // The mark is this lookup's unless a newer lookup replaced it after this one's deadline.
+        let mark = started.saturating_add(self.config.lookup_deadline);
+        if self.in_flight.get(&domain) == Some(&mark) {
+            self.in_flight.remove(&domain);
+        }
         let existing = self.find(domain.as_str());
         if matches!(outcome, Outcome::Cached { .. }) {
             self.stats.cached += 1;
@@ -1186,6 +1192,46 @@ mod tests {
             panic!("done after two requests")
         };
         let _ = cache.apply(r, now);
+    }
+
+    /// Finishes the lookup `l` with a valid policy at `now`.
+    fn resolve(mut l: Box<Lookup>, now: UnixTime) -> Resolution {
+        let txt = TxtAnswer::Records(vec![b"v=STSv1; id=1;".to_vec()]);
+        let body = "version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 86400\n";
+        l.handle(IoResult::Txt(Ok(txt)), now).unwrap();
+        let fetch = FetchResponse::new(200, Some("text/plain"), body);
+        l.handle(IoResult::Fetch(Ok(fetch)), now).unwrap();
+        let Step::Done(r) = l.poll() else {
+            panic!("done after two requests")
+        };
+        r
+    }
+
+    #[test]
+    fn an_overdue_lookup_finishing_leaves_the_newer_lookups_mark() {
+        // Concurrent lookups of one domain coalesce behind its "under way" mark; a lookup that
+        // outlives the deadline is replaced, and its late result must not clear the new mark.
+        let mut config = Config::default();
+        config.capacity = 0; // nothing cached: every begin looks at the marks only
+        let mut cache = PolicyCache::new(config);
+        let t0 = UnixTime::from_secs(1_000_000);
+        let Begin::Started(first) = cache.begin("example.com", t0) else {
+            panic!("the first lookup starts")
+        };
+        let late = t0.saturating_add(cache.config().lookup_deadline + SECOND);
+        let Begin::Started(second) = cache.begin("example.com", late) else {
+            panic!("a lookup after the first one's deadline starts")
+        };
+        let _ = cache.apply(resolve(first, late), late);
+        assert!(
+            matches!(cache.begin("example.com", late), Begin::InProgress(_)),
+            "the second lookup is still under way"
+        );
+        let _ = cache.apply(resolve(second, late), late);
+        assert!(matches!(
+            cache.begin("example.com", late),
+            Begin::Started(_)
+        ));
     }
 
     #[test]

@@ -149,6 +149,9 @@ pub struct Resolution {
     pub(crate) outcome: Outcome,
     pub(crate) update: Update,
     pub(crate) io_done: u8,
+    /// When the lookup was made: with the cache's lookup deadline, it names the lookup's
+    /// "under way" mark, so that finishing an overdue lookup leaves a newer one's mark alone.
+    pub(crate) started: UnixTime,
 }
 
 impl Resolution {
@@ -202,6 +205,7 @@ pub struct Lookup {
     cached: Option<CachedPolicy>,
     memo: Option<FetchMemo>,
     io_done: u8,
+    started: UnixTime,
     state: State,
 }
 
@@ -244,6 +248,7 @@ impl Lookup {
             cached,
             memo,
             io_done: 0,
+            started: now,
             state: State::Txt(query),
         };
         if params.usage == StsUsage::Disable {
@@ -315,6 +320,7 @@ impl Lookup {
             outcome,
             update,
             io_done: self.io_done,
+            started: self.started,
         };
         self.state = State::Done(resolution);
     }
