@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -49,6 +49,9 @@ pub(crate) struct Shared {
     version: AtomicU64,
     shutdown: watch::Sender<bool>,
     live: AtomicUsize,
+    /// Held while `live` changes and the gauge is set to it, so that two threads cannot set
+    /// the values they computed out of order (which left the gauge wrong until the next change).
+    gauge: Mutex<()>,
     idle: Notify,
     idle_timeout: RwLock<Duration>,
 }
@@ -61,6 +64,7 @@ impl Shared {
             version: AtomicU64::new(0),
             shutdown: watch::Sender::new(false),
             live: AtomicUsize::new(0),
+            gauge: Mutex::new(()),
             idle: Notify::new(),
             idle_timeout: RwLock::new(idle_timeout),
         })
@@ -123,9 +127,16 @@ impl Shared {
     }
 
     fn enter(self: &Arc<Self>) -> LiveGuard {
+        let _gauge = self.lock_gauge();
         let n = self.live.fetch_add(1, Ordering::AcqRel) + 1;
         metrics::gauge!("mta_sts_daemon_connections").set(n as f64);
         LiveGuard(self.clone())
+    }
+
+    fn lock_gauge(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.gauge
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -134,8 +145,12 @@ struct LiveGuard(Arc<Shared>);
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        let n = self.0.live.fetch_sub(1, Ordering::AcqRel) - 1;
-        metrics::gauge!("mta_sts_daemon_connections").set(n as f64);
+        let n = {
+            let _gauge = self.0.lock_gauge();
+            let n = self.0.live.fetch_sub(1, Ordering::AcqRel) - 1;
+            metrics::gauge!("mta_sts_daemon_connections").set(n as f64);
+            n
+        };
         if n == 0 {
             self.0.idle.notify_waiters();
         }
