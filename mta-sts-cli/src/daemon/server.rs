@@ -5,9 +5,9 @@
 //! a `PERM` reply, then the connection is closed); a connection has at most [`MAX_PIPELINE`]
 //! requests under way (then it is not read until replies have gone out); at most
 //! `max_connections` connections are served at once (more wait in the listen queue); a peer that
-//! does not read its replies for [`WRITE_TIMEOUT`] or sends nothing for `idle_timeout` is
-//! disconnected. A connection only ever waits on its own socket, so a slow peer holds up nobody
-//! else.
+//! does not read its replies for [`WRITE_TIMEOUT`] or sends no complete request for
+//! `idle_timeout` (after connecting or after its last reply) is disconnected. A connection only
+//! ever waits on its own socket, so a slow peer holds up nobody else.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -540,9 +540,13 @@ where
         let can_read = reading && pipeline.len() < MAX_PIPELINE;
         tokio::select! {
             reply = pipeline.next(), if !pipeline.is_empty() => push_reply(&mut out, &reply),
-            read = read_some(&mut rd, &mut buf), if can_read => match read {
-                Ok(0) | Err(_) => reading = false,
-                Ok(_) => idle.as_mut().reset(Instant::now() + idle_timeout),
+            // A read does not restart the idle time: bytes that do not make a request (one
+            // trickled a byte at a time, a length that stalls) would keep the connection
+            // forever. A request keeps it open until its reply is written, which restarts it.
+            read = read_some(&mut rd, &mut buf), if can_read => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    reading = false;
+                }
             },
             changed = shutdown.changed(), if reading => {
                 // Shutting down (or the daemon is gone): answer what came, read nothing more.
