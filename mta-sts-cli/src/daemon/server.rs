@@ -5,7 +5,7 @@
 //! a `PERM` reply, then the connection is closed); a connection has at most [`MAX_PIPELINE`]
 //! requests under way (then it is not read until replies have gone out); at most
 //! `max_connections` connections are served at once (more wait in the listen queue); a peer that
-//! does not read its replies for [`WRITE_TIMEOUT`] or sends no complete request for
+//! does not read its replies for `write_timeout` or sends no complete request for
 //! `idle_timeout` (after connecting or after its last reply) is disconnected. A connection only
 //! ever waits on its own socket, so a slow peer holds up nobody else.
 
@@ -34,8 +34,6 @@ use super::responder::{Reply, Responder};
 pub(crate) const MAX_REQUEST: usize = 1024;
 /// Requests under way on one connection (postfix-mta-sts-resolver's queue limit).
 pub(crate) const MAX_PIPELINE: usize = 128;
-/// A peer that does not take its replies for this long is disconnected.
-pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Read size.
 const READ_CHUNK: usize = 4096;
 /// Replies are written once this many bytes are waiting, or when no other reply is ready.
@@ -522,7 +520,9 @@ where
             }
         }
         if !out.is_empty() {
-            match timeout(WRITE_TIMEOUT, wr.write_all(&out)).await {
+            // A peer that does not take its replies for this long is disconnected.
+            let write_timeout = responder.config().write_timeout;
+            match timeout(write_timeout, wr.write_all(&out)).await {
                 Ok(Ok(())) => {
                     out.clear();
                     // Idle time counts from the last reply too, not only from the last read.
@@ -533,7 +533,7 @@ where
             continue;
         }
         if !reading && pipeline.is_empty() {
-            let _ = timeout(WRITE_TIMEOUT, wr.shutdown()).await;
+            let _ = timeout(responder.config().write_timeout, wr.shutdown()).await;
             return;
         }
 
