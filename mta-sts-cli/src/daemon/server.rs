@@ -34,6 +34,8 @@ use super::responder::{Reply, Responder};
 pub(crate) const MAX_REQUEST: usize = 1024;
 /// Requests under way on one connection (postfix-mta-sts-resolver's queue limit).
 pub(crate) const MAX_PIPELINE: usize = 128;
+/// A connection yields its thread after taking this many requests (see `serve_connection`).
+const YIELD_EVERY: usize = 32;
 /// Read size.
 const READ_CHUNK: usize = 4096;
 /// Replies are written once this many bytes are waiting, or when no other reply is ready.
@@ -477,8 +479,18 @@ where
     let mut pipeline = Pipeline::default();
     // False once the peer has closed its side, broken the protocol, or the daemon shuts down.
     let mut reading = !*shutdown.borrow();
+    // Requests taken since this task last yielded its thread.
+    let mut taken = 0usize;
 
     loop {
+        // A peer that keeps its connection busy (a pipelined flood always has a request ready)
+        // would keep its worker thread until tokio's budget of I/O operations ran out, thousands
+        // of requests later; it yields after every YIELD_EVERY requests instead, so that other
+        // connections, and the I/O events that wake them, get their turn.
+        if taken >= YIELD_EVERY {
+            taken = 0;
+            tokio::task::yield_now().await;
+        }
         // Take every complete request already read, while there is room.
         let mut start = 0;
         while reading && pipeline.len() < MAX_PIPELINE {
@@ -486,6 +498,7 @@ where
                 Ok(Decoded::Complete { data, consumed }) => {
                     let request = buf[start + data.start..start + data.end].to_vec();
                     start += consumed;
+                    taken += 1;
                     let now = shared.version.load(Ordering::Acquire);
                     if now != version {
                         version = now;
