@@ -36,8 +36,14 @@ pub(crate) const MAX_REQUEST: usize = 1024;
 pub(crate) const MAX_PIPELINE: usize = 128;
 /// A connection yields its thread after taking this many requests (see `serve_connection`).
 const YIELD_EVERY: usize = 32;
-/// Read size.
+/// Read size, once a connection has more to read than its first buffer holds.
 const READ_CHUNK: usize = 4096;
+/// The read buffer a connection starts with, and keeps while it waits for requests.
+const IDLE_READ_BUFFER: usize = 512;
+/// A read is made into at least this much spare room.
+const MIN_READ: usize = 256;
+/// The reply buffer a connection keeps while it waits for requests.
+const IDLE_WRITE_BUFFER: usize = 1024;
 /// Replies are written once this many bytes are waiting, or when no other reply is ready.
 const WRITE_BATCH: usize = 16 * 1024;
 
@@ -474,7 +480,7 @@ where
     let idle = sleep_until(Instant::now() + idle_timeout);
     tokio::pin!(idle);
 
-    let mut buf: Vec<u8> = Vec::with_capacity(512);
+    let mut buf: Vec<u8> = Vec::with_capacity(IDLE_READ_BUFFER);
     let mut out: Vec<u8> = Vec::new();
     let mut pipeline = Pipeline::default();
     // False once the peer has closed its side, broken the protocol, or the daemon shuts down.
@@ -550,6 +556,11 @@ where
             return;
         }
 
+        if pipeline.is_empty() && buf.is_empty() {
+            // Waiting for the next request: the buffers of a burst go back, so that an idle
+            // connection holds little memory however busy it once was.
+            release_burst_buffers(&mut buf, &mut out);
+        }
         let can_read = reading && pipeline.len() < MAX_PIPELINE;
         tokio::select! {
             reply = pipeline.next(), if !pipeline.is_empty() => push_reply(&mut out, &reply),
@@ -573,8 +584,22 @@ where
 }
 
 async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
-    buf.reserve(READ_CHUNK);
+    // Reserved only when the room left is small: reserving a chunk before every read gave each
+    // idle connection 4 KiB (40 MB for 10,000 of them) before its first byte.
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(READ_CHUNK);
+    }
     rd.read_buf(buf).await
+}
+
+/// Shrinks the (empty) buffers of a connection back to their idle sizes.
+fn release_burst_buffers(buf: &mut Vec<u8>, out: &mut Vec<u8>) {
+    if buf.capacity() > IDLE_READ_BUFFER {
+        buf.shrink_to(IDLE_READ_BUFFER);
+    }
+    if out.capacity() > IDLE_WRITE_BUFFER {
+        out.shrink_to(IDLE_WRITE_BUFFER);
+    }
 }
 
 #[cfg(test)]
