@@ -35,6 +35,7 @@ pub(crate) mod defaults {
     // This daemon's own keys.
     pub(crate) const MAX_CONNECTIONS: usize = 10_000;
     pub(crate) const IDLE_TIMEOUT_SECS: f64 = 300.0;
+    pub(crate) const WRITE_TIMEOUT_SECS: f64 = 30.0;
     pub(crate) const METRICS_HOST: &str = "127.0.0.1";
     pub(crate) const METRICS_PORT: u16 = 9461;
 }
@@ -69,6 +70,8 @@ pub(crate) struct DaemonConfig {
     pub(crate) max_connections: usize,
     /// A connection with no request for this long is closed.
     pub(crate) idle_timeout: Duration,
+    /// A connection whose peer does not take its replies for this long is closed.
+    pub(crate) write_timeout: Duration,
     /// Keys that are not known (postfix-mta-sts-resolver ignores them too), for a warning.
     pub(crate) unknown_keys: Vec<String>,
 }
@@ -197,6 +200,7 @@ const KNOWN_KEYS: &[&str] = &[
     "https_port",
     "max_connections",
     "idle_timeout",
+    "write_timeout",
 ];
 
 fn unknown_top_level_keys(text: &str) -> Vec<String> {
@@ -261,6 +265,7 @@ struct RawConfig {
     https_port: Option<Scalar>,
     max_connections: Option<Scalar>,
     idle_timeout: Option<Scalar>,
+    write_timeout: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -519,6 +524,14 @@ impl RawConfig {
             None => None,
             Some(v) => Some(port("https_port", Some(v), 443)?),
         };
+        let write_timeout = seconds(
+            "write_timeout",
+            self.write_timeout.as_ref(),
+            defaults::WRITE_TIMEOUT_SECS,
+        )?;
+        if write_timeout.is_zero() {
+            return Err(err("write_timeout", "must be above 0 seconds"));
+        }
         Ok(DaemonConfig {
             listen,
             cache_grace: seconds(
@@ -549,6 +562,7 @@ impl RawConfig {
                 self.idle_timeout.as_ref(),
                 defaults::IDLE_TIMEOUT_SECS,
             )?,
+            write_timeout,
             unknown_keys,
         })
     }
@@ -743,7 +757,7 @@ zones:
     #[test]
     fn daemon_keys_metrics_resolvers_and_limits() {
         let c = parse(
-            "metrics:\n  port: 9100\nresolvers: [127.0.0.1:5353, '::1', 192.0.2.53]\nca_file: /etc/ca.pem\nhttps_port: 8443\nmax_connections: 50\nidle_timeout: 10\n",
+            "metrics:\n  port: 9100\nresolvers: [127.0.0.1:5353, '::1', 192.0.2.53]\nca_file: /etc/ca.pem\nhttps_port: 8443\nmax_connections: 50\nidle_timeout: 10\nwrite_timeout: 0.5\n",
         )
         .unwrap();
         assert_eq!(c.metrics, Some(("127.0.0.1".into(), 9100)));
@@ -759,8 +773,10 @@ zones:
         assert_eq!(c.https_port, Some(8443));
         assert_eq!(c.max_connections, 50);
         assert_eq!(c.idle_timeout, Duration::from_secs(10));
+        assert_eq!(c.write_timeout, Duration::from_millis(500));
         let c = parse("metrics: {}\n").unwrap();
         assert_eq!(c.metrics, Some(("127.0.0.1".into(), 9461)));
+        assert_eq!(c.write_timeout, Duration::from_secs(30));
     }
 
     #[test]
@@ -787,6 +803,7 @@ zones:
                 "proactive_policy_fetching.interval",
             ),
             ("max_connections: 0\n", "max_connections"),
+            ("write_timeout: 0\n", "write_timeout"),
         ] {
             let e = parse(yaml).expect_err(yaml);
             assert!(e.0.starts_with(&format!("{key}: ")), "{yaml:?} gave {e}");

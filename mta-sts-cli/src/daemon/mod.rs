@@ -7,9 +7,11 @@
 //! - [`netstring`]: the socketmap framing;
 //! - [`responder`]: requests to answers;
 //! - [`server`]: listeners and connections;
+//! - [`limits`]: the open-file limit and the connections it allows;
 //! - [`metrics`]: the `/metrics` listener.
 
 mod config;
+mod limits;
 mod metrics;
 mod netstring;
 mod responder;
@@ -158,6 +160,8 @@ async fn daemon(args: &DaemonArgs) -> ExitCode {
 /// The running daemon: what a reload may replace.
 struct Daemon {
     config: Arc<DaemonConfig>,
+    /// The open-file limit in force (after raising it at start-up).
+    open_files: u64,
     shared: Arc<Shared>,
     serving: Serving,
     metrics: Option<MetricsServer>,
@@ -166,14 +170,26 @@ struct Daemon {
 
 impl Daemon {
     async fn start(cfg: Arc<DaemonConfig>) -> Result<Self, String> {
+        let files = limits::raise_open_files();
+        if files.now > files.was {
+            tracing::info!(
+                "open files: at most {} (raised from {})",
+                files.now,
+                files.was
+            );
+        } else {
+            tracing::info!("open files: at most {}", files.now);
+        }
+        let max_connections = connection_limit(&cfg, files.now)?;
         let client = build_client(&cfg)?;
         let metrics = start_metrics(&cfg).await?;
         let bound = bind(&cfg).await?;
         let refresher = cfg.proactive.enabled.then(|| client.spawn_refresher());
         let shared = Shared::new(Responder::new(client, cfg.clone()));
-        let serving = bound.serve(&shared, cfg.max_connections);
+        let serving = bound.serve(&shared, max_connections);
         Ok(Self {
             config: cfg,
+            open_files: files.now,
             shared,
             serving,
             metrics,
@@ -203,7 +219,8 @@ impl Daemon {
         // Prepare what can fail first, so that a failure changes nothing.
         let rebind = new.listen != old.listen && !same_socket_path(&old, &new);
         let bound = if rebind {
-            Some(bind(&new).await?)
+            let limit = connection_limit(&new, self.open_files)?;
+            Some((bind(&new).await?, limit))
         } else {
             None
         };
@@ -219,8 +236,8 @@ impl Daemon {
         };
 
         // Commit.
-        if let Some(bound) = bound {
-            let serving = bound.serve(&self.shared, new.max_connections);
+        if let Some((bound, limit)) = bound {
+            let serving = bound.serve(&self.shared, limit);
             std::mem::replace(&mut self.serving, serving).stop().await;
         } else if let config::Listen::Unix {
             path,
@@ -291,6 +308,25 @@ impl Daemon {
         tracing::info!("stopped");
         code
     }
+}
+
+/// The connections served at once under `cfg` with `open_files` files: `max_connections`, or
+/// fewer (with a warning) when the limit cannot hold them; an error when it cannot hold one.
+fn connection_limit(cfg: &DaemonConfig, open_files: u64) -> Result<usize, String> {
+    let n = limits::connection_limit(
+        cfg.max_connections,
+        cfg.proactive.concurrency_limit,
+        open_files,
+    )?;
+    if n < cfg.max_connections {
+        tracing::warn!(
+            "max_connections {} needs {} open files, the limit is {open_files}: serving at most \
+             {n} connections at once (raise the limit: ulimit -n, LimitNOFILE=)",
+            cfg.max_connections,
+            cfg.max_connections as u64 + limits::reserved_files(cfg.proactive.concurrency_limit),
+        );
+    }
+    Ok(n)
 }
 
 /// Both listen on the same unix socket (only its mode may differ): the socket is kept.

@@ -64,6 +64,13 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes `yaml` as the daemon's configuration file in `dir`.
+pub fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+    let config = dir.join("mta-sts-daemon.yml");
+    std::fs::write(&config, yaml).expect("write the configuration");
+    config
+}
+
 /// A running daemon.
 pub struct Daemon {
     child: Child,
@@ -82,13 +89,22 @@ impl Daemon {
     /// Starts the daemon with `yaml` (a TCP listener on port 0 unless `yaml` says otherwise),
     /// pointed at the world by the command-line flags, and waits until it listens.
     pub fn start(world: &World, dir: &Path, yaml: &str) -> Self {
-        let config = dir.join("mta-sts-daemon.yml");
-        std::fs::write(&config, yaml).expect("write the configuration");
-        Self::start_with(world, dir, &config)
+        Self::start_with(world, dir, &write_config(dir, yaml))
     }
 
     pub fn start_with(world: &World, dir: &Path, config: &Path) -> Self {
-        let mut d = Self::spawn(world, dir, config);
+        let d = Self::spawn(world, dir, config);
+        d.started()
+    }
+
+    /// Like [`Daemon::start`], with the daemon run by `sh -c` after `shell` (e.g. `ulimit -n 256`).
+    pub fn start_after(world: &World, dir: &Path, yaml: &str, shell: &str) -> Self {
+        Self::spawn_after(world, dir, &write_config(dir, yaml), Some(shell)).started()
+    }
+
+    /// Waits until the daemon listens, and notes its addresses.
+    fn started(mut self) -> Self {
+        let d = &mut self;
         let line = d
             .wait_for(|l| l.contains("listening on tcp ") || l.contains("listening on unix "))
             .unwrap_or_else(|| panic!("the daemon did not start: {:?}", d.lines));
@@ -100,14 +116,30 @@ impl Daemon {
             let rest = l.split("metrics listening on http://").nth(1)?;
             rest.trim().trim_end_matches("/metrics").parse().ok()
         });
-        d
+        self
     }
 
     /// Starts the daemon without waiting for anything.
     pub fn spawn(world: &World, dir: &Path, config: &Path) -> Self {
+        Self::spawn_after(world, dir, config, None)
+    }
+
+    /// Starts the daemon, run by `sh -c` after the `shell` commands if any, without waiting.
+    pub fn spawn_after(world: &World, dir: &Path, config: &Path, shell: Option<&str>) -> Self {
         let ca = dir.join("ca.pem");
         std::fs::write(&ca, world.ca_pem()).expect("write the CA");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mta-sts"))
+        let bin = env!("CARGO_BIN_EXE_mta-sts");
+        let mut command = match shell {
+            None => Command::new(bin),
+            Some(shell) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("{shell} && exec \"$0\" \"$@\""))
+                    .arg(bin);
+                c
+            }
+        };
+        let mut child = command
             .arg("daemon")
             .arg("--config")
             .arg(config)
@@ -266,4 +298,73 @@ pub fn ask_unix(path: &Path, requests: &[&str]) -> Vec<String> {
 /// One request, one reply.
 pub fn ask_one(addr: SocketAddr, request: &str) -> String {
     ask(addr, &[request]).remove(0)
+}
+
+/// Raises this process's soft limit on open files to at least `need` (raising the hard limit
+/// too when it is lower and this process may, as root can), and returns the soft limit now in
+/// force. Panics, saying what to do, when `need` cannot be had: a load test never passes
+/// without doing its work.
+pub fn raise_fd_limit(need: u64) -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    let soft = now.current.unwrap_or(u64::MAX);
+    if soft >= need {
+        return soft;
+    }
+    let hard = now.maximum.unwrap_or(u64::MAX);
+    let want = Rlimit {
+        current: Some(need),
+        maximum: Some(hard.max(need)),
+    };
+    if let Err(e) = setrlimit(Resource::Nofile, want) {
+        panic!(
+            "this test needs {need} open files, the limit is {soft} (hard {hard}) and cannot \
+             be raised ({e}): run it with `ulimit -n {need}` or more"
+        );
+    }
+    need
+}
+
+/// The resident memory of a process, in KiB (`VmRSS` of /proc/<pid>/status).
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmRSS")
+}
+
+/// A memory figure of /proc/<pid>/status, in KiB (`VmRSS`, `VmHWM`, the peak, …).
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// Polls `f` until it holds, failing with `what` after `limit` (a bound, not a
+/// synchronisation: the condition is what is waited for).
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The value of a metric without labels from the daemon's `/metrics` listener.
+pub fn metric(metrics: SocketAddr, name: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(metrics).expect("connect to /metrics");
+    s.set_read_timeout(Some(LOG_WAIT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("ask for /metrics");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("read /metrics");
+    body.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.trim().parse().ok()
+    })
 }
