@@ -1,7 +1,7 @@
 //! The authoritative DNS server: UDP and TCP on 127.0.0.1, answers from the world's state.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,14 @@ pub(crate) fn bind() -> io::Result<Sockets> {
     Ok(Sockets {
         udp: UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?,
         tcp: TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?,
+    })
+}
+
+/// Binds UDP and TCP on `addr` (both on its port).
+pub(crate) fn bind_at(addr: SocketAddr) -> io::Result<Sockets> {
+    Ok(Sockets {
+        udp: UdpSocket::bind(addr)?,
+        tcp: TcpListener::bind(addr)?,
     })
 }
 
