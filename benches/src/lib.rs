@@ -29,3 +29,5 @@ pub fn naive_split(body: &str) -> usize {
         .map(|(k, v)| k.len() + v.trim().len())
         .sum()
 }
+
+pub mod socketmap;
