@@ -1,7 +1,8 @@
 //! `socketmap-load`: a load generator for Postfix socketmap servers (`mta-sts daemon`,
 //! postfix-mta-sts-resolver, any other).
 //!
-//! C connections (one thread each, blocking sockets, TCP or unix), each sending batches of D
+//! C connections (TCP or unix; one thread each with blocking sockets, or with `--threads T`
+//! spread over T threads that each run a single-threaded tokio runtime), each sending batches of D
 //! pipelined requests `<len>:<map> <key>,` and reading the D replies before the next batch,
 //! until N requests are answered or T seconds have passed. Every reply is checked against the
 //! expected one (`--expect`, where `{key}` stands for the key; `--prefix` accepts any reply that
@@ -28,11 +29,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
 use mta_sts_benches::socketmap::{decode, encode};
 use mta_sts_testkit::bulk_domain_name;
 
 const USAGE: &str = "usage: socketmap-load --addr HOST:PORT|unix:PATH [--connections C] \
-    [--depth D] [--requests N] [--seconds T] [--map NAME] (--bulk START:COUNT | --keys FILE | \
+    [--depth D] [--threads T] [--requests N] [--seconds T] [--map NAME] (--bulk START:COUNT | --keys FILE | \
     --key K...) [--expect TEMPLATE [--prefix]] [--label TEXT] [--timeout SECS]";
 
 /// The options.
@@ -50,6 +53,8 @@ struct Args {
     prefix: bool,
     label: String,
     timeout: Duration,
+    /// 0: a blocking thread per connection; more: that many event-driven threads.
+    threads: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -65,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
         prefix: false,
         label: String::new(),
         timeout: Duration::from_secs(60),
+        threads: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -78,6 +84,7 @@ fn parse_args() -> Result<Args, String> {
             "--addr" => a.addr.clone_from(&value),
             "--connections" => a.connections = value.parse().map_err(|e| bad(&e))?,
             "--depth" => a.depth = value.parse().map_err(|e| bad(&e))?,
+            "--threads" => a.threads = value.parse().map_err(|e| bad(&e))?,
             "--requests" => a.requests = value.parse().map_err(|e| bad(&e))?,
             "--seconds" => a.seconds = value.parse().map_err(|e| bad(&e))?,
             "--timeout" => {
@@ -119,9 +126,24 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// A connection to the server.
-trait Conn: Read + Write + Send {}
-impl<T: Read + Write + Send> Conn for T {}
+/// A connection to the server, blocking; [`into_async`](Conn::into_async) makes it a tokio one.
+trait Conn: Read + Write + Send {
+    fn into_async(self: Box<Self>) -> io::Result<Box<dyn AsyncConn>>;
+}
+
+impl Conn for TcpStream {
+    fn into_async(self: Box<Self>) -> io::Result<Box<dyn AsyncConn>> {
+        self.set_nonblocking(true)?;
+        Ok(Box::new(tokio::net::TcpStream::from_std(*self)?))
+    }
+}
+
+impl Conn for UnixStream {
+    fn into_async(self: Box<Self>) -> io::Result<Box<dyn AsyncConn>> {
+        self.set_nonblocking(true)?;
+        Ok(Box::new(tokio::net::UnixStream::from_std(*self)?))
+    }
+}
 
 fn connect(addr: &str, timeout: Duration) -> io::Result<Box<dyn Conn>> {
     if let Some(path) = addr.strip_prefix("unix:") {
@@ -187,78 +209,184 @@ struct Tally {
     error: Option<String>,
 }
 
-/// One connection: batches until the work is done or the connection fails.
-fn run_connection(mut conn: Box<dyn Conn>, work: &Work, start: &Barrier) -> Tally {
-    let mut t = Tally::default();
-    let keys = work.requests.len();
-    let mut out = Vec::with_capacity(work.depth * 64);
-    let mut buf = vec![0u8; 64 * 1024];
-    let (mut pos, mut filled) = (0usize, 0usize);
-    start.wait();
-    while let Some((base, n)) = work.take() {
-        out.clear();
-        for i in 0..n as u64 {
-            out.extend_from_slice(&work.requests[((base + i) % keys as u64) as usize]);
+/// A connection's buffers and the batch under way; the same for both I/O modes.
+struct Session {
+    work: Arc<Work>,
+    tally: Tally,
+    out: Vec<u8>,
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    base: u64,
+    n: usize,
+    got: usize,
+    sent: Instant,
+    arrived: Instant,
+}
+
+impl Session {
+    fn new(work: Arc<Work>) -> Self {
+        let out = Vec::with_capacity(work.depth * 64);
+        Self {
+            work,
+            tally: Tally::default(),
+            out,
+            buf: vec![0u8; 64 * 1024],
+            pos: 0,
+            filled: 0,
+            base: 0,
+            n: 0,
+            got: 0,
+            sent: Instant::now(),
+            arrived: Instant::now(),
         }
-        let sent = Instant::now();
-        if let Err(e) = conn.write_all(&out) {
-            t.errors += n as u64;
-            t.error = Some(format!("write: {e}"));
-            return t;
-        }
-        let mut got = 0usize;
-        let mut arrived = sent;
-        while got < n {
-            match decode(&buf[pos..filled]) {
-                Ok(Some((reply, consumed))) => {
-                    let key = ((base + got as u64) % keys as u64) as usize;
-                    if !work.is_right(key, reply) {
-                        t.wrong += 1;
-                        if t.first_wrong.is_none() {
-                            t.first_wrong = Some(String::from_utf8_lossy(reply).into_owned());
-                        }
-                    }
-                    t.answered += 1;
-                    t.request_ns.push(nanos(arrived - sent));
-                    pos += consumed;
-                    got += 1;
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    t.errors += (n - got) as u64;
-                    t.error = Some(e.into());
-                    return t;
-                }
-            }
-            if pos > 0 {
-                buf.copy_within(pos..filled, 0);
-                filled -= pos;
-                pos = 0;
-            }
-            if filled == buf.len() {
-                buf.resize(buf.len() * 2, 0);
-            }
-            match conn.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    t.errors += (n - got) as u64;
-                    t.error = Some("the server closed the connection".into());
-                    return t;
-                }
-                Ok(r) => {
-                    filled += r;
-                    arrived = Instant::now();
-                }
-                Err(e) => {
-                    t.errors += (n - got) as u64;
-                    t.error = Some(format!("read: {e}"));
-                    return t;
-                }
-            }
-        }
-        t.batch_ns.push(nanos(arrived - sent));
     }
-    t
+
+    /// Prepares the next batch (its requests in [`out`](Self::out)); false when the work is
+    /// done.
+    fn next_batch(&mut self) -> bool {
+        let Some((base, n)) = self.work.take() else {
+            return false;
+        };
+        let keys = self.work.requests.len() as u64;
+        self.out.clear();
+        for i in 0..n as u64 {
+            self.out
+                .extend_from_slice(&self.work.requests[((base + i) % keys) as usize]);
+        }
+        (self.base, self.n, self.got) = (base, n, 0);
+        self.sent = Instant::now();
+        self.arrived = self.sent;
+        true
+    }
+
+    /// Checks the complete replies received; `Ok(true)` once the batch is answered.
+    fn take_replies(&mut self) -> Result<bool, String> {
+        let keys = self.work.requests.len() as u64;
+        while self.got < self.n {
+            let Some((reply, consumed)) = decode(&self.buf[self.pos..self.filled])? else {
+                return Ok(false);
+            };
+            let key = ((self.base + self.got as u64) % keys) as usize;
+            let t = &mut self.tally;
+            if !self.work.is_right(key, reply) {
+                t.wrong += 1;
+                if t.first_wrong.is_none() {
+                    t.first_wrong = Some(String::from_utf8_lossy(reply).into_owned());
+                }
+            }
+            t.answered += 1;
+            t.request_ns.push(nanos(self.arrived - self.sent));
+            self.pos += consumed;
+            self.got += 1;
+        }
+        self.tally.batch_ns.push(nanos(self.arrived - self.sent));
+        Ok(true)
+    }
+
+    /// Where the next read goes (after moving what is left to the front).
+    fn read_buf(&mut self) -> &mut [u8] {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.pos = 0;
+        }
+        if self.filled == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        &mut self.buf[self.filled..]
+    }
+
+    /// `r` bytes were read into [`read_buf`](Self::read_buf); 0 is an error (closed).
+    fn read_done(&mut self, r: io::Result<usize>) -> Result<(), String> {
+        match r {
+            Ok(0) => Err("the server closed the connection".into()),
+            Ok(r) => {
+                self.filled += r;
+                self.arrived = Instant::now();
+                Ok(())
+            }
+            Err(e) => Err(format!("read: {e}")),
+        }
+    }
+
+    /// The connection failed: the rest of the batch counts as errors.
+    fn fail(mut self, error: String) -> Tally {
+        self.tally.errors += (self.n - self.got) as u64;
+        self.tally.error = Some(error);
+        self.tally
+    }
+}
+
+/// The batch loop of a connection, for both I/O modes: `write(out) => <write all of out>` and
+/// `read(buf) => <read into buf>`, with or without `.await`.
+macro_rules! run_batches {
+    ($s:ident, write($out:ident) => $write:expr, read($buf:ident) => $read:expr) => {{
+        while $s.next_batch() {
+            let $out = &$s.out;
+            if let Err(e) = $write {
+                return $s.fail(format!("write: {e}"));
+            }
+            loop {
+                match $s.take_replies() {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => return $s.fail(e),
+                }
+                let $buf = $s.read_buf();
+                let r = $read;
+                if let Err(e) = $s.read_done(r) {
+                    return $s.fail(e);
+                }
+            }
+        }
+        $s.tally
+    }};
+}
+
+/// One connection on its own thread, blocking: batches until the work is done or the
+/// connection fails.
+fn run_blocking(mut conn: Box<dyn Conn>, work: Arc<Work>, start: &Barrier) -> Tally {
+    let mut s = Session::new(work);
+    start.wait();
+    run_batches!(s, write(out) => conn.write_all(out), read(buf) => conn.read(buf))
+}
+
+/// A connection for the event-driven mode.
+trait AsyncConn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncConn for T {}
+
+/// One connection as a task of a single-threaded runtime that serves several: the same as
+/// [`run_blocking`], with readiness from epoll instead of a blocked thread.
+async fn run_async(mut conn: Box<dyn AsyncConn>, work: Arc<Work>) -> Tally {
+    let mut s = Session::new(work);
+    run_batches!(s, write(out) => conn.write_all(out).await, read(buf) => conn.read(buf).await)
+}
+
+/// `conns` connections as tasks of one single-threaded runtime on this thread.
+fn run_thread_async(conns: Vec<Box<dyn Conn>>, work: &Arc<Work>, start: &Barrier) -> Vec<Tally> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a tokio runtime");
+    let conns: Vec<Box<dyn AsyncConn>> = rt.block_on(async {
+        conns
+            .into_iter()
+            .map(|c| c.into_async().expect("a non-blocking socket"))
+            .collect()
+    });
+    start.wait();
+    rt.block_on(async {
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .map(|c| tokio::spawn(run_async(c, Arc::clone(work))))
+            .collect();
+        let mut tallies = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            tallies.push(t.await.unwrap_or_default());
+        }
+        tallies
+    })
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -335,7 +463,21 @@ fn main() -> ExitCode {
             }
         }
     }
-    let start = Arc::new(Barrier::new(args.connections + 1));
+    // Blocking: a thread per connection. Event-driven: `threads` threads, each a
+    // single-threaded tokio runtime with its share of the connections.
+    let groups: Vec<Vec<Box<dyn Conn>>> = if args.threads == 0 {
+        conns.into_iter().map(|c| vec![c]).collect()
+    } else {
+        let mut g: Vec<Vec<Box<dyn Conn>>> = (0..args.threads.min(args.connections))
+            .map(|_| Vec::new())
+            .collect();
+        let len = g.len();
+        for (i, c) in conns.into_iter().enumerate() {
+            g[i % len].push(c);
+        }
+        g
+    };
+    let start = Arc::new(Barrier::new(groups.len() + 1));
     let cpu_before = cpu_seconds();
     let work = Arc::new(Work {
         requests,
@@ -346,11 +488,19 @@ fn main() -> ExitCode {
         deadline: OnceLock::new(),
         next: AtomicU64::new(0),
     });
-    let threads: Vec<_> = conns
+    let event_driven = args.threads > 0;
+    let threads: Vec<_> = groups
         .into_iter()
-        .map(|c| {
+        .map(|mut g| {
             let (work, start) = (Arc::clone(&work), Arc::clone(&start));
-            std::thread::spawn(move || run_connection(c, &work, &start))
+            std::thread::spawn(move || {
+                if event_driven {
+                    run_thread_async(g, &work, &start)
+                } else {
+                    let c = g.pop().expect("one connection");
+                    vec![run_blocking(c, work, &start)]
+                }
+            })
         })
         .collect();
     // The threads' start-up is not measured: the clock starts when they all wait.
@@ -360,8 +510,10 @@ fn main() -> ExitCode {
         .set(began + Duration::from_secs_f64(args.seconds));
     start.wait();
     let mut total = Tally::default();
-    for th in threads {
-        let t = th.join().unwrap_or_default();
+    for t in threads
+        .into_iter()
+        .flat_map(|th| th.join().unwrap_or_default())
+    {
         total.answered += t.answered;
         total.wrong += t.wrong;
         total.errors += t.errors;
@@ -406,7 +558,7 @@ fn main() -> ExitCode {
         eprintln!("first error: {e}");
     }
     println!(
-        "{{\"label\":{},\"addr\":{},\"connections\":{},\"depth\":{},\"answered\":{},\
+        "{{\"label\":{},\"addr\":{},\"connections\":{},\"depth\":{},\"threads\":{},\"answered\":{},\
          \"wrong\":{},\"checked\":{checked},\"errors\":{},\"seconds\":{elapsed:.6},\"qps\":{qps:.1},\
          \"batch_p50_us\":{b50:.1},\"batch_p99_us\":{b99:.1},\"request_p50_us\":{r50:.1},\
          \"request_p99_us\":{r99:.1},\"generator_cpu_s\":{}}}",
@@ -414,6 +566,7 @@ fn main() -> ExitCode {
         json_str(&args.addr),
         args.connections,
         args.depth,
+        args.threads,
         total.answered,
         total.wrong,
         total.errors,
