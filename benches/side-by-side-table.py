@@ -56,8 +56,14 @@ def main():
         ("cold 1,000 domains at 64, p99 latency (ms)", "cold-1000", "request_p99_us", "{:,.1f}",
          1e-3, False),
         ("3,000 first lookups at 64, lookups/s", "warm-3000", "qps", "{:,.0f}", 1, True),
-        ("RSS with 3,000 cached policies (MiB)", "rss-3000", "rss_kib", "{:,.1f}", 1 / 1024,
-         False),
+        ("3,000 first lookups one at a time, lookups/s", "serial-3000", "qps", "{:,.0f}", 1,
+         True),
+        ("3,000 first lookups one at a time, p50 latency (ms)", "serial-3000",
+         "request_p50_us", "{:,.2f}", 1e-3, False),
+        ("RSS with 3,000 cached policies (MiB), fetched 64 at a time", "rss-3000", "rss_kib",
+         "{:,.1f}", 1 / 1024, False),
+        ("RSS with 3,000 cached policies (MiB), fetched one at a time", "rss-3000-serial",
+         "rss_kib", "{:,.1f}", 1 / 1024, False),
     ]
     def ratio(a, b):
         if a and b and statistics.median(b) > 0:
@@ -89,7 +95,8 @@ def main():
             parts.append(f"{statistics.median(vals):.2f}" if vals else "?")
         return " / ".join(parts)
 
-    for row in ["cached-1x1", "cached-64x1", "cached-64x16", "cold-1000", "warm-3000"]:
+    for row in ["cached-1x1", "cached-64x1", "cached-64x16", "cold-1000", "warm-3000",
+                "serial-3000"]:
         lines.append(f"| {row} | {cores(row, 'theirs')} | {cores(row, 'ours')} | "
                      f"{cores(row, 'floor')} |")
 
