@@ -81,7 +81,7 @@ results="$OUT/results.jsonl"
     echo "kernel: $(uname -r)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "python: $(python3 --version 2>&1)"
-    echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "commit: $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
     echo "settings: ROUNDS=$ROUNDS RUN_SECONDS=$RUN_SECONDS DOMAINS=$DOMAINS PMSR_UVLOOP=$PMSR_UVLOOP"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
