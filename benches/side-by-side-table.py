@@ -60,9 +60,9 @@ def main():
          True),
         ("3,000 first lookups one at a time, p50 latency (ms)", "serial-3000",
          "request_p50_us", "{:,.2f}", 1e-3, False),
-        ("RSS with 3,000 cached policies (MiB), fetched 64 at a time", "rss-3000", "rss_kib",
+        ("RSS with 3,000 cached policies (MiB), fetched 64 at a time", "rss-warm-3000", "rss_kib",
          "{:,.1f}", 1 / 1024, False),
-        ("RSS with 3,000 cached policies (MiB), fetched one at a time", "rss-3000-serial",
+        ("RSS with 3,000 cached policies (MiB), fetched one at a time", "rss-serial-3000",
          "rss_kib", "{:,.1f}", 1 / 1024, False),
     ]
     def ratio(a, b):

@@ -196,13 +196,19 @@ measure() {
 }
 
 expect_ok='OK secure match=mx.{key} servername=hostname'
-# rss ROW ROUND: VmRSS of both daemons, one JSON line each.
-rss() {
-    local rss
+# warm ROW CONNECTIONS ROUND: the 3,000 RSS domains looked up for the first time, by both
+# daemons in turn, then their VmRSS (one JSON line each, row rss-ROW).
+warm() {
+    local row=$1 connections=$2 round=$3 rss
+    for impl in theirs ours; do
+        measure "$row" "$impl" "$round" --connections "$connections" --depth 1 \
+            --requests "$RSS_DOMAINS" --bulk "$COLD:$RSS_DOMAINS" --seconds 300 \
+            --expect "$expect_ok"
+    done
     for impl in theirs ours; do
         rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/${pid_of[$impl]}/status")
-        echo "{\"row\":\"$1\",\"impl\":\"$impl\",\"round\":$2,\"rss_kib\":$rss}" >>"$results"
-        echo "$impl: VmRSS $rss KiB with $RSS_DOMAINS cached policies ($1)" >&2
+        echo "{\"row\":\"rss-$row\",\"impl\":\"$impl\",\"round\":$round,\"rss_kib\":$rss}" >>"$results"
+        echo "$impl: VmRSS $rss KiB with $RSS_DOMAINS cached policies ($row)" >&2
     done
 }
 
@@ -211,22 +217,12 @@ for round in $(seq "$ROUNDS"); do
     # allocator keeps after many lookups at once (the warm-up below) does not count.
     say "round $round of $ROUNDS: fresh daemons, 3,000 lookups one at a time"
     start_daemons "$round"
-    for impl in theirs ours; do
-        measure serial-3000 "$impl" "$round" --connections 1 --depth 1 \
-            --requests "$RSS_DOMAINS" --bulk "$COLD:$RSS_DOMAINS" --seconds 300 \
-            --expect "$expect_ok"
-    done
-    rss rss-3000-serial "$round"
+    warm serial-3000 1 "$round"
     stop_daemons
 
     say "round $round of $ROUNDS: fresh daemons"
     start_daemons "$round"
-    for impl in theirs ours; do
-        measure warm-3000 "$impl" "$round" --connections 64 --depth 1 \
-            --requests "$RSS_DOMAINS" --bulk "$COLD:$RSS_DOMAINS" --seconds 300 \
-            --expect "$expect_ok"
-    done
-    rss rss-3000 "$round"
+    warm warm-3000 64 "$round"
     for shape in 1x1 64x1 64x16; do
         c=${shape%x*} d=${shape#*x}
         for impl in theirs ours floor; do
