@@ -61,3 +61,5 @@ pub fn canned_lookup(
         },
     }
 }
+
+pub mod socketmap;

@@ -45,6 +45,14 @@ pub(crate) fn bind() -> io::Result<Sockets> {
     })
 }
 
+/// Binds UDP and TCP on `addr` (both on its port).
+pub(crate) fn bind_at(addr: SocketAddr) -> io::Result<Sockets> {
+    Ok(Sockets {
+        udp: UdpSocket::bind(addr)?,
+        tcp: TcpListener::bind(addr)?,
+    })
+}
+
 pub(crate) fn serve_udp(shared: &Shared, sock: &UdpSocket) {
     let _ = sock.set_read_timeout(Some(UDP_POLL));
     let latency = shared.settings.dns_latency;

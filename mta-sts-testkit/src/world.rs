@@ -56,6 +56,9 @@ pub struct WorldBuilder {
     max_connections: usize,
     smtp: Smtp,
     mx_certs: Vec<(String, Cert)>,
+    dns_bind: Option<SocketAddr>,
+    https_bind: Option<SocketAddr>,
+    smtp_bind: Option<SocketAddr>,
 }
 
 impl Default for WorldBuilder {
@@ -73,6 +76,9 @@ impl Default for WorldBuilder {
             max_connections: 1024,
             smtp: Smtp::default(),
             mx_certs: Vec::new(),
+            dns_bind: None,
+            https_bind: None,
+            smtp_bind: None,
         }
     }
 }
@@ -161,7 +167,33 @@ impl WorldBuilder {
         self
     }
 
-    /// Binds the servers on ephemeral ports of 127.0.0.1 and starts their threads.
+    /// Serves DNS (UDP and TCP) on this address instead of an ephemeral port of 127.0.0.1,
+    /// e.g. `127.0.0.1:53` inside a private network namespace, so that a client that only
+    /// reads `/etc/resolv.conf` can use the world. Building fails if the address is taken.
+    pub fn bind_dns(mut self, addr: SocketAddr) -> Self {
+        self.dns_bind = Some(addr);
+        self
+    }
+
+    /// Serves HTTPS on this address instead of an ephemeral port of 127.0.0.1, e.g.
+    /// `127.0.0.1:443`, so that a client fetching `https://mta-sts.<domain>/` with the
+    /// standard port reaches the world (policy hosts resolve to 127.0.0.1 unless
+    /// [`Domain::host_addrs`] says otherwise). Building fails if the address is taken.
+    pub fn bind_https(mut self, addr: SocketAddr) -> Self {
+        self.https_bind = Some(addr);
+        self
+    }
+
+    /// Serves SMTP on this address instead of an ephemeral port of 127.0.0.1, e.g.
+    /// `127.0.0.1:25`. Building fails if the address is taken.
+    pub fn bind_smtp(mut self, addr: SocketAddr) -> Self {
+        self.smtp_bind = Some(addr);
+        self
+    }
+
+    /// Binds the servers (on ephemeral ports of 127.0.0.1 unless [`bind_dns`](Self::bind_dns),
+    /// [`bind_https`](Self::bind_https) or [`bind_smtp`](Self::bind_smtp) chose an address)
+    /// and starts their threads.
     pub fn build(self) -> io::Result<World> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut state = State {
@@ -187,9 +219,13 @@ impl WorldBuilder {
             delayed: dns::Delayed::default(),
         });
         let configs = Arc::new(https::Configs::new(&shared, &provider)?);
-        let sockets = dns::bind()?;
-        let https_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let smtp_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let sockets = match self.dns_bind {
+            Some(addr) => dns::bind_at(addr)?,
+            None => dns::bind()?,
+        };
+        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let https_listener = TcpListener::bind(self.https_bind.unwrap_or(loopback))?;
+        let smtp_listener = TcpListener::bind(self.smtp_bind.unwrap_or(loopback))?;
         let smtp_tls = smtp::tls_config(&shared)?;
         // From here on, dropping `world` stops whatever was started.
         let world = World {

@@ -288,3 +288,43 @@ fn peak_https_in_flight_counts_the_connections_served_at_once() {
     }
     assert_eq!(w.peak_https_in_flight(), 1);
 }
+
+/// A free port of 127.0.0.1 for TCP and UDP at once (free when asked; another process may take
+/// it before the world binds it, which would only make the test fail, not pass wrongly).
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[test]
+fn servers_bind_the_addresses_the_builder_names() {
+    let dns = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let https = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let smtp = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let w = World::builder()
+        .bulk_domains(2)
+        .bind_dns(dns)
+        .bind_https(https)
+        .bind_smtp(smtp)
+        .build()
+        .unwrap();
+    assert_eq!(w.dns_addr(), dns);
+    assert_eq!(w.dns_tcp_addr(), dns);
+    assert_eq!(w.https_addr(), https);
+    assert_eq!(w.smtp_addr(), smtp);
+    let name = format!("_mta-sts.{}", bulk_domain_name(1));
+    let probe = DnsProbe::new(dns, dns);
+    assert_eq!(probe.udp(&name, RecordType::Txt).unwrap().txt().len(), 1);
+    assert_eq!(probe.tcp(&name, RecordType::Txt).unwrap().txt().len(), 1);
+    let host = format!("mta-sts.{}", bulk_domain_name(1));
+    let r = HttpsProbe::for_world(&w).get(&host, POLICY_PATH).unwrap();
+    assert_eq!(r.status, 200);
+    // A second world cannot take the same addresses.
+    assert!(World::builder().bind_https(https).build().is_err());
+    drop(w);
+}

@@ -82,10 +82,18 @@ pub(crate) fn decode(buf: &[u8], max_len: usize) -> Result<Decoded, NetstringErr
 }
 
 /// Appends `data` as a netstring to `out`.
+#[cfg(test)]
 pub(crate) fn encode(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(data.len().to_string().as_bytes());
-    out.push(b':');
-    out.extend_from_slice(data);
+    encode_parts(out, data, b"");
+}
+
+/// Appends the netstring of `head` followed by `tail` to `out`, without allocating.
+pub(crate) fn encode_parts(out: &mut Vec<u8>, head: &[u8], tail: &[u8]) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{}:", head.len() + tail.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(tail);
     out.push(b',');
 }
 

@@ -6,6 +6,7 @@
 //! policy). The answer is `OK secure match=… servername=hostname` for a policy in mode `enforce`
 //! (and `testing` with `strict_testing`), `NOTFOUND ` otherwise.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -16,6 +17,7 @@ use mta_sts_core::{CacheReason, Mode, Policy, PolicyDomain, UnixTime};
 use mta_sts_tokio::{Client, Outcome};
 
 use super::config::{DaemonConfig, Zone};
+use super::netstring;
 
 /// The largest reply Postfix's socketmap client accepts (`socketmap_max_reply`, 100000 bytes).
 pub(crate) const MAX_REPLY: usize = 100_000;
@@ -34,14 +36,27 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
-    /// The reply as sent inside the netstring.
-    pub(crate) fn to_wire(&self) -> Vec<u8> {
+    /// The reply as sent inside the netstring: the status with its space, then the text.
+    fn wire_parts(&self) -> (&'static [u8], &[u8]) {
         match self {
-            Self::Ok(data) => format!("OK {data}").into_bytes(),
-            Self::NotFound => b"NOTFOUND ".to_vec(),
-            Self::Temp(reason) => format!("TEMP {reason}").into_bytes(),
-            Self::Perm(reason) => format!("PERM {reason}").into_bytes(),
+            Self::Ok(data) => (b"OK ", data.as_bytes()),
+            Self::NotFound => (b"NOTFOUND ", b""),
+            Self::Temp(reason) => (b"TEMP ", reason.as_bytes()),
+            Self::Perm(reason) => (b"PERM ", reason.as_bytes()),
         }
+    }
+
+    /// The reply as sent inside the netstring.
+    #[cfg(test)]
+    pub(crate) fn to_wire(&self) -> Vec<u8> {
+        let (status, text) = self.wire_parts();
+        [status, text].concat()
+    }
+
+    /// Appends the reply, framed as a netstring, to `out` (without an intermediate copy).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let (status, text) = self.wire_parts();
+        netstring::encode_parts(out, status, text);
     }
 
     /// The metrics label.
@@ -170,7 +185,27 @@ impl Responder {
 /// `[host]:port` and `[host]` give `host`, `host:port` gives `host`; lowercased, trimmed, without
 /// trailing dots. `None` (answer `NOTFOUND`) for parent-domain keys (`.example.com`), IP
 /// addresses and empty keys.
-pub(crate) fn filter_domain(key: &str) -> Option<String> {
+///
+/// A key that is already a lowercase host name (the usual case) is returned as it is, without
+/// a copy.
+pub(crate) fn filter_domain(key: &str) -> Option<Cow<'_, str>> {
+    // Lowercase letters, digits, '-' and '.', with a letter (so not an IP address), no dot at
+    // either end: the steps below would give the key unchanged.
+    let plain = key
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if plain
+        && key.bytes().any(|b| b.is_ascii_lowercase())
+        && !key.starts_with('.')
+        && !key.ends_with('.')
+    {
+        return Some(Cow::Borrowed(key));
+    }
+    filter_any_key(key).map(Cow::Owned)
+}
+
+/// [`filter_domain`] for any key.
+fn filter_any_key(key: &str) -> Option<String> {
     if key.trim().parse::<IpAddr>().is_ok() {
         return None;
     }
@@ -213,23 +248,26 @@ pub(crate) fn policy_reply(zone: &Zone, domain: &str, policy: &Policy) -> Reply 
         Mode::Testing if zone.strict_testing => {}
         _ => return Reply::NotFound,
     }
-    let patterns: Vec<&str> = policy.mx().iter().map(|p| p.as_str()).collect();
-    if patterns.is_empty() {
+    if policy.mx().is_empty() {
         // Cannot happen (the parser requires an mx for these modes); an empty `match=` would
         // let Postfix accept any certificate name, so defer rather than weaken.
         return Reply::Temp(format!("MTA-STS policy of {domain} has no usable mx"));
     }
-    let mut data = String::from("secure match=");
-    for (i, p) in patterns.iter().enumerate() {
+    // One allocation for the usual reply (a few patterns, no TLSRPT attributes).
+    let mut data = String::with_capacity(64 + 32 * policy.mx().len());
+    data.push_str("secure match=");
+    for (i, p) in policy.mx().iter().enumerate() {
         if i > 0 {
             data.push(':');
         }
+        let p = p.as_str();
         data.push_str(p.strip_prefix('*').unwrap_or(p));
     }
     if zone.require_sni {
         data.push_str(" servername=hostname");
     }
     if zone.tlsrpt {
+        let patterns: Vec<&str> = policy.mx().iter().map(|p| p.as_str()).collect();
         let policy_domain = PolicyDomain::parse(domain);
         let policy_domain = policy_domain.as_ref().map_or(domain, PolicyDomain::as_str);
         let _ = write!(data, " policy_type=sts policy_domain={policy_domain}");
@@ -399,6 +437,54 @@ mod tests {
         assert_eq!(filter_domain("[2001:db8::1]:25"), None);
         assert_eq!(filter_domain(""), None);
         assert_eq!(filter_domain("  "), None);
+    }
+
+    #[test]
+    fn plain_keys_are_borrowed_and_give_what_the_general_rules_give() {
+        for key in [
+            "example.com",
+            "d0001.example",
+            "mx-1.example.com",
+            "a",
+            "xn--bcher-kva.example",
+            "1a",
+            "0x7f.1",
+            "ff.ee",
+        ] {
+            assert!(matches!(filter_domain(key), Some(Cow::Borrowed(k)) if k == key));
+            assert_eq!(filter_any_key(key).as_deref(), Some(key), "{key}");
+        }
+        // Not plain: the general rules decide.
+        for key in [
+            "192.0.2.1",
+            "1.2.3",
+            "Example.com",
+            "example.com.",
+            ".example.com",
+            "a:25",
+        ] {
+            assert!(
+                !matches!(filter_domain(key), Some(Cow::Borrowed(_))),
+                "{key}"
+            );
+            assert_eq!(
+                filter_domain(key).map(Cow::into_owned),
+                filter_any_key(key),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn replies_are_framed_without_an_intermediate_copy() {
+        let mut out = Vec::new();
+        Reply::Ok("secure match=mx.example.com".into()).encode(&mut out);
+        Reply::NotFound.encode(&mut out);
+        Reply::Perm("bad".into()).encode(&mut out);
+        assert_eq!(
+            out,
+            b"30:OK secure match=mx.example.com,9:NOTFOUND ,8:PERM bad,".as_slice()
+        );
     }
 
     #[test]

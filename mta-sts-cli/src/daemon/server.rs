@@ -463,7 +463,7 @@ impl Pipeline {
 
 fn push_reply(out: &mut Vec<u8>, reply: &Reply) {
     metrics::counter!("mta_sts_daemon_requests_total", "reply" => reply.kind()).increment(1);
-    netstring::encode(out, &reply.to_wire());
+    reply.encode(out);
 }
 
 /// Serves one connection until the peer closes it, breaks the protocol, stops reading, idles,
