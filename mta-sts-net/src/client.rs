@@ -20,8 +20,8 @@ use mta_sts_core::{
 use rustls::ClientConfig;
 
 use crate::{
-    PersistError, ResolverConfError, TlsSetupError, TrustAnchors, export_metrics, load_snapshot,
-    policy_fetch_config, system_resolvers,
+    PersistError, ResolverConfError, TlsSetupError, TrustAnchors, export_cached_metric,
+    export_metrics, load_snapshot, policy_fetch_config, system_resolvers,
 };
 
 /// A source of wall-clock time (for tests: a virtual clock).
@@ -301,7 +301,8 @@ impl<F: Clone, D> CacheState<F, D> {
             };
             match begin {
                 Begin::Ready(outcome) => {
-                    export_metrics(&self.cache.stats());
+                    // `begin` answering at once changes no counter but `cached`.
+                    export_cached_metric(&self.cache.stats());
                     return Start::Ready(outcome);
                 }
                 Begin::Started(lookup) => {
