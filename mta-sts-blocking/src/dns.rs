@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
-use mta_sts_core::wire::dns::{DnsAnswer, QueryType};
+use mta_sts_core::wire::dns::{DnsAnswer, MAX_UDP_RESPONSE, QueryType};
 use mta_sts_core::wire::exchange::{Exchange, Step, Transmit, Transport};
 
 /// The TXT records at `query.name`, within `query.timeout`.
@@ -34,7 +34,8 @@ enum Conn {
 fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
     let start = Instant::now();
     let mut conn: Option<Conn> = None;
-    let mut buf = vec![0u8; 65_535];
+    // One datagram, or one TCP read (the exchange reassembles TCP): longer datagrams go to TCP.
+    let mut buf = vec![0u8; MAX_UDP_RESPONSE + 1];
     loop {
         match ex.poll(start.elapsed()) {
             Step::Send(t) => {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use mta_sts_core::io::{DnsFailure, FetchFailure};
-use mta_sts_core::wire::dns::{DnsAnswer, DnsQuery, QueryType};
+use mta_sts_core::wire::dns::{DnsAnswer, DnsQuery, MAX_UDP_RESPONSE, QueryType};
 use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, Step, Transport};
 use mta_sts_net::TrustAnchors;
 use rustls::RootCertStore;
@@ -130,7 +130,8 @@ pub(crate) fn lookup(
     let mut ex = Exchange::new(query, servers.to_vec(), config, Duration::ZERO);
     let start = Instant::now();
     let mut conn: Option<Conn> = None;
-    let mut buf = vec![0u8; 65_535];
+    // One datagram, or one TCP read (the exchange reassembles TCP): longer datagrams go to TCP.
+    let mut buf = vec![0u8; MAX_UDP_RESPONSE + 1];
     // Every step either moves the exchange on or ends it; the bound only guards the loop.
     for _ in 0..10_000 {
         match ex.poll(start.elapsed()) {

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
-use mta_sts_core::wire::dns::{DnsAnswer, QueryType};
+use mta_sts_core::wire::dns::{DnsAnswer, MAX_UDP_RESPONSE, QueryType};
 use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
 use mta_sts_net::{addr_exchange, txt_exchange, udp_bind_addr};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,7 +44,8 @@ async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
     // The time left until a deadline on the exchange's clock.
     let left = |deadline: Duration| deadline.saturating_sub(start.elapsed());
     let mut conn: Option<Conn> = None;
-    let mut buf = vec![0u8; 65_535];
+    // One datagram, or one TCP read (the exchange reassembles TCP): longer datagrams go to TCP.
+    let mut buf = vec![0u8; MAX_UDP_RESPONSE + 1];
     loop {
         match ex.poll(start.elapsed()) {
             Step::Send(t) => {

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
-use mta_sts_core::wire::dns::{DnsAnswer, QueryType};
+use mta_sts_core::wire::dns::{DnsAnswer, MAX_UDP_RESPONSE, QueryType};
 use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
 use mta_sts_net::{addr_exchange, txt_exchange, udp_bind_addr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,7 +40,8 @@ pub(crate) async fn addrs(
 async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
     let start = Instant::now();
     let mut conn: Option<Conn> = None;
-    let mut buf = vec![0u8; 65_535];
+    // One datagram, or one TCP read (the exchange reassembles TCP): longer datagrams go to TCP.
+    let mut buf = vec![0u8; MAX_UDP_RESPONSE + 1];
     loop {
         match ex.poll(start.elapsed()) {
             Step::Send(t) => {

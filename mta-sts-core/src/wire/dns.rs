@@ -38,6 +38,21 @@ use crate::io::{DnsFailure, TxtAnswer, TxtQuery};
 /// ```
 pub const MAX_MESSAGE_SIZE: usize = u16::MAX as usize;
 
+/// The largest response accepted over UDP: 4096 bytes. The query advertises
+/// [`EDNS_UDP_PAYLOAD`] (1232), so a server that follows RFC 6891 never sends more; one that sends
+/// more than this is asked again over TCP, as if it had set the TC bit
+/// ([`Exchange::received`](crate::wire::exchange::Exchange::received)).
+///
+/// Receive UDP into a buffer of `MAX_UDP_RESPONSE + 1` bytes: a datagram that fills it is longer
+/// than this (the kernel cuts it to the buffer), and the exchange then goes to TCP. A
+/// [`MAX_MESSAGE_SIZE`] buffer would do too, but costs 64 KiB per exchange under way.
+///
+/// ```
+/// let buf = vec![0u8; mta_sts_core::wire::dns::MAX_UDP_RESPONSE + 1];
+/// assert_eq!(buf.len(), 4097);
+/// ```
+pub const MAX_UDP_RESPONSE: usize = 4096;
+
 /// The UDP payload size advertised in the query's EDNS(0) OPT record: 1232 bytes, the DNS Flag
 /// Day 2020 value, which avoids IP fragmentation. Larger answers come back truncated (TC) and are
 /// asked again over TCP.

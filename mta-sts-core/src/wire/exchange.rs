@@ -45,7 +45,7 @@ use std::net::SocketAddr;
 
 use crate::io::{DEFAULT_DNS_TIMEOUT, DnsFailure, TxtQuery};
 
-use super::dns::{DnsAnswer, DnsQuery, QueryError, ResponseError, TcpFramer};
+use super::dns::{DnsAnswer, DnsQuery, MAX_UDP_RESPONSE, QueryError, ResponseError, TcpFramer};
 
 /// How a [`Transmit`] travels.
 ///
@@ -478,7 +478,9 @@ impl Exchange {
     }
 
     /// Bytes arrived for the attempt under way: one whole datagram for UDP, whatever one read
-    /// returned for TCP. Bytes that come when no attempt is under way are ignored.
+    /// returned for TCP. Bytes that come when no attempt is under way are ignored. A datagram
+    /// longer than [`MAX_UDP_RESPONSE`] with this query's id is handled as truncated: the same
+    /// server is asked again over TCP.
     ///
     /// ```
     /// use std::time::Duration;
@@ -509,6 +511,14 @@ impl Exchange {
         }
         let (server, transport) = (*server, *transport);
         let parsed = match transport {
+            // Longer than any response accepted over UDP (and perhaps cut short by the
+            // receive buffer): as good as truncated, when it answers this query's id.
+            Transport::Udp if data.len() > MAX_UDP_RESPONSE => {
+                if data.get(..2) != Some(&self.query.id().to_be_bytes()[..]) {
+                    return;
+                }
+                Err(ResponseError::Truncated)
+            }
             Transport::Udp => self.query.parse(data),
             Transport::Tcp => match framer.push(data) {
                 None => return,
@@ -714,6 +724,31 @@ mod tests {
             ex.received(secs(1), chunk);
         }
         assert_eq!(ex.poll(secs(1)), Step::Done(records()));
+    }
+
+    #[test]
+    fn exchange_udp_datagram_longer_than_accepted_goes_to_tcp_on_same_server() {
+        // A receive buffer of MAX_UDP_RESPONSE + 1 bytes filled: the datagram was at least that
+        // long (cut short by the kernel), beyond the 1232 bytes the query advertised.
+        let mut ex = exchange(&[S1, S2]);
+        expect_send(&mut ex, secs(0), S1, Transport::Udp);
+        let mut long = reply(ResponseCode::NoError, false, 0x5151);
+        long.resize(MAX_UDP_RESPONSE + 1, 0);
+        // Another query's id: ignored like any mismatched datagram.
+        let mut other = long.clone();
+        other[..2].copy_from_slice(&0x1234u16.to_be_bytes());
+        ex.received(secs(0), &other);
+        assert_eq!(ex.poll(secs(0)), Step::Wait(secs(2)));
+        ex.received(secs(0), &long);
+        expect_send(&mut ex, secs(0), S1, Transport::Tcp);
+        // At the limit, a datagram is parsed as usual (here the answer, with bytes after its
+        // end, which the decoder leaves alone).
+        let mut ex = exchange(&[S1, S2]);
+        expect_send(&mut ex, secs(0), S1, Transport::Udp);
+        let mut at_limit = reply(ResponseCode::NoError, false, 0x5151);
+        at_limit.resize(MAX_UDP_RESPONSE, 0);
+        ex.received(secs(0), &at_limit);
+        assert_eq!(ex.poll(secs(0)), Step::Done(records()));
     }
 
     #[test]
