@@ -65,7 +65,8 @@ pub(crate) fn fetch(inner: &Inner, fetch: &PolicyFetch) -> FetchResult {
     tls.write_all(&request)
         .map_err(|e| classify_tls_error(&e))?;
     let mut parser = ResponseParser::new(fetch);
-    let mut buf = vec![0u8; 16 * 1024];
+    // A policy is small (a few hundred bytes); the parser takes the body in any pieces.
+    let mut buf = vec![0u8; 4 * 1024];
     loop {
         let read = tls.read(&mut buf).map(|n| &buf[..n]);
         if let Some(result) = read_progress(&mut parser, read) {

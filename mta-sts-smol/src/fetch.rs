@@ -65,7 +65,8 @@ async fn get(inner: &Inner, fetch: &PolicyFetch) -> FetchResult {
         .map_err(|e| classify_tls_error(&e))?;
     tls.flush().await.map_err(|e| classify_tls_error(&e))?;
     let mut parser = ResponseParser::new(fetch);
-    let mut buf = vec![0u8; 16 * 1024];
+    // A policy is small (a few hundred bytes); the parser takes the body in any pieces.
+    let mut buf = vec![0u8; 4 * 1024];
     loop {
         // A close without TLS close_notify is an error (it could be a truncation), not an end.
         let read = tls.read(&mut buf).await.map(|n| &buf[..n]);
