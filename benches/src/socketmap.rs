@@ -1,48 +1,28 @@
 //! Netstrings (`<len>:<data>,`), the framing of Postfix's socketmap protocol, for the
-//! `socketmap-load` generator and the `socketmap-floor` server.
-//!
-//! Written here rather than taken from a crate: the framing is a dozen lines, and both programs
-//! must cost as little as possible per request, so the decoder works in place in the caller's
-//! read buffer and never allocates.
+//! `socketmap-load` generator and the `socketmap-floor` server: the daemon's own codec
+//! (`mta-sts-cli/src/daemon/netstring.rs`, included here; the CLI is a binary crate), which
+//! decodes in place in the caller's read buffer and never allocates.
+
+#[path = "../../mta-sts-cli/src/daemon/netstring.rs"]
+mod codec;
+
+/// The longest netstring either program takes: Postfix's limit on a socketmap reply
+/// (`socketmap_max_reply`, 100000 bytes).
+const MAX_LEN: usize = 100_000;
 
 /// Appends the netstring of `data` to `out`.
 pub fn encode(out: &mut Vec<u8>, data: &[u8]) {
-    let mut digits = [0u8; 20];
-    let mut n = data.len();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-    out.push(b':');
-    out.extend_from_slice(data);
-    out.push(b',');
+    codec::encode_parts(out, data, b"");
 }
 
 /// The netstring at the start of `buf`: `Ok(Some((data, consumed)))`, `Ok(None)` when more
 /// bytes are needed, `Err` when the bytes are not a netstring.
-pub fn decode(buf: &[u8]) -> Result<Option<(&[u8], usize)>, &'static str> {
-    let mut len: usize = 0;
-    for (i, &b) in buf.iter().enumerate() {
-        match b {
-            b'0'..=b'9' if i < 19 => len = len * 10 + usize::from(b - b'0'),
-            b':' if i > 0 => {
-                let end = i + 1 + len;
-                return match buf.get(end) {
-                    None => Ok(None),
-                    Some(b',') => Ok(Some((&buf[i + 1..end], end + 1))),
-                    Some(_) => Err("netstring does not end with a comma"),
-                };
-            }
-            _ => return Err("not a netstring"),
-        }
+pub fn decode(buf: &[u8]) -> Result<Option<(&[u8], usize)>, String> {
+    match codec::decode(buf, MAX_LEN) {
+        Ok(codec::Decoded::Complete { data, consumed }) => Ok(Some((&buf[data], consumed))),
+        Ok(codec::Decoded::Incomplete) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
-    Ok(None)
 }
 
 /// The reply every socketmap server gives for a test-world bulk domain `key` (policy

@@ -89,9 +89,21 @@ pub(crate) fn encode(out: &mut Vec<u8>, data: &[u8]) {
 
 /// Appends the netstring of `head` followed by `tail` to `out`, without allocating.
 pub(crate) fn encode_parts(out: &mut Vec<u8>, head: &[u8], tail: &[u8]) {
-    use std::io::Write as _;
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{}:", head.len() + tail.len());
+    // The length's decimal digits, written backwards from the end of a buffer long enough for
+    // any usize (cheaper than the formatting machinery on every reply).
+    let mut digits = [0u8; 20];
+    let mut n = head.len() + tail.len();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.push(b':');
     out.extend_from_slice(head);
     out.extend_from_slice(tail);
     out.push(b',');
