@@ -306,10 +306,10 @@ impl<F: Clone, D> CacheState<F, D> {
                     return Start::Ready(outcome);
                 }
                 Begin::Started(lookup) => {
-                    // The cache no longer marks the domain as under way, but a flight of ours
-                    // still is (an overdue lookup that ended cleared the mark of this newer
-                    // one; or the table of marks was full): share it. `begin` marked the
-                    // domain again, for that flight.
+                    // The cache has no mark for the domain, but a flight of ours is under way:
+                    // the cache's table of marks was full when that flight began (the cache
+                    // still starts a delivery lookup, unmarked). Share it; `begin` marked the
+                    // domain now, for that flight.
                     if let Some(f) = self.live_flight(lookup.domain(), now) {
                         return Start::Wait(f.waiters.clone());
                     }
@@ -336,8 +336,9 @@ impl<F: Clone, D> CacheState<F, D> {
     ) -> Option<(Lookup, D, FlightId)> {
         loop {
             let lookup = self.cache.poll_refresh(now)?;
-            // A delivery lookup of ours is under way for the domain (its mark was cleared by an
-            // overdue lookup): skip this refresh; the cache tries it again later.
+            // A delivery lookup of ours is under way for the domain, unmarked in the cache
+            // (its table of marks was full when it began): skip this refresh; the cache tries
+            // it again later.
             if self.live_flight(lookup.domain(), now).is_some() {
                 continue;
             }
@@ -632,6 +633,55 @@ mod tests {
             panic!("an overdue flight is replaced")
         };
         let _ = s.finish(servfail(*old, due), old_id, due);
+        assert!(s.next_refresh(due, || (4, 4)).is_none());
+        assert!(matches!(
+            s.start("example.com", true, due, || (5, 5)),
+            Start::Wait(3)
+        ));
+    }
+
+    /// A state whose cache marks at most one lookup as under way, with flights that stay live
+    /// for two days; `other.example` holds the one mark (flight 1).
+    fn full_mark_table() -> CacheState<u8> {
+        let mut config = Config::default();
+        config.max_in_flight = 1;
+        config.lookup_deadline = Duration::from_secs(2 * 86_400);
+        let mut s = CacheState::new(PolicyCache::new(config));
+        let Start::Drive(..) = s.start("other.example", false, now(), || (1, 1)) else {
+            panic!("the first caller drives")
+        };
+        s
+    }
+
+    #[test]
+    fn callers_share_a_flight_the_full_cache_could_not_mark() {
+        let mut s = full_mark_table();
+        // The cache starts the lookup without a mark; our flight table still coalesces.
+        let Start::Drive(..) = s.start("example.com", false, now(), || (2, 2)) else {
+            panic!("the second domain's first caller drives")
+        };
+        assert!(matches!(
+            s.start("example.com", false, now(), || (3, 3)),
+            Start::Wait(2)
+        ));
+    }
+
+    #[test]
+    fn a_refresh_due_while_an_unmarked_flight_runs_is_skipped_not_registered_over_it() {
+        let mut s = full_mark_table();
+        // example.com gets a policy, then a recheck starts while the table is full (unmarked).
+        let Start::Drive(l, _, id) = s.start("example.com", false, now(), || (2, 2)) else {
+            panic!("the first caller drives")
+        };
+        let _ = s.finish(drive(*l), id, now());
+        let Start::Drive(_recheck, _, _) = s.start("example.com", true, now(), || (3, 3)) else {
+            panic!("a recheck drives")
+        };
+        // The table has room again; the refresh comes due while the recheck still runs.
+        let other = PolicyDomain::parse("other.example").unwrap();
+        let other_id = s.flights.get(&other).map(|f| f.id).unwrap();
+        s.abandon(&other, other_id);
+        let due = now().saturating_add(s.refresh_wait(now()).expect("a refresh is scheduled"));
         assert!(s.next_refresh(due, || (4, 4)).is_none());
         assert!(matches!(
             s.start("example.com", true, due, || (5, 5)),
