@@ -70,7 +70,7 @@ const _: () = assert!(size_of::<Option<Slot>>() == 64);
 
 /// The parts of an entry that a cache hit does not read: its place on its recency list, its
 /// timer and the memory of a failed fetch. `links[i]` belongs to `slots[i]`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Links {
     /// Boxed: rare, and the links stay small.
     memo: Option<Box<FetchMemo>>,
