@@ -2,18 +2,51 @@
 //! core's wire codecs: which exchange to run for a request, where to bind, what a policy request
 //! is, what a read of the response means, and how failed connection attempts are reported.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use mta_sts_core::io::{DnsFailure, FetchFailure, FetchResult, PolicyFetch, TxtQuery};
-use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+use mta_sts_core::wire::dns::{DnsQuery, MAX_UDP_RESPONSE, QueryType};
 use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig};
 use mta_sts_core::wire::http::{Progress, ResponseParser, request};
 use rustls_pki_types::ServerName;
 
 use crate::{classify_tls_error, query_id, server_name};
+
+/// The length of the buffer [`with_read_buffer`] lends: one datagram of up to
+/// [`MAX_UDP_RESPONSE`] bytes plus one, so that a longer datagram shows as filling it.
+pub const READ_BUFFER_LEN: usize = MAX_UDP_RESPONSE + 1;
+
+thread_local! {
+    static READ_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BUFFER_LEN].into_boxed_slice());
+}
+
+/// Runs `f` over this thread's read buffer of [`READ_BUFFER_LEN`] bytes.
+///
+/// For reads done inside one `poll`: a DNS answer or a piece of a policy response is handed to
+/// the core's codec before `f` returns, so a lookup waiting for its network holds no buffer of
+/// its own. With 64 lookups under way that is about 0.5 MiB less heap at the peak, and the
+/// holes those buffers left between the policies stored meanwhile (measured: resident memory
+/// after 3,000 lookups 64 at a time). A nested call, or one while the thread ends, gets a fresh
+/// buffer instead.
+///
+/// ```
+/// let n = mta_sts_net::with_read_buffer(|buf| {
+///     buf[..4].copy_from_slice(b"data");
+///     buf.len()
+/// });
+/// assert_eq!(n, mta_sts_net::READ_BUFFER_LEN);
+/// ```
+pub fn with_read_buffer<R>(mut f: impl FnMut(&mut [u8]) -> R) -> R {
+    let shared = READ_BUFFER.try_with(|cell| cell.try_borrow_mut().ok().map(|mut buf| f(&mut buf)));
+    match shared {
+        Ok(Some(r)) => r,
+        _ => f(&mut vec![0; READ_BUFFER_LEN]),
+    }
+}
 
 /// The exchange for one of the core's TXT queries (its name and its timeout), with a random
 /// message id, starting at `Duration::ZERO` on the adapter's clock.

@@ -1,20 +1,24 @@
 //! DNS over UDP and TCP with async-net, following the core's exchange driver.
 
+use std::future::poll_fn;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
-use mta_sts_core::wire::dns::{DnsAnswer, MAX_UDP_RESPONSE, QueryType};
+use mta_sts_core::wire::dns::{DnsAnswer, QueryType};
 use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
-use mta_sts_net::{addr_exchange, txt_exchange, udp_bind_addr};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::net::{TcpStream, UdpSocket};
+use mta_sts_net::{addr_exchange, txt_exchange, udp_bind_addr, with_read_buffer};
+use smol::Async;
+use smol::io::{AsyncRead, AsyncWriteExt};
+use smol::net::TcpStream;
 
 use crate::until;
 
 enum Conn {
-    Udp(UdpSocket),
+    Udp(Async<UdpSocket>),
     Tcp(TcpStream),
 }
 
@@ -44,8 +48,6 @@ async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
     // The time left until a deadline on the exchange's clock.
     let left = |deadline: Duration| deadline.saturating_sub(start.elapsed());
     let mut conn: Option<Conn> = None;
-    // One datagram, or one TCP read (the exchange reassembles TCP): longer datagrams go to TCP.
-    let mut buf = vec![0u8; MAX_UDP_RESPONSE + 1];
     loop {
         match ex.poll(start.elapsed()) {
             Step::Send(t) => {
@@ -61,18 +63,9 @@ async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
                 }
             }
             Step::Wait(deadline) => {
-                let read = async {
-                    match conn.as_mut() {
-                        Some(Conn::Udp(s)) => s.recv(&mut buf).await,
-                        Some(Conn::Tcp(s)) => match s.read(&mut buf).await {
-                            Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                            other => other,
-                        },
-                        None => std::future::pending().await,
-                    }
-                };
+                let read = poll_fn(|cx| poll_receive(cx, conn.as_mut(), &mut ex, start));
                 match until(left(deadline), read).await {
-                    Some(Ok(n)) => ex.received(start.elapsed(), &buf[..n]),
+                    Some(Ok(())) => {}
                     Some(Err(e)) => ex.io_error(start.elapsed(), e),
                     None => ex.timed_out(start.elapsed()),
                 }
@@ -83,6 +76,48 @@ async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
     }
 }
 
+/// Reads one datagram, or what one TCP read gives, into the thread's read buffer and hands it
+/// to the exchange within the same poll (the exchange reassembles TCP; a datagram longer than
+/// the core accepts fills the buffer and goes to TCP).
+fn poll_receive(
+    cx: &mut Context<'_>,
+    conn: Option<&mut Conn>,
+    ex: &mut Exchange,
+    start: Instant,
+) -> Poll<io::Result<()>> {
+    let Some(conn) = conn else {
+        return Poll::Pending;
+    };
+    with_read_buffer(|buf| {
+        let polled = match conn {
+            Conn::Udp(s) => loop {
+                match s.get_ref().recv(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    done => break Poll::Ready(done),
+                }
+                // Not readable yet: wait for the reactor (a wake-up may be spurious).
+                match s.poll_readable(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                    Poll::Pending => break Poll::Pending,
+                }
+            },
+            Conn::Tcp(s) => match Pin::new(s).poll_read(cx, buf) {
+                Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                other => other,
+            },
+        };
+        match polled {
+            Poll::Ready(Ok(n)) => {
+                ex.received(start.elapsed(), &buf[..n]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
 async fn open(server: SocketAddr, transport: Transport, payload: &[u8]) -> io::Result<Conn> {
     match transport {
         Transport::Tcp => {
@@ -91,8 +126,8 @@ async fn open(server: SocketAddr, transport: Transport, payload: &[u8]) -> io::R
             Ok(Conn::Tcp(s))
         }
         _ => {
-            let s = UdpSocket::bind(udp_bind_addr(server)).await?;
-            s.connect(server).await?;
+            let s = Async::<UdpSocket>::bind(udp_bind_addr(server))?;
+            s.get_ref().connect(server)?;
             s.send(payload).await?;
             Ok(Conn::Udp(s))
         }

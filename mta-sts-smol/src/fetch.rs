@@ -1,15 +1,18 @@
 //! The HTTPS GET of a policy with async-net and futures-rustls, following the core's HTTP codec.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 
 use mta_sts_core::io::{FetchFailure, FetchResult, PolicyFetch};
 use mta_sts_core::wire::dns::QueryType;
 use mta_sts_core::wire::http::ResponseParser;
 use mta_sts_net::{
     ConnectErrors, classify_tls_error, combine_addresses, connect_attempt_timeout, policy_request,
-    read_progress,
+    read_progress, with_read_buffer,
 };
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::{AsyncRead, AsyncWriteExt};
 use smol::net::TcpStream;
 
 use crate::{Inner, dns, until};
@@ -65,13 +68,21 @@ async fn get(inner: &Inner, fetch: &PolicyFetch) -> FetchResult {
         .map_err(|e| classify_tls_error(&e))?;
     tls.flush().await.map_err(|e| classify_tls_error(&e))?;
     let mut parser = ResponseParser::new(fetch);
-    // A policy is small (a few hundred bytes); the parser takes the body in any pieces.
-    let mut buf = vec![0u8; 4 * 1024];
-    loop {
-        // A close without TLS close_notify is an error (it could be a truncation), not an end.
-        let read = tls.read(&mut buf).await.map(|n| &buf[..n]);
-        if let Some(result) = read_progress(&mut parser, read) {
-            return result;
-        }
-    }
+    // Read within each poll into the thread's read buffer: a fetch waiting for its server holds
+    // no buffer of its own. A close without TLS close_notify is an error (it could be a
+    // truncation), not an end.
+    poll_fn(|cx| {
+        with_read_buffer(|buf| {
+            loop {
+                let Poll::Ready(r) = Pin::new(&mut tls).poll_read(cx, buf) else {
+                    return Poll::Pending;
+                };
+                let read = r.map(|n| &buf[..n]);
+                if let Some(result) = read_progress(&mut parser, read) {
+                    return Poll::Ready(result);
+                }
+            }
+        })
+    })
+    .await
 }

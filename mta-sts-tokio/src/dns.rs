@@ -1,13 +1,17 @@
 //! DNS over UDP and TCP with tokio, following the core's exchange driver.
 
+use std::future::poll_fn;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
-use mta_sts_core::wire::dns::{DnsAnswer, MAX_UDP_RESPONSE, QueryType};
+use mta_sts_core::wire::dns::{DnsAnswer, QueryType};
 use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
-use mta_sts_net::{addr_exchange, txt_exchange, udp_bind_addr};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use mta_sts_net::{addr_exchange, txt_exchange, udp_bind_addr, with_read_buffer};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
@@ -40,8 +44,6 @@ pub(crate) async fn addrs(
 async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
     let start = Instant::now();
     let mut conn: Option<Conn> = None;
-    // One datagram, or one TCP read (the exchange reassembles TCP): longer datagrams go to TCP.
-    let mut buf = vec![0u8; MAX_UDP_RESPONSE + 1];
     loop {
         match ex.poll(start.elapsed()) {
             Step::Send(t) => {
@@ -57,18 +59,10 @@ async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
                 }
             }
             Step::Wait(until) => {
-                let read = async {
-                    match conn.as_mut() {
-                        Some(Conn::Udp(s)) => s.recv(&mut buf).await,
-                        Some(Conn::Tcp(s)) => match s.read(&mut buf).await {
-                            Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
-                            other => other,
-                        },
-                        None => std::future::pending().await,
-                    }
-                };
-                match timeout_at(start + until, read).await {
-                    Ok(Ok(n)) => ex.received(start.elapsed(), &buf[..n]),
+                let read = poll_fn(|cx| poll_receive(cx, conn.as_mut(), &mut ex, start));
+                let read = timeout_at(start + until, read).await;
+                match read {
+                    Ok(Ok(())) => {}
                     Ok(Err(e)) => ex.io_error(start.elapsed(), e),
                     Err(_) => ex.timed_out(start.elapsed()),
                 }
@@ -79,7 +73,37 @@ async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
     }
 }
 
-async fn open(server: SocketAddr, transport: Transport, payload: &[u8]) -> std::io::Result<Conn> {
+/// Reads one datagram, or what one TCP read gives, into the thread's read buffer and hands it
+/// to the exchange within the same poll (the exchange reassembles TCP; a datagram longer than
+/// the core accepts fills the buffer and goes to TCP).
+fn poll_receive(
+    cx: &mut Context<'_>,
+    conn: Option<&mut Conn>,
+    ex: &mut Exchange,
+    start: Instant,
+) -> Poll<io::Result<()>> {
+    let Some(conn) = conn else {
+        return Poll::Pending;
+    };
+    with_read_buffer(|buf| {
+        let mut read = ReadBuf::new(buf);
+        let polled = match conn {
+            Conn::Udp(s) => s.poll_recv(cx, &mut read),
+            Conn::Tcp(s) => match Pin::new(s).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    Poll::Ready(Err(io::Error::from(io::ErrorKind::UnexpectedEof)))
+                }
+                other => other,
+            },
+        };
+        if let Poll::Ready(Ok(())) = polled {
+            ex.received(start.elapsed(), read.filled());
+        }
+        polled
+    })
+}
+
+async fn open(server: SocketAddr, transport: Transport, payload: &[u8]) -> io::Result<Conn> {
     match transport {
         Transport::Tcp => {
             let mut s = TcpStream::connect(server).await?;

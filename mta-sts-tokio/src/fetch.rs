@@ -1,15 +1,18 @@
 //! The HTTPS GET of a policy with tokio and rustls, following the core's HTTP codec.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 
 use mta_sts_core::io::{FetchFailure, FetchResult, PolicyFetch};
 use mta_sts_core::wire::dns::QueryType;
 use mta_sts_core::wire::http::ResponseParser;
 use mta_sts_net::{
     ConnectErrors, classify_tls_error, combine_addresses, connect_attempt_timeout, policy_request,
-    read_progress,
+    read_progress, with_read_buffer,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -67,13 +70,21 @@ async fn fetch_inner(inner: &Inner, fetch: &PolicyFetch) -> FetchResult {
         .await
         .map_err(|e| classify_tls_error(&e))?;
     let mut parser = ResponseParser::new(fetch);
-    // A policy is small (a few hundred bytes); the parser takes the body in any pieces.
-    let mut buf = vec![0u8; 4 * 1024];
-    loop {
-        // A close without TLS close_notify is an error (it could be a truncation), not an end.
-        let read = tls.read(&mut buf).await.map(|n| &buf[..n]);
-        if let Some(result) = read_progress(&mut parser, read) {
-            return result;
-        }
-    }
+    // Read within each poll into the thread's read buffer: a fetch waiting for its server holds
+    // no buffer of its own. A close without TLS close_notify is an error (it could be a
+    // truncation), not an end.
+    poll_fn(|cx| {
+        with_read_buffer(|buf| {
+            loop {
+                let mut read = ReadBuf::new(buf);
+                let Poll::Ready(r) = Pin::new(&mut tls).poll_read(cx, &mut read) else {
+                    return Poll::Pending;
+                };
+                if let Some(result) = read_progress(&mut parser, r.map(|()| read.filled())) {
+                    return Poll::Ready(result);
+                }
+            }
+        })
+    })
+    .await
 }
