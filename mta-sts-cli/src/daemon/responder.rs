@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -77,7 +78,16 @@ pub(crate) struct Responder {
     client: Client,
     config: Arc<DaemonConfig>,
     /// When the daemon last had the TXT id of a domain checked, for `cache_grace`.
-    checked: Mutex<HashMap<Box<str>, Instant>>,
+    checked: Mutex<Checked>,
+}
+
+/// When each domain's TXT id was last checked, keyed by the domain's 64-bit hash under a random
+/// key of this map (no copy of the name: 24 bytes an entry). A collision, about 2^-64 for a
+/// pair of names, could only make one domain skip one re-check within `cache_grace`.
+#[derive(Debug, Default)]
+struct Checked {
+    key: RandomState,
+    times: HashMap<u64, Instant>,
 }
 
 impl Responder {
@@ -85,7 +95,7 @@ impl Responder {
         Self {
             client,
             config,
-            checked: Mutex::new(HashMap::new()),
+            checked: Mutex::new(Checked::default()),
         }
     }
 
@@ -144,37 +154,35 @@ impl Responder {
     /// (before the re-check, so that concurrent requests do not all re-check).
     fn grace_expired(&self, domain: &str, grace: Duration) -> bool {
         let mut checked = self.lock_checked();
-        if checked.get(domain).is_some_and(|t| t.elapsed() <= grace) {
+        let id = checked.key.hash_one(domain);
+        if checked.times.get(&id).is_some_and(|t| t.elapsed() <= grace) {
             return false;
         }
-        self.insert_checked(&mut checked, domain, grace);
+        self.insert_checked(&mut checked, id, grace);
         true
     }
 
     fn mark_checked(&self, domain: &str) {
         let grace = self.config.cache_grace;
         let mut checked = self.lock_checked();
-        self.insert_checked(&mut checked, domain, grace);
+        let id = checked.key.hash_one(domain);
+        self.insert_checked(&mut checked, id, grace);
     }
 
-    fn insert_checked(
-        &self,
-        checked: &mut HashMap<Box<str>, Instant>,
-        domain: &str,
-        grace: Duration,
-    ) {
+    fn insert_checked(&self, checked: &mut Checked, id: u64, grace: Duration) {
+        let times = &mut checked.times;
         // Bounded like the cache: entries older than the grace period change nothing (the
         // policy's own fetch time decides then), so they go first.
-        if checked.len() >= self.config.cache.size && !checked.contains_key(domain) {
-            checked.retain(|_, t| t.elapsed() <= grace);
-            if checked.len() >= self.config.cache.size {
-                checked.clear();
+        if times.len() >= self.config.cache.size && !times.contains_key(&id) {
+            times.retain(|_, t| t.elapsed() <= grace);
+            if times.len() >= self.config.cache.size {
+                times.clear();
             }
         }
-        checked.insert(domain.into(), Instant::now());
+        times.insert(id, Instant::now());
     }
 
-    fn lock_checked(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Instant>> {
+    fn lock_checked(&self) -> std::sync::MutexGuard<'_, Checked> {
         self.checked
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
