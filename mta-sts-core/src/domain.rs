@@ -79,21 +79,20 @@ pub(crate) fn is_address(s: &str) -> bool {
     }
 }
 
-/// Byte classes for [`scan_ldh`].
+/// Byte classes for [`ldh_prefix`].
 const BAD: u8 = 0;
-const LOWER: u8 = 1;
+/// A lowercase letter, a digit or a hyphen.
+const LDH: u8 = 1;
 const UPPER: u8 = 2;
-const HYPHEN: u8 = 3;
-const DOT: u8 = 4;
+const DOT: u8 = 3;
 static CLASS: [u8; 256] = {
     let mut t = [BAD; 256];
     let mut c = 0;
     while c < 256 {
         let b = c as u8;
         t[c] = match b {
-            b'a'..=b'z' | b'0'..=b'9' => LOWER,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => LDH,
             b'A'..=b'Z' => UPPER,
-            b'-' => HYPHEN,
             b'.' => DOT,
             _ => BAD,
         };
@@ -105,23 +104,36 @@ static CLASS: [u8; 256] = {
 /// One pass over a name (no root dot) that says whether [`check_ldh`] accepts it, and if so
 /// whether it has upper-case letters: `None` when it does not (then [`check_ldh`] tells why).
 fn scan_ldh(name: &[u8]) -> Option<bool> {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return None;
+    match ldh_prefix(name) {
+        Some((len, upper)) if len == name.len() => Some(upper),
+        _ => None,
     }
+}
+
+/// The LDH name at the start of `b`, up to its first byte that is not a letter, digit, hyphen or
+/// dot: its length and whether it has upper-case letters, when [`check_ldh`] accepts it; `None`
+/// when it does not.
+pub(crate) fn ldh_prefix(b: &[u8]) -> Option<(usize, bool)> {
     // A label is [start, end): non-empty, at most 63 bytes, no hyphen at either end.
     let label_ok = |start: usize, end: usize| {
-        end > start && end - start <= MAX_LABEL_LEN && name[start] != b'-' && name[end - 1] != b'-'
+        end > start && end - start <= MAX_LABEL_LEN && b[start] != b'-' && b[end - 1] != b'-'
     };
-    let (mut start, mut upper) = (0, false);
-    for (i, &c) in name.iter().enumerate() {
-        match CLASS[usize::from(c)] {
-            LOWER | HYPHEN => {}
-            UPPER => upper = true,
-            DOT if label_ok(start, i) => start = i + 1,
-            _ => return None,
+    let class = |i: usize| b.get(i).map(|&c| CLASS[usize::from(c)]);
+    let (mut start, mut upper, mut i) = (0, false, 0);
+    loop {
+        // Lowercase letters, digits and hyphens, the usual bytes, in a loop of their own.
+        while class(i) == Some(LDH) {
+            i += 1;
         }
+        match class(i) {
+            Some(UPPER) => upper = true,
+            Some(DOT) if label_ok(start, i) => start = i + 1,
+            Some(DOT) => return None,
+            _ => break,
+        }
+        i += 1;
     }
-    label_ok(start, name.len()).then_some(upper)
+    (i <= MAX_NAME_LEN && label_ok(start, i)).then_some((i, upper))
 }
 
 /// Checks an ASCII name (lowercase or not, no root dot) against the RFC 5321 `Domain` rules

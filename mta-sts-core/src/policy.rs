@@ -16,6 +16,8 @@ use nom::{IResult, Parser as _};
 use crate::domain::NameProblem;
 use crate::mx::{HostKey, MxPattern, MxPatternError, ascii_host, truncate_for_display};
 
+mod fast;
+
 /// The largest `max_age` (RFC 8461 §3.2): 31557600 seconds, about a year. Larger values are clamped.
 pub const MAX_AGE_LIMIT: u32 = 31_557_600;
 
@@ -537,9 +539,30 @@ impl Policy {
     }
 
     fn parse_str_with(body: &str, profile: Profile) -> Result<Self, PolicyError> {
+        // The usual policy in one pass; anything else, with its errors and warnings, below.
+        // What the fast path accepts has no warnings, so both profiles read it alike.
+        match fast::parse(body) {
+            Some(policy) => Ok(policy),
+            None => Self::parse_full_path(body, profile),
+        }
+    }
+
+    /// [`Policy::parse_str_with`] without its fast path: the full parser alone. For the
+    /// differential fuzz target and tests (they check that both paths agree); not a stable API.
+    #[doc(hidden)]
+    pub fn parse_full_path(body: &str, profile: Profile) -> Result<Self, PolicyError> {
         let mut p = PolicyParser::new(profile, false);
         p.run(body);
         p.finish().map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// The fast path of [`Policy::parse`] alone: `Some` only for a body of the usual form, which
+    /// the full parser ([`Policy::parse_full_path`]) must read to the same policy, without
+    /// warnings, under either profile. For the differential fuzz target and tests; not a stable
+    /// API.
+    #[doc(hidden)]
+    pub fn parse_fast_path(body: &str) -> Option<Self> {
+        fast::parse(body)
     }
 
     /// Checks a policy body and reports every error and warning, for operators.
