@@ -28,27 +28,7 @@ mount --bind "$OUT/resolv.conf" /etc/resolv.conf
 W=$!
 for _ in $(seq 600); do grep -q '^ready ' "$OUT/world.out" && break; sleep 0.1; done
 # The configuration side-by-side.sh gives both daemons.
-cat >"$OUT/ours.yml" <<Y
-host: 127.0.0.1
-port: 8462
-reuse_port: true
-shutdown_timeout: 20
-cache_grace: 3600
-cache:
-  type: internal
-  options:
-    cache_size: 10000
-proactive_policy_fetching:
-  enabled: true
-  interval: 86400
-  concurrency_limit: 100
-  grace_ratio: 2
-default_zone:
-  strict_testing: false
-  timeout: 4
-  require_sni: true
-  tlsrpt: false
-Y
+sed 's/^port: PORT$/port: 8462/' "$repo/benches/side-by-side.yml" >"$OUT/ours.yml"
 "$@" "$OURS" daemon --config "$OUT/ours.yml" --ca-file "$OUT/ca.pem" -v warn >"$OUT/ours.log" 2>&1 &
 D=$!
 load() { "$T/socketmap-load" --addr 127.0.0.1:8462 "$@"; }

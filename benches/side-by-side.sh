@@ -105,32 +105,8 @@ declare -A pid_of
 pid_of[world]=${pids[0]}
 pid_of[floor]=$!
 
-# One configuration file in postfix-mta-sts-resolver's format; the two copies differ only in
-# the port. cache_grace 3600: no TXT re-check during a cached run (the default, 60 s, would
-# make the Python daemon re-check every domain once a minute, and ours too).
-config() {
-    cat <<EOF
-host: 127.0.0.1
-port: $1
-reuse_port: true
-shutdown_timeout: 20
-cache_grace: 3600
-cache:
-  type: internal
-  options:
-    cache_size: 10000
-proactive_policy_fetching:
-  enabled: true
-  interval: 86400
-  concurrency_limit: 100
-  grace_ratio: 2
-default_zone:
-  strict_testing: false
-  timeout: 4
-  require_sni: true
-  tlsrpt: false
-EOF
-}
+# One configuration file (benches/side-by-side.yml); the two copies differ only in the port.
+config() { sed "s/^port: PORT\$/port: $1/" "$repo/benches/side-by-side.yml"; }
 config "$THEIRS_PORT" >"$OUT/theirs.yml"
 config "$OURS_PORT" >"$OUT/ours.yml"
 
