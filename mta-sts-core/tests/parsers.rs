@@ -618,4 +618,8 @@ fn address_hosts_never_match() {
     ] {
         assert!(!p.matches_mx(host), "{host}");
     }
+    // Also where the address is one label more than a wildcard over numeric labels.
+    let w = MxPattern::parse("*.0.0.0").unwrap();
+    assert!(!w.matches("0.0.0.0"));
+    assert!(w.matches("a.0.0.0"));
 }
