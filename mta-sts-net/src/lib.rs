@@ -54,8 +54,8 @@ pub use client::{
     FlightId, MAX_REFRESHER_SLEEP, Start, io_rejected, system_clock,
 };
 pub use transfer::{
-    ConnectErrors, READ_BUFFER_LEN, addr_exchange, policy_request, read_progress, txt_exchange,
-    udp_bind_addr, with_read_buffer,
+    ConnectErrors, READ_BUFFER_LEN, addr_exchange, policy_request, poll_exchange_read,
+    poll_response_read, read_progress, txt_exchange, udp_bind_addr, with_read_buffer,
 };
 
 /// The crypto provider of the whole workspace: *ring*.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
 use mta_sts_core::wire::dns::{DnsAnswer, QueryType};
 use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
-use mta_sts_net::{addr_exchange, txt_exchange, udp_bind_addr, with_read_buffer};
+use mta_sts_net::{addr_exchange, poll_exchange_read, txt_exchange, udp_bind_addr};
 use smol::Async;
 use smol::io::{AsyncRead, AsyncWriteExt};
 use smol::net::TcpStream;
@@ -76,46 +76,33 @@ async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
     }
 }
 
-/// Reads one datagram, or what one TCP read gives, into the thread's read buffer and hands it
-/// to the exchange within the same poll (the exchange reassembles TCP; a datagram longer than
-/// the core accepts fills the buffer and goes to TCP).
+/// One datagram, or one TCP read, handed to the exchange within the poll
+/// ([`poll_exchange_read`]).
 fn poll_receive(
     cx: &mut Context<'_>,
     conn: Option<&mut Conn>,
     ex: &mut Exchange,
     start: Instant,
 ) -> Poll<io::Result<()>> {
-    let Some(conn) = conn else {
-        return Poll::Pending;
-    };
-    with_read_buffer(|buf| {
-        let polled = match conn {
-            Conn::Udp(s) => loop {
+    let now = || start.elapsed();
+    match conn {
+        Some(Conn::Udp(s)) => poll_exchange_read(ex, now, false, |buf| {
+            loop {
                 match s.get_ref().recv(buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    done => break Poll::Ready(done),
+                    done => return Poll::Ready(done),
                 }
                 // Not readable yet: wait for the reactor (a wake-up may be spurious).
-                match s.poll_readable(cx) {
-                    Poll::Ready(Ok(())) => {}
-                    Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
-                    Poll::Pending => break Poll::Pending,
+                if let Err(e) = std::task::ready!(s.poll_readable(cx)) {
+                    return Poll::Ready(Err(e));
                 }
-            },
-            Conn::Tcp(s) => match Pin::new(s).poll_read(cx, buf) {
-                Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
-                other => other,
-            },
-        };
-        match polled {
-            Poll::Ready(Ok(n)) => {
-                ex.received(start.elapsed(), &buf[..n]);
-                Poll::Ready(Ok(()))
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
+        }),
+        Some(Conn::Tcp(s)) => {
+            poll_exchange_read(ex, now, true, |buf| Pin::new(&mut *s).poll_read(cx, buf))
         }
-    })
+        None => Poll::Pending,
+    }
 }
 
 async fn open(server: SocketAddr, transport: Transport, payload: &[u8]) -> io::Result<Conn> {

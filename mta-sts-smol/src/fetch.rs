@@ -3,14 +3,13 @@
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::Poll;
 
 use mta_sts_core::io::{FetchFailure, FetchResult, PolicyFetch};
 use mta_sts_core::wire::dns::QueryType;
 use mta_sts_core::wire::http::ResponseParser;
 use mta_sts_net::{
     ConnectErrors, classify_tls_error, combine_addresses, connect_attempt_timeout, policy_request,
-    read_progress, with_read_buffer,
+    poll_response_read,
 };
 use smol::io::{AsyncRead, AsyncWriteExt};
 use smol::net::TcpStream;
@@ -71,18 +70,5 @@ async fn get(inner: &Inner, fetch: &PolicyFetch) -> FetchResult {
     // Read within each poll into the thread's read buffer: a fetch waiting for its server holds
     // no buffer of its own. A close without TLS close_notify is an error (it could be a
     // truncation), not an end.
-    poll_fn(|cx| {
-        with_read_buffer(|buf| {
-            loop {
-                let Poll::Ready(r) = Pin::new(&mut tls).poll_read(cx, buf) else {
-                    return Poll::Pending;
-                };
-                let read = r.map(|n| &buf[..n]);
-                if let Some(result) = read_progress(&mut parser, read) {
-                    return Poll::Ready(result);
-                }
-            }
-        })
-    })
-    .await
+    poll_fn(|cx| poll_response_read(&mut parser, |buf| Pin::new(&mut tls).poll_read(cx, buf))).await
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
 use mta_sts_core::wire::dns::{DnsAnswer, QueryType};
 use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
-use mta_sts_net::{addr_exchange, txt_exchange, udp_bind_addr, with_read_buffer};
+use mta_sts_net::{addr_exchange, poll_exchange_read, txt_exchange, udp_bind_addr};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
@@ -73,34 +73,28 @@ async fn run(mut ex: Exchange) -> Result<DnsAnswer, DnsFailure> {
     }
 }
 
-/// Reads one datagram, or what one TCP read gives, into the thread's read buffer and hands it
-/// to the exchange within the same poll (the exchange reassembles TCP; a datagram longer than
-/// the core accepts fills the buffer and goes to TCP).
+/// One datagram, or one TCP read, handed to the exchange within the poll
+/// ([`poll_exchange_read`]).
 fn poll_receive(
     cx: &mut Context<'_>,
     conn: Option<&mut Conn>,
     ex: &mut Exchange,
     start: Instant,
 ) -> Poll<io::Result<()>> {
-    let Some(conn) = conn else {
-        return Poll::Pending;
-    };
-    with_read_buffer(|buf| {
-        let mut read = ReadBuf::new(buf);
-        let polled = match conn {
-            Conn::Udp(s) => s.poll_recv(cx, &mut read),
-            Conn::Tcp(s) => match Pin::new(s).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                    Poll::Ready(Err(io::Error::from(io::ErrorKind::UnexpectedEof)))
-                }
-                other => other,
-            },
-        };
-        if let Poll::Ready(Ok(())) = polled {
-            ex.received(start.elapsed(), read.filled());
-        }
-        polled
-    })
+    let now = || start.elapsed();
+    match conn {
+        Some(Conn::Udp(s)) => poll_exchange_read(ex, now, false, |buf| {
+            let mut read = ReadBuf::new(buf);
+            s.poll_recv(cx, &mut read).map_ok(|()| read.filled().len())
+        }),
+        Some(Conn::Tcp(s)) => poll_exchange_read(ex, now, true, |buf| {
+            let mut read = ReadBuf::new(buf);
+            Pin::new(&mut *s)
+                .poll_read(cx, &mut read)
+                .map_ok(|()| read.filled().len())
+        }),
+        None => Poll::Pending,
+    }
 }
 
 async fn open(server: SocketAddr, transport: Transport, payload: &[u8]) -> io::Result<Conn> {

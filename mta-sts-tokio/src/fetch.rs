@@ -3,14 +3,13 @@
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::Poll;
 
 use mta_sts_core::io::{FetchFailure, FetchResult, PolicyFetch};
 use mta_sts_core::wire::dns::QueryType;
 use mta_sts_core::wire::http::ResponseParser;
 use mta_sts_net::{
     ConnectErrors, classify_tls_error, combine_addresses, connect_attempt_timeout, policy_request,
-    read_progress, with_read_buffer,
+    poll_response_read,
 };
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -74,16 +73,11 @@ async fn fetch_inner(inner: &Inner, fetch: &PolicyFetch) -> FetchResult {
     // no buffer of its own. A close without TLS close_notify is an error (it could be a
     // truncation), not an end.
     poll_fn(|cx| {
-        with_read_buffer(|buf| {
-            loop {
-                let mut read = ReadBuf::new(buf);
-                let Poll::Ready(r) = Pin::new(&mut tls).poll_read(cx, &mut read) else {
-                    return Poll::Pending;
-                };
-                if let Some(result) = read_progress(&mut parser, r.map(|()| read.filled())) {
-                    return Poll::Ready(result);
-                }
-            }
+        poll_response_read(&mut parser, |buf| {
+            let mut read = ReadBuf::new(buf);
+            Pin::new(&mut tls)
+                .poll_read(cx, &mut read)
+                .map_ok(|()| read.filled().len())
         })
     })
     .await
