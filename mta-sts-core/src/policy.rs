@@ -896,10 +896,14 @@ fn is_ext_value(value: &str) -> bool {
 
 /// `1*10DIGIT`
 fn parse_max_age(value: &str) -> Option<u64> {
-    if value.is_empty() || value.len() > 10 || !value.bytes().all(|c| c.is_ascii_digit()) {
+    let digits = value.as_bytes();
+    if digits.is_empty() || digits.len() > 10 {
         return None;
     }
-    value.parse().ok()
+    // At most ten digits: no overflow in a u64.
+    digits.iter().try_fold(0, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
+    })
 }
 
 /// The mx patterns found so far: the first few on the stack, so that the policy's slice is

@@ -7,7 +7,7 @@
 //! On anything else it gives up (`None`), and the full parser, which has the errors, warnings
 //! and their positions, reads the body from the start.
 
-use super::{MAX_AGE_LIMIT, Mode, Policy};
+use super::{MAX_AGE_LIMIT, Mode, Policy, parse_max_age};
 use crate::domain::ldh_prefix;
 use crate::mx::MxPattern;
 
@@ -62,10 +62,15 @@ pub(super) fn parse(body: &str) -> Option<Policy> {
             }
             [b'm', b'a', b'x', b'_', b'a', b'g', b'e', b':', ..] if max_age.is_none() => {
                 let value = skip_wsp(b, i + 8);
-                let (seconds, end) = digits(b, value)?;
-                // A larger value is clamped, with a warning.
-                let seconds = u32::try_from(seconds)
-                    .ok()
+                let end = value
+                    + b.get(value..)?
+                        .iter()
+                        .take_while(|c| c.is_ascii_digit())
+                        .count();
+                // `1*10DIGIT` as the full parser reads it; a larger value is clamped, with a
+                // warning.
+                let seconds = parse_max_age(body.get(value..end)?)
+                    .and_then(|s| u32::try_from(s).ok())
                     .filter(|&s| s <= MAX_AGE_LIMIT)?;
                 max_age = Some(seconds);
                 end_of_line(b, end)?
@@ -105,20 +110,6 @@ fn end_of_line(b: &[u8], i: usize) -> Option<usize> {
         Some(b'\n') => Some(i + 1),
         Some(_) => None,
     }
-}
-
-/// `1*10DIGIT` from `i`: the number and the end of its digits.
-fn digits(b: &[u8], i: usize) -> Option<(u64, usize)> {
-    let mut n = 0u64;
-    let mut end = i;
-    while let Some(&c @ b'0'..=b'9') = b.get(end) {
-        if end - i == 10 {
-            return None;
-        }
-        n = n * 10 + u64::from(c - b'0');
-        end += 1;
-    }
-    (end > i).then_some((n, end))
 }
 
 /// The most `mx` values kept on the stack; more go to a vector.
