@@ -36,7 +36,8 @@ for _ in $(seq 300); do
     load --key 192.0.2.1 --requests 1 --seconds 5 --expect 'NOTFOUND ' >/dev/null 2>&1 && break
     sleep 0.2
 done
-P=$(pgrep -n -f "daemon --config $OUT/ours.yml" || echo "$D")
+# The daemon itself, not a wrapper that names it on its command line.
+P=$(pgrep -n -f "^$OURS daemon --config $OUT/ours.yml" || echo "$D")
 status() { grep -E 'VmRSS|RssAnon|RssFile' "/proc/$P/status" | tr -s ' \t\n' ' '; echo "($1)"; }
 status idle
 load --connections "${C:-64}" --depth 1 --requests 3000 --bulk 1000:3000 --seconds 600 \
