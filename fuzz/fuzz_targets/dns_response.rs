@@ -11,7 +11,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use mta_sts_core::io::TxtAnswer;
 use mta_sts_core::wire::dns::{DnsAnswer, DnsQuery, QueryType, TcpFramer};
-use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, Step, Transport};
+use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, ExchangeStep, Transport};
 
 fuzz_target!(|data: &[u8]| {
     let id = match data {
@@ -61,18 +61,18 @@ fuzz_target!(|data: &[u8]| {
     let mut now = Duration::ZERO;
     for _ in 0..64 {
         match ex.poll(now) {
-            Step::Send(t) => {
+            ExchangeStep::Send(t) => {
                 ex.sent(now);
                 match t.transport() {
                     Transport::Udp => ex.received(now, data),
                     _ => ex.received(now, &framed(data)),
                 }
             }
-            Step::Wait(deadline) => {
+            ExchangeStep::Wait(deadline) => {
                 now = deadline;
                 ex.timed_out(now);
             }
-            Step::Done(_) => return,
+            ExchangeStep::Done(_) => return,
             _ => return,
         }
     }

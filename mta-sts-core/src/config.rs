@@ -95,6 +95,16 @@ pub struct Config {
     /// A lookup under way is considered abandoned after this long (default 5 minutes), so that a
     /// caller that never finished does not block the domain.
     pub lookup_deadline: Duration,
+    /// Re-checks the TXT id of a domain whose cached policy is still fresh when it was last
+    /// checked this long ago (default `None`: never; the policy is used until it is refreshed or
+    /// expires). RFC 8461 §5.1 step 1 allows a sender to "unconditionally check for a new
+    /// policy" at every delivery; this does it at most once per period and domain: the delivery
+    /// that finds the check due drives a re-check ([`LookupKind::Recheck`](crate::LookupKind):
+    /// an unchanged id keeps the policy, a new one is fetched), while the deliveries that come
+    /// during it get the cached policy at once. A failed check never drops the policy (R11,
+    /// R12). `Some(Duration::ZERO)` checks at every delivery. The Postfix daemon's
+    /// `cache_grace` is this setting.
+    pub recheck_after: Option<Duration>,
     /// Seed for the refresh jitter: give each process its own (e.g. from the OS RNG) so that a
     /// fleet does not refresh in step; the same seed gives the same schedule.
     pub seed: u64,
@@ -116,6 +126,7 @@ impl Default for Config {
             capacity: 100_000,
             max_in_flight: 4096,
             lookup_deadline: Duration::from_secs(300),
+            recheck_after: None,
             seed: 0,
             overrides: BTreeMap::new(),
         }

@@ -92,6 +92,8 @@ pub enum DeferReason {
     PolicyRequired,
     /// A temporary DNS failure without a cached policy, with [`DnsTempFailure::Defer`].
     DnsTemporaryFailure,
+    /// The lookup failed inside the adapter ([`Outcome::Internal`]): nothing is known.
+    Internal,
 }
 
 /// What to do when every allowed candidate was attempted and none accepted the message.
@@ -132,6 +134,7 @@ impl Candidate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct Evaluation {
+    outcome: Outcome,
     mode: Option<Mode>,
     verdict: Verdict,
     candidates: Vec<Candidate>,
@@ -139,10 +142,12 @@ pub struct Evaluation {
 
 impl Evaluation {
     /// Evaluates an outcome for the MX hosts of the domain, in priority order (with no MX
-    /// records, pass the domain itself: the implicit MX, R33).
-    pub fn new<'h, I>(outcome: &Outcome, settings: &DomainSettings, mx_hosts: I) -> Self
+    /// records, pass the domain itself: the implicit MX, R33). The hosts may be given as `&str`,
+    /// `String` or anything else that is `AsRef<str>`, e.g. a `&[String]` or a `Vec<String>`.
+    pub fn new<I>(outcome: &Outcome, settings: &DomainSettings, mx_hosts: I) -> Self
     where
-        I: IntoIterator<Item = &'h str>,
+        I: IntoIterator,
+        I::Item: AsRef<str>,
     {
         let policy = match settings.usage {
             StsUsage::Disable => None,
@@ -151,13 +156,19 @@ impl Evaluation {
         let mode = policy.map(|p| p.mode());
         let candidates: Vec<Candidate> = mx_hosts
             .into_iter()
-            .map(|host| Candidate {
-                host: host.to_owned(),
-                decision: policy.map_or(MxDecision::NoConstraint, |p| p.policy().check_mx(host)),
+            .map(|host| {
+                let host = host.as_ref();
+                Candidate {
+                    host: host.to_owned(),
+                    decision: policy
+                        .map_or(MxDecision::NoConstraint, |p| p.policy().check_mx(host)),
+                }
             })
             .collect();
         let active = mode.filter(|m| *m != Mode::None);
-        let verdict = if settings.usage == StsUsage::Require && active.is_none() {
+        let verdict = if matches!(outcome, Outcome::Internal(_)) {
+            Verdict::Defer(DeferReason::Internal)
+        } else if settings.usage == StsUsage::Require && active.is_none() {
             Verdict::Defer(DeferReason::PolicyRequired)
         } else if policy.is_none()
             && settings.usage != StsUsage::Disable
@@ -173,10 +184,17 @@ impl Evaluation {
             Verdict::Deliver
         };
         Self {
+            outcome: outcome.clone(),
             mode,
             verdict,
             candidates,
         }
+    }
+
+    /// The policy outcome this evaluation was made from (cached, fetched, none, temporary
+    /// failure, and why): what an MTA logs, reports (TLSRPT) or shows beside the decision.
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
     }
 
     /// The overall decision.

@@ -67,7 +67,7 @@
 //!
 //! ```
 //! use core::time::Duration;
-//! use mta_sts_core::io::{FetchFailure, FetchResponse, Io, TxtAnswer};
+//! use mta_sts_core::io::{FetchResponse, Io, TxtAnswer};
 //! use mta_sts_core::{
 //!     Begin, Config, IoResult, Lookup, MxDecision, Outcome, PolicyCache, Step, UnixTime, Verdict,
 //! };
@@ -88,8 +88,6 @@
 //!             let body = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmax_age: 604800\r\n";
 //!             IoResult::Fetch(Ok(FetchResponse::new(200, Some("text/plain"), body)))
 //!         }
-//!         // `Io` may grow: answer what you do not know with a failure.
-//!         _ => IoResult::Fetch(Err(FetchFailure::Protocol("unsupported request".into()))),
 //!     }
 //! }
 //!
@@ -113,7 +111,7 @@
 //! let outcome = match cache.begin("example.com", clock()) {
 //!     Begin::Ready(outcome) => outcome,                  // cached and fresh: no I/O at all
 //!     Begin::Started(lookup) => drive(&mut cache, *lookup, clock),
-//!     Begin::InProgress(_domain) => unreachable!("wait for the other caller's outcome instead"),
+//!     Begin::InProgress(_flight) => unreachable!("wait for that flight's outcome instead"),
 //! };
 //! assert!(matches!(outcome, Outcome::Fetched(_)));
 //!
@@ -150,10 +148,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Coalescing: while a lookup for a domain is under way, [`PolicyCache::begin`] answers
-//! [`Begin::InProgress`] for that domain; an async adapter keeps, per domain, a shared future of
-//! the first caller's outcome and has the others await it. A caller that gives up calls
-//! [`PolicyCache::abandon`].
+//! Coalescing: every lookup the cache starts is a *flight* with its own [`FlightId`]
+//! ([`Lookup::flight`]). While it is under way, [`PolicyCache::begin`] answers
+//! [`Begin::InProgress`] with that identity for the same domain; an adapter keeps, per flight,
+//! only what the waiting callers wait on (a channel, an event) and hands them the outcome that
+//! [`PolicyCache::apply`] returns for the lookup whose [`Resolution::flight`] it is. A driver
+//! that gives up calls [`PolicyCache::abandon`] with its flight, and its waiters call `begin`
+//! again. The cache alone decides how long a flight counts as under way
+//! ([`Config::lookup_deadline`]), so the adapter needs no clock logic and no second table.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -175,7 +177,7 @@ mod txt;
 #[cfg(feature = "wire")]
 pub mod wire;
 
-pub use cache::{Begin, PolicyCache};
+pub use cache::{Begin, FlightId, PolicyCache};
 pub use config::{Config, DnsTempFailure, DomainSettings, StsUsage};
 pub use evaluate::{Candidate, DeferReason, Evaluation, MxDecision, Verdict, WhenAllFail};
 pub use lookup::{IoResult, Lookup, LookupError, LookupKind, Resolution, Step};

@@ -4,6 +4,7 @@
 use core::fmt;
 use core::time::Duration;
 
+use crate::cache::FlightId;
 use crate::config::{Config, StsUsage};
 use crate::io::{FetchFailure, FetchResult, Io, PolicyFetch, TxtAnswer, TxtQuery, TxtResult};
 use crate::outcome::{
@@ -149,9 +150,8 @@ pub struct Resolution {
     pub(crate) outcome: Outcome,
     pub(crate) update: Update,
     pub(crate) io_done: u8,
-    /// When the lookup was made: with the cache's lookup deadline, it names the lookup's
-    /// "under way" mark, so that finishing an overdue lookup leaves a newer one's mark alone.
-    pub(crate) started: UnixTime,
+    /// The flight of the lookup, when a cache started it.
+    pub(crate) flight: Option<FlightId>,
 }
 
 impl Resolution {
@@ -174,6 +174,12 @@ impl Resolution {
     /// The outcome, consuming the resolution (without updating any cache).
     pub fn into_outcome(self) -> Outcome {
         self.outcome
+    }
+
+    /// The flight of the lookup, when a [`PolicyCache`](crate::PolicyCache) started it: the
+    /// identity its waiters were given.
+    pub fn flight(&self) -> Option<FlightId> {
+        self.flight
     }
 
     /// True when the lookup fetched a policy or tried to.
@@ -205,7 +211,7 @@ pub struct Lookup {
     cached: Option<CachedPolicy>,
     memo: Option<FetchMemo>,
     io_done: u8,
-    started: UnixTime,
+    flight: Option<FlightId>,
     state: State,
 }
 
@@ -220,7 +226,15 @@ impl Lookup {
         now: UnixTime,
     ) -> Self {
         let params = Params::new(config, &domain);
-        Self::with(domain, LookupKind::Delivery, params, cached, None, now)
+        Self::with(
+            domain,
+            LookupKind::Delivery,
+            params,
+            cached,
+            None,
+            None,
+            now,
+        )
     }
 
     pub(crate) fn with(
@@ -229,6 +243,7 @@ impl Lookup {
         params: Params,
         cached: Option<CachedPolicy>,
         memo: Option<FetchMemo>,
+        flight: Option<FlightId>,
         now: UnixTime,
     ) -> Self {
         // A refresh is only ever made for a cached policy; without one it is a recheck.
@@ -248,7 +263,7 @@ impl Lookup {
             cached,
             memo,
             io_done: 0,
-            started: now,
+            flight,
             state: State::Txt(query),
         };
         if params.usage == StsUsage::Disable {
@@ -273,6 +288,14 @@ impl Lookup {
     /// Why the lookup runs.
     pub fn kind(&self) -> LookupKind {
         self.kind
+    }
+
+    /// The flight of this lookup, when a [`PolicyCache`](crate::PolicyCache) started it (`None`
+    /// for [`Lookup::new`]): the identity the cache gave the callers waiting on it
+    /// ([`Begin::InProgress`](crate::Begin::InProgress)), and the one to hand to
+    /// [`PolicyCache::abandon`](crate::PolicyCache::abandon) if this lookup is given up.
+    pub fn flight(&self) -> Option<FlightId> {
+        self.flight
     }
 
     /// True once [`Lookup::poll`] returns [`Step::Done`].
@@ -320,7 +343,7 @@ impl Lookup {
             outcome,
             update,
             io_done: self.io_done,
-            started: self.started,
+            flight: self.flight,
         };
         self.state = State::Done(resolution);
     }

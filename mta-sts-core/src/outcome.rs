@@ -6,6 +6,7 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use crate::io::{DnsFailure, FetchFailure};
+use crate::lookup::LookupError;
 use crate::policy::{Mode, Policy, PolicyError};
 use crate::policy_domain::PolicyDomainError;
 use crate::time::UnixTime;
@@ -196,6 +197,10 @@ pub enum Outcome {
     /// The TXT lookup failed temporarily and no unexpired policy is cached: the caller's
     /// [`DnsTempFailure`](crate::DnsTempFailure) setting decides (R12).
     TemporaryFailure(DnsFailure),
+    /// The lookup could not be carried out because its driver misused it (a bug in the adapter,
+    /// never something the network did): nothing is known about the domain, so delivery defers
+    /// ([`Verdict::Defer`](crate::Verdict::Defer)), whatever the settings.
+    Internal(LookupError),
 }
 
 impl Outcome {
@@ -203,7 +208,7 @@ impl Outcome {
     pub fn policy(&self) -> Option<&CachedPolicy> {
         match self {
             Self::Fetched(p) | Self::Cached { policy: p, .. } => Some(p),
-            Self::NoPolicy(_) | Self::TemporaryFailure(_) => None,
+            Self::NoPolicy(_) | Self::TemporaryFailure(_) | Self::Internal(_) => None,
         }
     }
 

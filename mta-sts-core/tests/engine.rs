@@ -675,6 +675,22 @@ fn r33_implicit_mx_is_the_domain_itself() {
     assert_eq!(e.candidates()[0].decision(), MxDecision::Enforce);
 }
 
+#[test]
+fn r40_evaluation_keeps_its_outcome_and_takes_the_mta_s_own_host_strings() {
+    let mut w = enforce_world();
+    let outcome = w.deliver("example.com");
+    let hosts: Vec<String> = vec!["mail.example.com".into(), "evil.example".into()];
+    let e = w.cache.evaluate("example.com", &outcome, &hosts);
+    assert_eq!(
+        e.outcome(),
+        &outcome,
+        "the outcome travels with the decision"
+    );
+    assert_eq!(e.candidates()[1].decision(), MxDecision::Skip);
+    let owned = w.cache.evaluate("example.com", &outcome, hosts);
+    assert_eq!(owned.candidates()[0].decision(), MxDecision::Enforce);
+}
+
 // ----- G. Caching and refresh -----
 
 #[test]
@@ -908,6 +924,111 @@ fn r46_none_policy_replaces_enforce_then_expires_to_no_policy() {
     );
 }
 
+fn recheck_world(after: Duration) -> World {
+    let mut config = Config::default();
+    config.recheck_after = Some(after);
+    let mut w = World::with(config);
+    w.publish("example.com", "A1", ENFORCE);
+    w
+}
+
+#[test]
+fn r42_recheck_after_checks_the_txt_id_once_per_period_without_extending_expiry() {
+    // §5.1 step 1: "Optionally, Sending MTAs may unconditionally check for a new policy".
+    let mut w = recheck_world(MINUTE);
+    let fetched = w.deliver("example.com");
+    let expires = fetched.policy().unwrap().expires_at();
+    w.take_log();
+    w.advance(Duration::from_secs(59));
+    assert_eq!(
+        reason_of(&w.deliver("example.com")),
+        Some(&CacheReason::Fresh)
+    );
+    assert_eq!(w.io(), (0, 0), "within the period: no I/O");
+    w.advance(Duration::from_secs(1));
+    let checked = w.deliver("example.com");
+    assert_eq!(reason_of(&checked), Some(&CacheReason::UnchangedId));
+    assert_eq!(
+        w.io(),
+        (1, 0),
+        "one TXT query, no fetch for an unchanged id"
+    );
+    assert_eq!(
+        checked.policy().unwrap().expires_at(),
+        expires,
+        "R42: no extension"
+    );
+    w.take_log();
+    w.advance(Duration::from_secs(30));
+    assert_eq!(
+        reason_of(&w.deliver("example.com")),
+        Some(&CacheReason::Fresh)
+    );
+    assert_eq!(w.io(), (0, 0), "the period counts from the last check");
+}
+
+#[test]
+fn r42_recheck_after_fetches_a_new_id_and_a_failed_check_keeps_the_policy() {
+    let mut w = recheck_world(MINUTE);
+    let _ = w.deliver("example.com");
+    w.advance(MINUTE);
+    w.publish(
+        "example.com",
+        "A2",
+        &body("enforce", 86_400, &["mx2.example.com"]),
+    );
+    assert!(matches!(w.deliver("example.com"), Outcome::Fetched(p) if p.id() == "A2"));
+    w.take_log();
+    w.advance(MINUTE);
+    w.servfail("example.com");
+    let kept = w.deliver("example.com");
+    assert!(
+        matches!(reason_of(&kept), Some(CacheReason::DnsFailure(_))),
+        "{kept:?}"
+    );
+    assert_eq!(kept.policy().unwrap().id(), "A2");
+    w.take_log();
+    w.advance(Duration::from_secs(30));
+    assert_eq!(
+        reason_of(&w.deliver("example.com")),
+        Some(&CacheReason::Fresh)
+    );
+    assert_eq!(
+        w.io(),
+        (0, 0),
+        "a failed check counts as a check: no storm of queries"
+    );
+}
+
+#[test]
+fn r42_recheck_after_zero_checks_every_delivery_and_others_do_not_wait_for_it() {
+    let mut w = recheck_world(Duration::ZERO);
+    let _ = w.deliver("example.com");
+    w.take_log();
+    let _ = w.deliver("example.com");
+    let _ = w.deliver("example.com");
+    assert_eq!(w.io(), (2, 0), "a TXT query at every delivery");
+    // While one delivery's check is under way, the others get the fresh policy at once.
+    let Begin::Started(check) = w.cache.begin("example.com", w.now) else {
+        panic!("the due check starts a lookup")
+    };
+    assert_eq!(check.kind(), LookupKind::Recheck);
+    assert!(matches!(
+        w.cache.begin("example.com", w.now),
+        Begin::Ready(Outcome::Cached {
+            reason: CacheReason::Fresh,
+            ..
+        })
+    ));
+    // Without the setting, a fresh policy never asks DNS.
+    let mut plain = enforce_world();
+    let _ = plain.deliver("example.com");
+    plain.take_log();
+    plain.advance(HOUR);
+    let _ = plain.deliver("example.com");
+    assert_eq!(plain.io(), (0, 0));
+}
+
 // ----- Sender configuration -----
 
 #[test]
@@ -982,9 +1103,12 @@ fn cache_coalesces_concurrent_lookups_into_one() {
         panic!()
     };
     assert!(w.cache.is_in_flight("example.com", w.now));
+    let flight = first.flight().expect("a cache lookup has a flight");
+    assert_eq!(w.cache.flight("EXAMPLE.com.", w.now), Some(flight));
     for _ in 0..3 {
         assert!(
-            matches!(w.cache.begin("Example.com", w.now), Begin::InProgress(ref d) if d.as_str() == "example.com")
+            matches!(w.cache.begin("Example.com", w.now), Begin::InProgress(f) if f == flight),
+            "later callers are told the first caller's flight"
         );
     }
     let r = drive(*first, &mut w.net, w.now);
@@ -1010,12 +1134,12 @@ fn cache_abandoned_lookup_does_not_block_the_domain() {
         Begin::InProgress(_)
     ));
     w.advance(5 * MINUTE); // Config::lookup_deadline
-    assert!(matches!(
-        w.cache.begin("example.com", w.now),
-        Begin::Started(_)
-    ));
+    let Begin::Started(newer) = w.cache.begin("example.com", w.now) else {
+        panic!("a lookup past the deadline of the dropped one starts")
+    };
     let d = PolicyDomain::parse("example.com").unwrap();
-    w.cache.abandon(&d);
+    w.cache
+        .abandon(&d, newer.flight().expect("a cache lookup has a flight"));
     assert!(matches!(
         w.cache.begin("example.com", w.now),
         Begin::Started(_)

@@ -8,23 +8,22 @@
 //! ```
 //! use std::time::Duration;
 //! use mta_sts_core::io::TxtQuery;
-//! use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
+//! use mta_sts_core::wire::exchange::{Exchange, ExchangeStep, Transport};
 //!
 //! let servers = vec!["192.0.2.53:53".parse().unwrap()];
 //! let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 0x1234, servers, Duration::ZERO)?;
 //! let now = Duration::ZERO; // in an adapter: start.elapsed()
 //! let result = loop {
 //!     match ex.poll(now) {
-//!         Step::Send(t) => {
+//!         ExchangeStep::Send(t) => {
 //!             assert_eq!(t.transport(), Transport::Udp);
 //!             // Open a new socket connected to t.server(), send t.payload(), then:
 //!             ex.sent(now);
 //!             // ... no reply came by t.deadline() in this example:
 //!             ex.timed_out(t.deadline());
 //!         }
-//!         Step::Wait(deadline) => ex.timed_out(deadline), // read until `deadline`, report it
-//!         Step::Done(result) => break result.and_then(|answer| answer.into_txt()),
-//!         _ => unreachable!("Step is non_exhaustive"),
+//!         ExchangeStep::Wait(deadline) => ex.timed_out(deadline), // read until `deadline`, report it
+//!         ExchangeStep::Done(result) => break result.and_then(|answer| answer.into_txt()),
 //!     }
 //! };
 //! assert_eq!(result, Err(mta_sts_core::io::DnsFailure::Timeout));
@@ -130,10 +129,10 @@ impl ExchangeConfig {
 /// ```
 /// use std::time::Duration;
 /// use mta_sts_core::io::TxtQuery;
-/// use mta_sts_core::wire::exchange::{Exchange, Step};
+/// use mta_sts_core::wire::exchange::{Exchange, ExchangeStep};
 /// let server = "192.0.2.53:53".parse().unwrap();
 /// let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![server], Duration::ZERO)?;
-/// let Step::Send(t) = ex.poll(Duration::ZERO) else { panic!("first step sends") };
+/// let ExchangeStep::Send(t) = ex.poll(Duration::ZERO) else { panic!("first step sends") };
 /// assert_eq!(t.server(), server);
 /// assert_eq!(t.deadline(), Duration::from_secs(2));
 /// assert_eq!(t.timeout(Duration::from_millis(500)), Duration::from_millis(1500));
@@ -153,10 +152,10 @@ impl Transmit {
     /// ```
     /// # use std::time::Duration;
     /// # use mta_sts_core::io::TxtQuery;
-    /// # use mta_sts_core::wire::exchange::{Exchange, Step};
+    /// # use mta_sts_core::wire::exchange::{Exchange, ExchangeStep};
     /// # let s = "[2001:db8::53]:53".parse().unwrap();
     /// # let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::ZERO)?;
-    /// let Step::Send(t) = ex.poll(Duration::ZERO) else { panic!() };
+    /// let ExchangeStep::Send(t) = ex.poll(Duration::ZERO) else { panic!() };
     /// assert!(t.server().is_ipv6());
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
@@ -169,10 +168,10 @@ impl Transmit {
     /// ```
     /// # use std::time::Duration;
     /// # use mta_sts_core::io::TxtQuery;
-    /// # use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
+    /// # use mta_sts_core::wire::exchange::{Exchange, ExchangeStep, Transport};
     /// # let s = "192.0.2.53:53".parse().unwrap();
     /// # let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::ZERO)?;
-    /// let Step::Send(t) = ex.poll(Duration::ZERO) else { panic!() };
+    /// let ExchangeStep::Send(t) = ex.poll(Duration::ZERO) else { panic!() };
     /// assert_eq!(t.transport(), Transport::Udp);
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
@@ -185,10 +184,10 @@ impl Transmit {
     /// ```
     /// # use std::time::Duration;
     /// # use mta_sts_core::io::TxtQuery;
-    /// # use mta_sts_core::wire::exchange::{Exchange, Step};
+    /// # use mta_sts_core::wire::exchange::{Exchange, ExchangeStep};
     /// # let s = "192.0.2.53:53".parse().unwrap();
     /// # let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 0xabcd, vec![s], Duration::ZERO)?;
-    /// let Step::Send(t) = ex.poll(Duration::ZERO) else { panic!() };
+    /// let ExchangeStep::Send(t) = ex.poll(Duration::ZERO) else { panic!() };
     /// assert_eq!(&t.payload()[..2], &[0xab, 0xcd]);
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
@@ -201,10 +200,10 @@ impl Transmit {
     /// ```
     /// # use std::time::Duration;
     /// # use mta_sts_core::io::TxtQuery;
-    /// # use mta_sts_core::wire::exchange::{Exchange, Step};
+    /// # use mta_sts_core::wire::exchange::{Exchange, ExchangeStep};
     /// # let s = "192.0.2.53:53".parse().unwrap();
     /// # let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::from_secs(5))?;
-    /// let Step::Send(t) = ex.poll(Duration::from_secs(5)) else { panic!() };
+    /// let ExchangeStep::Send(t) = ex.poll(Duration::from_secs(5)) else { panic!() };
     /// assert_eq!(t.deadline(), Duration::from_secs(7));
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
@@ -218,10 +217,10 @@ impl Transmit {
     /// ```
     /// # use std::time::Duration;
     /// # use mta_sts_core::io::TxtQuery;
-    /// # use mta_sts_core::wire::exchange::{Exchange, Step};
+    /// # use mta_sts_core::wire::exchange::{Exchange, ExchangeStep};
     /// # let s = "192.0.2.53:53".parse().unwrap();
     /// # let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::ZERO)?;
-    /// let Step::Send(t) = ex.poll(Duration::ZERO) else { panic!() };
+    /// let ExchangeStep::Send(t) = ex.poll(Duration::ZERO) else { panic!() };
     /// assert_eq!(t.timeout(Duration::from_secs(60)), Duration::ZERO);
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
@@ -234,14 +233,16 @@ impl Transmit {
 ///
 /// ```
 /// use std::time::Duration;
-/// use mta_sts_core::wire::exchange::Step;
-/// let step = Step::Wait(Duration::from_secs(1));
-/// assert!(matches!(step, Step::Wait(_)));
+/// use mta_sts_core::wire::exchange::ExchangeStep;
+/// let step = ExchangeStep::Wait(Duration::from_secs(1));
+/// assert!(matches!(step, ExchangeStep::Wait(_)));
 /// ```
+///
+/// Exhaustive, like [`Io`](crate::io::Io): a driver acts on every step, and a new kind of step is
+/// a breaking change the compiler points out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 #[must_use = "the adapter must act on each step"]
-pub enum Step {
+pub enum ExchangeStep {
     /// Drop the previous socket or connection, open a new one and send; then report
     /// [`Exchange::sent`], and each read with [`Exchange::received`].
     Send(Transmit),
@@ -272,11 +273,11 @@ enum State {
 /// ```
 /// use std::time::Duration;
 /// use mta_sts_core::wire::dns::{DnsQuery, QueryType};
-/// use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, Step};
+/// use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, ExchangeStep};
 /// let query = DnsQuery::new("mta-sts.example.com", QueryType::A, 77)?;
 /// let mut ex = Exchange::new(query, Vec::new(), ExchangeConfig::default(), Duration::ZERO);
 /// // No server to ask: the exchange fails at once.
-/// assert!(matches!(ex.poll(Duration::ZERO), Step::Done(Err(_))));
+/// assert!(matches!(ex.poll(Duration::ZERO), ExchangeStep::Done(Err(_))));
 /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -299,11 +300,11 @@ impl Exchange {
     /// ```
     /// use std::time::Duration;
     /// use mta_sts_core::wire::dns::{DnsQuery, QueryType};
-    /// use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, Step};
+    /// use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, ExchangeStep};
     /// let q = DnsQuery::new("mta-sts.example.com", QueryType::Aaaa, 1)?;
     /// let servers = vec!["192.0.2.1:53".parse().unwrap(), "192.0.2.2:53".parse().unwrap()];
     /// let mut ex = Exchange::new(q, servers, ExchangeConfig::default(), Duration::ZERO);
-    /// assert!(matches!(ex.poll(Duration::ZERO), Step::Send(_)));
+    /// assert!(matches!(ex.poll(Duration::ZERO), ExchangeStep::Send(_)));
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
     pub fn new(
@@ -362,25 +363,25 @@ impl Exchange {
 
     /// What to do next at `now`. An attempt whose deadline has passed counts as timed out, so
     /// polling late is the same as reporting [`timed_out`](Self::timed_out). Once
-    /// [`Step::Done`], it stays done.
+    /// [`ExchangeStep::Done`], it stays done.
     ///
     /// ```
     /// use std::time::Duration;
     /// use mta_sts_core::io::{DnsFailure, TxtQuery};
-    /// use mta_sts_core::wire::exchange::{Exchange, Step};
+    /// use mta_sts_core::wire::exchange::{Exchange, ExchangeStep};
     /// let s = "192.0.2.53:53".parse().unwrap();
     /// let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::ZERO)?;
-    /// assert!(matches!(ex.poll(Duration::ZERO), Step::Send(_)));
-    /// assert_eq!(ex.poll(Duration::from_secs(60)), Step::Done(Err(DnsFailure::Timeout)));
+    /// assert!(matches!(ex.poll(Duration::ZERO), ExchangeStep::Send(_)));
+    /// assert_eq!(ex.poll(Duration::from_secs(60)), ExchangeStep::Done(Err(DnsFailure::Timeout)));
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
-    pub fn poll(&mut self, now: Duration) -> Step {
+    pub fn poll(&mut self, now: Duration) -> ExchangeStep {
         loop {
             match &self.state {
-                State::Done(r) => return Step::Done(r.clone()),
+                State::Done(r) => return ExchangeStep::Done(r.clone()),
                 State::InFlight { deadline, .. } => {
                     if now < *deadline {
-                        return Step::Wait(*deadline);
+                        return ExchangeStep::Wait(*deadline);
                     }
                     self.fail_attempt(DnsFailure::Timeout);
                 }
@@ -389,7 +390,7 @@ impl Exchange {
         }
     }
 
-    fn start_attempt(&mut self, now: Duration) -> Step {
+    fn start_attempt(&mut self, now: Duration) -> ExchangeStep {
         if now >= self.deadline {
             return self.finish(Err(DnsFailure::Timeout));
         }
@@ -424,7 +425,7 @@ impl Exchange {
             deadline,
             framer: TcpFramer::new(),
         };
-        Step::Send(Transmit {
+        ExchangeStep::Send(Transmit {
             server: addr,
             transport,
             payload,
@@ -432,9 +433,9 @@ impl Exchange {
         })
     }
 
-    fn finish(&mut self, result: Result<DnsAnswer, DnsFailure>) -> Step {
+    fn finish(&mut self, result: Result<DnsAnswer, DnsFailure>) -> ExchangeStep {
         self.state = State::Done(result.clone());
-        Step::Done(result)
+        ExchangeStep::Done(result)
     }
 
     fn fail_attempt(&mut self, failure: DnsFailure) {
@@ -444,18 +445,18 @@ impl Exchange {
         }
     }
 
-    /// The message of the last [`Step::Send`] has been sent (for TCP: connected and written).
+    /// The message of the last [`ExchangeStep::Send`] has been sent (for TCP: connected and written).
     /// The attempt's time starts again from `now` for the answer, within the overall timeout.
     ///
     /// ```
     /// # use std::time::Duration;
     /// # use mta_sts_core::io::TxtQuery;
-    /// # use mta_sts_core::wire::exchange::{Exchange, Step};
+    /// # use mta_sts_core::wire::exchange::{Exchange, ExchangeStep};
     /// # let s = "192.0.2.53:53".parse().unwrap();
     /// let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::ZERO)?;
-    /// assert!(matches!(ex.poll(Duration::ZERO), Step::Send(_)));
+    /// assert!(matches!(ex.poll(Duration::ZERO), ExchangeStep::Send(_)));
     /// ex.sent(Duration::from_secs(1));
-    /// assert_eq!(ex.poll(Duration::from_secs(1)), Step::Wait(Duration::from_secs(3)));
+    /// assert_eq!(ex.poll(Duration::from_secs(1)), ExchangeStep::Wait(Duration::from_secs(3)));
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
     pub fn sent(&mut self, now: Duration) {
@@ -485,14 +486,14 @@ impl Exchange {
     /// ```
     /// use std::time::Duration;
     /// use mta_sts_core::io::TxtQuery;
-    /// use mta_sts_core::wire::exchange::{Exchange, Step};
+    /// use mta_sts_core::wire::exchange::{Exchange, ExchangeStep};
     /// let s = "192.0.2.53:53".parse().unwrap();
     /// let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::ZERO)?;
-    /// assert!(matches!(ex.poll(Duration::ZERO), Step::Send(_)));
+    /// assert!(matches!(ex.poll(Duration::ZERO), ExchangeStep::Send(_)));
     /// ex.sent(Duration::ZERO);
     /// // A response header with another query's id: ignored.
     /// ex.received(Duration::ZERO, &[0xff, 0xff, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]);
-    /// assert_eq!(ex.poll(Duration::ZERO), Step::Wait(Duration::from_secs(2)));
+    /// assert_eq!(ex.poll(Duration::ZERO), ExchangeStep::Wait(Duration::from_secs(2)));
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
     pub fn received(&mut self, now: Duration, data: &[u8]) {
@@ -541,13 +542,13 @@ impl Exchange {
     /// ```
     /// # use std::time::Duration;
     /// # use mta_sts_core::io::TxtQuery;
-    /// # use mta_sts_core::wire::exchange::{Exchange, Step, Transport};
+    /// # use mta_sts_core::wire::exchange::{Exchange, ExchangeStep, Transport};
     /// let s = "192.0.2.53:53".parse().unwrap();
     /// let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 1, vec![s], Duration::ZERO)?;
-    /// assert!(matches!(ex.poll(Duration::ZERO), Step::Send(_)));
+    /// assert!(matches!(ex.poll(Duration::ZERO), ExchangeStep::Send(_)));
     /// ex.timed_out(Duration::from_secs(2));
     /// // The retry:
-    /// let Step::Send(t) = ex.poll(Duration::from_secs(2)) else { panic!() };
+    /// let ExchangeStep::Send(t) = ex.poll(Duration::from_secs(2)) else { panic!() };
     /// assert_eq!((t.server(), t.transport()), (s, Transport::Udp));
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
@@ -562,18 +563,18 @@ impl Exchange {
     /// ```
     /// # use std::time::Duration;
     /// # use mta_sts_core::io::{DnsFailure, TxtQuery};
-    /// # use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, Step};
+    /// # use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, ExchangeStep};
     /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType};
     /// let s = "192.0.2.53:53".parse().unwrap();
     /// let q = DnsQuery::new("example.com", QueryType::A, 1)?;
     /// let mut cfg = ExchangeConfig::default();
     /// cfg.rounds = 1;
     /// let mut ex = Exchange::new(q, vec![s], cfg, Duration::ZERO);
-    /// assert!(matches!(ex.poll(Duration::ZERO), Step::Send(_)));
+    /// assert!(matches!(ex.poll(Duration::ZERO), ExchangeStep::Send(_)));
     /// ex.io_error(Duration::ZERO, "network unreachable");
     /// assert_eq!(
     ///     ex.poll(Duration::ZERO),
-    ///     Step::Done(Err(DnsFailure::Network("192.0.2.53:53 (UDP): network unreachable".into())))
+    ///     ExchangeStep::Done(Err(DnsFailure::Network("192.0.2.53:53 (UDP): network unreachable".into())))
     /// );
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
@@ -657,7 +658,7 @@ mod tests {
         transport: Transport,
     ) -> Transmit {
         match ex.poll(now) {
-            Step::Send(t) => {
+            ExchangeStep::Send(t) => {
                 assert_eq!((t.server(), t.transport()), (addr(server), transport));
                 t
             }
@@ -678,8 +679,12 @@ mod tests {
         assert_eq!(t.payload(), ex.query().bytes());
         ex.sent(secs(0));
         ex.received(secs(1), &reply(ResponseCode::NoError, false, 0x5151));
-        assert_eq!(ex.poll(secs(1)), Step::Done(records()));
-        assert_eq!(ex.poll(secs(100)), Step::Done(records()), "stays done");
+        assert_eq!(ex.poll(secs(1)), ExchangeStep::Done(records()));
+        assert_eq!(
+            ex.poll(secs(100)),
+            ExchangeStep::Done(records()),
+            "stays done"
+        );
     }
 
     #[test]
@@ -693,7 +698,10 @@ mod tests {
         ex.io_error(secs(3), "connection refused");
         expect_send(&mut ex, secs(3), S2, Transport::Udp);
         ex.received(secs(3), &reply(ResponseCode::Refused, false, 0x5151));
-        assert_eq!(ex.poll(secs(3)), Step::Done(Err(DnsFailure::Refused)));
+        assert_eq!(
+            ex.poll(secs(3)),
+            ExchangeStep::Done(Err(DnsFailure::Refused))
+        );
     }
 
     #[test]
@@ -703,7 +711,7 @@ mod tests {
         ex.received(secs(0), &reply(ResponseCode::NXDomain, false, 0x5151));
         assert_eq!(
             ex.poll(secs(0)),
-            Step::Done(Ok(DnsAnswer::Txt(TxtAnswer::NxDomain)))
+            ExchangeStep::Done(Ok(DnsAnswer::Txt(TxtAnswer::NxDomain)))
         );
     }
 
@@ -720,10 +728,10 @@ mod tests {
         let body = reply(ResponseCode::NoError, false, 0x5151);
         let framed = framed(&body);
         for chunk in framed.chunks(3) {
-            assert_eq!(ex.poll(secs(1)), Step::Wait(secs(5)));
+            assert_eq!(ex.poll(secs(1)), ExchangeStep::Wait(secs(5)));
             ex.received(secs(1), chunk);
         }
-        assert_eq!(ex.poll(secs(1)), Step::Done(records()));
+        assert_eq!(ex.poll(secs(1)), ExchangeStep::Done(records()));
     }
 
     #[test]
@@ -738,7 +746,7 @@ mod tests {
         let mut other = long.clone();
         other[..2].copy_from_slice(&0x1234u16.to_be_bytes());
         ex.received(secs(0), &other);
-        assert_eq!(ex.poll(secs(0)), Step::Wait(secs(2)));
+        assert_eq!(ex.poll(secs(0)), ExchangeStep::Wait(secs(2)));
         ex.received(secs(0), &long);
         expect_send(&mut ex, secs(0), S1, Transport::Tcp);
         // At the limit, a datagram is parsed as usual (here the answer, with bytes after its
@@ -748,7 +756,7 @@ mod tests {
         let mut at_limit = reply(ResponseCode::NoError, false, 0x5151);
         at_limit.resize(MAX_UDP_RESPONSE, 0);
         ex.received(secs(0), &at_limit);
-        assert_eq!(ex.poll(secs(0)), Step::Done(records()));
+        assert_eq!(ex.poll(secs(0)), ExchangeStep::Done(records()));
     }
 
     #[test]
@@ -780,7 +788,7 @@ mod tests {
             ex.received(secs(0), &framed);
             assert!(matches!(
                 ex.poll(secs(0)),
-                Step::Done(Err(DnsFailure::Malformed(_)))
+                ExchangeStep::Done(Err(DnsFailure::Malformed(_)))
             ));
         }
     }
@@ -791,9 +799,9 @@ mod tests {
         expect_send(&mut ex, secs(0), S1, Transport::Udp);
         ex.sent(secs(0));
         ex.received(secs(1), &reply(ResponseCode::ServFail, false, 0x0001));
-        assert_eq!(ex.poll(secs(1)), Step::Wait(secs(2)));
+        assert_eq!(ex.poll(secs(1)), ExchangeStep::Wait(secs(2)));
         ex.received(secs(1), &reply(ResponseCode::NoError, false, 0x5151));
-        assert_eq!(ex.poll(secs(1)), Step::Done(records()));
+        assert_eq!(ex.poll(secs(1)), ExchangeStep::Done(records()));
     }
 
     #[test]
@@ -826,8 +834,11 @@ mod tests {
         let t = expect_send(&mut ex, secs(12), S2, Transport::Udp);
         assert_eq!(t.deadline(), secs(13), "capped by the overall deadline");
         ex.sent(secs(12));
-        assert_eq!(ex.poll(secs(12)), Step::Wait(secs(13)));
-        assert_eq!(ex.poll(secs(13)), Step::Done(Err(DnsFailure::Timeout)));
+        assert_eq!(ex.poll(secs(12)), ExchangeStep::Wait(secs(13)));
+        assert_eq!(
+            ex.poll(secs(13)),
+            ExchangeStep::Done(Err(DnsFailure::Timeout))
+        );
     }
 
     #[test]
@@ -835,7 +846,7 @@ mod tests {
         let mut ex = exchange(&[]);
         assert!(matches!(
             ex.poll(secs(0)),
-            Step::Done(Err(DnsFailure::Network(_)))
+            ExchangeStep::Done(Err(DnsFailure::Network(_)))
         ));
     }
 
@@ -850,7 +861,7 @@ mod tests {
         ex.received(secs(0), &reply(ResponseCode::NoError, false, 0x5151));
         ex.received(secs(0), &reply(ResponseCode::ServFail, false, 0x5151));
         ex.timed_out(secs(0));
-        assert_eq!(ex.poll(secs(0)), Step::Done(records()));
+        assert_eq!(ex.poll(secs(0)), ExchangeStep::Done(records()));
     }
 
     #[test]
@@ -862,7 +873,7 @@ mod tests {
         let now = secs(0);
         loop {
             match ex.poll(now) {
-                Step::Send(t) => {
+                ExchangeStep::Send(t) => {
                     sends += 1;
                     let truncated = reply(ResponseCode::NoError, true, 0x5151);
                     if t.transport() == Transport::Udp {
@@ -872,8 +883,8 @@ mod tests {
                         ex.received(now, &framed);
                     }
                 }
-                Step::Wait(_) => panic!("no attempt should stay open"),
-                Step::Done(r) => {
+                ExchangeStep::Wait(_) => panic!("no attempt should stay open"),
+                ExchangeStep::Done(r) => {
                     assert!(matches!(r, Err(DnsFailure::Malformed(_))), "{r:?}");
                     break;
                 }

@@ -67,7 +67,6 @@ impl Net {
                     .cloned()
                     .unwrap_or_else(|| Err(FetchFailure::Resolve("no such host".into()))),
             ),
-            other => panic!("unknown request {other:?}"),
         }
     }
 }
