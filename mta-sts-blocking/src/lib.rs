@@ -3,8 +3,11 @@
 //! A [`Client`] carries out the DNS and HTTPS requests that [`mta_sts_core`] decides on, with
 //! `std::net` sockets, rustls and webpki-roots, and no async runtime. Every protocol decision
 //! (what to query, when to fetch, what to cache, what a response means, what to do with each MX)
-//! is the core's; this crate only moves bytes, each socket operation bounded by the core's
-//! deadlines.
+//! is the core's; the client itself (coalescing, the bound on lookups, the refresher,
+//! persistence) is `mta-sts-net`'s, written once for every runtime. This crate is the blocking
+//! [`Runtime`] ([`BlockingRuntime`]: the I/O is done in the calling thread, each socket
+//! operation bounded by the core's deadlines) and blocking calls around the client
+//! ([`block_on`]).
 //!
 //! - [`Client::policy`]: the policy outcome for a domain (cached, fetched, none, temporary
 //!   failure); [`Client::evaluate`]: the decision for each MX host, in priority order. Both block
@@ -13,6 +16,8 @@
 //!   fetch: the first caller does the I/O, the others wait for its outcome.
 //! - [`Client::spawn_refresher`]: a thread that refreshes cached policies before they expire
 //!   (R44); it stops and is joined on [`Refresher::shutdown`] or drop.
+//! - DNS is a seam ([`Resolver`]): the built-in stub resolver by default, the MTA's own with
+//!   [`ClientBuilder::resolver`] (its futures are driven by [`block_on`] on the calling thread).
 //! - [`mx_starttls_config`] / [`server_name`]: the rustls configuration for the STARTTLS
 //!   connection to an MX under a policy (PKIX against the MX host name, TLS 1.2+).
 //!
@@ -54,343 +59,117 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod dns;
-mod fetch;
+use std::cell::Cell;
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
 
-use std::fmt;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use futures_io::{AsyncRead, AsyncWrite};
+use mta_sts_net::udp_socket;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use mta_sts_core::io::{FetchFailure, Io};
-use mta_sts_core::{IoResult, Lookup, PolicyDomain, Step, UnixTime};
-use mta_sts_net::{CacheState, ClientSettings, FlightId, Start};
+pub use mta_sts_net::api::*;
 
-pub use mta_sts_core::{
-    Candidate, Evaluation, MxDecision, NoPolicyReason, Outcome, Stats, Verdict, WhenAllFail,
-};
-pub use mta_sts_net::{
-    ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, PersistError, TrustAnchors,
-    mx_starttls_config, server_name,
-};
+/// Builds a [`Client`]: its DNS, trust anchors, the core's [`Config`] (sender settings, cache
+/// capacity, timeouts, per-domain overrides), an optional persistence file, the bound on
+/// concurrent lookups and the clock.
+pub type ClientBuilder = mta_sts_net::ClientBuilder<BlockingRuntime, Client>;
 
-/// The longest the refresher sleeps without looking at the wall clock again, so that a clock
-/// that jumps (a suspended machine, a stepped clock) delays a refresh by at most this much.
-const MAX_REFRESHER_SLEEP: Duration = Duration::from_secs(60);
-
-/// Builds a [`Client`]: resolvers, trust anchors, the core's [`Config`](mta_sts_core::Config) (sender settings, cache
-/// capacity, timeouts, per-domain overrides) and an optional persistence file.
-#[derive(Debug, Default)]
-pub struct ClientBuilder {
-    settings: ClientSettings,
-}
-
-impl ClientBuilder {
-    mta_sts_net::client_builder_setters!();
-
-    /// The client. Reads `/etc/resolv.conf` when no resolvers were given, and loads the
-    /// persistence file when there is one (a corrupt or foreign file is an error, never
-    /// half-loaded).
-    pub fn build(self) -> Result<Client, Error> {
-        let parts = self.settings.build()?;
-        Ok(Client {
-            inner: Arc::new(Inner {
-                state: Mutex::new(State {
-                    cache: CacheState::new(parts.cache),
-                    generation: 0,
-                    refreshes: 0,
-                }),
-                changed: Condvar::new(),
-                resolvers: parts.resolvers,
-                tls: parts.tls,
-                persistence: parts.persistence,
-                saving: Mutex::new(()),
-                clock: parts.clock,
-                permits: Permits {
-                    free: Mutex::new(parts.max_concurrent_lookups),
-                    freed: Condvar::new(),
-                },
-            }),
-        })
-    }
-}
-
-/// An MTA-STS client for threads: cheap to clone, shared by every delivery thread.
+/// An MTA-STS client for threads: cheap to clone, shared by every delivery thread. Each call
+/// blocks the calling thread for at most the configured DNS and fetch timeouts.
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: Arc<Inner>,
+    inner: mta_sts_net::Client<BlockingRuntime>,
 }
 
-struct Inner {
-    state: Mutex<State>,
-    /// Signalled, with `state`, when the cache's next timer may have moved (a lookup finished),
-    /// when a refresh finished and when a refresher is told to stop.
-    changed: Condvar,
-    resolvers: Vec<SocketAddr>,
-    tls: Arc<rustls::ClientConfig>,
-    persistence: Option<PathBuf>,
-    /// Held while a snapshot is taken and written, so that snapshots reach the file in the
-    /// order they were taken.
-    saving: Mutex<()>,
-    clock: Clock,
-    /// Bounds the lookups doing I/O at once.
-    permits: Permits,
-}
-
-struct State {
-    cache: CacheState<Arc<Flight>>,
-    /// Counts the lookups finished, for the refresher to notice a change without missing one.
-    generation: u64,
-    /// How many refresh lookups have finished, for [`Client::wait_refreshes`].
-    refreshes: u64,
-}
-
-/// A counting semaphore for the lookups doing I/O at once.
-struct Permits {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-impl Permits {
-    /// Waits for a free place. Every place is held by a lookup whose I/O is bounded by the
-    /// core's timeouts, so the wait is bounded too.
-    fn acquire(&self) -> Permit<'_> {
-        let mut free = lock(&self.free);
-        while *free == 0 {
-            free = self
-                .freed
-                .wait(free)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        *free -= 1;
-        Permit(self)
-    }
-}
-
-/// A place taken from [`Permits`], given back on drop.
-struct Permit<'a>(&'a Permits);
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *lock(&self.0.free) += 1;
-        self.0.freed.notify_one();
-    }
-}
-
-/// The outcome of one lookup under way, for the threads waiting on it.
-#[derive(Default)]
-struct Flight {
-    /// `None` while it runs; `Some(None)` if its driver gave up.
-    result: Mutex<Option<Option<Outcome>>>,
-    done: Condvar,
-}
-
-impl Flight {
-    fn new_pair() -> (Arc<Self>, Arc<Self>) {
-        let flight = Arc::new(Self::default());
-        (flight.clone(), flight)
-    }
-
-    fn end(&self, outcome: Option<Outcome>) {
-        *lock(&self.result) = Some(outcome);
-        self.done.notify_all();
-    }
-
-    /// Blocks until the driver ends the flight. The driver's I/O is bounded by the core's
-    /// timeouts, and a driver that unwinds ends it through [`Driving`]'s drop.
-    fn wait(&self) -> Option<Outcome> {
-        let mut result = lock(&self.result);
-        loop {
-            if let Some(outcome) = result.as_ref() {
-                return outcome.clone();
-            }
-            result = self
-                .done
-                .wait(result)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-}
-
-/// The lookup this thread drives. If it is dropped before it finished (the I/O panicked), the
-/// cache is told and the threads waiting on it start over.
-struct Driving<'a> {
-    inner: &'a Inner,
-    domain: PolicyDomain,
-    id: FlightId,
-    flight: Arc<Flight>,
-    done: bool,
-}
-
-impl Drop for Driving<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.inner.lock().cache.abandon(&self.domain, self.id);
-            self.flight.end(None);
-        }
+impl From<mta_sts_net::Client<BlockingRuntime>> for Client {
+    fn from(inner: mta_sts_net::Client<BlockingRuntime>) -> Self {
+        Self { inner }
     }
 }
 
 impl Client {
-    /// A builder with the defaults: system resolvers, webpki-roots, [`Config::default`](mta_sts_core::Config::default).
+    /// A builder with the defaults: system resolvers, webpki-roots, [`Config::default`].
     pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
+        ClientBuilder::new(BlockingRuntime)
     }
 
     /// The policy outcome for `domain` (the next-hop domain, or the smart host's domain, R2).
     /// A fresh cached policy answers at once; otherwise the TXT record is queried and the policy
     /// fetched when needed, blocking for at most the DNS and fetch timeouts. Concurrent calls
-    /// for one domain share one query and one fetch.
+    /// for one domain, from any number of threads, share one query and one fetch.
     pub fn policy(&self, domain: &str) -> Outcome {
-        self.run(domain, false)
+        block_on(self.inner.policy(domain))
     }
 
     /// Re-checks the TXT id of `domain` before a message is failed permanently (R39): an
     /// unchanged id keeps the cached policy (keep the message queued); a new id is fetched.
     pub fn recheck(&self, domain: &str) -> Outcome {
-        self.run(domain, true)
+        block_on(self.inner.recheck(domain))
     }
 
-    /// The delivery decision for each MX host of `domain`, in the priority order given.
-    pub fn evaluate<'h, I>(&self, domain: &str, mx_hosts: I) -> Evaluation
+    /// The delivery decision for each MX host of `domain`, in the priority order given, with the
+    /// policy outcome it was made from.
+    pub fn evaluate<I>(&self, domain: &str, mx_hosts: I) -> Evaluation
     where
-        I: IntoIterator<Item = &'h str>,
+        I: IntoIterator,
+        I::Item: AsRef<str>,
     {
-        let outcome = self.policy(domain);
-        self.inner.lock().cache.evaluate(domain, &outcome, mx_hosts)
-    }
-
-    fn run(&self, domain: &str, mut recheck: bool) -> Outcome {
-        let inner = &*self.inner;
-        loop {
-            let start = inner
-                .lock()
-                .cache
-                .start(domain, recheck, inner.now(), Flight::new_pair);
-            match start {
-                Start::Ready(outcome) => return outcome,
-                Start::Drive(lookup, flight, id) => return inner.drive(*lookup, flight, id),
-                Start::Wait(flight) => match flight.wait() {
-                    Some(outcome) => return outcome,
-                    // The thread driving it gave up: start over (a recheck is not repeated).
-                    None => recheck = false,
-                },
-            }
-        }
+        block_on(self.inner.evaluate(domain, mx_hosts))
     }
 
     /// Runs the proactive refreshes due now (R44): what the refresher thread does when its
     /// timer fires. Returns how many lookups ran; saves the cache when any did.
     pub fn refresh_due(&self) -> usize {
-        self.refresh_round(None)
-    }
-
-    /// A refresh round, stopping between two lookups when `stop` is set. At most one lookup per
-    /// cache entry, so that the round ends whatever the clock does.
-    fn refresh_round(&self, stop: Option<&AtomicBool>) -> usize {
-        let inner = &*self.inner;
-        let limit = inner.lock().cache.cache().len();
-        let mut ran = 0;
-        while ran < limit && !stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-            let next = inner
-                .lock()
-                .cache
-                .next_refresh(inner.now(), Flight::new_pair);
-            let Some((lookup, flight, id)) = next else {
-                break;
-            };
-            let _outcome = inner.drive(lookup, flight, id);
-            ran += 1;
-            inner.lock().refreshes += 1;
-            inner.changed.notify_all();
-        }
-        if ran > 0
-            && let Err(e) = self.save()
-        {
-            tracing::warn!(error = %e, "cannot save the MTA-STS cache");
-        }
-        ran
+        block_on(self.inner.refresh_due())
     }
 
     /// Waits until at least `n` proactive refresh lookups have finished since the client was
     /// built (by the refresher or [`Client::refresh_due`]), or until `timeout` has passed;
     /// returns the number finished.
     pub fn wait_refreshes(&self, n: u64, timeout: Duration) -> u64 {
-        let st = self.inner.lock();
-        let (st, _) = self
-            .inner
-            .changed
-            .wait_timeout_while(st, timeout, |s| s.refreshes < n)
-            .unwrap_or_else(PoisonError::into_inner);
-        st.refreshes
+        let deadline = Instant::now().checked_add(timeout);
+        let wait = self.inner.wait_refreshes(n);
+        match deadline {
+            Some(deadline) => block_on(futures_lite::future::or(wait, async move {
+                BlockingRuntime.sleep_until(deadline).await;
+                self.inner.refreshes()
+            })),
+            None => block_on(wait),
+        }
     }
 
     /// Starts the background refresher: a thread that sleeps until the cache's next refresh is
-    /// due ([`PolicyCache::poll_timeout`](mta_sts_core::PolicyCache::poll_timeout)), woken
-    /// early whenever a lookup changes the cache, and runs it. It stops, and is joined, on
+    /// due, woken early whenever a lookup changes the cache, and runs it (see
+    /// [`mta_sts_net::Client::spawn_refresher`]). It stops, and is joined, on
     /// [`Refresher::shutdown`] or when the handle is dropped. Fails only if the operating system
     /// cannot start a thread.
-    pub fn spawn_refresher(&self) -> std::io::Result<Refresher> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let client = self.clone();
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("mta-sts-refresher".into())
-            .spawn(move || client.refresher(&flag))?;
-        Ok(Refresher {
-            inner: self.inner.clone(),
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    fn refresher(&self, stop: &AtomicBool) {
-        let inner = &*self.inner;
-        let mut st = inner.lock();
-        while !stop.load(Ordering::SeqCst) {
-            match st.cache.refresh_wait(inner.now()) {
-                Some(Duration::ZERO) => {
-                    drop(st);
-                    self.refresh_round(Some(stop));
-                    st = inner.lock();
-                }
-                wait => {
-                    let wait = wait.map_or(MAX_REFRESHER_SLEEP, |w| w.min(MAX_REFRESHER_SLEEP));
-                    let seen = st.generation;
-                    st = inner
-                        .changed
-                        .wait_timeout_while(st, wait, |s| {
-                            s.generation == seen && !stop.load(Ordering::SeqCst)
-                        })
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
+    pub fn spawn_refresher(&self) -> io::Result<Refresher> {
+        self.inner
+            .try_spawn_refresher()
+            .map(|inner| Refresher { inner })
     }
 
     /// Writes the cache to the persistence file, if one was configured (atomically: a
     /// temporary file, then a rename).
     pub fn save(&self) -> Result<(), PersistError> {
-        let Some(path) = &self.inner.persistence else {
-            return Ok(());
-        };
-        let _order = lock(&self.inner.saving);
-        let snapshot = self.inner.lock().cache.export(self.inner.now());
-        mta_sts_net::save_snapshot(path, &snapshot)
+        block_on(self.inner.save())
     }
 
     /// Saves the cache (if persistent); call it on shutdown, after stopping the refresher.
     pub fn shutdown(&self) -> Result<(), PersistError> {
-        self.save()
+        block_on(self.inner.shutdown())
     }
 
     /// The cache's counters (also exported through the `metrics` facade).
     pub fn stats(&self) -> Stats {
-        self.inner.lock().cache.stats()
+        self.inner.stats()
     }
 }
 
@@ -398,105 +177,275 @@ impl Client {
 /// and joins the thread, like [`Refresher::shutdown`].
 #[derive(Debug)]
 pub struct Refresher {
-    inner: Arc<Inner>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    inner: mta_sts_net::Refresher<BlockingRuntime>,
 }
 
 impl Refresher {
     /// Stops the refresher and joins its thread. A refresh lookup under way is finished first
     /// (it is bounded by the DNS and fetch timeouts); no new one starts.
-    pub fn shutdown(mut self) {
-        self.stop_and_join();
+    pub fn shutdown(self) {
+        block_on(self.inner.shutdown());
+    }
+}
+
+/// Blocking I/O as the client's [`Runtime`]: every socket operation is done in the thread that
+/// polls it, bounded by the deadline the client gives with the socket, so a future of the
+/// client completes within one [`block_on`] without an executor. The refresher is a thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlockingRuntime;
+
+impl Runtime for BlockingRuntime {
+    type Tcp = DeadlineStream;
+    type Udp = DeadlineSocket;
+    type Task = JoinOnDrop;
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(Sleep(deadline))
     }
 
-    fn stop_and_join(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Taking the lock orders the store before the refresher's next check: it either sees
-        // the flag or is already waiting and gets the notification.
-        drop(self.inner.lock());
-        self.inner.changed.notify_all();
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
+    fn spawn(&self, future: BoxFuture<'static, ()>) -> io::Result<Self::Task> {
+        let thread = thread::Builder::new().name("mta-sts-refresher".into());
+        thread
+            .spawn(move || block_on(future))
+            .map(|t| JoinOnDrop(Some(t)))
+    }
+
+    fn unblock(&self, work: Box<dyn FnOnce() + Send>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { work() })
+    }
+
+    fn connect_tcp(&self, addr: SocketAddr, deadline: Instant) -> IoFuture<Self::Tcp> {
+        let connect = move || TcpStream::connect_timeout(&addr, left(deadline)?);
+        let nodelay = move |tcp: TcpStream| {
+            tcp.set_nodelay(true)
+                .map(|()| DeadlineStream { tcp, deadline })
+        };
+        Box::pin(async move { connect().and_then(nodelay) })
+    }
+
+    fn set_deadline(&self, tcp: &mut Self::Tcp, deadline: Instant) {
+        tcp.deadline = deadline;
+    }
+
+    fn bind_udp(&self, server: SocketAddr, deadline: Instant) -> io::Result<Self::Udp> {
+        udp_socket(server).map(|socket| DeadlineSocket { socket, deadline })
+    }
+
+    fn poll_send(&self, socket: &Self::Udp, _: &mut Context<'_>, buf: &[u8]) -> PollIo<usize> {
+        Poll::Ready(socket.socket.send(buf))
+    }
+
+    fn poll_recv(&self, socket: &Self::Udp, _: &mut Context<'_>, buf: &mut [u8]) -> PollIo<usize> {
+        let read = left(socket.deadline).and_then(|left| {
+            socket.socket.set_read_timeout(Some(left))?;
+            socket.socket.recv(buf)
+        });
+        Poll::Ready(read)
+    }
+
+    /// rustls's own blocking I/O (`complete_io`), which writes what the handshake has to write
+    /// before it waits for a read: a blocking read under futures-rustls could wait for the server
+    /// while a record the server waits for is still unwritten (after a HelloRetryRequest).
+    fn connect_tls(
+        &self,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        tcp: Self::Tcp,
+    ) -> IoFuture<Box<dyn TlsStream>> {
+        Box::pin(async move {
+            let conn = ClientConnection::new(config, name)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let mut tls = StreamOwned::new(conn, tcp);
+            while tls.conn.is_handshaking() {
+                tls.conn.complete_io(&mut tls.sock)?;
+            }
+            Ok(Box::new(BlockingTls(tls)) as Box<dyn TlsStream>)
+        })
+    }
+}
+
+/// A TLS connection of [`BlockingRuntime`]: rustls's blocking stream over a [`DeadlineStream`].
+struct BlockingTls(StreamOwned<ClientConnection, DeadlineStream>);
+
+impl TlsStream for BlockingTls {
+    fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
+        self.0.conn.protocol_version()
+    }
+}
+
+impl AsyncRead for BlockingTls {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.get_mut().0.read(buf))
+    }
+}
+
+impl AsyncWrite for BlockingTls {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.get_mut().0.write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().0.flush())
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let tls = &mut self.get_mut().0;
+        tls.conn.send_close_notify();
+        Poll::Ready(tls.flush())
+    }
+}
+
+/// The time left until `deadline`; `TimedOut` once it has passed (a zero timeout would mean
+/// "wait forever" to `std::net`).
+fn left(deadline: Instant) -> io::Result<Duration> {
+    match deadline.saturating_duration_since(Instant::now()) {
+        Duration::ZERO => Err(io::ErrorKind::TimedOut.into()),
+        left => Ok(left),
+    }
+}
+
+/// A TCP stream whose every read and write waits at most until its deadline, then fails with
+/// `TimedOut` ([`BlockingRuntime`]'s TCP connection).
+#[derive(Debug)]
+pub struct DeadlineStream {
+    tcp: TcpStream,
+    deadline: Instant,
+}
+
+impl DeadlineStream {
+    /// The TCP stream, for blocking I/O of the caller's own (its timeouts are the caller's to
+    /// set).
+    pub fn into_std(self) -> TcpStream {
+        self.tcp
+    }
+}
+
+impl Read for DeadlineStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.tcp.set_read_timeout(Some(left(self.deadline)?))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for DeadlineStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.set_write_timeout(Some(left(self.deadline)?))?;
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+impl AsyncRead for DeadlineStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.get_mut().read(buf))
+    }
+}
+
+impl AsyncWrite for DeadlineStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.get_mut().write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().flush())
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().tcp.shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// A UDP socket whose reads wait at most until its deadline ([`BlockingRuntime`]'s DNS socket).
+#[derive(Debug)]
+pub struct DeadlineSocket {
+    socket: UdpSocket,
+    deadline: Instant,
+}
+
+/// The refresher's thread, joined when dropped (after it was told to stop).
+#[derive(Debug)]
+pub struct JoinOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take()
+            && t.thread().id() != thread::current().id()
+            && t.join().is_err()
         {
             tracing::error!("the MTA-STS refresher thread panicked");
         }
     }
 }
 
-impl Drop for Refresher {
-    fn drop(&mut self) {
-        self.stop_and_join();
-    }
+thread_local! {
+    /// The earliest deadline a [`Sleep`] polled by this thread's [`block_on`] waits for.
+    static WAKE_AT: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-impl fmt::Debug for Inner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Inner")
-            .field("resolvers", &self.resolvers)
-            .field("persistence", &self.persistence)
-            .finish_non_exhaustive()
-    }
-}
+/// [`BlockingRuntime`]'s timer: ready at its instant; until then it has [`block_on`] park the
+/// thread no longer than that.
+struct Sleep(Instant);
 
-/// Locks a mutex whose data stays consistent even if a holder panicked: each critical section
-/// is one synchronous call into the cache, or a plain store.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+impl Future for Sleep {
+    type Output = ();
 
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        lock(&self.state)
-    }
-
-    fn now(&self) -> UnixTime {
-        (self.clock)()
-    }
-
-    /// Drives one lookup to its end on this thread, stores what it learned and hands the
-    /// outcome to every thread waiting on it.
-    fn drive(&self, mut lookup: Lookup, flight: Arc<Flight>, id: FlightId) -> Outcome {
-        let mut driving = Driving {
-            inner: self,
-            domain: lookup.domain().clone(),
-            id,
-            flight,
-            done: false,
-        };
-        let _permit = self.permits.acquire();
-        loop {
-            match lookup.poll() {
-                Step::Io(io) => {
-                    let result = self.perform(&io);
-                    if let Err(e) = lookup.handle(result, self.now()) {
-                        // Dropping `driving` abandons the lookup: the waiters start over.
-                        return mta_sts_net::io_rejected(e);
-                    }
-                }
-                Step::Done(resolution) => {
-                    let outcome = {
-                        let mut st = self.lock();
-                        st.generation = st.generation.wrapping_add(1);
-                        st.cache.finish(resolution, driving.id, self.now())
-                    };
-                    driving.done = true;
-                    driving.flight.end(Some(outcome.clone()));
-                    self.changed.notify_all();
-                    return outcome;
-                }
-            }
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.0 {
+            return Poll::Ready(());
         }
+        WAKE_AT.set(Some(WAKE_AT.get().map_or(self.0, |t| t.min(self.0))));
+        Poll::Pending
     }
+}
 
-    /// Carries out one request of the core.
-    fn perform(&self, io: &Io) -> IoResult {
-        match io {
-            Io::Txt(query) => IoResult::Txt(dns::txt(&self.resolvers, query)),
-            Io::Fetch(f) => IoResult::Fetch(fetch::fetch(self, f)),
-            _ => IoResult::Fetch(Err(FetchFailure::Protocol("unsupported request".into()))),
-        }
+/// Unparks the thread of a [`block_on`].
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
     }
+}
+
+/// Runs a future of the client to its end on this thread: its I/O happens within its polls;
+/// between them (waiting for another caller's lookup, a free place among the lookups doing I/O,
+/// a timer) the thread is parked until woken or until the earliest timer.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let outer = WAKE_AT.take();
+    let output = loop {
+        WAKE_AT.set(None);
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            break output;
+        }
+        match WAKE_AT.get() {
+            Some(at) => thread::park_timeout(at.saturating_duration_since(Instant::now())),
+            None => thread::park(),
+        }
+    };
+    WAKE_AT.set(outer);
+    output
 }
 
 #[cfg(test)]
@@ -509,5 +458,18 @@ mod tests {
         fn sent<T: Send>() {}
         shared::<Client>();
         sent::<Refresher>();
+    }
+
+    #[test]
+    fn block_on_sleeps_until_the_timer_and_wakes_on_a_notification() {
+        let start = Instant::now();
+        block_on(BlockingRuntime.sleep_until(start + Duration::from_millis(20)));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        let event = Arc::new(event_listener::Event::new());
+        let notifier = Arc::clone(&event);
+        let listener = event.listen();
+        let t = thread::spawn(move || notifier.notify(1));
+        block_on(listener);
+        t.join().unwrap();
     }
 }

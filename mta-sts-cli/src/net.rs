@@ -1,19 +1,17 @@
-//! The options of every command that touches the network, and the blocking I/O that `check`
-//! does itself: DNS exchanges driven by the core's [`Exchange`], TCP connections with deadlines.
-//!
-//! `check` runs one step after the other and needs details no adapter keeps (raw TXT records, MX
-//! records, HTTP status and headers, certificates), so it uses std sockets directly: the core
-//! still decides where to send, when to retry and what an answer means.
+//! The options of every command that touches the network, and the blocking I/O of `check`: it
+//! runs one step after the other and needs details no client keeps (raw TXT and MX records,
+//! HTTP status and headers, certificates), so it calls the pieces of the shared client directly
+//! (the stub resolver's DNS exchange, the connection attempts, the policy fetch) on
+//! mta-sts-blocking's runtime. It has no DNS or fetch loop of its own.
 
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use mta_sts_core::io::{DnsFailure, FetchFailure};
-use mta_sts_core::wire::dns::{DnsAnswer, DnsQuery, MAX_UDP_RESPONSE, QueryType};
-use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, Step, Transport};
+use mta_sts_blocking::{BlockingRuntime, Resolver, StubResolver, block_on};
+use mta_sts_core::io::DnsFailure;
+use mta_sts_core::wire::dns::{DnsAnswer, QueryType};
 use mta_sts_net::TrustAnchors;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
@@ -109,109 +107,21 @@ impl NetArgs {
     }
 }
 
-enum Conn {
-    Udp(UdpSocket),
-    Tcp(TcpStream),
-}
-
-/// One DNS lookup of `name` for `qtype` through `servers`, within `timeout`.
+/// One DNS lookup of `name` for `qtype` through `servers`, within `timeout`: the shared stub
+/// resolver's exchange ([`mta_sts_net::lookup`]) on the blocking runtime.
 pub(crate) fn lookup(
     servers: &[SocketAddr],
     name: &str,
     qtype: QueryType,
     timeout: Duration,
 ) -> Result<DnsAnswer, DnsFailure> {
-    let query = DnsQuery::new(name, qtype, mta_sts_net::query_id())
-        .map_err(|e| DnsFailure::Malformed(e.to_string()))?;
-    let mut config = ExchangeConfig::default();
-    config.total_timeout = timeout;
-    config.attempt_timeout = config.attempt_timeout.min(timeout);
-    config.tcp_timeout = config.tcp_timeout.min(timeout);
-    let mut ex = Exchange::new(query, servers.to_vec(), config, Duration::ZERO);
-    let start = Instant::now();
-    let mut conn: Option<Conn> = None;
-    // One datagram, or one TCP read (the exchange reassembles TCP): longer datagrams go to TCP.
-    let mut buf = vec![0u8; MAX_UDP_RESPONSE + 1];
-    // Every step either moves the exchange on or ends it; the bound only guards the loop.
-    for _ in 0..10_000 {
-        match ex.poll(start.elapsed()) {
-            Step::Send(t) => {
-                conn = None;
-                let left = t.deadline().saturating_sub(start.elapsed());
-                match send(t.server(), t.transport(), t.payload(), left) {
-                    Ok(c) => {
-                        conn = Some(c);
-                        ex.sent(start.elapsed());
-                    }
-                    Err(e) if is_timeout(&e) => ex.timed_out(start.elapsed()),
-                    Err(e) => ex.io_error(start.elapsed(), e),
-                }
-            }
-            Step::Wait(until) => {
-                let left = until.saturating_sub(start.elapsed());
-                match conn.as_mut().map(|c| receive(c, &mut buf, left)) {
-                    Some(Ok(n)) => ex.received(start.elapsed(), &buf[..n]),
-                    Some(Err(e)) if !is_timeout(&e) => ex.io_error(start.elapsed(), e),
-                    _ => ex.timed_out(start.elapsed().max(until)),
-                }
-            }
-            Step::Done(result) => return result,
-            _ => break,
-        }
-    }
-    Err(DnsFailure::Malformed("the DNS exchange did not end".into()))
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    )
-}
-
-/// A read timeout of at least a millisecond (zero means "block forever" to std).
-fn at_least_1ms(d: Duration) -> Duration {
-    d.max(Duration::from_millis(1))
-}
-
-fn send(
-    server: SocketAddr,
-    transport: Transport,
-    payload: &[u8],
-    left: Duration,
-) -> io::Result<Conn> {
-    if left.is_zero() {
-        return Err(io::ErrorKind::TimedOut.into());
-    }
-    if transport == Transport::Tcp {
-        let mut s = TcpStream::connect_timeout(&server, left)?;
-        s.set_write_timeout(Some(at_least_1ms(left)))?;
-        s.write_all(payload)?;
-        return Ok(Conn::Tcp(s));
-    }
-    let s = UdpSocket::bind(mta_sts_net::udp_bind_addr(server))?;
-    s.connect(server)?;
-    s.send(payload)?;
-    Ok(Conn::Udp(s))
-}
-
-fn receive(conn: &mut Conn, buf: &mut [u8], left: Duration) -> io::Result<usize> {
-    if left.is_zero() {
-        return Err(io::ErrorKind::TimedOut.into());
-    }
-    match conn {
-        Conn::Udp(s) => {
-            s.set_read_timeout(Some(at_least_1ms(left)))?;
-            s.recv(buf)
-        }
-        Conn::Tcp(s) => {
-            s.set_read_timeout(Some(at_least_1ms(left)))?;
-            match s.read(buf)? {
-                0 => Err(io::ErrorKind::UnexpectedEof.into()),
-                n => Ok(n),
-            }
-        }
-    }
+    block_on(mta_sts_net::lookup(
+        &BlockingRuntime,
+        servers,
+        name,
+        qtype,
+        timeout,
+    ))
 }
 
 /// The addresses of `host` (AAAA and A, IPv6 first, interleaved), or why there are none.
@@ -220,39 +130,27 @@ pub(crate) fn addresses(
     host: &str,
     timeout: Duration,
 ) -> Result<Vec<IpAddr>, String> {
-    let addrs = |qtype| {
-        lookup(servers, host, qtype, timeout)
-            .and_then(DnsAnswer::into_addrs)
-            .map(|a| a.addrs().to_vec())
-    };
-    mta_sts_net::combine_addresses(host, addrs(QueryType::A), addrs(QueryType::Aaaa)).map_err(|e| {
-        match e {
-            FetchFailure::Resolve(detail) => detail,
-            other => other.to_string(),
-        }
-    })
+    let resolver = StubResolver::new(BlockingRuntime, servers.to_vec());
+    match block_on(resolver.addresses(host, timeout)) {
+        Ok(addrs) if addrs.is_empty() => Err(format!("{host}: no A or AAAA record")),
+        Ok(addrs) => Ok(addrs),
+        Err(e) => Err(format!("{host}: {e}")),
+    }
 }
 
 /// A TCP connection to the first address of `addrs` that answers on `port`, each attempt with
-/// its share of `timeout`; read and write timeouts are set to `timeout`.
+/// its share of `timeout` ([`mta_sts_net::connect_any`]); read and write timeouts are set to
+/// `timeout`.
 pub(crate) fn connect(addrs: &[IpAddr], port: u16, timeout: Duration) -> Result<TcpStream, String> {
-    let attempt = mta_sts_net::connect_attempt_timeout(timeout, addrs.len());
-    let mut errors = Vec::new();
-    for ip in addrs {
-        let addr = SocketAddr::new(*ip, port);
-        match TcpStream::connect_timeout(&addr, attempt) {
-            Ok(s) => {
-                s.set_read_timeout(Some(timeout))
-                    .map_err(|e| e.to_string())?;
-                s.set_write_timeout(Some(timeout))
-                    .map_err(|e| e.to_string())?;
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Err(e) => errors.push(format!("{addr}: {e}")),
-        }
-    }
-    Err(errors.join("; "))
+    let deadline = Instant::now() + timeout;
+    let connecting = mta_sts_net::connect_any(&BlockingRuntime, addrs, port, timeout, deadline);
+    let (_, tcp) = block_on(connecting).map_err(|e| e.to_string())?;
+    let tcp = tcp.into_std();
+    tcp.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    Ok(tcp)
 }
 
 #[cfg(test)]

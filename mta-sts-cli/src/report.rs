@@ -115,6 +115,7 @@ pub(crate) fn outcome_kind(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Fetched(_) | Outcome::Cached { .. } => "policy",
         Outcome::TemporaryFailure(_) => "temporary-failure",
+        Outcome::Internal(_) => "internal-error",
         _ => "no-policy",
     }
 }
@@ -163,6 +164,7 @@ pub(crate) fn outcome_reason(outcome: &Outcome) -> String {
             _ => "no policy".to_owned(),
         },
         Outcome::TemporaryFailure(e) => format!("the TXT lookup failed: {e}"),
+        Outcome::Internal(e) => format!("internal error (a bug, please report it): {e}"),
         _ => "unknown outcome".to_owned(),
     }
 }

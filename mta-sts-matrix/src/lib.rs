@@ -329,6 +329,25 @@ pub fn anchors(world: &World) -> TrustAnchors {
     anchors
 }
 
+/// The futures of a client on any runtime are `Send` (any executor can run them) and a
+/// caller's stays small: the lookup's own state (DNS, TLS) is allocated only by the caller that
+/// drives it, so ten thousand callers waiting on a thousand lookups stay cheap and small-stack
+/// threads can block on one.
+pub fn check_futures<R: mta_sts_net::Runtime>(client: &mta_sts_net::Client<R>) {
+    fn send<T: Send>(_: &T) {}
+    let policy = client.policy("example.com");
+    assert!(
+        size_of_val(&policy) <= 1024,
+        "{} bytes",
+        size_of_val(&policy)
+    );
+    send(&policy);
+    send(&client.recheck("example.com"));
+    send(&client.evaluate("example.com", ["mx.example.com"]));
+    send(&client.refresh_due());
+    send(&client.save());
+}
+
 /// Runs every scenario through `policy` (an adapter's `Client::policy`, made synchronous) and
 /// panics with every mismatch. Also checks that no call takes longer than its timeouts allow and
 /// that a second call is answered from the cache without any new DNS query or fetch.

@@ -1,27 +1,30 @@
-//! The runtime-independent half of an adapter's `Client`: its settings and how they are turned
-//! into a cache, resolvers and a TLS configuration ([`ClientSettings`]), and the cache together
-//! with the table of lookups under way that coalesces concurrent callers ([`CacheState`]).
-//!
-//! An adapter keeps a [`CacheState`] behind its mutex and adds only what its runtime does: how a
-//! waiter waits for a flight (a watch channel, an event, a `Condvar`), how the I/O is performed,
-//! how the refresher sleeps.
+//! The client, written once over a [`Runtime`]: its builder, the callers coalesced per flight,
+//! the bound on lookups doing I/O, the refresher, persistence, re-checks and metrics.
+//! `mta-sts-tokio` and `mta-sts-smol` name it for their runtime; `mta-sts-blocking` wraps it in
+//! blocking calls.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use event_listener::Event;
+use mta_sts_core::io::{DnsFailure, Io};
 use mta_sts_core::{
-    Begin, Config, Evaluation, Lookup, LookupError, Outcome, PolicyCache, PolicyDomain, Resolution,
-    Snapshot, Stats, UnixTime,
+    Begin, Config, Evaluation, FlightId, IoResult, Lookup, Outcome, PolicyCache, PolicyDomain,
+    Stats, Step, UnixTime,
 };
-use rustls::ClientConfig;
 
+use crate::dns::{Resolver, StubResolver};
+use crate::runtime::{Runtime, until};
 use crate::{
     PersistError, ResolverConfError, TlsSetupError, TrustAnchors, export_cached_metric,
-    export_metrics, load_snapshot, policy_fetch_config, system_resolvers,
+    export_metrics, fetch, load_snapshot, policy_fetch_config, system_resolvers,
 };
 
 /// A source of wall-clock time (for tests: a virtual clock).
@@ -64,64 +67,46 @@ impl std::error::Error for ClientError {
     }
 }
 
-/// The longest a refresher sleeps without reading the wall clock again
-/// ([`CacheState::refresher_sleep`]): the refresh schedule is in wall-clock time, a sleep in
-/// monotonic time, so a clock that jumps (a suspended machine, a stepped clock) delays a
-/// refresh by at most this much.
+/// The longest the refresher sleeps without reading the wall clock again: the refresh schedule
+/// is in wall-clock time, a sleep in monotonic time, so a clock that jumps (a suspended machine,
+/// a stepped clock) delays a refresh by at most this much.
 pub const MAX_REFRESHER_SLEEP: Duration = Duration::from_secs(60);
 
 /// The default bound on lookups doing DNS and HTTPS at once
-/// ([`ClientSettings::max_concurrent_lookups`]).
+/// ([`ClientBuilder::max_concurrent_lookups`]).
 pub const DEFAULT_MAX_CONCURRENT_LOOKUPS: usize = 64;
 
-/// What an adapter's `ClientBuilder` collects. The defaults: the system's resolvers, webpki-roots,
-/// [`Config::default`], no persistence, the system clock, at most
+/// Builds a [`Client`] on a runtime: its DNS, trust anchors, the core's [`Config`] (sender
+/// settings, cache capacity, timeouts, per-domain overrides), an optional persistence file, the
+/// bound on lookups doing I/O at once and the clock.
+///
+/// The defaults: the name servers of `/etc/resolv.conf` through the built-in
+/// [`StubResolver`], webpki-roots, [`Config::default`] with a random refresh-jitter seed (so that
+/// a fleet of MTAs does not refresh in step), no persistence, the system clock, at most
 /// [`DEFAULT_MAX_CONCURRENT_LOOKUPS`] lookups doing I/O at once.
-#[non_exhaustive]
-pub struct ClientSettings {
-    /// The engine's configuration.
-    pub config: Config,
-    /// The DNS servers to ask, in order (`None`: those of `/etc/resolv.conf`).
-    pub resolvers: Option<Vec<SocketAddr>>,
-    /// The trust anchors for policy hosts.
-    pub anchors: TrustAnchors,
-    /// PEM files whose certificates are added to the anchors.
-    pub extra_pem: Vec<PathBuf>,
-    /// The cache snapshot file, loaded at build and written by the adapter's `save`.
-    pub persistence: Option<PathBuf>,
-    /// The wall clock (`None`: the system clock).
-    pub clock: Option<Clock>,
-    /// At most this many lookups do DNS and HTTPS at once (at least 1); the others wait their
-    /// turn. Callers for a domain already being looked up never count: they share that lookup.
-    pub max_concurrent_lookups: usize,
+///
+/// `C` is what [`build`](Self::build) returns: the [`Client`] itself, or an adapter's wrapper of
+/// it (`mta-sts-blocking`'s blocking client).
+pub struct ClientBuilder<R, C = Client<R>> {
+    runtime: R,
+    config: Config,
+    servers: Option<Vec<SocketAddr>>,
+    resolver: Option<Arc<dyn Resolver>>,
+    anchors: TrustAnchors,
+    extra_pem: Vec<PathBuf>,
+    persistence: Option<PathBuf>,
+    clock: Option<Clock>,
+    max_concurrent_lookups: usize,
+    _client: PhantomData<fn() -> C>,
 }
 
-impl Default for ClientSettings {
-    /// As described on the type; the engine's refresh jitter [`Config::seed`] is random, so that
-    /// a fleet of MTAs does not refresh in step.
-    fn default() -> Self {
-        let mut config = Config::default();
-        config.seed = u64::from(crate::query_id()) << 48
-            | u64::from(crate::query_id()) << 32
-            | u64::from(crate::query_id()) << 16
-            | u64::from(crate::query_id());
-        Self {
-            config,
-            resolvers: None,
-            anchors: TrustAnchors::webpki(),
-            extra_pem: Vec::new(),
-            persistence: None,
-            clock: None,
-            max_concurrent_lookups: DEFAULT_MAX_CONCURRENT_LOOKUPS,
-        }
-    }
-}
-
-impl fmt::Debug for ClientSettings {
+impl<R: fmt::Debug, C> fmt::Debug for ClientBuilder<R, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientSettings")
+        f.debug_struct("ClientBuilder")
+            .field("runtime", &self.runtime)
             .field("config", &self.config)
-            .field("resolvers", &self.resolvers)
+            .field("servers", &self.servers)
+            .field("resolver", &self.resolver)
             .field("anchors", &self.anchors)
             .field("extra_pem", &self.extra_pem)
             .field("persistence", &self.persistence)
@@ -131,41 +116,113 @@ impl fmt::Debug for ClientSettings {
     }
 }
 
-/// The runtime-independent parts of a client, made by [`ClientSettings::build`].
-#[non_exhaustive]
-pub struct ClientParts {
-    /// The cache (with the persisted policies, if a snapshot was loaded).
-    pub cache: PolicyCache,
-    /// The DNS servers, in order.
-    pub resolvers: Vec<SocketAddr>,
-    /// The rustls configuration for policy fetches ([`policy_fetch_config`]).
-    pub tls: Arc<ClientConfig>,
-    /// The snapshot file.
-    pub persistence: Option<PathBuf>,
-    /// The wall clock.
-    pub clock: Clock,
-    /// The bound on lookups doing I/O at once (at least 1).
-    pub max_concurrent_lookups: usize,
-}
-
-impl fmt::Debug for ClientParts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientParts")
-            .field("cache", &self.cache.len())
-            .field("resolvers", &self.resolvers)
-            .field("persistence", &self.persistence)
-            .finish_non_exhaustive()
+impl<R: Runtime + Default, C: From<Client<R>>> Default for ClientBuilder<R, C> {
+    fn default() -> Self {
+        Self::new(R::default())
     }
 }
 
-impl ClientSettings {
-    /// Reads `/etc/resolv.conf` when no resolvers were given, adds the extra PEM files to the
-    /// anchors, and loads the persistence file when there is one (a corrupt or foreign file is an
-    /// error, never half-loaded).
-    pub fn build(self) -> Result<ClientParts, ClientError> {
-        let resolvers = match self.resolvers {
-            Some(r) => r,
-            None => system_resolvers().map_err(ClientError::Resolvers)?,
+impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
+    /// A builder with the defaults, on `runtime`.
+    pub fn new(runtime: R) -> Self {
+        let mut config = Config::default();
+        config.seed = random_seed();
+        Self {
+            runtime,
+            config,
+            servers: None,
+            resolver: None,
+            anchors: TrustAnchors::webpki(),
+            extra_pem: Vec::new(),
+            persistence: None,
+            clock: None,
+            max_concurrent_lookups: DEFAULT_MAX_CONCURRENT_LOOKUPS,
+            _client: PhantomData,
+        }
+    }
+
+    /// The engine's configuration (see [`Config`]): MTA-STS usage (optional / require /
+    /// disable), DNS-failure behaviour, per-domain overrides, cache capacity, timeouts, the
+    /// unconditional re-check period ([`Config::recheck_after`]). A refresh-jitter `seed` of 0
+    /// (the default) keeps the random seed chosen for this client.
+    #[must_use]
+    pub fn config(mut self, mut config: Config) -> Self {
+        if config.seed == 0 {
+            config.seed = self.config.seed;
+        }
+        self.config = config;
+        self
+    }
+
+    /// The DNS servers the built-in stub resolver asks, in order (default: those of
+    /// `/etc/resolv.conf`). Replaces a [`resolver`](Self::resolver) given before.
+    #[must_use]
+    pub fn resolvers(mut self, servers: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.servers = Some(servers.into_iter().collect());
+        self.resolver = None;
+        self
+    }
+
+    /// The DNS to use instead of the built-in stub resolver: the MTA's own (see [`Resolver`]),
+    /// for the TXT queries and the policy hosts' addresses alike.
+    #[must_use]
+    pub fn resolver(mut self, resolver: impl Resolver) -> Self {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
+    /// The trust anchors for policy hosts (default: webpki-roots).
+    #[must_use]
+    pub fn trust_anchors(mut self, anchors: TrustAnchors) -> Self {
+        self.anchors = anchors;
+        self
+    }
+
+    /// Adds the certificates of a PEM file to the trust anchors.
+    #[must_use]
+    pub fn extra_roots_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extra_pem.push(path.into());
+        self
+    }
+
+    /// Keeps the cache in this file across restarts: loaded by `build`, written (atomically)
+    /// by [`Client::save`], after each refresh round, on [`Client::shutdown`] and when the last
+    /// handle of the client is dropped.
+    #[must_use]
+    pub fn persistence(mut self, path: impl Into<PathBuf>) -> Self {
+        self.persistence = Some(path.into());
+        self
+    }
+
+    /// At most this many lookups do DNS and HTTPS at once (default 64, at least 1); others wait
+    /// their turn. Callers for a domain already being looked up never count: they share that
+    /// lookup.
+    #[must_use]
+    pub fn max_concurrent_lookups(mut self, n: usize) -> Self {
+        self.max_concurrent_lookups = n;
+        self
+    }
+
+    /// The wall clock of the MTA-STS decisions (default: the system clock). For tests.
+    #[must_use]
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The client. Reads `/etc/resolv.conf` when neither servers nor a resolver were given,
+    /// adds the extra PEM files to the anchors, and loads the persistence file when there is one
+    /// (a corrupt or foreign file is an error, never half-loaded).
+    pub fn build(self) -> Result<C, ClientError> {
+        let resolver = match (self.resolver, self.servers) {
+            (Some(r), _) => r,
+            (None, servers) => {
+                let servers = match servers {
+                    Some(s) => s,
+                    None => system_resolvers().map_err(ClientError::Resolvers)?,
+                };
+                Arc::new(StubResolver::new(self.runtime.clone(), servers))
+            }
         };
         let mut anchors = self.anchors;
         for path in &self.extra_pem {
@@ -181,577 +238,554 @@ impl ClientSettings {
                 .map_err(|e| ClientError::Persistence(PersistError::Snapshot(e)))?;
             tracing::info!(loaded, path = %path.display(), "loaded cached MTA-STS policies");
         }
-        Ok(ClientParts {
-            cache,
-            resolvers,
+        let inner = Inner {
+            runtime: self.runtime,
+            state: Mutex::new(State {
+                cache,
+                waiters: HashMap::new(),
+                refreshes: 0,
+            }),
+            resolver,
             tls: policy_fetch_config(&anchors),
             persistence: self.persistence,
             clock,
-            max_concurrent_lookups: self.max_concurrent_lookups.max(1),
-        })
+            changed: Event::new(),
+            permits: async_lock::Semaphore::new(self.max_concurrent_lookups.max(1)),
+            saving: async_lock::Mutex::new(()),
+        };
+        Ok(C::from(Client {
+            inner: Arc::new(inner),
+        }))
     }
 }
 
-/// Which flight a driver drives: given with [`Start::Drive`] and
-/// [`CacheState::next_refresh`], handed back to [`CacheState::finish`] and
-/// [`CacheState::abandon`], so that a lookup that ends after a newer one for the same domain
-/// has started (it outlived [`Config::lookup_deadline`], e.g. queued behind
-/// `max_concurrent_lookups`) never ends that newer flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlightId(u64);
-
-/// What a caller of [`CacheState::start`] does next.
-#[derive(Debug)]
-pub enum Start<F, D> {
-    /// The outcome, at once (a fresh cached policy, an invalid or disabled domain): no I/O.
-    Ready(Outcome),
-    /// This caller drives the lookup (perform its I/O, then [`CacheState::finish`] with the
-    /// [`FlightId`]) and tells the others through `D`; they were given the matching `F`.
-    Drive(Box<Lookup>, D, FlightId),
-    /// Another caller drives the lookup for this domain: wait for its outcome on `F`. If it
-    /// gives up without one, call [`CacheState::start`] again (not as a recheck).
-    Wait(F),
+/// A random refresh-jitter seed, so that a fleet of MTAs does not refresh in step.
+fn random_seed() -> u64 {
+    (0..4).fold(0, |seed, _| seed << 16 | u64::from(crate::query_id()))
 }
 
-/// The cache and, per domain, the flight of the lookup under way: what an adapter keeps behind
-/// its mutex (never held across I/O). `F` is what waiters hold (a receiver, a shared cell), `D`
-/// what the driving caller holds (a sender, the same cell).
+/// An MTA-STS client on the runtime `R`: cheap to clone, shared by every delivery task.
 ///
-/// ```
-/// use mta_sts_core::{Config, PolicyCache, UnixTime};
-/// use mta_sts_net::{CacheState, Start};
+/// - [`policy`](Self::policy): the policy outcome for a domain (cached, fetched, none,
+///   temporary failure); [`evaluate`](Self::evaluate): the decision for each MX host, in
+///   priority order, with that outcome ([`Evaluation::outcome`]).
+/// - Concurrent calls for one domain share one DNS query and one fetch (one *flight* of the
+///   core's cache); at most [`ClientBuilder::max_concurrent_lookups`] lookups do I/O at once.
+/// - [`spawn_refresher`](Self::spawn_refresher): refreshes cached policies before they expire
+///   (R44).
+/// - [`save`](Self::save) / [`shutdown`](Self::shutdown): keep the cache across restarts.
 ///
-/// let mut state: CacheState<u32, u32> = CacheState::new(PolicyCache::new(Config::default()));
-/// let now = UnixTime::from_secs(1_700_000_000);
-/// assert!(matches!(state.start("example.com", false, now, || (7, 7)), Start::Drive(..)));
-/// // A second caller for the same domain waits on the first one's flight:
-/// assert!(matches!(state.start("EXAMPLE.com.", false, now, || (8, 8)), Start::Wait(7)));
-/// ```
-#[derive(Debug)]
-pub struct CacheState<F, D = F> {
-    cache: PolicyCache,
-    flights: HashMap<PolicyDomain, Flight<F>>,
-    /// The id of the next flight.
-    next_id: u64,
-    _driver: std::marker::PhantomData<fn() -> D>,
+/// Every wait is bounded by the core's timeouts: the DNS timeout for the TXT query, the fetch
+/// timeout for the policy (the policy host's addresses, connection, TLS and body together).
+pub struct Client<R: Runtime> {
+    inner: Arc<Inner<R>>,
 }
 
-/// A lookup under way: who drives it, since when, and what its waiters hold.
-#[derive(Debug)]
-struct Flight<F> {
-    id: FlightId,
-    started: UnixTime,
-    waiters: F,
-}
-
-impl<F: Clone, D> CacheState<F, D> {
-    /// No lookup under way yet.
-    pub fn new(cache: PolicyCache) -> Self {
+impl<R: Runtime> Clone for Client<R> {
+    fn clone(&self) -> Self {
         Self {
-            cache,
-            flights: HashMap::new(),
-            next_id: 0,
-            _driver: std::marker::PhantomData,
+            inner: Arc::clone(&self.inner),
         }
     }
+}
 
-    /// The flight of `domain` still under way at `now` (begun less than
-    /// [`Config::lookup_deadline`] ago), if any.
-    fn live_flight(&self, domain: &PolicyDomain, now: UnixTime) -> Option<&Flight<F>> {
-        let deadline = self.cache.config().lookup_deadline;
-        self.flights
-            .get(domain)
-            .filter(|f| now < f.started.saturating_add(deadline))
+impl<R: Runtime> fmt::Debug for Client<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("runtime", &self.inner.runtime)
+            .field("resolver", &self.inner.resolver)
+            .field("persistence", &self.inner.persistence)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<R> {
+    runtime: R,
+    state: Mutex<State>,
+    resolver: Arc<dyn Resolver>,
+    tls: Arc<rustls::ClientConfig>,
+    persistence: Option<PathBuf>,
+    clock: Clock,
+    /// Fires when a lookup ends (the cache's next timer may have moved; a refresh may be done).
+    changed: Event,
+    /// Bounds the lookups doing I/O at once.
+    permits: async_lock::Semaphore,
+    /// Serialises snapshot writes, so that an older snapshot never overwrites a newer one.
+    saving: async_lock::Mutex<()>,
+}
+
+/// What the client keeps behind its mutex (never held across I/O).
+struct State {
+    cache: PolicyCache,
+    /// Per flight of the cache under way, what its callers wait on. An entry is added when a
+    /// lookup starts and removed, under the same lock, when the cache is told it ended: the
+    /// cache decides which flight is under way, this only holds the waiters.
+    waiters: HashMap<FlightId, Arc<Waiters>>,
+    /// How many refresh lookups have finished, for [`Client::wait_refreshes`].
+    refreshes: u64,
+}
+
+/// What the callers waiting on one flight wait on: its outcome, or `None` if its driver gave up.
+#[derive(Default)]
+struct Waiters {
+    outcome: Mutex<Option<Option<Outcome>>>,
+    ended: Event,
+}
+
+impl Waiters {
+    fn end(&self, outcome: Option<Outcome>) {
+        *lock(&self.outcome) = Some(outcome);
+        self.ended.notify(usize::MAX);
     }
 
-    /// Registers the flight of a lookup this caller drives.
-    fn register(&mut self, domain: &PolicyDomain, now: UnixTime, waiters: F) -> FlightId {
-        let id = FlightId(self.next_id);
-        self.next_id = self.next_id.wrapping_add(1);
-        let flight = Flight {
-            id,
-            started: now,
-            waiters,
-        };
-        self.flights.insert(domain.clone(), flight);
-        id
+    /// The driver's outcome, or `None` if it gave up. Its I/O is bounded by the core's
+    /// timeouts, and a driver whose future is dropped ends the flight through [`Driving`].
+    async fn wait(&self) -> Option<Outcome> {
+        wait_until(&self.ended, || lock(&self.outcome).clone()).await
+    }
+}
+
+/// The lookup this caller drives. If it is dropped before it finished (its caller's future was
+/// cancelled, or the I/O panicked), the cache is told and the callers waiting on it start over.
+struct Driving<'a, R> {
+    inner: &'a Inner<R>,
+    domain: PolicyDomain,
+    flight: Option<FlightId>,
+    waiters: Arc<Waiters>,
+    done: bool,
+}
+
+impl<R> Drop for Driving<'_, R> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(flight) = self.flight {
+            let mut st = lock(&self.inner.state);
+            st.waiters.remove(&flight);
+            st.cache.abandon(&self.domain, flight);
+        }
+        self.waiters.end(None);
+        self.inner.changed.notify(usize::MAX);
+    }
+}
+
+/// What a caller does next.
+enum Next {
+    Ready(Outcome),
+    Drive(Box<Lookup>, Arc<Waiters>),
+    Wait(Arc<Waiters>),
+}
+
+impl<R: Runtime + Default> Client<R> {
+    /// A builder with the defaults (see [`ClientBuilder`]).
+    pub fn builder() -> ClientBuilder<R> {
+        ClientBuilder::new(R::default())
+    }
+}
+
+impl<R: Runtime> Client<R> {
+    /// The policy outcome for `domain` (the next-hop domain, or the smart host's domain, R2).
+    /// A fresh cached policy answers at once; otherwise the TXT record is queried and the policy
+    /// fetched when needed. Concurrent calls for one domain share one query and one fetch.
+    pub async fn policy(&self, domain: &str) -> Outcome {
+        self.run(domain, false).await
     }
 
-    /// The cache.
-    pub fn cache(&self) -> &PolicyCache {
-        &self.cache
+    /// Re-checks the TXT id of `domain` before a message is failed permanently (R39): an
+    /// unchanged id keeps the cached policy (keep the message queued); a new id is fetched.
+    pub async fn recheck(&self, domain: &str) -> Outcome {
+        self.run(domain, true).await
     }
 
-    /// A delivery needs the policy of `domain` (or, with `recheck`, the TXT id must be checked
-    /// again before a message is failed, R39). `flight` makes the waiters' and the driver's
-    /// handles when this caller is the one to drive the lookup.
-    pub fn start(
-        &mut self,
-        domain: &str,
-        recheck: bool,
-        now: UnixTime,
-        mut flight: impl FnMut() -> (F, D),
-    ) -> Start<F, D> {
-        // At most two rounds: after `abandon`, `begin` cannot answer InProgress again.
+    /// The delivery decision for each MX host of `domain`, in the priority order given (`&str`,
+    /// `String`, a `&[String]`…), with the policy outcome it was made from
+    /// ([`Evaluation::outcome`]).
+    pub async fn evaluate<I>(&self, domain: &str, mx_hosts: I) -> Evaluation
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let outcome = self.policy(domain).await;
+        let mut st = self.inner.lock();
+        let evaluation = st.cache.evaluate(domain, &outcome, mx_hosts);
+        export_metrics(&st.cache.stats());
+        evaluation
+    }
+
+    async fn run(&self, domain: &str, mut recheck: bool) -> Outcome {
+        let inner = &*self.inner;
         loop {
-            let begin = if recheck {
-                self.cache.begin_recheck(domain, now)
-            } else {
-                self.cache.begin(domain, now)
-            };
-            match begin {
-                Begin::Ready(outcome) => {
-                    // `begin` answering at once changes no counter but `cached`.
-                    export_cached_metric(&self.cache.stats());
-                    return Start::Ready(outcome);
+            match inner.start(domain, recheck) {
+                Next::Ready(outcome) => return outcome,
+                // Boxed: only the one caller that drives needs the lookup's state (DNS and TLS,
+                // several KiB); the callers waiting on it stay small.
+                Next::Drive(lookup, waiters) => {
+                    return Box::pin(inner.drive(*lookup, waiters)).await;
                 }
-                Begin::Started(lookup) => {
-                    // The cache has no mark for the domain, but a flight of ours is under way:
-                    // the cache's table of marks was full when that flight began (the cache
-                    // still starts a delivery lookup, unmarked). Share it; `begin` marked the
-                    // domain now, for that flight.
-                    if let Some(f) = self.live_flight(lookup.domain(), now) {
-                        return Start::Wait(f.waiters.clone());
-                    }
-                    let (waiters, driver) = flight();
-                    let id = self.register(lookup.domain(), now, waiters);
-                    return Start::Drive(lookup, driver, id);
-                }
-                Begin::InProgress(d) => match self.flights.get(&d) {
-                    Some(f) => return Start::Wait(f.waiters.clone()),
-                    // Marked as under way, but by nobody of ours (a lookup dropped without
-                    // notice): clear the mark and start again.
-                    None => self.cache.abandon(&d),
+                Next::Wait(waiters) => match waiters.wait().await {
+                    Some(outcome) => return outcome,
+                    // The caller driving it gave up: start over (a recheck is not repeated).
+                    None => recheck = false,
                 },
             }
         }
     }
 
-    /// The refresh due at `now`, if any (R44), with its flight registered like
-    /// [`start`](Self::start)'s: drive it, then [`finish`](Self::finish) it.
-    pub fn next_refresh(
-        &mut self,
-        now: UnixTime,
-        flight: impl FnOnce() -> (F, D),
-    ) -> Option<(Lookup, D, FlightId)> {
-        loop {
-            let lookup = self.cache.poll_refresh(now)?;
-            // A delivery lookup of ours is under way for the domain, unmarked in the cache
-            // (its table of marks was full when it began): skip this refresh; the cache tries
-            // it again later.
-            if self.live_flight(lookup.domain(), now).is_some() {
+    /// Runs the proactive refreshes due now (R44), then saves the cache if any ran: what the
+    /// refresher does when its timer fires. At most one lookup per cache entry, so that the
+    /// round ends whatever the clock does. Returns how many lookups ran.
+    pub async fn refresh_due(&self) -> usize {
+        self.refresh_round(None).await
+    }
+
+    /// A refresh round, stopping between two lookups once `stop` is set.
+    async fn refresh_round(&self, stop: Option<&AtomicBool>) -> usize {
+        let inner = &*self.inner;
+        let limit = inner.lock().cache.len();
+        let mut ran = 0;
+        while ran < limit && !stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            let next = {
+                let now = inner.now();
+                let mut st = inner.lock();
+                st.cache.poll_refresh(now).map(|lookup| {
+                    let waiters = Arc::new(Waiters::default());
+                    if let Some(flight) = lookup.flight() {
+                        st.waiters.insert(flight, Arc::clone(&waiters));
+                    }
+                    (lookup, waiters)
+                })
+            };
+            let Some((lookup, waiters)) = next else { break };
+            let _outcome = inner.drive(lookup, waiters).await;
+            ran += 1;
+            inner.lock().refreshes += 1;
+            inner.changed.notify(usize::MAX);
+        }
+        if ran > 0
+            && let Err(e) = self.save().await
+        {
+            tracing::warn!(error = %e, "cannot save the MTA-STS cache");
+        }
+        ran
+    }
+
+    /// Waits until at least `n` proactive refresh lookups have finished since the client was
+    /// built (by the refresher or [`Client::refresh_due`]); returns the number finished.
+    pub async fn wait_refreshes(&self, n: u64) -> u64 {
+        let inner = &*self.inner;
+        wait_until(&inner.changed, || {
+            Some(inner.lock().refreshes).filter(|done| *done >= n)
+        })
+        .await
+    }
+
+    /// Starts the background refresher (R44) on the runtime: a task that sleeps until the
+    /// cache's next refresh is due ([`PolicyCache::poll_timeout`]), runs the refreshes due and
+    /// saves the cache after each round. It wakes early when a lookup ends (the next refresh
+    /// may have moved) and at least every [`MAX_REFRESHER_SLEEP`] (60 s) to read the wall clock
+    /// again; the cache never refreshes a policy less than 300 s after its fetch. It stops when
+    /// the returned handle is dropped or [`Refresher::shutdown`] is called.
+    ///
+    /// # Panics
+    /// If the runtime cannot start a task (the blocking runtime out of threads); see
+    /// [`try_spawn_refresher`](Self::try_spawn_refresher).
+    pub fn spawn_refresher(&self) -> Refresher<R> {
+        match self.try_spawn_refresher() {
+            Ok(r) => r,
+            Err(e) => panic!("cannot start the MTA-STS refresher: {e}"),
+        }
+    }
+
+    /// [`spawn_refresher`](Self::spawn_refresher), or why the runtime could not start it.
+    pub fn try_spawn_refresher(&self) -> io::Result<Refresher<R>> {
+        let control = Arc::new(RefresherControl::default());
+        let client = self.clone();
+        let task_control = Arc::clone(&control);
+        let task = self.inner.runtime.spawn(Box::pin(async move {
+            client.refresher(&task_control).await;
+            // The client goes before the refresher says it is done: a shutdown that waits for
+            // it leaves the client's other handles as the only ones.
+            drop(client);
+            task_control.done.store(true, Ordering::SeqCst);
+            task_control.wake.notify(usize::MAX);
+        }))?;
+        Ok(Refresher {
+            control,
+            task: Some(task),
+        })
+    }
+
+    async fn refresher(&self, control: &RefresherControl) {
+        let inner = &*self.inner;
+        while !control.stop.load(Ordering::SeqCst) {
+            // Listen before reading the schedule and the flag, so that a change in between is
+            // not missed.
+            let changed = inner.changed.listen();
+            let stopping = control.wake.listen();
+            if control.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let now = inner.now();
+            let wait = inner.lock().cache.poll_timeout().map(|due| due.since(now));
+            let wait = wait.map_or(MAX_REFRESHER_SLEEP, |w| w.min(MAX_REFRESHER_SLEEP));
+            if wait.is_zero() {
+                self.refresh_round(Some(&control.stop)).await;
                 continue;
             }
-            let (waiters, driver) = flight();
-            let id = self.register(lookup.domain(), now, waiters);
-            return Some((lookup, driver, id));
+            let deadline = inner.runtime.now().checked_add(wait);
+            let deadline = deadline.unwrap_or_else(|| crate::dns::far(inner.runtime.now()));
+            let woken = futures_lite::future::or(changed, stopping);
+            let _ = until(&inner.runtime, deadline, woken).await;
         }
     }
 
-    /// Whether `id` is the flight registered for `domain` now.
-    fn is_current(&self, domain: &PolicyDomain, id: FlightId) -> bool {
-        self.flights.get(domain).is_some_and(|f| f.id == id)
+    /// Writes the cache to the persistence file, if one was configured (atomically, where the
+    /// runtime allows blocking; one save at a time, each with the cache as it is then).
+    pub async fn save(&self) -> Result<(), PersistError> {
+        let Some(path) = self.inner.persistence.clone() else {
+            return Ok(());
+        };
+        let _one_at_a_time = self.inner.saving.lock().await;
+        let snapshot = self.inner.lock().cache.export(self.inner.now());
+        let result = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&result);
+        let work = move || *lock(&slot) = Some(crate::save_snapshot(&path, &snapshot));
+        self.inner.runtime.unblock(Box::new(work)).await;
+        let saved = lock(&result).take();
+        saved.unwrap_or_else(|| Err(PersistError::Io(io::Error::other("the save did not run"))))
     }
 
-    /// Stores what the lookup of flight `id` learned and ends that flight; returns the outcome
-    /// to hand to its waiters. If a newer flight has taken the domain over meanwhile, it stays.
-    pub fn finish(&mut self, resolution: Resolution, id: FlightId, now: UnixTime) -> Outcome {
-        let domain = resolution.domain().clone();
-        let outcome = self.cache.apply(resolution, now);
-        if self.is_current(&domain, id) {
-            self.flights.remove(&domain);
-        }
-        export_metrics(&self.cache.stats());
-        outcome
+    /// Saves the cache (if persistent); call it on shutdown, after stopping the refresher.
+    /// (Dropping the last handle of the client saves too, but cannot report a failure.)
+    pub async fn shutdown(&self) -> Result<(), PersistError> {
+        self.save().await
     }
 
-    /// The lookup of flight `id` for `domain` will not be finished (its driver gave up): clears
-    /// the domain's mark and flight, so that the waiters start over; nothing if a newer flight
-    /// has taken the domain over meanwhile.
-    pub fn abandon(&mut self, domain: &PolicyDomain, id: FlightId) {
-        if self.is_current(domain, id) {
-            self.cache.abandon(domain);
-            self.flights.remove(domain);
-        }
+    /// How many proactive refresh lookups have finished since the client was built.
+    pub fn refreshes(&self) -> u64 {
+        self.inner.lock().refreshes
     }
 
-    /// The delivery decision for each MX host of `domain` under `outcome`.
-    pub fn evaluate<'h, I>(&mut self, domain: &str, outcome: &Outcome, mx_hosts: I) -> Evaluation
-    where
-        I: IntoIterator<Item = &'h str>,
-    {
-        let evaluation = self.cache.evaluate(domain, outcome, mx_hosts);
-        export_metrics(&self.cache.stats());
-        evaluation
-    }
-
-    /// How long the refresher may sleep at `now` before the cache has work
-    /// ([`PolicyCache::poll_timeout`]): zero when work is due, `None` when there is none.
-    pub fn refresh_wait(&self, now: UnixTime) -> Option<Duration> {
-        self.cache.poll_timeout().map(|due| due.since(now))
-    }
-
-    /// How long the refresher sleeps at `now` before it looks again: until the cache has work
-    /// ([`refresh_wait`](Self::refresh_wait); zero when work is due), and never longer than
-    /// [`MAX_REFRESHER_SLEEP`]. Wake it earlier when a lookup ends (the next timer may move).
-    pub fn refresher_sleep(&self, now: UnixTime) -> Duration {
-        self.refresh_wait(now)
-            .map_or(MAX_REFRESHER_SLEEP, |w| w.min(MAX_REFRESHER_SLEEP))
-    }
-
-    /// The snapshot to persist.
-    pub fn export(&self, now: UnixTime) -> Snapshot {
-        self.cache.export(now)
-    }
-
-    /// The cache's counters.
+    /// The cache's counters (also exported through the `metrics` facade).
     pub fn stats(&self) -> Stats {
-        self.cache.stats()
+        self.inner.lock().cache.stats()
+    }
+
+    /// The runtime the client runs on.
+    pub fn runtime(&self) -> &R {
+        &self.inner.runtime
     }
 }
 
-/// The outcome of a lookup whose I/O result was refused ([`Lookup::handle`]). It cannot happen
-/// (each result answers its request); the driver gives up with a temporary failure and abandons
-/// the lookup.
-pub fn io_rejected(error: LookupError) -> Outcome {
-    tracing::error!(error = %error, "MTA-STS lookup rejected an I/O result");
-    Outcome::TemporaryFailure(mta_sts_core::io::DnsFailure::Malformed(format!(
-        "internal error: {error}"
-    )))
+/// The background refresher started by [`Client::spawn_refresher`]. Dropping it stops the
+/// refresher like [`shutdown`](Self::shutdown) without waiting for it, except on a runtime whose
+/// task is a thread (the blocking adapter), which joins it.
+pub struct Refresher<R: Runtime> {
+    control: Arc<RefresherControl>,
+    task: Option<R::Task>,
 }
 
-/// The setters of an adapter's `ClientBuilder`, which holds a [`ClientSettings`] in a field named
-/// `settings`: written once here so that the three adapters offer the same builder.
-#[macro_export]
-macro_rules! client_builder_setters {
-    () => {
-        /// The engine's configuration (see [`Config`](mta_sts_core::Config)): MTA-STS usage
-        /// (optional / require / disable), DNS-failure behaviour, per-domain overrides, cache
-        /// capacity, timeouts. A refresh-jitter `seed` of 0 (the default) keeps the random seed
-        /// chosen for this client, so that a fleet of MTAs does not refresh in step.
-        #[must_use]
-        pub fn config(mut self, mut config: $crate::__private::Config) -> Self {
-            if config.seed == 0 {
-                config.seed = self.settings.config.seed;
+impl<R: Runtime> fmt::Debug for Refresher<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Refresher")
+            .field("control", &self.control)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct RefresherControl {
+    stop: AtomicBool,
+    done: AtomicBool,
+    /// Fires when `stop` or `done` is set.
+    wake: Event,
+}
+
+impl<R: Runtime> Refresher<R> {
+    /// Stops the refresher and waits until it has stopped: a refresh lookup under way is
+    /// finished (it is bounded by the DNS and fetch timeouts) and the cache saved if it ran;
+    /// no new one starts. The same in every adapter.
+    pub async fn shutdown(mut self) {
+        self.stop();
+        let control = &self.control;
+        wait_until(&control.wake, || {
+            control.done.load(Ordering::SeqCst).then_some(())
+        })
+        .await;
+        drop(self.task.take());
+    }
+
+    /// Whether the refresher has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.control.done.load(Ordering::SeqCst)
+    }
+
+    fn stop(&self) {
+        self.control.stop.store(true, Ordering::SeqCst);
+        self.control.wake.notify(usize::MAX);
+    }
+}
+
+impl<R: Runtime> Drop for Refresher<R> {
+    fn drop(&mut self) {
+        self.stop();
+        drop(self.task.take());
+    }
+}
+
+impl<R> Drop for Inner<R> {
+    /// The last handle is gone: keep the cache for the next start (best effort; a failure is
+    /// logged, as there is no caller to tell).
+    fn drop(&mut self) {
+        let Some(path) = &self.persistence else {
+            return;
+        };
+        let snapshot = lock(&self.state).cache.export((self.clock)());
+        if let Err(e) = crate::save_snapshot(path, &snapshot) {
+            tracing::warn!(error = %e, "cannot save the MTA-STS cache");
+        }
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked: each critical section
+/// is one synchronous call into the cache, or a plain store.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits on `event` until `ready()` gives a value. The listener is taken before each look, so
+/// that a notification in between is not missed.
+async fn wait_until<T>(event: &Event, mut ready: impl FnMut() -> Option<T>) -> T {
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        let listener = event.listen();
+        if let Some(value) = ready() {
+            return value;
+        }
+        listener.await;
+    }
+}
+
+impl<R: Runtime> Inner<R> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn now(&self) -> UnixTime {
+        (self.clock)()
+    }
+
+    /// What a caller for `domain` does next: take the answer, drive a new flight, or wait on
+    /// the flight under way.
+    fn start(&self, domain: &str, recheck: bool) -> Next {
+        let now = self.now();
+        let mut st = self.lock();
+        loop {
+            let begin = if recheck {
+                st.cache.begin_recheck(domain, now)
+            } else {
+                st.cache.begin(domain, now)
+            };
+            match begin {
+                Begin::Ready(outcome) => {
+                    // An answer without a lookup changes no counter but `cached`.
+                    export_cached_metric(&st.cache.stats());
+                    return Next::Ready(outcome);
+                }
+                Begin::Started(lookup) => {
+                    let waiters = Arc::new(Waiters::default());
+                    if let Some(flight) = lookup.flight() {
+                        st.waiters.insert(flight, Arc::clone(&waiters));
+                    }
+                    return Next::Drive(lookup, waiters);
+                }
+                Begin::InProgress(flight) => {
+                    if let Some(waiters) = st.waiters.get(&flight) {
+                        return Next::Wait(Arc::clone(waiters));
+                    }
+                    // Every flight this client starts has its waiters until the cache is told
+                    // it ended, under this lock, so this cannot happen; should it, end that
+                    // flight and begin again (the cache cannot name it twice).
+                    tracing::error!(%flight, domain, "MTA-STS flight without waiters ended");
+                    match PolicyDomain::parse(domain) {
+                        Ok(d) => st.cache.abandon(&d, flight),
+                        Err(_) => {
+                            return Next::Ready(Outcome::Internal(
+                                mta_sts_core::LookupError::UnexpectedResult,
+                            ));
+                        }
+                    }
+                }
             }
-            self.settings.config = config;
-            self
         }
-
-        /// The DNS servers to ask, in order (default: those of `/etc/resolv.conf`).
-        #[must_use]
-        pub fn resolvers(
-            mut self,
-            servers: impl IntoIterator<Item = ::std::net::SocketAddr>,
-        ) -> Self {
-            self.settings.resolvers = Some(servers.into_iter().collect());
-            self
-        }
-
-        /// The trust anchors for policy hosts (default: webpki-roots).
-        #[must_use]
-        pub fn trust_anchors(mut self, anchors: $crate::TrustAnchors) -> Self {
-            self.settings.anchors = anchors;
-            self
-        }
-
-        /// Adds the certificates of a PEM file to the trust anchors.
-        #[must_use]
-        pub fn extra_roots_file(mut self, path: impl Into<::std::path::PathBuf>) -> Self {
-            self.settings.extra_pem.push(path.into());
-            self
-        }
-
-        /// Keeps the cache in this file across restarts: loaded by `build`, written
-        /// (atomically) by `Client::save`, after each refresh round and on `Client::shutdown`.
-        #[must_use]
-        pub fn persistence(mut self, path: impl Into<::std::path::PathBuf>) -> Self {
-            self.settings.persistence = Some(path.into());
-            self
-        }
-
-        /// At most this many lookups do DNS and HTTPS at once (default 64); others wait their
-        /// turn. Callers for a domain already being looked up never count: they share that
-        /// lookup.
-        #[must_use]
-        pub fn max_concurrent_lookups(mut self, n: usize) -> Self {
-            self.settings.max_concurrent_lookups = n;
-            self
-        }
-
-        /// The wall clock (default: the system clock). For tests.
-        #[must_use]
-        pub fn clock(mut self, clock: $crate::Clock) -> Self {
-            self.settings.clock = Some(clock);
-            self
-        }
-    };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use mta_sts_core::io::{FetchResponse, Io, TxtAnswer};
-    use mta_sts_core::{CacheReason, IoResult, Step};
-
-    fn now() -> UnixTime {
-        UnixTime::from_secs(1_700_000_000)
     }
 
-    fn drive(mut lookup: Lookup) -> Resolution {
+    /// Drives one lookup to its end, stores what it learned and hands the outcome to every
+    /// caller waiting on it.
+    async fn drive(&self, mut lookup: Lookup, waiters: Arc<Waiters>) -> Outcome {
+        let mut driving = Driving {
+            inner: self,
+            domain: lookup.domain().clone(),
+            flight: lookup.flight(),
+            waiters,
+            done: false,
+        };
+        let _permit = self.permits.acquire().await;
         loop {
             match lookup.poll() {
-                Step::Io(Io::Txt(_)) => lookup
-                    .handle(
-                        IoResult::Txt(Ok(TxtAnswer::Records(vec![b"v=STSv1; id=1;".to_vec()]))),
-                        now(),
-                    )
-                    .unwrap(),
-                Step::Io(_) => {
-                    let body =
-                        "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n";
-                    let ok = FetchResponse::new(200, Some("text/plain"), body);
-                    lookup.handle(IoResult::Fetch(Ok(ok)), now()).unwrap();
+                Step::Io(io) => {
+                    let result = self.perform(&io).await;
+                    if let Err(e) = lookup.handle(result, self.now()) {
+                        // Cannot happen (each result answers its request): a bug, reported as
+                        // one. Dropping `driving` ends the flight; its waiters start over.
+                        tracing::error!(error = %e, "MTA-STS lookup refused an I/O result");
+                        return Outcome::Internal(e);
+                    }
                 }
-                Step::Done(r) => return r,
+                Step::Done(resolution) => {
+                    let outcome = {
+                        let mut st = self.lock();
+                        if let Some(flight) = driving.flight {
+                            st.waiters.remove(&flight);
+                        }
+                        let outcome = st.cache.apply(resolution, self.now());
+                        export_metrics(&st.cache.stats());
+                        outcome
+                    };
+                    driving.done = true;
+                    driving.waiters.end(Some(outcome.clone()));
+                    self.changed.notify(usize::MAX);
+                    return outcome;
+                }
             }
         }
     }
 
-    #[test]
-    fn concurrent_callers_wait_on_the_first_ones_flight_until_it_finishes() {
-        let mut s: CacheState<u8> = CacheState::new(PolicyCache::new(Config::default()));
-        let Start::Drive(lookup, 1, id) = s.start("example.com", false, now(), || (1, 1)) else {
-            panic!("the first caller drives")
-        };
-        assert!(matches!(
-            s.start("example.com", false, now(), || (2, 2)),
-            Start::Wait(1)
-        ));
-        assert!(matches!(
-            s.start("example.com", true, now(), || (3, 3)),
-            Start::Wait(1)
-        ));
-        let outcome = s.finish(drive(*lookup), id, now());
-        assert!(matches!(outcome, Outcome::Fetched(_)));
-        assert!(matches!(
-            s.start("example.com", false, now(), || (4, 4)),
-            Start::Ready(Outcome::Cached {
-                reason: CacheReason::Fresh,
-                ..
-            })
-        ));
-        assert_eq!(s.stats().in_flight, 0);
-    }
-
-    #[test]
-    fn an_abandoned_flight_lets_the_next_caller_drive() {
-        let mut s: CacheState<u8> = CacheState::new(PolicyCache::new(Config::default()));
-        let Start::Drive(lookup, _, id) = s.start("example.com", false, now(), || (1, 1)) else {
-            panic!("the first caller drives")
-        };
-        s.abandon(lookup.domain(), id);
-        assert!(matches!(
-            s.start("example.com", false, now(), || (2, 2)),
-            Start::Drive(_, 2, _)
-        ));
-    }
-
-    /// A lookup begun at `now()` (flight 1) that is still running a minute and a second
-    /// later, when the deadline is a minute: by then a second caller has started flight 2.
-    /// Returns the state, the overdue lookup with its id, and that later instant.
-    fn overdue_lookup() -> (CacheState<u8>, Box<Lookup>, FlightId, UnixTime) {
-        let mut config = Config::default();
-        config.lookup_deadline = Duration::from_secs(60);
-        let mut s = CacheState::new(PolicyCache::new(config));
-        let Start::Drive(old, _, old_id) = s.start("example.com", false, now(), || (1, 1)) else {
-            panic!("the first caller drives")
-        };
-        // Past the deadline the first lookup counts as abandoned: a second one starts.
-        let later = now().saturating_add(Duration::from_secs(61));
-        let Start::Drive(..) = s.start("example.com", false, later, || (2, 2)) else {
-            panic!("an overdue flight is replaced")
-        };
-        (s, old, old_id, later)
-    }
-
-    /// Drives a lookup to a temporary failure (SERVFAIL for the TXT record): nothing stored.
-    fn servfail(mut lookup: Lookup, at: UnixTime) -> Resolution {
-        loop {
-            match lookup.poll() {
-                Step::Io(_) => {
-                    let failure = mta_sts_core::io::DnsFailure::ServerFailure;
-                    lookup.handle(IoResult::Txt(Err(failure)), at).unwrap();
-                }
-                Step::Done(r) => return r,
+    /// Carries out one request of the core.
+    async fn perform(&self, io: &Io) -> IoResult {
+        match io {
+            // Bounded here too, whatever resolver answers: the core's DNS timeout.
+            Io::Txt(query) => {
+                let now = self.runtime.now();
+                let deadline = now.checked_add(query.timeout);
+                let deadline = deadline.unwrap_or_else(|| crate::dns::far(now));
+                let answer = until(&self.runtime, deadline, self.resolver.txt(query)).await;
+                IoResult::Txt(answer.unwrap_or(Err(DnsFailure::Timeout)))
             }
+            // Boxed: the TLS handshake's state is large, and a delivery task's future stays
+            // small (and cheap to move) without it.
+            Io::Fetch(request) => IoResult::Fetch(
+                Box::pin(fetch::fetch_policy(
+                    &self.runtime,
+                    &*self.resolver,
+                    &self.tls,
+                    request,
+                ))
+                .await,
+            ),
         }
-    }
-
-    #[test]
-    fn an_overdue_lookup_that_finishes_leaves_the_newer_flight_of_its_domain_in_place() {
-        let (mut s, old, old_id, later) = overdue_lookup();
-        // The overdue lookup ends after all, without storing anything.
-        let outcome = s.finish(servfail(*old, later), old_id, later);
-        assert!(
-            matches!(outcome, Outcome::TemporaryFailure(_)),
-            "{outcome:?}"
-        );
-        // The newer lookup is still under way: later callers share it.
-        assert!(matches!(
-            s.start("example.com", false, later, || (3, 3)),
-            Start::Wait(2)
-        ));
-    }
-
-    #[test]
-    fn an_overdue_lookup_that_is_abandoned_leaves_the_newer_flight_of_its_domain_in_place() {
-        let (mut s, old, old_id, later) = overdue_lookup();
-        s.abandon(old.domain(), old_id);
-        assert!(matches!(
-            s.start("example.com", false, later, || (3, 3)),
-            Start::Wait(2)
-        ));
-    }
-
-    #[test]
-    fn a_refresh_due_while_a_newer_flight_runs_is_skipped_not_registered_over_it() {
-        let mut config = Config::default();
-        config.lookup_deadline = Duration::from_secs(60);
-        let mut s: CacheState<u8> = CacheState::new(PolicyCache::new(config));
-        let Start::Drive(first, _, id) = s.start("example.com", false, now(), || (1, 1)) else {
-            panic!("the first caller drives")
-        };
-        let _ = s.finish(drive(*first), id, now());
-        // Rechecks around the refresh time: the first one overdue when the second starts.
-        let due = now().saturating_add(s.refresh_wait(now()).expect("a refresh is scheduled"));
-        let t0 = UnixTime::from_secs(due.as_secs() - 61);
-        let Start::Drive(old, _, old_id) = s.start("example.com", true, t0, || (2, 2)) else {
-            panic!("a recheck drives")
-        };
-        let Start::Drive(..) = s.start("example.com", true, due, || (3, 3)) else {
-            panic!("an overdue flight is replaced")
-        };
-        let _ = s.finish(servfail(*old, due), old_id, due);
-        assert!(s.next_refresh(due, || (4, 4)).is_none());
-        assert!(matches!(
-            s.start("example.com", true, due, || (5, 5)),
-            Start::Wait(3)
-        ));
-    }
-
-    /// A state whose cache marks at most one lookup as under way, with flights that stay live
-    /// for two days; `other.example` holds the one mark (flight 1).
-    fn full_mark_table() -> CacheState<u8> {
-        let mut config = Config::default();
-        config.max_in_flight = 1;
-        config.lookup_deadline = Duration::from_secs(2 * 86_400);
-        let mut s = CacheState::new(PolicyCache::new(config));
-        let Start::Drive(..) = s.start("other.example", false, now(), || (1, 1)) else {
-            panic!("the first caller drives")
-        };
-        s
-    }
-
-    #[test]
-    fn callers_share_a_flight_the_full_cache_could_not_mark() {
-        let mut s = full_mark_table();
-        // The cache starts the lookup without a mark; our flight table still coalesces.
-        let Start::Drive(..) = s.start("example.com", false, now(), || (2, 2)) else {
-            panic!("the second domain's first caller drives")
-        };
-        assert!(matches!(
-            s.start("example.com", false, now(), || (3, 3)),
-            Start::Wait(2)
-        ));
-    }
-
-    #[test]
-    fn a_refresh_due_while_an_unmarked_flight_runs_is_skipped_not_registered_over_it() {
-        let mut s = full_mark_table();
-        // example.com gets a policy, then a recheck starts while the table is full (unmarked).
-        let Start::Drive(l, _, id) = s.start("example.com", false, now(), || (2, 2)) else {
-            panic!("the first caller drives")
-        };
-        let _ = s.finish(drive(*l), id, now());
-        let Start::Drive(_recheck, _, _) = s.start("example.com", true, now(), || (3, 3)) else {
-            panic!("a recheck drives")
-        };
-        // The table has room again; the refresh comes due while the recheck still runs.
-        let other = PolicyDomain::parse("other.example").unwrap();
-        let other_id = s.flights.get(&other).map(|f| f.id).unwrap();
-        s.abandon(&other, other_id);
-        let due = now().saturating_add(s.refresh_wait(now()).expect("a refresh is scheduled"));
-        assert!(s.next_refresh(due, || (4, 4)).is_none());
-        assert!(matches!(
-            s.start("example.com", true, due, || (5, 5)),
-            Start::Wait(3)
-        ));
-    }
-
-    #[test]
-    fn a_lookup_marked_under_way_by_nobody_is_restarted() {
-        let mut cache = PolicyCache::new(Config::default());
-        // Begun directly on the cache, outside the table: no flight to wait on.
-        let _orphan = cache.begin("example.com", now());
-        let mut s: CacheState<u8> = CacheState::new(cache);
-        assert!(matches!(
-            s.start("example.com", false, now(), || (1, 1)),
-            Start::Drive(_, 1, _)
-        ));
-    }
-
-    #[test]
-    fn invalid_domains_are_ready_at_once_and_refreshes_are_registered() {
-        let mut s: CacheState<u8> = CacheState::new(PolicyCache::new(Config::default()));
-        assert!(matches!(
-            s.start("[192.0.2.1]", false, now(), || unreachable!()),
-            Start::Ready(Outcome::NoPolicy(_))
-        ));
-        assert_eq!(s.refresh_wait(now()), None);
-        assert_eq!(s.refresher_sleep(now()), MAX_REFRESHER_SLEEP);
-        let Start::Drive(lookup, _, id) = s.start("example.com", false, now(), || (1, 1)) else {
-            panic!("the first caller drives")
-        };
-        let _ = s.finish(drive(*lookup), id, now());
-        let wait = s.refresh_wait(now()).expect("a refresh is scheduled");
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(86_400));
-        assert_eq!(s.refresher_sleep(now()), MAX_REFRESHER_SLEEP);
-        let later = now().saturating_add(wait);
-        assert_eq!(s.refresh_wait(later), Some(Duration::ZERO));
-        assert_eq!(s.refresher_sleep(later), Duration::ZERO);
-        let (refresh, _, id) = s.next_refresh(later, || (5, 5)).expect("due");
-        assert!(matches!(
-            s.start("example.com", true, later, || (6, 6)),
-            Start::Wait(5)
-        ));
-        let _ = s.finish(drive(refresh), id, later);
-        assert_eq!(s.stats().refresh_success, 1);
-    }
-
-    #[test]
-    fn settings_build_refuses_a_missing_pem_and_a_corrupt_snapshot() {
-        let settings = || ClientSettings {
-            resolvers: Some(vec!["127.0.0.1:53".parse().unwrap()]),
-            ..ClientSettings::default()
-        };
-        let mut s = settings();
-        s.extra_pem.push("/nonexistent/roots.pem".into());
-        assert!(matches!(s.build(), Err(ClientError::Tls(_))));
-
-        let dir = std::env::temp_dir().join(format!("mta-sts-net-client-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("cache.json");
-        let mut s = settings();
-        s.persistence = Some(path.clone());
-        let parts = s
-            .build()
-            .expect("a missing snapshot file is an empty cache");
-        assert!(parts.cache.is_empty());
-        std::fs::write(&path, b"[1,2").unwrap();
-        let mut s = settings();
-        s.persistence = Some(path);
-        assert!(matches!(s.build(), Err(ClientError::Persistence(_))));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

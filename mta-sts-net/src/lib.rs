@@ -1,11 +1,15 @@
-//! The runtime-independent pieces that the `mta-sts` adapters (tokio, smol, blocking) share, so
-//! that they cannot disagree: the rustls configurations for policy fetches and for the STARTTLS
-//! connection to an MX under a policy, trust anchors (webpki-roots plus PEM files), the system's
-//! resolvers from `/etc/resolv.conf`, and the mapping of TLS errors to the core's
-//! [`FetchFailure`]; a client's settings and build ([`ClientSettings`]), the cache with the table
-//! of lookups under way that coalesces concurrent callers ([`CacheState`]), and the steps of DNS
-//! exchanges and policy fetches around the core's wire codecs ([`txt_exchange`],
-//! [`addr_exchange`], [`policy_request`], [`read_progress`]).
+//! What the `mta-sts` adapters (tokio, smol, blocking) share, so that they cannot disagree: the
+//! client itself, written once over a [`Runtime`] trait in the style of quinn's ([`Client`],
+//! [`ClientBuilder`], [`Refresher`]); its DNS seam ([`Resolver`], with the built-in
+//! [`StubResolver`] over the core's DNS codec, and hickory-resolver's with the `hickory`
+//! feature); the policy fetch over any runtime ([`fetch_policy`]); the rustls configurations for
+//! policy fetches and for the STARTTLS connection to an MX under a policy; trust anchors
+//! (webpki-roots plus PEM files); the system's resolvers from `/etc/resolv.conf`; the mapping of
+//! TLS errors to the core's [`FetchFailure`]; the cache file; the metrics.
+//!
+//! An adapter implements [`Runtime`] (timers, UDP and TCP sockets, spawning, somewhere to
+//! block) and names `Client<ItsRuntime>`; it has no client logic of its own. This crate never
+//! depends on an adapter.
 //!
 //! The whole workspace uses one rustls crypto provider, *ring* ([`provider`]); never enable
 //! aws-lc-rs beside it (rustls then cannot pick a process default and `ClientConfig::builder()`
@@ -41,21 +45,68 @@ use rustls_pki_types::{CertificateDer, ServerName};
 pub use rustls;
 
 mod client;
-
-/// Items the [`client_builder_setters`] macro names; not part of the API.
-#[doc(hidden)]
-pub mod __private {
-    pub use mta_sts_core::Config;
-}
+mod dns;
+mod fetch;
+#[cfg(feature = "hickory")]
+mod hickory;
+mod runtime;
 mod transfer;
 
+/// Every name an adapter's API mentions, for `pub use mta_sts_net::api::*;`: the outcome and
+/// decision types of the core, its configuration, the clock and time, the DNS seam, trust
+/// anchors, the MX STARTTLS configuration and the errors. The adapters name their `Client`,
+/// `ClientBuilder` and `Refresher` themselves.
+pub mod api {
+    pub use crate::{
+        BoxFuture, ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, IoFuture,
+        MAX_REFRESHER_SLEEP, PersistError, PollIo, Resolver, Runtime, StubResolver, TlsSetupError,
+        TlsStream, TrustAnchors, mx_starttls_config, rustls, server_name,
+    };
+    pub use mta_sts_core::io::{DnsFailure, FetchFailure};
+    pub use mta_sts_core::{
+        CacheReason, CachedPolicy, Candidate, Config, DeferReason, DnsTempFailure, DomainSettings,
+        Evaluation, FetchProblem, LookupError, Mode, MxDecision, NoPolicyReason, Outcome, Policy,
+        Stats, StsUsage, TxtProblem, UnixTime, Verdict, WhenAllFail,
+    };
+}
+
+/// Names the client on an adapter's runtime: `pub use` of everything its API mentions
+/// ([`api`]) and the type aliases `Client`, `ClientBuilder` and `Refresher` on `$runtime`, with
+/// their docs; `$what` says for what, e.g. `"tokio"`.
+///
+/// ```ignore
+/// mta_sts_net::adapter!(TokioRuntime, "tokio");
+/// ```
+#[macro_export]
+macro_rules! adapter {
+    ($runtime:ty, $what:literal) => {
+        pub use $crate::api::*;
+
+        #[doc = concat!("An MTA-STS client for ", $what, ": cheap to clone, shared by every ")]
+        #[doc = "delivery task. See [`mta_sts_net::Client`] for what it does."]
+        pub type Client = $crate::Client<$runtime>;
+
+        /// Builds a [`Client`]: its DNS, trust anchors, the core's [`Config`] (sender settings,
+        /// cache capacity, timeouts, per-domain overrides, the re-check period), an optional
+        /// persistence file, the bound on concurrent lookups and the clock.
+        pub type ClientBuilder = $crate::ClientBuilder<$runtime>;
+
+        /// The background refresher started by [`Client::spawn_refresher`].
+        pub type Refresher = $crate::Refresher<$runtime>;
+    };
+}
+
 pub use client::{
-    CacheState, ClientError, ClientParts, ClientSettings, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS,
-    FlightId, MAX_REFRESHER_SLEEP, Start, io_rejected, system_clock,
+    Client, ClientBuilder, ClientError, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, MAX_REFRESHER_SLEEP,
+    Refresher, system_clock,
 };
+pub use dns::{Resolver, StubResolver, combine_addresses, lookup};
+pub use fetch::{FetchTrace, connect_any, fetch_policy, fetch_policy_traced};
+pub use futures_rustls;
+pub use runtime::{BoxFuture, IoFuture, PollIo, Runtime, TlsStream};
 pub use transfer::{
-    ConnectErrors, READ_BUFFER_LEN, addr_exchange, policy_request, poll_exchange_read,
-    poll_response_read, read_progress, txt_exchange, udp_bind_addr, with_read_buffer,
+    ConnectErrors, READ_BUFFER_LEN, policy_request, poll_exchange_read, poll_response_read,
+    read_progress, udp_bind_addr, udp_socket, with_read_buffer,
 };
 
 /// The crypto provider of the whole workspace: *ring*.
@@ -358,40 +409,6 @@ pub fn query_id() -> u16 {
     }
 }
 
-/// The addresses of a policy host from its A and AAAA answers, in the order to try them: IPv6
-/// first, then IPv4, interleaved (RFC 8305 "Happy Eyeballs" order, without the racing). When
-/// neither lookup gave an address, the failure says why, for the operator.
-pub fn combine_addresses(
-    host: &str,
-    a: Result<Vec<IpAddr>, mta_sts_core::io::DnsFailure>,
-    aaaa: Result<Vec<IpAddr>, mta_sts_core::io::DnsFailure>,
-) -> Result<Vec<IpAddr>, FetchFailure> {
-    let (v4, v4_err) = match a {
-        Ok(v) => (v, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
-    let (v6, v6_err) = match aaaa {
-        Ok(v) => (v, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
-    let mut out = Vec::with_capacity(v4.len() + v6.len());
-    let (mut i4, mut i6) = (v4.into_iter(), v6.into_iter());
-    loop {
-        match (i6.next(), i4.next()) {
-            (None, None) => break,
-            (x, y) => out.extend(x.into_iter().chain(y)),
-        }
-    }
-    if out.is_empty() {
-        let why = match (v4_err, v6_err) {
-            (Some(e), _) | (None, Some(e)) => e.to_string(),
-            (None, None) => "no A or AAAA record".to_owned(),
-        };
-        return Err(FetchFailure::Resolve(format!("{host}: {why}")));
-    }
-    Ok(out)
-}
-
 /// Publishes a cache's counters through the `metrics` facade, as absolute values (call it after
 /// every lookup or evaluation; it is cheap). Names and labels, shared by every adapter:
 ///
@@ -431,31 +448,6 @@ pub(crate) fn export_cached_metric(stats: &mta_sts_core::Stats) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_interleaved_v6_first_and_failures_explained() {
-        let v4: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
-        let v6: Vec<IpAddr> = vec!["2001:db8::1".parse().unwrap()];
-        let all = combine_addresses("h", Ok(v4.clone()), Ok(v6.clone())).unwrap();
-        assert_eq!(all, [v6[0], v4[0], v4[1]]);
-        let only4 = combine_addresses(
-            "h",
-            Ok(v4.clone()),
-            Err(mta_sts_core::io::DnsFailure::Timeout),
-        );
-        assert_eq!(only4.unwrap(), v4);
-        let none = combine_addresses("mta-sts.x", Ok(vec![]), Ok(vec![])).unwrap_err();
-        assert_eq!(
-            none,
-            FetchFailure::Resolve("mta-sts.x: no A or AAAA record".into())
-        );
-        let failed = combine_addresses(
-            "h",
-            Err(mta_sts_core::io::DnsFailure::ServerFailure),
-            Ok(vec![]),
-        );
-        assert!(matches!(failed, Err(FetchFailure::Resolve(d)) if d.contains("SERVFAIL")));
-    }
 
     #[test]
     fn connect_share_of_the_fetch_timeout() {

@@ -1,6 +1,7 @@
-//! The runtime-independent steps of an adapter's DNS exchanges and policy fetches, around the
-//! core's wire codecs: which exchange to run for a request, where to bind, what a policy request
-//! is, what a read of the response means, and how failed connection attempts are reported.
+//! The steps of DNS exchanges and policy fetches around the core's wire codecs that do not
+//! depend on a runtime: where to bind, what a policy request is, what a read of the response
+//! means, reads within a poll into one buffer per thread, and how failed connection attempts are
+//! reported.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -9,13 +10,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::task::Poll;
 use std::time::Duration;
 
-use mta_sts_core::io::{DnsFailure, FetchFailure, FetchResult, PolicyFetch, TxtQuery};
-use mta_sts_core::wire::dns::{DnsQuery, MAX_UDP_RESPONSE, QueryType};
-use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig};
+use mta_sts_core::io::{FetchFailure, FetchResult, PolicyFetch};
+use mta_sts_core::wire::dns::MAX_UDP_RESPONSE;
+use mta_sts_core::wire::exchange::Exchange;
 use mta_sts_core::wire::http::{Progress, ResponseParser, request};
 use rustls_pki_types::ServerName;
 
-use crate::{classify_tls_error, query_id, server_name};
+use crate::{classify_tls_error, server_name};
 
 /// The length of the buffer [`with_read_buffer`] lends: one datagram of up to
 /// [`MAX_UDP_RESPONSE`] bytes plus one, so that a longer datagram shows as filling it.
@@ -59,11 +60,12 @@ pub fn with_read_buffer<R>(mut f: impl FnMut(&mut [u8]) -> R) -> R {
 /// use std::task::Poll;
 /// use std::time::Duration;
 /// use mta_sts_core::io::TxtQuery;
-/// let servers = ["127.0.0.1:53".parse().unwrap()];
-/// let mut ex = mta_sts_net::txt_exchange(&servers, &TxtQuery::new("_mta-sts.example.com"))?;
+/// use mta_sts_core::wire::exchange::Exchange;
+/// let servers = vec!["127.0.0.1:53".parse().unwrap()];
+/// let mut ex = Exchange::txt(&TxtQuery::new("_mta-sts.example.com"), 7, servers, Duration::ZERO)?;
 /// let eof = mta_sts_net::poll_exchange_read(&mut ex, || Duration::ZERO, true, |_| Poll::Ready(Ok(0)));
 /// assert!(matches!(eof, Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof));
-/// # Ok::<(), mta_sts_core::io::DnsFailure>(())
+/// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
 /// ```
 pub fn poll_exchange_read(
     ex: &mut Exchange,
@@ -115,42 +117,6 @@ pub fn poll_response_read(
     })
 }
 
-/// The exchange for one of the core's TXT queries (its name and its timeout), with a random
-/// message id, starting at `Duration::ZERO` on the adapter's clock.
-///
-/// ```
-/// use mta_sts_core::io::TxtQuery;
-/// let servers = ["127.0.0.1:53".parse().unwrap()];
-/// let ex = mta_sts_net::txt_exchange(&servers, &TxtQuery::new("_mta-sts.example.com"))?;
-/// assert_eq!(ex.query().name(), "_mta-sts.example.com");
-/// assert!(mta_sts_net::txt_exchange(&servers, &TxtQuery::new("bad name")).is_err());
-/// # Ok::<(), mta_sts_core::io::DnsFailure>(())
-/// ```
-pub fn txt_exchange(servers: &[SocketAddr], query: &TxtQuery) -> Result<Exchange, DnsFailure> {
-    Exchange::txt(query, query_id(), servers.to_vec(), Duration::ZERO)
-        .map_err(|e| DnsFailure::Malformed(e.to_string()))
-}
-
-/// The exchange for the A or AAAA records of a policy host, through the same resolvers, all
-/// within `total` (what is left of the fetch's time), starting at `Duration::ZERO`.
-pub fn addr_exchange(
-    servers: &[SocketAddr],
-    host: &str,
-    qtype: QueryType,
-    total: Duration,
-) -> Result<Exchange, DnsFailure> {
-    let query =
-        DnsQuery::new(host, qtype, query_id()).map_err(|e| DnsFailure::Malformed(e.to_string()))?;
-    let mut config = ExchangeConfig::default();
-    config.total_timeout = total;
-    Ok(Exchange::new(
-        query,
-        servers.to_vec(),
-        config,
-        Duration::ZERO,
-    ))
-}
-
 /// The local address a UDP socket for `server` binds to: any address of the same family, port 0
 /// (a fresh random port chosen by the operating system for each query).
 ///
@@ -164,6 +130,15 @@ pub fn udp_bind_addr(server: SocketAddr) -> SocketAddr {
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
     SocketAddr::new(ip, 0)
+}
+
+/// A UDP socket for one DNS attempt: bound to a fresh ephemeral port ([`udp_bind_addr`]) and
+/// connected to `server` (so that only its datagrams are received), in blocking mode; a runtime
+/// registers it with its reactor.
+pub fn udp_socket(server: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = std::net::UdpSocket::bind(udp_bind_addr(server))?;
+    socket.connect(server)?;
+    Ok(socket)
 }
 
 /// The TLS server name (SNI, and the name the certificate must be valid for) and the request
@@ -229,6 +204,15 @@ impl ConnectErrors {
 
     /// The fetch failure when no attempt succeeded.
     pub fn into_failure(self) -> FetchFailure {
-        FetchFailure::Connect(self.0.join("; "))
+        FetchFailure::Connect(self.to_string())
+    }
+}
+
+impl fmt::Display for ConnectErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no address to connect to");
+        }
+        f.write_str(&self.0.join("; "))
     }
 }

@@ -479,3 +479,31 @@ fn timeouts_too_large_for_the_clock_do_not_overflow() {
         Outcome::Fetched(_)
     ));
 }
+
+/// A client that never gets an answer (nothing listens on the discard port).
+fn offline() -> Client {
+    Client::builder()
+        .resolvers(["127.0.0.1:9".parse().unwrap()])
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn client_futures_are_small_and_send_so_any_executor_can_run_them() {
+    mta_sts_matrix::check_futures(&offline());
+}
+
+#[test]
+fn the_refresher_stops_on_shutdown_and_on_drop() {
+    let client = offline();
+    smol::block_on(within(
+        Duration::from_secs(5),
+        "the refresher stops",
+        async {
+            client.spawn_refresher().shutdown().await;
+            drop(client.spawn_refresher());
+            // A new one still starts and stops: nothing was left holding the client's state.
+            client.spawn_refresher().shutdown().await;
+        },
+    ));
+}

@@ -231,6 +231,12 @@ fn filter_any_key(key: &str) -> Option<String> {
 
 /// The reply for a lookup outcome under a zone's settings.
 pub(crate) fn reply(zone: &Zone, domain: &str, outcome: &Outcome) -> Reply {
+    if let Outcome::Internal(e) = outcome {
+        // A bug in the lookup's driver: nothing is known, never an answer without MTA-STS.
+        return Reply::Temp(format!(
+            "MTA-STS lookup for {domain} failed: internal error: {e}"
+        ));
+    }
     if let Outcome::TemporaryFailure(failure) = outcome {
         return if zone.defer_on_dns_failure {
             Reply::Temp(format!("MTA-STS lookup for {domain} failed: {failure}"))
