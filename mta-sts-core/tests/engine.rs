@@ -1,4 +1,4 @@
-//! The engine against RFC 8461, requirement by requirement (IDs from the project's checklist),
+//! The engine against RFC 8461, requirement by requirement (IDs from REQUIREMENTS.md),
 //! in virtual time with a scripted network.
 
 mod engine_harness;

@@ -1,4 +1,4 @@
-//! One test per parser / matcher requirement of ../shared/reference/checklist.md (R5-R9, R22-R28,
+//! One test per parser / matcher requirement of REQUIREMENTS.md (R5-R9, R22-R28,
 //! R30-R33), named after it, plus every example of the RFC 8461 text.
 
 use mta_sts_core::{
