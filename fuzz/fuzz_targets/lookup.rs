@@ -62,7 +62,9 @@ fn policy_body(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
 fn fetch(u: &mut Unstructured<'_>) -> Result<FetchResult> {
     Ok(match u.int_in_range(0..=9)? {
         0 => Err(FetchFailure::Timeout),
-        1 => Err(FetchFailure::Certificate("bad".into())),
+        1 => Err(FetchFailure::Certificate(
+            mta_sts_core::io::CertificateProblem::Other("bad".into()),
+        )),
         2 => Err(FetchFailure::Connect("refused".into())),
         3 => {
             let status = u.int_in_range(100..=599)?;

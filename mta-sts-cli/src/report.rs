@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{IsTerminal, Write};
 
-use mta_sts_core::{CacheReason, NoPolicyReason, Outcome};
+use mta_sts_core::Outcome;
 
 /// The status of one line of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,51 +120,88 @@ pub(crate) fn outcome_kind(outcome: &Outcome) -> &'static str {
     }
 }
 
-/// Why the engine reached this outcome, in one sentence.
+/// Why the engine reached this outcome, in one sentence, shown beside [`outcome_kind`]: the
+/// outcome's own text (its `Display`) for a policy, the reason's for no policy, and which lookup
+/// failed for a temporary failure.
 pub(crate) fn outcome_reason(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Fetched(p) => format!("policy fetched (TXT id {})", p.id()),
-        Outcome::Cached { policy, reason } => {
-            let id = policy.id();
-            match reason {
-                CacheReason::Fresh => format!("cached policy (TXT id {id}) is still fresh"),
-                CacheReason::UnchangedId => {
-                    format!("TXT id {id} unchanged: the cached policy stays")
-                }
-                CacheReason::TxtUnusable(p) => format!(
-                    "cached policy (TXT id {id}) applied: {p}, which does not evict the cache"
-                ),
-                CacheReason::DnsFailure(e) => {
-                    format!("cached policy (TXT id {id}) applied: the TXT lookup failed: {e}")
-                }
-                CacheReason::FetchFailed(p) => format!(
-                    "cached policy (TXT id {id}) applied: fetching the new policy failed: {p}"
-                ),
-                CacheReason::RetryLater { retry_at } => format!(
-                    "cached policy (TXT id {id}) applied: the new policy failed recently and is \
-                     not fetched again before {}",
-                    humantime::format_rfc3339_seconds((*retry_at).into())
-                ),
-                _ => format!("cached policy (TXT id {id}) applied"),
-            }
-        }
-        Outcome::NoPolicy(reason) => match reason {
-            NoPolicyReason::Disabled => "MTA-STS is disabled for this domain".to_owned(),
-            NoPolicyReason::AddressLiteral => "an address literal has no policy".to_owned(),
-            NoPolicyReason::InvalidDomain(e) => e.to_string(),
-            NoPolicyReason::NoRecord(p) => p.to_string(),
-            NoPolicyReason::FetchFailed(p) => format!(
-                "the TXT record announces a policy but the fetch failed: {p}; senders deliver as \
-                 though the domain had none"
-            ),
-            NoPolicyReason::RetryLater { retry_at } => format!(
-                "the policy fetch failed recently and is not tried again before {}",
-                humantime::format_rfc3339_seconds((*retry_at).into())
-            ),
-            _ => "no policy".to_owned(),
-        },
+        Outcome::NoPolicy(reason) => reason.to_string(),
         Outcome::TemporaryFailure(e) => format!("the TXT lookup failed: {e}"),
-        Outcome::Internal(e) => format!("internal error (a bug, please report it): {e}"),
-        _ => "unknown outcome".to_owned(),
+        _ => outcome.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mta_sts_core::io::{DnsFailure, FetchFailure};
+    use mta_sts_core::{
+        CacheReason, CachedPolicy, Config, FetchProblem, NoPolicyReason, PolicyCache, Snapshot,
+        SnapshotEntry, TxtProblem, UnixTime,
+    };
+
+    use super::*;
+
+    fn cached(id: &str, now: UnixTime) -> CachedPolicy {
+        let body = "version: STSv1\r\nmode: enforce\r\nmx: mx.example\r\nmax_age: 86400\r\n";
+        let entry = SnapshotEntry::new("example.com", id, now, now, body);
+        let mut cache = PolicyCache::new(Config::default());
+        cache.import(Snapshot::new(vec![entry]), now).unwrap();
+        cache.peek("example.com").unwrap().clone()
+    }
+
+    /// The texts of `query`, `check` and `demo` (the README quotes some): the core's, without
+    /// its lead for no policy; which lookup failed for a temporary failure.
+    #[test]
+    fn outcome_reasons_as_printed() {
+        let now = UnixTime::from_secs(1_767_225_600);
+        let p = cached("20260102", now);
+        let http_503 = || FetchProblem::Fetch(FetchFailure::Status(503));
+        let cases = [
+            (Outcome::Fetched(p), "policy fetched (TXT id 20260102)"),
+            (
+                Outcome::NoPolicy(NoPolicyReason::NoRecord(TxtProblem::NxDomain)),
+                "no _mta-sts record (NXDOMAIN)",
+            ),
+            (
+                Outcome::NoPolicy(NoPolicyReason::FetchFailed(http_503())),
+                "the TXT record announces a policy but the fetch failed: policy host answered \
+                 HTTP 503, not 200; senders deliver as though the domain had none",
+            ),
+            (
+                Outcome::TemporaryFailure(DnsFailure::Timeout),
+                "the TXT lookup failed: DNS lookup timed out",
+            ),
+        ];
+        for (outcome, text) in cases {
+            assert_eq!(outcome_reason(&outcome), text);
+        }
+    }
+
+    /// Retry times read as they did when this module wrote them with humantime.
+    #[test]
+    fn retry_times_in_rfc_3339_as_before() {
+        let now = UnixTime::from_secs(1_767_225_600);
+        let p = cached("20260102", now);
+        let times = (0..2_000u64).map(|i| i * 126_230_401 + i % 86_400);
+        for retry_at in times.map(UnixTime::from_secs) {
+            let when = humantime::format_rfc3339_seconds(retry_at.into());
+            let reason = CacheReason::RetryLater { retry_at };
+            let outcome = Outcome::Cached {
+                policy: p.clone(),
+                reason,
+            };
+            assert_eq!(
+                outcome_reason(&outcome),
+                format!(
+                    "cached policy (TXT id 20260102) applied: the new policy failed recently \
+                     and is not fetched again before {when}"
+                )
+            );
+            let outcome = Outcome::NoPolicy(NoPolicyReason::RetryLater { retry_at });
+            assert_eq!(
+                outcome_reason(&outcome),
+                format!("the policy fetch failed recently and is not tried again before {when}")
+            );
+        }
     }
 }

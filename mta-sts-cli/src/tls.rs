@@ -7,12 +7,12 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mta_sts_core::io::FetchFailure;
+use mta_sts_core::io::{CertificateProblem, FetchFailure};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
-    SignatureScheme, StreamOwned,
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    StreamOwned,
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
@@ -226,12 +226,13 @@ impl Tls {
             error = Some(std::io::Error::other("the TLS handshake did not finish"));
         }
         if let Some(e) = error {
-            let why = explain(&e, host, cert.as_ref());
+            let failure = mta_sts_net::classify_tls_error(&e);
+            let why = explain(&failure, &e, host, cert.as_ref());
             return Handshake {
                 stream: None,
                 version: None,
                 cert,
-                error: Some((mta_sts_net::classify_tls_error(&e), why)),
+                error: Some((failure, why)),
             };
         }
         Handshake {
@@ -246,38 +247,124 @@ impl Tls {
     }
 }
 
-/// A sentence about a failed handshake, for operators.
-fn explain(e: &std::io::Error, host: &str, cert: Option<&CertInfo>) -> String {
-    let tls = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let names = cert.map_or_else(String::new, |c| c.names.join(", "));
-    match tls {
-        Some(rustls::Error::InvalidCertificate(c)) => match c {
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                if names.is_empty() {
-                    format!(
-                        "the certificate is not valid for {host}: it has no DNS name (subjectAltName)"
-                    )
-                } else {
-                    format!("the certificate is not valid for {host}: it names {names}")
-                }
+/// A sentence about a failed handshake, for operators: its classification (the adapters', from
+/// `e`) with what the certificate shows where that helps (its names, expiry or issuer).
+fn explain(
+    failure: &FetchFailure,
+    e: &std::io::Error,
+    host: &str,
+    cert: Option<&CertInfo>,
+) -> String {
+    match failure {
+        FetchFailure::Certificate(CertificateProblem::NameMismatch) => {
+            match cert.filter(|c| !c.names.is_empty()) {
+                Some(c) => format!(
+                    "the certificate is not valid for {host}: it names {}",
+                    c.names.join(", ")
+                ),
+                None => format!(
+                    "the certificate is not valid for {host}: it has no DNS name (subjectAltName)"
+                ),
             }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!(
-                "the certificate has expired{}",
+        }
+        FetchFailure::Certificate(p @ CertificateProblem::Expired) => {
+            format!(
+                "{p}{}",
                 cert.map_or_else(String::new, |c| format!(" ({})", c.expiry()))
+            )
+        }
+        FetchFailure::Certificate(p @ CertificateProblem::UnknownIssuer) => format!(
+            "{p}{}",
+            cert.map_or_else(String::new, |c| format!(" (issuer {})", c.issuer))
+        ),
+        FetchFailure::Certificate(p) => p.to_string(),
+        FetchFailure::Tls(d) => format!("TLS error: {d}"),
+        _ => format!("TLS handshake failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use rustls::{AlertDescription, CertificateError};
+
+    use super::*;
+
+    /// Each kind of handshake failure, read from the adapters' classification, in the words
+    /// `check` has always used.
+    #[test]
+    fn handshake_failures_explained_from_their_classification() {
+        let cert = CertInfo {
+            subject: "CN=mx.example".into(),
+            issuer: "CN=Some CA".into(),
+            names: vec!["a.example".into(), "*.b.example".into()],
+            not_after: 978_307_200,
+        };
+        let nameless = CertInfo {
+            names: Vec::new(),
+            ..cert.clone()
+        };
+        let tls = |e: rustls::Error| Error::new(ErrorKind::InvalidData, e);
+        let bad = |c: CertificateError| tls(rustls::Error::InvalidCertificate(c));
+        let alert = rustls::Error::AlertReceived(AlertDescription::HandshakeFailure);
+        let alert_text = format!("TLS error: {alert}");
+        let cases = [
+            (
+                bad(CertificateError::NotValidForName),
+                Some(&cert),
+                "the certificate is not valid for mx.example: it names a.example, *.b.example",
             ),
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "the certificate is not valid yet".to_owned()
-            }
-            CertificateError::UnknownIssuer => format!(
-                "the certificate is not issued by a trusted CA{}",
-                cert.map_or_else(String::new, |c| format!(" (issuer {})", c.issuer))
+            (
+                bad(CertificateError::NotValidForName),
+                Some(&nameless),
+                "the certificate is not valid for mx.example: it has no DNS name (subjectAltName)",
             ),
-            other => format!("the certificate is not valid: {other:?}"),
-        },
-        Some(rustls::Error::NoCertificatesPresented) => "no certificate was presented".to_owned(),
-        Some(other) => format!("TLS error: {other}"),
-        None => format!("TLS handshake failed: {e}"),
+            (
+                bad(CertificateError::Expired),
+                Some(&cert),
+                "the certificate has expired (2001-01-01T00:00:00Z)",
+            ),
+            (
+                bad(CertificateError::Expired),
+                None,
+                "the certificate has expired",
+            ),
+            (
+                bad(CertificateError::NotValidYet),
+                Some(&cert),
+                "the certificate is not valid yet",
+            ),
+            (
+                bad(CertificateError::UnknownIssuer),
+                Some(&cert),
+                "the certificate is not issued by a trusted CA (issuer CN=Some CA)",
+            ),
+            (
+                bad(CertificateError::BadSignature),
+                None,
+                "the certificate is not valid: BadSignature",
+            ),
+            (
+                tls(rustls::Error::NoCertificatesPresented),
+                None,
+                "no certificate was presented",
+            ),
+            (tls(alert), None, &alert_text),
+            (
+                Error::from(ErrorKind::TimedOut),
+                None,
+                "TLS handshake failed: timed out",
+            ),
+            (
+                Error::other("the TLS handshake did not finish"),
+                None,
+                "TLS handshake failed: the TLS handshake did not finish",
+            ),
+        ];
+        for (e, cert, text) in cases {
+            let failure = mta_sts_net::classify_tls_error(&e);
+            assert_eq!(explain(&failure, &e, "mx.example", cert), text, "{e:?}");
+        }
     }
 }

@@ -220,9 +220,9 @@ pub enum FetchFailure {
     Resolve(String),
     /// No TCP connection could be made to any address of the policy host.
     Connect(String),
-    /// The TLS handshake failed, or the certificate is not valid for the policy host (expired,
-    /// untrusted, wrong name): TLSRPT `sts-webpki-invalid`.
-    Certificate(String),
+    /// The certificate of the policy host is not valid for it (expired, untrusted, wrong name,
+    /// none presented): TLSRPT `sts-webpki-invalid`.
+    Certificate(CertificateProblem),
     /// Another TLS error (protocol version, alert) that is not about the certificate.
     Tls(String),
     /// The whole fetch took longer than the request's timeout.
@@ -255,7 +255,7 @@ impl fmt::Display for FetchFailure {
         match self {
             Self::Resolve(d) => write!(f, "policy host does not resolve: {d}"),
             Self::Connect(d) => write!(f, "cannot connect to policy host: {d}"),
-            Self::Certificate(d) => write!(f, "policy host certificate is not valid: {d}"),
+            Self::Certificate(p) => write!(f, "policy host: {p}"),
             Self::Tls(d) => write!(f, "TLS error with policy host: {d}"),
             Self::Timeout => f.write_str("policy fetch timed out"),
             Self::BodyTooLarge { limit } => write!(f, "policy body exceeds {limit} bytes"),
@@ -271,6 +271,69 @@ impl fmt::Display for FetchFailure {
 }
 
 impl std::error::Error for FetchFailure {}
+
+/// Why a TLS server's certificate was refused by PKIX validation (RFC 8461 §4.2, §3.3).
+///
+/// For the STARTTLS connection to an MX, each variant corresponds to a TLSRPT result type
+/// (RFC 8460 §4.3.1); a certificate problem of the *policy host* is always
+/// `sts-webpki-invalid` (§4.3.2.2), whatever the variant:
+///
+/// | variant | TLSRPT result type |
+/// |---|---|
+/// | [`Expired`](Self::Expired) | `certificate-expired` |
+/// | [`NameMismatch`](Self::NameMismatch) | `certificate-host-mismatch` |
+/// | [`UnknownIssuer`](Self::UnknownIssuer) | `certificate-not-trusted` |
+/// | [`Other`](Self::Other) | `certificate-not-trusted` (chain, signature, revocation, …) |
+/// | [`NotYetValid`](Self::NotYetValid) | `validation-failure` (RFC 8460 has no type for it) |
+/// | [`NoCertificate`](Self::NoCertificate) | `validation-failure` |
+///
+/// `certificate-not-trusted` is the RFC's label for certificate failures beyond an unknown CA,
+/// and `validation-failure` its general one; with either, a report should give the reason in
+/// `failure-reason-code` (the variant, or the text of [`Other`](Self::Other)).
+///
+/// ```
+/// use mta_sts_core::io::{CertificateProblem, FetchFailure};
+///
+/// let failure = FetchFailure::Certificate(CertificateProblem::Expired);
+/// assert!(failure.is_certificate());
+/// assert_eq!(failure.to_string(), "policy host: the certificate has expired");
+/// assert_eq!(
+///     CertificateProblem::NameMismatch.to_string(),
+///     "the certificate is not valid for the host name"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// The certificate's validity period has ended (TLSRPT `certificate-expired`).
+    Expired,
+    /// The certificate's validity period has not begun (TLSRPT `validation-failure`).
+    NotYetValid,
+    /// The certificate does not chain to a trusted root: an unknown CA, or self-signed (TLSRPT
+    /// `certificate-not-trusted`).
+    UnknownIssuer,
+    /// The certificate is not valid for the host name asked for (TLSRPT
+    /// `certificate-host-mismatch`).
+    NameMismatch,
+    /// The server presented no certificate (TLSRPT `validation-failure`).
+    NoCertificate,
+    /// Any other reason the certificate was refused, described by the TLS library (TLSRPT
+    /// `certificate-not-trusted`).
+    Other(String),
+}
+
+impl fmt::Display for CertificateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Expired => f.write_str("the certificate has expired"),
+            Self::NotYetValid => f.write_str("the certificate is not valid yet"),
+            Self::UnknownIssuer => f.write_str("the certificate is not issued by a trusted CA"),
+            Self::NameMismatch => f.write_str("the certificate is not valid for the host name"),
+            Self::NoCertificate => f.write_str("no certificate was presented"),
+            Self::Other(d) => write!(f, "the certificate is not valid: {d}"),
+        }
+    }
+}
 
 /// The result of a [`PolicyFetch`].
 pub type FetchResult = Result<FetchResponse, FetchFailure>;

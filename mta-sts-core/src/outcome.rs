@@ -155,6 +155,47 @@ pub enum CacheReason {
     },
 }
 
+impl fmt::Display for CacheReason {
+    /// Why the cached policy was applied, for an operator; [`Outcome`]'s text adds the TXT id.
+    ///
+    /// ```
+    /// use mta_sts_core::io::{DnsFailure, FetchFailure};
+    /// use mta_sts_core::{CacheReason, FetchProblem, TxtProblem, UnixTime};
+    ///
+    /// assert_eq!(
+    ///     CacheReason::DnsFailure(DnsFailure::ServerFailure).to_string(),
+    ///     "the TXT lookup failed: DNS server failure (SERVFAIL)"
+    /// );
+    /// assert_eq!(
+    ///     CacheReason::FetchFailed(FetchProblem::Fetch(FetchFailure::Status(503))).to_string(),
+    ///     "fetching the new policy failed: policy host answered HTTP 503, not 200"
+    /// );
+    /// assert_eq!(
+    ///     CacheReason::TxtUnusable(TxtProblem::NxDomain).to_string(),
+    ///     "no _mta-sts record (NXDOMAIN), which does not evict the cache"
+    /// );
+    /// let retry_at = UnixTime::from_secs(1_767_225_900);
+    /// assert_eq!(
+    ///     CacheReason::RetryLater { retry_at }.to_string(),
+    ///     "the new policy failed recently and is not fetched again before 2026-01-01T00:05:00Z"
+    /// );
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fresh => f.write_str("the cached policy is still fresh"),
+            Self::UnchangedId => f.write_str("the TXT id is unchanged"),
+            Self::TxtUnusable(p) => write!(f, "{p}, which does not evict the cache"),
+            Self::DnsFailure(e) => write!(f, "the TXT lookup failed: {e}"),
+            Self::FetchFailed(p) => write!(f, "fetching the new policy failed: {p}"),
+            Self::RetryLater { retry_at } => write!(
+                f,
+                "the new policy failed recently and is not fetched again before {}",
+                retry_at.rfc3339()
+            ),
+        }
+    }
+}
+
 /// Why there is no policy to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -176,6 +217,44 @@ pub enum NoPolicyReason {
         /// When the id may be fetched again.
         retry_at: UnixTime,
     },
+}
+
+impl fmt::Display for NoPolicyReason {
+    /// Why no policy applies, for an operator; [`Outcome`]'s text puts `no policy: ` before it.
+    ///
+    /// ```
+    /// use mta_sts_core::io::FetchFailure;
+    /// use mta_sts_core::{FetchProblem, NoPolicyReason, TxtProblem};
+    ///
+    /// assert_eq!(
+    ///     NoPolicyReason::NoRecord(TxtProblem::NxDomain).to_string(),
+    ///     "no _mta-sts record (NXDOMAIN)"
+    /// );
+    /// assert_eq!(
+    ///     NoPolicyReason::FetchFailed(FetchProblem::Fetch(FetchFailure::Timeout)).to_string(),
+    ///     "the TXT record announces a policy but the fetch failed: policy fetch timed out; \
+    ///      senders deliver as though the domain had none"
+    /// );
+    /// assert_eq!(NoPolicyReason::Disabled.to_string(), "MTA-STS is disabled for this domain");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Disabled => f.write_str("MTA-STS is disabled for this domain"),
+            Self::AddressLiteral => f.write_str("an address literal has no policy"),
+            Self::InvalidDomain(e) => e.fmt(f),
+            Self::NoRecord(p) => p.fmt(f),
+            Self::FetchFailed(p) => write!(
+                f,
+                "the TXT record announces a policy but the fetch failed: {p}; senders deliver as \
+                 though the domain had none"
+            ),
+            Self::RetryLater { retry_at } => write!(
+                f,
+                "the policy fetch failed recently and is not tried again before {}",
+                retry_at.rfc3339()
+            ),
+        }
+    }
 }
 
 /// The conclusion of a policy lookup.
@@ -230,6 +309,178 @@ impl Outcome {
             } => (policy.mode() != Mode::None).then_some(p),
             Self::NoPolicy(NoPolicyReason::FetchFailed(p)) => Some(p),
             _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    /// The outcome in one line, for an operator: where the policy came from (with its TXT id)
+    /// and, for a cached one, why it was used; or why there is none.
+    ///
+    /// ```
+    /// # use mta_sts_core::{Config, PolicyCache, Snapshot, SnapshotEntry, UnixTime};
+    /// use mta_sts_core::io::{DnsFailure, FetchFailure};
+    /// use mta_sts_core::{CacheReason, FetchProblem, NoPolicyReason, Outcome, TxtProblem};
+    ///
+    /// # let now = UnixTime::from_secs(1_767_225_600);
+    /// # let body = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmax_age: 86400\r\n";
+    /// # let entry = SnapshotEntry::new("example.com", "20260101", now, now, body);
+    /// # let mut cache = PolicyCache::new(Config::default());
+    /// # cache.import(Snapshot::new(vec![entry]), now)?;
+    /// // A policy fetched under the TXT id 20260101.
+    /// let policy = cache.peek("example.com").unwrap().clone();
+    /// assert_eq!(
+    ///     Outcome::Fetched(policy.clone()).to_string(),
+    ///     "policy fetched (TXT id 20260101)"
+    /// );
+    /// let reason = CacheReason::DnsFailure(DnsFailure::ServerFailure);
+    /// assert_eq!(
+    ///     Outcome::Cached { policy: policy.clone(), reason }.to_string(),
+    ///     "cached policy (TXT id 20260101) applied: the TXT lookup failed: DNS server failure \
+    ///      (SERVFAIL)"
+    /// );
+    /// let reason = CacheReason::FetchFailed(FetchProblem::Fetch(FetchFailure::Status(503)));
+    /// assert_eq!(
+    ///     Outcome::Cached { policy: policy.clone(), reason }.to_string(),
+    ///     "cached policy (TXT id 20260101) applied: fetching the new policy failed: policy host \
+    ///      answered HTTP 503, not 200"
+    /// );
+    /// assert_eq!(
+    ///     Outcome::Cached { policy, reason: CacheReason::Fresh }.to_string(),
+    ///     "cached policy (TXT id 20260101) is still fresh"
+    /// );
+    /// assert_eq!(
+    ///     Outcome::NoPolicy(NoPolicyReason::NoRecord(TxtProblem::NxDomain)).to_string(),
+    ///     "no policy: no _mta-sts record (NXDOMAIN)"
+    /// );
+    /// assert_eq!(
+    ///     Outcome::TemporaryFailure(DnsFailure::Timeout).to_string(),
+    ///     "temporary failure: DNS lookup timed out"
+    /// );
+    /// # Ok::<(), mta_sts_core::SnapshotError>(())
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fetched(p) => write!(f, "policy fetched (TXT id {})", p.id()),
+            Self::Cached { policy, reason } => {
+                let id = policy.id();
+                match reason {
+                    CacheReason::Fresh => write!(f, "cached policy (TXT id {id}) is still fresh"),
+                    CacheReason::UnchangedId => {
+                        write!(f, "TXT id {id} unchanged: the cached policy stays")
+                    }
+                    _ => write!(f, "cached policy (TXT id {id}) applied: {reason}"),
+                }
+            }
+            Self::NoPolicy(reason) => write!(f, "no policy: {reason}"),
+            Self::TemporaryFailure(e) => write!(f, "temporary failure: {e}"),
+            Self::Internal(e) => write!(f, "internal error of the lookup's driver (a bug): {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::NameProblem;
+
+    fn cached(id: &str) -> CachedPolicy {
+        let policy = Policy::parse("version: STSv1\nmode: testing\nmx: mx.example\nmax_age: 60\n");
+        let id = RecordId::new(id).expect("a valid id");
+        CachedPolicy::new(policy.expect("a valid policy"), id, UnixTime::from_secs(0))
+    }
+
+    #[test]
+    fn outcome_texts_name_the_txt_id_and_the_reason() {
+        let p = cached("20260102");
+        let retry_at = UnixTime::from_secs(1_767_312_300);
+        let status = || FetchProblem::Fetch(FetchFailure::Status(503));
+        let cases = [
+            (
+                Outcome::Fetched(p.clone()),
+                "policy fetched (TXT id 20260102)",
+            ),
+            (
+                Outcome::Cached {
+                    policy: p.clone(),
+                    reason: CacheReason::Fresh,
+                },
+                "cached policy (TXT id 20260102) is still fresh",
+            ),
+            (
+                Outcome::Cached {
+                    policy: p.clone(),
+                    reason: CacheReason::UnchangedId,
+                },
+                "TXT id 20260102 unchanged: the cached policy stays",
+            ),
+            (
+                Outcome::Cached {
+                    policy: p.clone(),
+                    reason: CacheReason::TxtUnusable(TxtProblem::NoData),
+                },
+                "cached policy (TXT id 20260102) applied: no _mta-sts TXT record (NODATA), which \
+                 does not evict the cache",
+            ),
+            (
+                Outcome::Cached {
+                    policy: p.clone(),
+                    reason: CacheReason::DnsFailure(DnsFailure::ServerFailure),
+                },
+                "cached policy (TXT id 20260102) applied: the TXT lookup failed: DNS server \
+                 failure (SERVFAIL)",
+            ),
+            (
+                Outcome::Cached {
+                    policy: p.clone(),
+                    reason: CacheReason::FetchFailed(status()),
+                },
+                "cached policy (TXT id 20260102) applied: fetching the new policy failed: policy \
+                 host answered HTTP 503, not 200",
+            ),
+            (
+                Outcome::Cached {
+                    policy: p,
+                    reason: CacheReason::RetryLater { retry_at },
+                },
+                "cached policy (TXT id 20260102) applied: the new policy failed recently and is \
+                 not fetched again before 2026-01-02T00:05:00Z",
+            ),
+            (
+                Outcome::NoPolicy(NoPolicyReason::Disabled),
+                "no policy: MTA-STS is disabled for this domain",
+            ),
+            (
+                Outcome::NoPolicy(NoPolicyReason::AddressLiteral),
+                "no policy: an address literal has no policy",
+            ),
+            (
+                Outcome::NoPolicy(NoPolicyReason::InvalidDomain(PolicyDomainError::Invalid(
+                    NameProblem::Empty,
+                ))),
+                "no policy: not a valid policy domain: the name is empty",
+            ),
+            (
+                Outcome::NoPolicy(NoPolicyReason::NoRecord(TxtProblem::NxDomain)),
+                "no policy: no _mta-sts record (NXDOMAIN)",
+            ),
+            (
+                Outcome::NoPolicy(NoPolicyReason::FetchFailed(status())),
+                "no policy: the TXT record announces a policy but the fetch failed: policy host \
+                 answered HTTP 503, not 200; senders deliver as though the domain had none",
+            ),
+            (
+                Outcome::NoPolicy(NoPolicyReason::RetryLater { retry_at }),
+                "no policy: the policy fetch failed recently and is not tried again before \
+                 2026-01-02T00:05:00Z",
+            ),
+            (
+                Outcome::TemporaryFailure(DnsFailure::Timeout),
+                "temporary failure: DNS lookup timed out",
+            ),
+        ];
+        for (outcome, text) in cases {
+            assert_eq!(outcome.to_string(), text, "{outcome:?}");
         }
     }
 }

@@ -1019,7 +1019,10 @@ impl PolicyParser {
         // Lines end with LF; the last line's terminator is optional. One pass over the bytes
         // finds each line's end and its first CR (short lines make memchr's set-up the larger
         // cost).
-        let body = body.strip_suffix('\n').unwrap_or(body);
+        let (body, final_lf) = match body.strip_suffix('\n') {
+            Some(body) => (body, true),
+            None => (body, false),
+        };
         let bytes = body.as_bytes();
         let mut start = 0;
         let mut n = 0;
@@ -1036,7 +1039,9 @@ impl PolicyParser {
                 }
             };
             let end = start + len;
-            if !self.line(n, &body[start..end], first_cr) {
+            // Every line but an unterminated last one ends with LF.
+            let has_lf = end < bytes.len() || final_lf;
+            if !self.line(n, &body[start..end], first_cr, has_lf) {
                 return;
             }
             if end >= bytes.len() {
@@ -1047,12 +1052,14 @@ impl PolicyParser {
     }
 
     /// Parses one line; false when parsing should stop.
-    /// `first_cr` is the byte offset of the line's first CR, if any.
-    fn line(&mut self, n: usize, raw: &str, first_cr: Option<usize>) -> bool {
+    /// `first_cr` is the byte offset of the line's first CR, if any; `has_lf` is false for a last
+    /// line without a terminator.
+    fn line(&mut self, n: usize, raw: &str, first_cr: Option<usize>, has_lf: bool) -> bool {
         let line = match first_cr {
             None => raw,
-            // A CR directly before the LF (or the end) is part of the terminator.
-            Some(at) if at + 1 == raw.len() => &raw[..at],
+            // A CR directly before the LF is part of the terminator (`sts-policy-term = LF /
+            // CRLF`); one at the very end of the body, with no LF after it, is a bare CR.
+            Some(at) if at + 1 == raw.len() && has_lf => &raw[..at],
             Some(at) => {
                 let column = raw[..at].chars().count() + 1;
                 return self.error(Some(n), Some(column), PolicyErrorKind::BareCr);

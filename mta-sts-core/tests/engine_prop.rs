@@ -42,7 +42,9 @@ fn fetch_result() -> impl Strategy<Value = FetchResult> {
             .prop_map(|b| Ok(FetchResponse::new(200, Some("text/plain"), b))),
         1 => Just(Ok(FetchResponse::new(200, Some("text/plain"), vec![b'a'; 70_000]))),
         1 => Just(Err(FetchFailure::Timeout)),
-        1 => Just(Err(FetchFailure::Certificate("bad".into()))),
+        1 => Just(Err(FetchFailure::Certificate(
+            mta_sts_core::io::CertificateProblem::Other("bad".into())
+        ))),
     ]
 }
 

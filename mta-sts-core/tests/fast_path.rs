@@ -141,7 +141,7 @@ fn r27_usual_policies_take_the_fast_path() {
         "version: STSv1\nmode: enforce\nmx: mail.example.com\nmx: backup.example.com\nmx: *.mx.example.net\nmax_age: 604800\n",
         "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmax_age: 604800\r\n",
         "max_age:0\nmode:\tnone \t\nversion: STSv1",
-        "version: STSv1\r\nmode: testing\nmx: *.a-b.example\r\nmax_age: 31557600\r",
+        "version: STSv1\r\nmode: testing\nmx: *.a-b.example\r\nmax_age: 31557600\r\n",
         "version: STSv1\nmode: enforce\nmx: a.b.c.d.e.f.g.h.i.j\nmx: b\nmx: c\nmx: d\nmx: e\nmx: f\nmx: g\nmx: h\nmx: i\nmx: *.192.0.2.1\nmax_age: 1\n",
     ];
     // Everything else goes to the full parser, which has the warnings and errors.
@@ -153,6 +153,7 @@ fn r27_usual_policies_take_the_fast_path() {
         "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 31557601\n",
         "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 1\n\n",
         "version: STSv1\nmode: enforce\nmx: a.example\r\r\nmax_age: 1\n",
+        "version: STSv1\r\nmode: testing\nmx: *.a-b.example\r\nmax_age: 31557600\r",
         "version: STSv1\nmode: enforce\nmode: none\nmx: a.example\nmax_age: 1\n",
         "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 1\nx-ext: 1\n",
         "\u{feff}version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 1\n",

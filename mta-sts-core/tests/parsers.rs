@@ -378,6 +378,56 @@ fn r27_lf_crlf_mixed_and_no_final_terminator() {
 }
 
 #[test]
+fn r27_bare_cr_ending_a_line_is_an_error_even_at_the_end_of_the_body() {
+    // `sts-policy-term = LF / CRLF`: the final terminator is optional, but a CR without its LF
+    // is no terminator, wherever it stands.
+    let cases = [
+        // The last line ends in CR, with no LF after it.
+        (
+            "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 86400\r",
+            4,
+            15,
+        ),
+        (
+            "version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 86400 \t\r",
+            4,
+            17,
+        ),
+        ("version: STSv1\nmode: none\nmax_age: 1\r", 3, 11),
+        // A last line of a lone CR after the final CRLF (not a blank line).
+        ("version: STSv1\r\nmode: none\r\nmax_age: 1\r\n\r", 4, 1),
+        // A middle line ending in CR, then CRLF.
+        ("version: STSv1\r\nmode: none\r\r\nmax_age: 1\r\n", 2, 11),
+        // A middle line ended by a CR alone.
+        ("version: STSv1\nmode: none\rmax_age: 1\n", 2, 11),
+    ];
+    for (body, line, column) in cases {
+        for profile in [Profile::Default, Profile::Strict] {
+            let e = Policy::parse_bytes(body.as_bytes(), profile).expect_err(body);
+            assert_eq!(e.kind(), &PolicyErrorKind::BareCr, "{body:?} {profile:?}");
+            assert_eq!(
+                (e.line(), e.column()),
+                (Some(line), Some(column)),
+                "{body:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "line {line}, column {column}: carriage return not followed by a line feed"
+                )
+            );
+            let report = Policy::lint(body.as_bytes(), profile);
+            assert!(report.policy.is_none(), "{body:?} {profile:?}");
+            assert_eq!(report.errors.first(), Some(&e), "{body:?} {profile:?}");
+        }
+        assert_eq!(Policy::parse_fast_path(body), None, "{body:?}");
+    }
+    // A CR directly before the LF is part of the terminator, on every line and the last.
+    let p = policy("version: STSv1\r\nmode: none\r\nmax_age: 1\r\n");
+    assert!(p.warnings().is_empty());
+}
+
+#[test]
 fn r28_one_mx_per_line_in_a_labels() {
     let body = "version: STSv1\nmode: enforce\nmx: a.example, b.example\nmax_age: 1\n";
     assert_eq!(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-use mta_sts_core::io::FetchFailure;
+use mta_sts_core::io::{CertificateProblem, FetchFailure};
 use mta_sts_core::{CacheReason, Config, FetchProblem, Mode, NoPolicyReason, Outcome, TxtProblem};
 use mta_sts_net::TrustAnchors;
 use mta_sts_testkit::{Cert, DnsFault, Domain, Http, TlsVersions, Txt, World};
@@ -46,6 +46,11 @@ fn fetched(o: &Outcome, mode: Mode) -> bool {
 
 fn fetch_failed(o: &Outcome, f: fn(&FetchFailure) -> bool) -> bool {
     matches!(o, Outcome::NoPolicy(NoPolicyReason::FetchFailed(FetchProblem::Fetch(e))) if f(e))
+}
+
+/// A certificate failure (TLSRPT `sts-webpki-invalid`) for this problem.
+fn certificate(e: &FetchFailure, problem: CertificateProblem) -> bool {
+    *e == FetchFailure::Certificate(problem)
 }
 
 fn no_record(o: &Outcome) -> bool {
@@ -183,20 +188,20 @@ pub fn scenarios() -> Vec<Scenario> {
         row!(
             "untrusted.test",
             "certificate from an untrusted CA (R14)",
-            |o| { fetch_failed(o, FetchFailure::is_certificate) }
+            |o| { fetch_failed(o, |e| certificate(e, CertificateProblem::UnknownIssuer)) }
         ),
         row!(
             "wrongname.test",
             "certificate for another name (R14)",
-            |o| { fetch_failed(o, FetchFailure::is_certificate) }
+            |o| { fetch_failed(o, |e| certificate(e, CertificateProblem::NameMismatch)) }
         ),
         row!("expired.test", "expired certificate (R14)", |o| {
-            fetch_failed(o, FetchFailure::is_certificate)
+            fetch_failed(o, |e| certificate(e, CertificateProblem::Expired))
         }),
         row!(
             "cn-only.test",
             "certificate with the name only in the CN (R14)",
-            |o| { fetch_failed(o, FetchFailure::is_certificate) }
+            |o| { fetch_failed(o, |e| certificate(e, CertificateProblem::NameMismatch)) }
         ),
         row!(
             "invalid-policy.test",

@@ -261,18 +261,23 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsSetupError> {
 }
 
 /// Maps an error from a TLS handshake or TLS stream to the core's [`FetchFailure`]: certificate
-/// problems (expired, untrusted, wrong name) become [`FetchFailure::Certificate`] (TLSRPT
-/// `sts-webpki-invalid`), other TLS errors [`FetchFailure::Tls`], a timeout
-/// [`FetchFailure::Timeout`], anything else a broken connection ([`FetchFailure::Protocol`]).
+/// problems (expired, untrusted, wrong name, none presented) become [`FetchFailure::Certificate`]
+/// (TLSRPT `sts-webpki-invalid`) with the [`certificate_problem`], other TLS errors
+/// [`FetchFailure::Tls`], a timeout [`FetchFailure::Timeout`], anything else a broken connection
+/// ([`FetchFailure::Protocol`]).
 pub fn classify_tls_error(error: &io::Error) -> FetchFailure {
+    use mta_sts_core::io::CertificateProblem;
+
     if let Some(tls) = error
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     {
         return match tls {
-            rustls::Error::InvalidCertificate(c) => FetchFailure::Certificate(format!("{c:?}")),
+            rustls::Error::InvalidCertificate(c) => {
+                FetchFailure::Certificate(certificate_problem(c))
+            }
             rustls::Error::NoCertificatesPresented => {
-                FetchFailure::Certificate("no certificate presented".into())
+                FetchFailure::Certificate(CertificateProblem::NoCertificate)
             }
             other => FetchFailure::Tls(other.to_string()),
         };
@@ -280,6 +285,38 @@ pub fn classify_tls_error(error: &io::Error) -> FetchFailure {
     match error.kind() {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FetchFailure::Timeout,
         _ => FetchFailure::Protocol(error.to_string()),
+    }
+}
+
+/// Maps a rustls certificate error to the core's
+/// [`CertificateProblem`](mta_sts_core::io::CertificateProblem): expired, not valid yet, unknown
+/// issuer (untrusted or self-signed) and name mismatch, with or without their context; anything
+/// else is [`Other`](mta_sts_core::io::CertificateProblem::Other) with the error's debug text
+/// (e.g. `BadSignature`).
+///
+/// ```
+/// use mta_sts_core::io::CertificateProblem;
+/// use mta_sts_net::certificate_problem;
+/// use mta_sts_net::rustls::CertificateError;
+///
+/// assert_eq!(certificate_problem(&CertificateError::Expired), CertificateProblem::Expired);
+/// assert_eq!(
+///     certificate_problem(&CertificateError::Revoked),
+///     CertificateProblem::Other("Revoked".into())
+/// );
+/// ```
+pub fn certificate_problem(
+    error: &rustls::CertificateError,
+) -> mta_sts_core::io::CertificateProblem {
+    use mta_sts_core::io::CertificateProblem;
+    use rustls::CertificateError as E;
+
+    match error {
+        E::Expired | E::ExpiredContext { .. } => CertificateProblem::Expired,
+        E::NotValidYet | E::NotValidYetContext { .. } => CertificateProblem::NotYetValid,
+        E::UnknownIssuer => CertificateProblem::UnknownIssuer,
+        E::NotValidForName | E::NotValidForNameContext { .. } => CertificateProblem::NameMismatch,
+        other => CertificateProblem::Other(format!("{other:?}")),
     }
 }
 
@@ -601,11 +638,24 @@ mod tests {
 
     #[test]
     fn tls_errors_are_classified() {
+        use mta_sts_core::io::CertificateProblem;
+
         let cert = io::Error::new(
             io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
         );
-        assert!(classify_tls_error(&cert).is_certificate());
+        assert_eq!(
+            classify_tls_error(&cert),
+            FetchFailure::Certificate(CertificateProblem::Expired)
+        );
+        let none = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::NoCertificatesPresented,
+        );
+        assert_eq!(
+            classify_tls_error(&none),
+            FetchFailure::Certificate(CertificateProblem::NoCertificate)
+        );
         let alert = io::Error::new(
             io::ErrorKind::InvalidData,
             rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion),
@@ -619,5 +669,53 @@ mod tests {
             classify_tls_error(&io::Error::from(io::ErrorKind::ConnectionReset)),
             FetchFailure::Protocol(_)
         ));
+    }
+
+    #[test]
+    fn r14_certificate_errors_map_to_their_problem() {
+        use mta_sts_core::io::CertificateProblem as P;
+        use rustls::CertificateError as E;
+        use rustls_pki_types::UnixTime;
+
+        let time = UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000));
+        let other = UnixTime::since_unix_epoch(Duration::from_secs(1_600_000_000));
+        let name = ServerName::try_from("mta-sts.example.com").unwrap();
+        let cases = [
+            (E::Expired, P::Expired),
+            (
+                E::ExpiredContext {
+                    time,
+                    not_after: other,
+                },
+                P::Expired,
+            ),
+            (E::NotValidYet, P::NotYetValid),
+            (
+                E::NotValidYetContext {
+                    time: other,
+                    not_before: time,
+                },
+                P::NotYetValid,
+            ),
+            (E::UnknownIssuer, P::UnknownIssuer),
+            (E::NotValidForName, P::NameMismatch),
+            (
+                E::NotValidForNameContext {
+                    expected: name,
+                    presented: vec!["DnsName(\"other.example\")".into()],
+                },
+                P::NameMismatch,
+            ),
+            (E::BadSignature, P::Other("BadSignature".into())),
+            (E::Revoked, P::Other("Revoked".into())),
+        ];
+        for (error, problem) in cases {
+            assert_eq!(certificate_problem(&error), problem, "{error:?}");
+            let io = io::Error::new(
+                io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(error),
+            );
+            assert_eq!(classify_tls_error(&io), FetchFailure::Certificate(problem));
+        }
     }
 }

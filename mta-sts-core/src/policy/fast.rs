@@ -98,17 +98,16 @@ fn skip_wsp(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// After a value ending before `i`: spaces and tabs, an optional CR, then LF or the end of the
-/// body. The start of the next line, or `None` when something else follows.
+/// After a value ending before `i`: spaces and tabs, then LF, CRLF or the end of the body. The
+/// start of the next line, or `None` when something else follows (a bare CR, even the body's
+/// last byte, is an error the full parser reports).
 fn end_of_line(b: &[u8], i: usize) -> Option<usize> {
-    let mut i = skip_wsp(b, i);
-    if b.get(i) == Some(&b'\r') {
-        i += 1;
-    }
-    match b.get(i) {
-        None => Some(i),
-        Some(b'\n') => Some(i + 1),
-        Some(_) => None,
+    let i = skip_wsp(b, i);
+    match b.get(i..) {
+        Some([]) => Some(i),
+        Some([b'\n', ..]) => Some(i + 1),
+        Some([b'\r', b'\n', ..]) => Some(i + 2),
+        _ => None,
     }
 }
 

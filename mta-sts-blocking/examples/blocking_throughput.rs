@@ -6,7 +6,7 @@
 //! by a pool of `threads` threads. Warm: the same domains again, answered from the cache, in
 //! several rounds. Every outcome is checked (mode enforce, `mx.<domain>` matches).
 //!
-//! `cargo run --release -p mta-sts-blocking --example throughput [domains] [threads]`
+//! `cargo run --release -p mta-sts-blocking --example blocking_throughput [domains] [threads]`
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

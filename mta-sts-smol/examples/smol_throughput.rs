@@ -7,7 +7,7 @@
 //! servers run on their own threads.
 //!
 //! ```sh
-//! cargo run --release -p mta-sts-smol --example throughput -- [DOMAINS] [CONCURRENCY] [THREADS]
+//! cargo run --release -p mta-sts-smol --example smol_throughput -- [DOMAINS] [CONCURRENCY] [THREADS]
 //! ```
 //! (defaults: 1000 64 2)
 

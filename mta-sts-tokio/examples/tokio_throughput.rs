@@ -1,6 +1,6 @@
 //! Cold and warm policy lookups per second against a loopback testkit world.
 //!
-//! `cargo run --release -p mta-sts-tokio --example throughput -- [DOMAINS] [CONCURRENCY]`
+//! `cargo run --release -p mta-sts-tokio --example tokio_throughput -- [DOMAINS] [CONCURRENCY]`
 //!
 //! Cold: DOMAINS distinct domains, each needing a TXT query, two address queries, a TLS
 //! handshake and a fetch, CONCURRENCY at a time. Warm: the same domains again, answered from the
