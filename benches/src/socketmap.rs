@@ -1,9 +1,9 @@
 //! Netstrings (`<len>:<data>,`), the framing of Postfix's socketmap protocol, for the
 //! `socketmap-load` generator and the `socketmap-floor` server: the daemon's own codec
-//! (`mta-sts-cli/src/daemon/netstring.rs`, included here; the CLI is a binary crate), which
+//! (`mta-sts-postfix/src/netstring.rs`, included here), which
 //! decodes in place in the caller's read buffer and never allocates.
 
-#[path = "../../mta-sts-cli/src/daemon/netstring.rs"]
+#[path = "../../mta-sts-postfix/src/netstring.rs"]
 mod codec;
 
 /// The longest netstring either program takes: Postfix's limit on a socketmap reply

@@ -141,7 +141,7 @@ fn main() -> ExitCode {
             id,
             domain,
         } => generate(mode, mx, max_age, id, domain.as_deref()),
-        Command::Daemon(args) => Ok(daemon::run(&args)),
+        Command::Daemon(args) => Ok(daemon::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 /// Where postfix-mta-sts-resolver looks for its configuration.
-pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
 
 /// postfix-mta-sts-resolver's defaults (its `defaults.py`, version 1.5.1).
 pub(crate) mod defaults {
@@ -365,7 +365,19 @@ fn text(v: Option<&Scalar>) -> Option<String> {
     v.map(|Scalar(s)| s.clone()).filter(|s| !s.is_empty())
 }
 
-pub(crate) use crate::net::parse_resolver;
+/// `IP`, `IP:PORT`, `[IPv6]` or `[IPv6]:PORT` (port 53 when none is given): the `resolvers` key,
+/// and every `--resolver` flag of the `mta-sts` command.
+pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            format!("{s:?} is not a resolver address: use an IP address, e.g. 192.0.2.53:53 or [2001:db8::53]:53")
+        })
+}
 
 /// The unix socket mode: PyYAML reads `0666` as octal, and so does this (as does `0o666`);
 /// a number without a leading zero is decimal, as in PyYAML.

@@ -1,92 +1,106 @@
-//! `mta-sts daemon`: a Postfix socketmap policy daemon, a drop-in for postfix-mta-sts-resolver
-//! (same configuration file, same answers) on mta-sts-tokio's client: one lookup per domain at a
-//! time, the engine's cache and proactive refresh, a cache file that survives restarts,
-//! Prometheus metrics, SIGTERM drains and exits, SIGHUP reloads the configuration.
-//!
-//! - [`config`]: the YAML file and its defaults;
-//! - [`netstring`]: the socketmap framing;
-//! - [`responder`]: requests to answers;
-//! - [`server`]: listeners and connections;
-//! - [`limits`]: the open-file limit and the connections it allows;
-//! - [`metrics`]: the `/metrics` listener.
+//! The daemon: the run loop, signals and reloads.
 
-mod config;
-mod limits;
-mod metrics;
-mod netstring;
-mod responder;
-mod server;
-
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use clap::ValueEnum;
 use mta_sts_tokio::{Client, Refresher};
 use tokio::signal::unix::{SignalKind, signal};
 
-use config::DaemonConfig;
-use metrics::MetricsServer;
-use responder::Responder;
-use server::{Bound, Serving, Shared};
+use crate::config::{self, DaemonConfig};
+use crate::limits;
+use crate::metrics::MetricsServer;
+use crate::responder::Responder;
+use crate::server::{self, Bound, Serving, Shared};
 
 /// How often the cache is written to its file (`cache: {type: file}`), besides after each
 /// refresh round and on shutdown.
 const SAVE_EVERY: Duration = Duration::from_secs(300);
 
-/// `mta-sts daemon` options.
-#[derive(Debug, clap::Args)]
-pub(crate) struct DaemonArgs {
+/// What the daemon is started with, besides its configuration file: the command line's
+/// overrides of the file's keys, and the log level.
+#[derive(Debug, Clone)]
+pub struct Options {
     /// The configuration file, in postfix-mta-sts-resolver's format (mta-sts-daemon.yml).
-    #[arg(short, long, value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-    /// A DNS server to ask, instead of those of /etc/resolv.conf (repeatable; overrides the
+    pub config: PathBuf,
+    /// DNS servers to ask, instead of those of /etc/resolv.conf (when not empty: overrides the
     /// `resolvers` key).
-    #[arg(long = "resolver", value_name = "IP:PORT", value_parser = config::parse_resolver)]
-    resolvers: Vec<SocketAddr>,
+    pub resolvers: Vec<SocketAddr>,
     /// Extra trust anchors (PEM) for policy hosts (overrides the `ca_file` key).
-    #[arg(long, value_name = "PEM")]
-    ca_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
     /// The HTTPS port of policy hosts, for test worlds only (overrides the `https_port` key).
-    #[arg(long, value_name = "N")]
-    https_port: Option<u16>,
-    /// Log level.
-    #[arg(short, long, value_enum, default_value_t = Verbosity::Info)]
-    verbosity: Verbosity,
+    pub https_port: Option<u16>,
+    /// The log level ([`run`] logs to standard error).
+    pub log_level: LogLevel,
+}
+
+impl Default for Options {
+    /// The default configuration file ([`config::DEFAULT_CONFIG_PATH`]), no overrides, `info`.
+    fn default() -> Self {
+        Self {
+            config: PathBuf::from(config::DEFAULT_CONFIG_PATH),
+            resolvers: Vec::new(),
+            ca_file: None,
+            https_port: None,
+            log_level: LogLevel::Info,
+        }
+    }
 }
 
 /// postfix-mta-sts-resolver's log levels.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Verbosity {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    /// Everything, lookups included.
     Debug,
+    /// Start-up, reloads and shutdown (the default).
+    #[default]
     Info,
+    /// Problems the daemon works around.
     Warn,
+    /// Problems that stop something.
     Error,
+    /// As `Error`.
     Fatal,
+    /// As `Error`.
     Crit,
 }
 
-impl From<Verbosity> for tracing::Level {
-    fn from(v: Verbosity) -> Self {
+impl From<LogLevel> for tracing::Level {
+    fn from(v: LogLevel) -> Self {
         match v {
-            Verbosity::Debug => Self::DEBUG,
-            Verbosity::Info => Self::INFO,
-            Verbosity::Warn => Self::WARN,
-            Verbosity::Error | Verbosity::Fatal | Verbosity::Crit => Self::ERROR,
+            LogLevel::Debug => Self::DEBUG,
+            LogLevel::Info => Self::INFO,
+            LogLevel::Warn => Self::WARN,
+            LogLevel::Error | LogLevel::Fatal | LogLevel::Crit => Self::ERROR,
         }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::Fatal => "fatal",
+            Self::Crit => "crit",
+        })
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Exit status 0 after a clean shutdown, 1 when it
 /// could not start, 2 for an unusable configuration.
-pub(crate) fn run(args: &DaemonArgs) -> ExitCode {
+pub fn run(options: &Options) -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::from(args.verbosity))
+        .with_max_level(tracing::Level::from(options.log_level))
         .with_target(false)
-        .init();
+        .try_init()
+        .ok();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,30 +111,30 @@ pub(crate) fn run(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(daemon(args));
+    let code = runtime.block_on(daemon(options));
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
 }
 
 /// The configuration file with the command line's overrides.
-fn load(args: &DaemonArgs) -> Result<DaemonConfig, config::ConfigError> {
-    let mut cfg = config::load(&args.config)?;
-    if !args.resolvers.is_empty() {
-        cfg.resolvers.clone_from(&args.resolvers);
+fn load(options: &Options) -> Result<DaemonConfig, config::ConfigError> {
+    let mut cfg = config::load(&options.config)?;
+    if !options.resolvers.is_empty() {
+        cfg.resolvers.clone_from(&options.resolvers);
     }
-    if args.ca_file.is_some() {
-        cfg.ca_file.clone_from(&args.ca_file);
+    if options.ca_file.is_some() {
+        cfg.ca_file.clone_from(&options.ca_file);
     }
-    if args.https_port.is_some() {
-        cfg.https_port = args.https_port;
+    if options.https_port.is_some() {
+        cfg.https_port = options.https_port;
     }
     for key in &cfg.unknown_keys {
-        tracing::warn!("{}: unknown key {key:?} ignored", args.config.display());
+        tracing::warn!("{}: unknown key {key:?} ignored", options.config.display());
     }
     Ok(cfg)
 }
 
-async fn daemon(args: &DaemonArgs) -> ExitCode {
+async fn daemon(options: &Options) -> ExitCode {
     // Signals first: a SIGHUP right after start must reload, not kill.
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -130,7 +144,7 @@ async fn daemon(args: &DaemonArgs) -> ExitCode {
         tracing::error!("cannot install the signal handlers");
         return ExitCode::from(1);
     };
-    let cfg = match load(args) {
+    let cfg = match load(options) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!("{e}");
@@ -150,7 +164,7 @@ async fn daemon(args: &DaemonArgs) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => daemon.reload(args).await,
+            _ = hup.recv() => daemon.reload(options).await,
             _ = save.tick() => daemon.save().await,
         }
     }
@@ -200,8 +214,8 @@ impl Daemon {
     /// Applies a changed configuration file, or keeps the running one if the new one cannot be
     /// used (bad file, address in use, unreadable CA file…). Connections are kept; each picks up
     /// the new settings at its next request.
-    async fn reload(&mut self, args: &DaemonArgs) {
-        match self.try_reload(args).await {
+    async fn reload(&mut self, options: &Options) {
+        match self.try_reload(options).await {
             Ok(()) => tracing::info!("configuration reloaded"),
             Err(e) => {
                 tracing::error!("reload failed, the running configuration stays: {e}");
@@ -209,8 +223,8 @@ impl Daemon {
         }
     }
 
-    async fn try_reload(&mut self, args: &DaemonArgs) -> Result<(), String> {
-        let new = Arc::new(load(args).map_err(|e| e.to_string())?);
+    async fn try_reload(&mut self, options: &Options) -> Result<(), String> {
+        let new = Arc::new(load(options).map_err(|e| e.to_string())?);
         let old = self.config.clone();
         let current = self.shared.current();
         if new.max_connections != old.max_connections {

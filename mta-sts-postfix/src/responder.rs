@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use mta_sts_core::{CacheReason, Mode, Policy, PolicyDomain, UnixTime};
 use mta_sts_tokio::{Client, Outcome};
 
-use super::config::{DaemonConfig, Zone};
-use super::netstring;
+use crate::config::{DaemonConfig, Zone};
+use crate::netstring;
 
 /// The largest reply Postfix's socketmap client accepts (`socketmap_max_reply`, 100000 bytes).
 pub(crate) const MAX_REPLY: usize = 100_000;

@@ -25,9 +25,9 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::config::Listen;
-use super::netstring::{self, Decoded};
-use super::responder::{Reply, Responder};
+use crate::config::Listen;
+use crate::netstring::{self, Decoded};
+use crate::responder::{Reply, Responder};
 
 /// The longest request accepted, in bytes (postfix-mta-sts-resolver's limit; a request is a map
 /// name and a domain, at most a few hundred bytes).
@@ -605,7 +605,7 @@ fn release_burst_buffers(buf: &mut Vec<u8>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::config;
+    use crate::config;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
     /// A responder whose client never touches the network: every request in these tests is
