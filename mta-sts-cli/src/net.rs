@@ -250,27 +250,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolver_with_or_without_port() {
-        assert_eq!(
-            parse_resolver("192.0.2.1").unwrap(),
-            "192.0.2.1:53".parse::<SocketAddr>().unwrap()
-        );
-        assert_eq!(
-            parse_resolver("127.0.0.1:5353").unwrap(),
-            "127.0.0.1:5353".parse::<SocketAddr>().unwrap()
-        );
-        assert_eq!(
-            parse_resolver("[::1]").unwrap(),
-            "[::1]:53".parse::<SocketAddr>().unwrap()
-        );
-        assert!(
-            parse_resolver("dns.example")
-                .unwrap_err()
-                .contains("IP address")
-        );
-    }
-
-    #[test]
     fn timeout_in_range() {
         assert_eq!(parse_timeout("5"), Ok(5));
         assert!(parse_timeout("0").is_err());

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use mta_sts_tokio::{Client, Refresher};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::{self, DaemonConfig};
+use crate::Error;
+use crate::config::{self, ConfigError, DaemonConfig};
 use crate::limits;
 use crate::metrics::MetricsServer;
 use crate::responder::Responder;
@@ -92,8 +93,12 @@ impl fmt::Display for LogLevel {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. Exit status 0 after a clean shutdown, 1 when it
-/// could not start, 2 for an unusable configuration.
+/// Runs the daemon until SIGTERM or SIGINT, logging to standard error at `options.log_level`:
+/// what `mta-sts daemon` does. SIGHUP reloads the configuration file ([`Daemon::reload`]); the
+/// cache file, if any, is saved every 5 minutes and on shutdown.
+///
+/// Exit status 0 after a clean shutdown, 1 when it could not start (or could not save the cache
+/// on shutdown), 2 for an unusable configuration.
 pub fn run(options: &Options) -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -111,13 +116,13 @@ pub fn run(options: &Options) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(daemon(options));
+    let code = runtime.block_on(until_signalled(options));
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
 }
 
-/// The configuration file with the command line's overrides.
-fn load(options: &Options) -> Result<DaemonConfig, config::ConfigError> {
+/// The configuration file with the options' overrides.
+fn load(options: &Options) -> Result<DaemonConfig, ConfigError> {
     let mut cfg = config::load(&options.config)?;
     if !options.resolvers.is_empty() {
         cfg.resolvers.clone_from(&options.resolvers);
@@ -134,7 +139,7 @@ fn load(options: &Options) -> Result<DaemonConfig, config::ConfigError> {
     Ok(cfg)
 }
 
-async fn daemon(options: &Options) -> ExitCode {
+async fn until_signalled(options: &Options) -> ExitCode {
     // Signals first: a SIGHUP right after start must reload, not kill.
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -144,18 +149,14 @@ async fn daemon(options: &Options) -> ExitCode {
         tracing::error!("cannot install the signal handlers");
         return ExitCode::from(1);
     };
-    let cfg = match load(options) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut daemon = match Daemon::start(cfg).await {
+    let mut daemon = match Daemon::start(options.clone()).await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("{e}");
-            return ExitCode::from(1);
+            return ExitCode::from(match e {
+                Error::Config(_) => 2,
+                _ => 1,
+            });
         }
     };
     let mut save = tokio::time::interval(SAVE_EVERY);
@@ -164,15 +165,27 @@ async fn daemon(options: &Options) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => daemon.reload(options).await,
-            _ = save.tick() => daemon.save().await,
+            _ = hup.recv() => {
+                let _ = daemon.reload().await;
+            }
+            _ = save.tick() => {
+                let _ = daemon.save().await;
+            }
         }
     }
-    daemon.shutdown().await
+    match daemon.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
+    }
 }
 
-/// The running daemon: what a reload may replace.
-struct Daemon {
+/// The running daemon, within the caller's tokio runtime (multi-threaded, with I/O and timers
+/// enabled): listeners, connections, the client and its refresher, the metrics listener. It
+/// installs no signal handler and no log subscriber ([`run`] does both); what it logs goes
+/// through `tracing`.
+#[derive(Debug)]
+pub struct Daemon {
+    options: Options,
     config: Arc<DaemonConfig>,
     /// The open-file limit in force (after raising it at start-up).
     open_files: u64,
@@ -183,7 +196,11 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn start(cfg: Arc<DaemonConfig>) -> Result<Self, String> {
+    /// Reads the configuration file (with the options' overrides; unknown keys are logged),
+    /// raises the open-file limit, sets up the client (loading the cache file, if any), binds the
+    /// metrics and socketmap listeners and starts serving.
+    pub async fn start(options: Options) -> Result<Self, Error> {
+        let cfg = Arc::new(load(&options)?);
         let files = limits::raise_open_files();
         if files.now > files.was {
             tracing::info!(
@@ -202,6 +219,7 @@ impl Daemon {
         let shared = Shared::new(Responder::new(client, cfg.clone()));
         let serving = bound.serve(&shared, max_connections);
         Ok(Self {
+            options,
             config: cfg,
             open_files: files.now,
             shared,
@@ -211,20 +229,42 @@ impl Daemon {
         })
     }
 
-    /// Applies a changed configuration file, or keeps the running one if the new one cannot be
-    /// used (bad file, address in use, unreadable CA file…). Connections are kept; each picks up
-    /// the new settings at its next request.
-    async fn reload(&mut self, options: &Options) {
-        match self.try_reload(options).await {
+    /// The configuration in force (the file's, with the options' overrides).
+    pub fn config(&self) -> &DaemonConfig {
+        &self.config
+    }
+
+    /// The client that answers now (replaced by a reload that changes its settings).
+    pub fn client(&self) -> Client {
+        self.shared.current().client().clone()
+    }
+
+    /// The addresses of the TCP socketmap listeners (none for a unix socket).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        self.serving.local_addrs()
+    }
+
+    /// The address of the `/metrics` listener, when the `metrics` key is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::addr)
+    }
+
+    /// Re-reads the configuration file and applies it, or keeps the running configuration if the
+    /// new one cannot be used (bad file, address in use, unreadable CA file…); logs which.
+    /// Connections are kept; each picks up the new settings at its next request.
+    pub async fn reload(&mut self) -> Result<(), Error> {
+        let result = self.try_reload().await;
+        match &result {
             Ok(()) => tracing::info!("configuration reloaded"),
             Err(e) => {
                 tracing::error!("reload failed, the running configuration stays: {e}");
             }
         }
+        result
     }
 
-    async fn try_reload(&mut self, options: &Options) -> Result<(), String> {
-        let new = Arc::new(load(options).map_err(|e| e.to_string())?);
+    async fn try_reload(&mut self) -> Result<(), Error> {
+        let new = Arc::new(load(&self.options)?);
         let old = self.config.clone();
         let current = self.shared.current();
         if new.max_connections != old.max_connections {
@@ -283,15 +323,19 @@ impl Daemon {
         Ok(())
     }
 
-    async fn save(&self) {
-        if let Err(e) = self.shared.current().client().save().await {
-            tracing::warn!("cannot save the cache: {e}");
-        }
+    /// Writes the cache to its file (`cache: {type: file}`; nothing otherwise); logs a failure.
+    pub async fn save(&self) -> Result<(), Error> {
+        self.shared.current().client().save().await.map_err(|e| {
+            let e = Error::Save(e);
+            tracing::warn!("{e}");
+            e
+        })
     }
 
     /// Stops accepting, lets connections answer what they received (at most `shutdown_timeout`),
-    /// saves the cache and returns.
-    async fn shutdown(self) -> ExitCode {
+    /// stops the refresher, saves the cache and stops the metrics listener. The error, logged
+    /// too, says that the cache could not be saved; everything else is stopped all the same.
+    pub async fn shutdown(self) -> Result<(), Error> {
         let live = self.shared.live_connections();
         tracing::info!(
             "shutting down: {live} connections to drain within {:?}",
@@ -311,22 +355,23 @@ impl Daemon {
         if let Some(r) = self.refresher {
             r.shutdown().await;
         }
-        let mut code = ExitCode::SUCCESS;
+        let mut result = Ok(());
         if let Err(e) = self.shared.current().client().shutdown().await {
-            tracing::error!("cannot save the cache: {e}");
-            code = ExitCode::from(1);
+            let e = Error::Save(e);
+            tracing::error!("{e}");
+            result = Err(e);
         }
         if let Some(m) = self.metrics {
             m.stop().await;
         }
         tracing::info!("stopped");
-        code
+        result
     }
 }
 
 /// The connections served at once under `cfg` with `open_files` files: `max_connections`, or
 /// fewer (with a warning) when the limit cannot hold them; an error when it cannot hold one.
-fn connection_limit(cfg: &DaemonConfig, open_files: u64) -> Result<usize, String> {
+fn connection_limit(cfg: &DaemonConfig, open_files: u64) -> Result<usize, Error> {
     let n = limits::connection_limit(
         cfg.max_connections,
         cfg.proactive.concurrency_limit,
@@ -351,23 +396,30 @@ fn same_socket_path(old: &DaemonConfig, new: &DaemonConfig) -> bool {
     )
 }
 
-async fn bind(cfg: &DaemonConfig) -> Result<Bound, String> {
+async fn bind(cfg: &DaemonConfig) -> Result<Bound, Error> {
     let bound = Bound::bind(&cfg.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+        .map_err(|source| Error::Listen {
+            listen: cfg.listen.clone(),
+            source,
+        })?;
     for what in bound.describe() {
         tracing::info!("listening on {what}");
     }
     Ok(bound)
 }
 
-async fn start_metrics(cfg: &DaemonConfig) -> Result<Option<MetricsServer>, String> {
+async fn start_metrics(cfg: &DaemonConfig) -> Result<Option<MetricsServer>, Error> {
     let Some((host, port)) = &cfg.metrics else {
         return Ok(None);
     };
     let m = MetricsServer::start(host, *port)
         .await
-        .map_err(|e| format!("cannot listen for metrics on {host}:{port}: {e}"))?;
+        .map_err(|source| Error::Metrics {
+            host: host.clone(),
+            port: *port,
+            source,
+        })?;
     tracing::info!("metrics listening on http://{}/metrics", m.addr());
     Ok(Some(m))
 }
@@ -384,7 +436,7 @@ fn same_client(a: &DaemonConfig, b: &DaemonConfig) -> bool {
 }
 
 /// The client for a configuration: the engine's settings from the file's keys.
-fn build_client(cfg: &DaemonConfig) -> Result<Client, String> {
+fn build_client(cfg: &DaemonConfig) -> Result<Client, Error> {
     let mut core = mta_sts_core::Config::default();
     core.capacity = cfg.cache.size;
     core.dns_timeout = cfg.default_zone.timeout;
@@ -410,7 +462,5 @@ fn build_client(cfg: &DaemonConfig) -> Result<Client, String> {
     if let Some(file) = &cfg.cache.file {
         builder = builder.persistence(file);
     }
-    builder
-        .build()
-        .map_err(|e| format!("cannot set up MTA-STS lookups: {e}"))
+    builder.build().map_err(Error::Client)
 }

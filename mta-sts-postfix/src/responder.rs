@@ -21,11 +21,11 @@ use crate::config::{DaemonConfig, Zone};
 use crate::netstring;
 
 /// The largest reply Postfix's socketmap client accepts (`socketmap_max_reply`, 100000 bytes).
-pub(crate) const MAX_REPLY: usize = 100_000;
+pub const MAX_REPLY: usize = 100_000;
 
 /// A socketmap reply, before netstring framing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Reply {
+pub enum Reply {
     /// `OK <data>`: the TLS policy for Postfix.
     Ok(String),
     /// `NOTFOUND `: no MTA-STS constraint; Postfix uses its default TLS level.
@@ -48,20 +48,19 @@ impl Reply {
     }
 
     /// The reply as sent inside the netstring.
-    #[cfg(test)]
-    pub(crate) fn to_wire(&self) -> Vec<u8> {
+    pub fn to_wire(&self) -> Vec<u8> {
         let (status, text) = self.wire_parts();
         [status, text].concat()
     }
 
     /// Appends the reply, framed as a netstring, to `out` (without an intermediate copy).
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+    pub fn encode(&self, out: &mut Vec<u8>) {
         let (status, text) = self.wire_parts();
         netstring::encode_parts(out, status, text);
     }
 
-    /// The metrics label.
-    pub(crate) fn kind(&self) -> &'static str {
+    /// The metrics label: `ok`, `notfound`, `temp` or `perm`.
+    pub fn kind(&self) -> &'static str {
         match self {
             Self::Ok(_) => "ok",
             Self::NotFound => "notfound",
@@ -74,7 +73,7 @@ impl Reply {
 /// Answers requests with one [`Client`] (one cache, one lookup per domain at a time) under one
 /// configuration. Replaced as a whole when the configuration is reloaded.
 #[derive(Debug)]
-pub(crate) struct Responder {
+pub struct Responder {
     client: Client,
     config: Arc<DaemonConfig>,
     /// When the daemon last had the TXT id of a domain checked, for `cache_grace`.
@@ -91,7 +90,8 @@ struct Checked {
 }
 
 impl Responder {
-    pub(crate) fn new(client: Client, config: Arc<DaemonConfig>) -> Self {
+    /// A responder that answers with `client` under `config`.
+    pub fn new(client: Client, config: Arc<DaemonConfig>) -> Self {
         Self {
             client,
             config,
@@ -99,16 +99,18 @@ impl Responder {
         }
     }
 
-    pub(crate) fn client(&self) -> &Client {
+    /// The client that looks policies up.
+    pub fn client(&self) -> &Client {
         &self.client
     }
 
-    pub(crate) fn config(&self) -> &Arc<DaemonConfig> {
+    /// The configuration it answers under.
+    pub fn config(&self) -> &Arc<DaemonConfig> {
         &self.config
     }
 
-    /// Answers one request (the data of one netstring).
-    pub(crate) async fn answer(&self, request: &[u8]) -> Reply {
+    /// Answers one request (the data of one netstring): `<map name> <key>`.
+    pub async fn answer(&self, request: &[u8]) -> Reply {
         let Ok(request) = std::str::from_utf8(request) else {
             return Reply::Perm("request is not UTF-8".into());
         };

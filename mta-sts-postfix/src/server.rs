@@ -255,6 +255,13 @@ impl Bound {
 
     /// Starts accepting: one task per socket. Returns the handle that stops them.
     pub(crate) fn serve(self, shared: &Arc<Shared>, max_connections: usize) -> Serving {
+        let local_addrs = match &self {
+            Self::Tcp(listeners) => listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
+            Self::Unix(..) => Vec::new(),
+        };
         let (stop, stop_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(max_connections));
         let mut tasks = Vec::new();
@@ -284,6 +291,7 @@ impl Bound {
             stop,
             tasks,
             socket_file,
+            local_addrs,
         }
     }
 }
@@ -313,9 +321,15 @@ pub(crate) struct Serving {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     socket_file: Option<UnixSocketFile>,
+    local_addrs: Vec<SocketAddr>,
 }
 
 impl Serving {
+    /// The addresses of the TCP listeners.
+    pub(crate) fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
     /// Stops accepting (connections already accepted go on) and removes the unix socket file.
     pub(crate) async fn stop(self) {
         self.stop.send_replace(true);
