@@ -62,5 +62,6 @@ pub(crate) fn run(args: DaemonArgs) -> ExitCode {
         ca_file: args.ca_file,
         https_port: args.https_port,
         log_level: args.verbosity.into(),
+        clock: None,
     })
 }

@@ -7,14 +7,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mta_sts_tokio::{Client, Refresher};
+use mta_sts_tokio::{Client, Clock, Refresher};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::Error;
 use crate::config::{self, ConfigError, DaemonConfig};
 use crate::limits;
 use crate::metrics::MetricsServer;
-use crate::responder::Responder;
+use crate::responder::{Responder, system_clock};
 use crate::server::{self, Bound, Serving, Shared};
 
 /// How often the cache is written to its file (`cache: {type: file}`), besides after each
@@ -22,8 +22,8 @@ use crate::server::{self, Bound, Serving, Shared};
 const SAVE_EVERY: Duration = Duration::from_secs(300);
 
 /// What the daemon is started with, besides its configuration file: the command line's
-/// overrides of the file's keys, and the log level.
-#[derive(Debug, Clone)]
+/// overrides of the file's keys, the log level, and the wall clock.
+#[derive(Clone)]
 pub struct Options {
     /// The configuration file, in postfix-mta-sts-resolver's format (mta-sts-daemon.yml).
     pub config: PathBuf,
@@ -36,6 +36,22 @@ pub struct Options {
     pub https_port: Option<u16>,
     /// The log level ([`run`] logs to standard error).
     pub log_level: LogLevel,
+    /// The wall clock of the client and of the responder's `cache_grace` decisions (`None`:
+    /// the system clock); a test sets a virtual one. Socket timeouts stay on tokio's timers.
+    pub clock: Option<Clock>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("config", &self.config)
+            .field("resolvers", &self.resolvers)
+            .field("ca_file", &self.ca_file)
+            .field("https_port", &self.https_port)
+            .field("log_level", &self.log_level)
+            .field("clock", &self.clock.as_ref().map(|c| c()))
+            .finish()
+    }
 }
 
 impl Default for Options {
@@ -47,6 +63,7 @@ impl Default for Options {
             ca_file: None,
             https_port: None,
             log_level: LogLevel::Info,
+            clock: None,
         }
     }
 }
@@ -185,6 +202,7 @@ async fn until_signalled(options: &Options) -> ExitCode {
 /// through `tracing`.
 #[derive(Debug)]
 pub struct Daemon {
+    /// With its clock set.
     options: Options,
     config: Arc<DaemonConfig>,
     /// The open-file limit in force (after raising it at start-up).
@@ -201,6 +219,9 @@ impl Daemon {
     /// metrics and socketmap listeners and starts serving.
     pub async fn start(options: Options) -> Result<Self, Error> {
         let cfg = Arc::new(load(&options)?);
+        let mut options = options;
+        // Set once, so that a reload's client and responder get the same clock.
+        let clock = options.clock.get_or_insert_with(system_clock).clone();
         let files = limits::raise_open_files();
         if files.now > files.was {
             tracing::info!(
@@ -212,11 +233,11 @@ impl Daemon {
             tracing::info!("open files: at most {}", files.now);
         }
         let max_connections = connection_limit(&cfg, files.now)?;
-        let client = build_client(&cfg)?;
+        let client = build_client(&cfg, &clock)?;
         let metrics = start_metrics(&cfg).await?;
         let bound = bind(&cfg).await?;
         let refresher = cfg.proactive.enabled.then(|| client.spawn_refresher());
-        let shared = Shared::new(Responder::new(client, cfg.clone()));
+        let shared = Shared::new(Responder::new(client, cfg.clone()).with_clock(clock.clone()));
         let serving = bound.serve(&shared, max_connections);
         Ok(Self {
             options,
@@ -227,6 +248,10 @@ impl Daemon {
             metrics,
             refresher,
         })
+    }
+
+    fn clock(&self) -> Clock {
+        self.options.clock.clone().unwrap_or_else(system_clock)
     }
 
     /// The configuration in force (the file's, with the options' overrides).
@@ -284,7 +309,7 @@ impl Daemon {
             if let Err(e) = current.client().save().await {
                 tracing::warn!("cannot save the cache before the reload: {e}");
             }
-            build_client(&new)?
+            build_client(&new, &self.clock())?
         } else {
             current.client().clone()
         };
@@ -318,7 +343,8 @@ impl Daemon {
                 Err(e) => tracing::error!("{e}"),
             }
         }
-        self.shared.replace(Responder::new(client, new.clone()));
+        self.shared
+            .replace(Responder::new(client, new.clone()).with_clock(self.clock()));
         self.config = new;
         Ok(())
     }
@@ -436,7 +462,7 @@ fn same_client(a: &DaemonConfig, b: &DaemonConfig) -> bool {
 }
 
 /// The client for a configuration: the engine's settings from the file's keys.
-fn build_client(cfg: &DaemonConfig) -> Result<Client, Error> {
+fn build_client(cfg: &DaemonConfig, clock: &Clock) -> Result<Client, Error> {
     let mut core = mta_sts_core::Config::default();
     core.capacity = cfg.cache.size;
     core.dns_timeout = cfg.default_zone.timeout;
@@ -452,6 +478,7 @@ fn build_client(cfg: &DaemonConfig) -> Result<Client, Error> {
         ^ u64::from(std::process::id());
     let mut builder = Client::builder()
         .config(core)
+        .clock(clock.clone())
         .max_concurrent_lookups(cfg.proactive.concurrency_limit);
     if !cfg.resolvers.is_empty() {
         builder = builder.resolvers(cfg.resolvers.iter().copied());

@@ -25,3 +25,4 @@ mod server;
 
 pub use daemon::{Daemon, LogLevel, Options, run};
 pub use error::Error;
+pub use mta_sts_tokio::Clock;
