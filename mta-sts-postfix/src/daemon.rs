@@ -199,7 +199,8 @@ async fn until_signalled(options: &Options) -> ExitCode {
 /// The running daemon, within the caller's tokio runtime (multi-threaded, with I/O and timers
 /// enabled): listeners, connections, the client and its refresher, the metrics listener. It
 /// installs no signal handler and no log subscriber ([`run`] does both); what it logs goes
-/// through `tracing`.
+/// through `tracing`. Stop it with [`Daemon::shutdown`]: dropped, it leaves its listeners and
+/// connections to the runtime until that stops.
 #[derive(Debug)]
 pub struct Daemon {
     /// With its clock set.
