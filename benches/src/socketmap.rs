@@ -1,10 +1,9 @@
 //! Netstrings (`<len>:<data>,`), the framing of Postfix's socketmap protocol, for the
 //! `socketmap-load` generator and the `socketmap-floor` server: the daemon's own codec
-//! (`mta-sts-cli/src/daemon/netstring.rs`, included here; the CLI is a binary crate), which
-//! decodes in place in the caller's read buffer and never allocates.
+//! ([`mta_sts_postfix::netstring`]), which decodes in place in the caller's read buffer and never
+//! allocates.
 
-#[path = "../../mta-sts-cli/src/daemon/netstring.rs"]
-mod codec;
+use mta_sts_postfix::netstring as codec;
 
 /// The longest netstring either program takes: Postfix's limit on a socketmap reply
 /// (`socketmap_max_reply`, 100000 bytes).
@@ -12,7 +11,7 @@ const MAX_LEN: usize = 100_000;
 
 /// Appends the netstring of `data` to `out`.
 pub fn encode(out: &mut Vec<u8>, data: &[u8]) {
-    codec::encode_parts(out, data, b"");
+    codec::encode(out, data);
 }
 
 /// The netstring at the start of `buf`: `Ok(Some((data, consumed)))`, `Ok(None)` when more

@@ -1,5 +1,6 @@
 //! `mta-sts`: check a domain's MTA-STS (RFC 8461) deployment, query what a sender decides, lint,
-//! match and generate policies, and a demo on a loopback test world.
+//! match and generate policies, a demo on a loopback test world (the default feature `demo`), and
+//! the Postfix policy daemon of mta-sts-postfix.
 //!
 //! Exit status: 0 when the answer is "healthy" / "valid" / "matches" / "a policy applies", 1 when
 //! it is not, 2 for usage errors.
@@ -7,6 +8,7 @@
 
 mod check;
 mod daemon;
+#[cfg(feature = "demo")]
 mod demo;
 mod net;
 mod probe;
@@ -43,6 +45,7 @@ enum Command {
     Query(query::QueryArgs),
     /// Walk through discovery, fetch, cache, MX evaluation, a policy change and outages on a
     /// loopback test world started in this process (no network needed).
+    #[cfg(feature = "demo")]
     Demo,
     /// Check a policy file (or, with --txt, a `_mta-sts` TXT answer): errors and warnings with
     /// their positions. Exit 0 when valid, 1 when invalid.
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Query(args) => query::run(args),
+        #[cfg(feature = "demo")]
         Command::Demo => demo::run(),
         Command::Lint {
             profile,
@@ -141,7 +145,7 @@ fn main() -> ExitCode {
             id,
             domain,
         } => generate(mode, mx, max_age, id, domain.as_deref()),
-        Command::Daemon(args) => Ok(daemon::run(&args)),
+        Command::Daemon(args) => Ok(daemon::run(args)),
     };
     match result {
         Ok(code) => code,

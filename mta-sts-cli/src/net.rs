@@ -45,17 +45,7 @@ pub(crate) struct NetArgs {
 
 /// `IP`, `IP:PORT`, `[IPv6]` or `[IPv6]:PORT` (port 53 when none is given); shared by every
 /// command that takes `--resolver` and by the daemon's `resolvers` key.
-pub(crate) fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let bare = s.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| {
-            format!("{s:?} is not a resolver address: use an IP address, e.g. 192.0.2.53:53 or [2001:db8::53]:53")
-        })
-}
+pub(crate) use mta_sts_postfix::config::parse_resolver;
 
 fn parse_timeout(s: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
@@ -156,27 +146,6 @@ pub(crate) fn connect(addrs: &[IpAddr], port: u16, timeout: Duration) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolver_with_or_without_port() {
-        assert_eq!(
-            parse_resolver("192.0.2.1").unwrap(),
-            "192.0.2.1:53".parse::<SocketAddr>().unwrap()
-        );
-        assert_eq!(
-            parse_resolver("127.0.0.1:5353").unwrap(),
-            "127.0.0.1:5353".parse::<SocketAddr>().unwrap()
-        );
-        assert_eq!(
-            parse_resolver("[::1]").unwrap(),
-            "[::1]:53".parse::<SocketAddr>().unwrap()
-        );
-        assert!(
-            parse_resolver("dns.example")
-                .unwrap_err()
-                .contains("IP address")
-        );
-    }
 
     #[test]
     fn timeout_in_range() {

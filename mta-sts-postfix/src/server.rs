@@ -25,9 +25,9 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::config::Listen;
-use super::netstring::{self, Decoded};
-use super::responder::{Reply, Responder};
+use crate::config::Listen;
+use crate::netstring::{self, Decoded};
+use crate::responder::{Reply, Responder};
 
 /// The longest request accepted, in bytes (postfix-mta-sts-resolver's limit; a request is a map
 /// name and a domain, at most a few hundred bytes).
@@ -255,6 +255,13 @@ impl Bound {
 
     /// Starts accepting: one task per socket. Returns the handle that stops them.
     pub(crate) fn serve(self, shared: &Arc<Shared>, max_connections: usize) -> Serving {
+        let local_addrs = match &self {
+            Self::Tcp(listeners) => listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .collect(),
+            Self::Unix(..) => Vec::new(),
+        };
         let (stop, stop_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(max_connections));
         let mut tasks = Vec::new();
@@ -284,6 +291,7 @@ impl Bound {
             stop,
             tasks,
             socket_file,
+            local_addrs,
         }
     }
 }
@@ -313,9 +321,15 @@ pub(crate) struct Serving {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     socket_file: Option<UnixSocketFile>,
+    local_addrs: Vec<SocketAddr>,
 }
 
 impl Serving {
+    /// The addresses of the TCP listeners.
+    pub(crate) fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
     /// Stops accepting (connections already accepted go on) and removes the unix socket file.
     pub(crate) async fn stop(self) {
         self.stop.send_replace(true);
@@ -605,7 +619,7 @@ fn release_burst_buffers(buf: &mut Vec<u8>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::config;
+    use crate::config;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
     /// A responder whose client never touches the network: every request in these tests is

@@ -1,92 +1,128 @@
-//! `mta-sts daemon`: a Postfix socketmap policy daemon, a drop-in for postfix-mta-sts-resolver
-//! (same configuration file, same answers) on mta-sts-tokio's client: one lookup per domain at a
-//! time, the engine's cache and proactive refresh, a cache file that survives restarts,
-//! Prometheus metrics, SIGTERM drains and exits, SIGHUP reloads the configuration.
-//!
-//! - [`config`]: the YAML file and its defaults;
-//! - [`netstring`]: the socketmap framing;
-//! - [`responder`]: requests to answers;
-//! - [`server`]: listeners and connections;
-//! - [`limits`]: the open-file limit and the connections it allows;
-//! - [`metrics`]: the `/metrics` listener.
+//! The daemon: the run loop, signals and reloads.
 
-mod config;
-mod limits;
-mod metrics;
-mod netstring;
-mod responder;
-mod server;
-
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use clap::ValueEnum;
-use mta_sts_tokio::{Client, Refresher};
+use mta_sts_tokio::{Client, Clock, Refresher};
 use tokio::signal::unix::{SignalKind, signal};
 
-use config::DaemonConfig;
-use metrics::MetricsServer;
-use responder::Responder;
-use server::{Bound, Serving, Shared};
+use crate::Error;
+use crate::config::{self, ConfigError, DaemonConfig};
+use crate::limits;
+use crate::metrics::MetricsServer;
+use crate::responder::{Responder, system_clock};
+use crate::server::{self, Bound, Serving, Shared};
 
 /// How often the cache is written to its file (`cache: {type: file}`), besides after each
 /// refresh round and on shutdown.
 const SAVE_EVERY: Duration = Duration::from_secs(300);
 
-/// `mta-sts daemon` options.
-#[derive(Debug, clap::Args)]
-pub(crate) struct DaemonArgs {
+/// What the daemon is started with, besides its configuration file: the command line's
+/// overrides of the file's keys, the log level, and the wall clock.
+#[derive(Clone)]
+pub struct Options {
     /// The configuration file, in postfix-mta-sts-resolver's format (mta-sts-daemon.yml).
-    #[arg(short, long, value_name = "FILE", default_value = config::DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-    /// A DNS server to ask, instead of those of /etc/resolv.conf (repeatable; overrides the
+    pub config: PathBuf,
+    /// DNS servers to ask, instead of those of /etc/resolv.conf (when not empty: overrides the
     /// `resolvers` key).
-    #[arg(long = "resolver", value_name = "IP:PORT", value_parser = config::parse_resolver)]
-    resolvers: Vec<SocketAddr>,
+    pub resolvers: Vec<SocketAddr>,
     /// Extra trust anchors (PEM) for policy hosts (overrides the `ca_file` key).
-    #[arg(long, value_name = "PEM")]
-    ca_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
     /// The HTTPS port of policy hosts, for test worlds only (overrides the `https_port` key).
-    #[arg(long, value_name = "N")]
-    https_port: Option<u16>,
-    /// Log level.
-    #[arg(short, long, value_enum, default_value_t = Verbosity::Info)]
-    verbosity: Verbosity,
+    pub https_port: Option<u16>,
+    /// The log level ([`run`] logs to standard error).
+    pub log_level: LogLevel,
+    /// The wall clock of the client and of the responder's `cache_grace` decisions (`None`:
+    /// the system clock); a test sets a virtual one. Socket timeouts stay on tokio's timers.
+    pub clock: Option<Clock>,
 }
 
-/// postfix-mta-sts-resolver's log levels.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Verbosity {
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Fatal,
-    Crit,
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("config", &self.config)
+            .field("resolvers", &self.resolvers)
+            .field("ca_file", &self.ca_file)
+            .field("https_port", &self.https_port)
+            .field("log_level", &self.log_level)
+            .field("clock", &self.clock.as_ref().map(|c| c()))
+            .finish()
+    }
 }
 
-impl From<Verbosity> for tracing::Level {
-    fn from(v: Verbosity) -> Self {
-        match v {
-            Verbosity::Debug => Self::DEBUG,
-            Verbosity::Info => Self::INFO,
-            Verbosity::Warn => Self::WARN,
-            Verbosity::Error | Verbosity::Fatal | Verbosity::Crit => Self::ERROR,
+impl Default for Options {
+    /// The default configuration file ([`config::DEFAULT_CONFIG_PATH`]), no overrides, `info`.
+    fn default() -> Self {
+        Self {
+            config: PathBuf::from(config::DEFAULT_CONFIG_PATH),
+            resolvers: Vec::new(),
+            ca_file: None,
+            https_port: None,
+            log_level: LogLevel::Info,
+            clock: None,
         }
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. Exit status 0 after a clean shutdown, 1 when it
-/// could not start, 2 for an unusable configuration.
-pub(crate) fn run(args: &DaemonArgs) -> ExitCode {
+/// postfix-mta-sts-resolver's log levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    /// Everything, lookups included.
+    Debug,
+    /// Start-up, reloads and shutdown (the default).
+    #[default]
+    Info,
+    /// Problems the daemon works around.
+    Warn,
+    /// Problems that stop something.
+    Error,
+    /// As `Error`.
+    Fatal,
+    /// As `Error`.
+    Crit,
+}
+
+impl From<LogLevel> for tracing::Level {
+    fn from(v: LogLevel) -> Self {
+        match v {
+            LogLevel::Debug => Self::DEBUG,
+            LogLevel::Info => Self::INFO,
+            LogLevel::Warn => Self::WARN,
+            LogLevel::Error | LogLevel::Fatal | LogLevel::Crit => Self::ERROR,
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::Fatal => "fatal",
+            Self::Crit => "crit",
+        })
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, logging to standard error at `options.log_level`:
+/// what `mta-sts daemon` does. SIGHUP reloads the configuration file ([`Daemon::reload`]); the
+/// cache file, if any, is saved every 5 minutes and on shutdown.
+///
+/// Exit status 0 after a clean shutdown, 1 when it could not start (or could not save the cache
+/// on shutdown), 2 for an unusable configuration.
+pub fn run(options: &Options) -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::from(args.verbosity))
+        .with_max_level(tracing::Level::from(options.log_level))
         .with_target(false)
-        .init();
+        .try_init()
+        .ok();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,30 +133,30 @@ pub(crate) fn run(args: &DaemonArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(daemon(args));
+    let code = runtime.block_on(until_signalled(options));
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
 }
 
-/// The configuration file with the command line's overrides.
-fn load(args: &DaemonArgs) -> Result<DaemonConfig, config::ConfigError> {
-    let mut cfg = config::load(&args.config)?;
-    if !args.resolvers.is_empty() {
-        cfg.resolvers.clone_from(&args.resolvers);
+/// The configuration file with the options' overrides.
+fn load(options: &Options) -> Result<DaemonConfig, ConfigError> {
+    let mut cfg = config::load(&options.config)?;
+    if !options.resolvers.is_empty() {
+        cfg.resolvers.clone_from(&options.resolvers);
     }
-    if args.ca_file.is_some() {
-        cfg.ca_file.clone_from(&args.ca_file);
+    if options.ca_file.is_some() {
+        cfg.ca_file.clone_from(&options.ca_file);
     }
-    if args.https_port.is_some() {
-        cfg.https_port = args.https_port;
+    if options.https_port.is_some() {
+        cfg.https_port = options.https_port;
     }
     for key in &cfg.unknown_keys {
-        tracing::warn!("{}: unknown key {key:?} ignored", args.config.display());
+        tracing::warn!("{}: unknown key {key:?} ignored", options.config.display());
     }
     Ok(cfg)
 }
 
-async fn daemon(args: &DaemonArgs) -> ExitCode {
+async fn until_signalled(options: &Options) -> ExitCode {
     // Signals first: a SIGHUP right after start must reload, not kill.
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -130,18 +166,14 @@ async fn daemon(args: &DaemonArgs) -> ExitCode {
         tracing::error!("cannot install the signal handlers");
         return ExitCode::from(1);
     };
-    let cfg = match load(args) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut daemon = match Daemon::start(cfg).await {
+    let mut daemon = match Daemon::start(options.clone()).await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("{e}");
-            return ExitCode::from(1);
+            return ExitCode::from(match e {
+                Error::Config(_) => 2,
+                _ => 1,
+            });
         }
     };
     let mut save = tokio::time::interval(SAVE_EVERY);
@@ -150,15 +182,29 @@ async fn daemon(args: &DaemonArgs) -> ExitCode {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => daemon.reload(args).await,
-            _ = save.tick() => daemon.save().await,
+            _ = hup.recv() => {
+                let _ = daemon.reload().await;
+            }
+            _ = save.tick() => {
+                let _ = daemon.save().await;
+            }
         }
     }
-    daemon.shutdown().await
+    match daemon.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
+    }
 }
 
-/// The running daemon: what a reload may replace.
-struct Daemon {
+/// The running daemon, within the caller's tokio runtime (multi-threaded, with I/O and timers
+/// enabled): listeners, connections, the client and its refresher, the metrics listener. It
+/// installs no signal handler and no log subscriber ([`run`] does both); what it logs goes
+/// through `tracing`. Stop it with [`Daemon::shutdown`]: dropped, it leaves its listeners and
+/// connections to the runtime until that stops.
+#[derive(Debug)]
+pub struct Daemon {
+    /// With its clock set.
+    options: Options,
     config: Arc<DaemonConfig>,
     /// The open-file limit in force (after raising it at start-up).
     open_files: u64,
@@ -169,7 +215,14 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn start(cfg: Arc<DaemonConfig>) -> Result<Self, String> {
+    /// Reads the configuration file (with the options' overrides; unknown keys are logged),
+    /// raises the open-file limit, sets up the client (loading the cache file, if any), binds the
+    /// metrics and socketmap listeners and starts serving.
+    pub async fn start(options: Options) -> Result<Self, Error> {
+        let cfg = Arc::new(load(&options)?);
+        let mut options = options;
+        // Set once, so that a reload's client and responder get the same clock.
+        let clock = options.clock.get_or_insert_with(system_clock).clone();
         let files = limits::raise_open_files();
         if files.now > files.was {
             tracing::info!(
@@ -181,13 +234,14 @@ impl Daemon {
             tracing::info!("open files: at most {}", files.now);
         }
         let max_connections = connection_limit(&cfg, files.now)?;
-        let client = build_client(&cfg)?;
+        let client = build_client(&cfg, &clock)?;
         let metrics = start_metrics(&cfg).await?;
         let bound = bind(&cfg).await?;
         let refresher = cfg.proactive.enabled.then(|| client.spawn_refresher());
-        let shared = Shared::new(Responder::new(client, cfg.clone()));
+        let shared = Shared::new(Responder::new(client, cfg.clone()).with_clock(clock.clone()));
         let serving = bound.serve(&shared, max_connections);
         Ok(Self {
+            options,
             config: cfg,
             open_files: files.now,
             shared,
@@ -197,20 +251,46 @@ impl Daemon {
         })
     }
 
-    /// Applies a changed configuration file, or keeps the running one if the new one cannot be
-    /// used (bad file, address in use, unreadable CA file…). Connections are kept; each picks up
-    /// the new settings at its next request.
-    async fn reload(&mut self, args: &DaemonArgs) {
-        match self.try_reload(args).await {
+    fn clock(&self) -> Clock {
+        self.options.clock.clone().unwrap_or_else(system_clock)
+    }
+
+    /// The configuration in force (the file's, with the options' overrides).
+    pub fn config(&self) -> &DaemonConfig {
+        &self.config
+    }
+
+    /// The client that answers now (replaced by a reload that changes its settings).
+    pub fn client(&self) -> Client {
+        self.shared.current().client().clone()
+    }
+
+    /// The addresses of the TCP socketmap listeners (none for a unix socket).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        self.serving.local_addrs()
+    }
+
+    /// The address of the `/metrics` listener, when the `metrics` key is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::addr)
+    }
+
+    /// Re-reads the configuration file and applies it, or keeps the running configuration if the
+    /// new one cannot be used (bad file, address in use, unreadable CA file…); logs which.
+    /// Connections are kept; each picks up the new settings at its next request.
+    pub async fn reload(&mut self) -> Result<(), Error> {
+        let result = self.try_reload().await;
+        match &result {
             Ok(()) => tracing::info!("configuration reloaded"),
             Err(e) => {
                 tracing::error!("reload failed, the running configuration stays: {e}");
             }
         }
+        result
     }
 
-    async fn try_reload(&mut self, args: &DaemonArgs) -> Result<(), String> {
-        let new = Arc::new(load(args).map_err(|e| e.to_string())?);
+    async fn try_reload(&mut self) -> Result<(), Error> {
+        let new = Arc::new(load(&self.options)?);
         let old = self.config.clone();
         let current = self.shared.current();
         if new.max_connections != old.max_connections {
@@ -230,7 +310,7 @@ impl Daemon {
             if let Err(e) = current.client().save().await {
                 tracing::warn!("cannot save the cache before the reload: {e}");
             }
-            build_client(&new)?
+            build_client(&new, &self.clock())?
         } else {
             current.client().clone()
         };
@@ -264,20 +344,25 @@ impl Daemon {
                 Err(e) => tracing::error!("{e}"),
             }
         }
-        self.shared.replace(Responder::new(client, new.clone()));
+        self.shared
+            .replace(Responder::new(client, new.clone()).with_clock(self.clock()));
         self.config = new;
         Ok(())
     }
 
-    async fn save(&self) {
-        if let Err(e) = self.shared.current().client().save().await {
-            tracing::warn!("cannot save the cache: {e}");
-        }
+    /// Writes the cache to its file (`cache: {type: file}`; nothing otherwise); logs a failure.
+    pub async fn save(&self) -> Result<(), Error> {
+        self.shared.current().client().save().await.map_err(|e| {
+            let e = Error::Save(e);
+            tracing::warn!("{e}");
+            e
+        })
     }
 
     /// Stops accepting, lets connections answer what they received (at most `shutdown_timeout`),
-    /// saves the cache and returns.
-    async fn shutdown(self) -> ExitCode {
+    /// stops the refresher, saves the cache and stops the metrics listener. The error, logged
+    /// too, says that the cache could not be saved; everything else is stopped all the same.
+    pub async fn shutdown(self) -> Result<(), Error> {
         let live = self.shared.live_connections();
         tracing::info!(
             "shutting down: {live} connections to drain within {:?}",
@@ -297,22 +382,23 @@ impl Daemon {
         if let Some(r) = self.refresher {
             r.shutdown().await;
         }
-        let mut code = ExitCode::SUCCESS;
+        let mut result = Ok(());
         if let Err(e) = self.shared.current().client().shutdown().await {
-            tracing::error!("cannot save the cache: {e}");
-            code = ExitCode::from(1);
+            let e = Error::Save(e);
+            tracing::error!("{e}");
+            result = Err(e);
         }
         if let Some(m) = self.metrics {
             m.stop().await;
         }
         tracing::info!("stopped");
-        code
+        result
     }
 }
 
 /// The connections served at once under `cfg` with `open_files` files: `max_connections`, or
 /// fewer (with a warning) when the limit cannot hold them; an error when it cannot hold one.
-fn connection_limit(cfg: &DaemonConfig, open_files: u64) -> Result<usize, String> {
+fn connection_limit(cfg: &DaemonConfig, open_files: u64) -> Result<usize, Error> {
     let n = limits::connection_limit(
         cfg.max_connections,
         cfg.proactive.concurrency_limit,
@@ -337,23 +423,30 @@ fn same_socket_path(old: &DaemonConfig, new: &DaemonConfig) -> bool {
     )
 }
 
-async fn bind(cfg: &DaemonConfig) -> Result<Bound, String> {
+async fn bind(cfg: &DaemonConfig) -> Result<Bound, Error> {
     let bound = Bound::bind(&cfg.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+        .map_err(|source| Error::Listen {
+            listen: cfg.listen.clone(),
+            source,
+        })?;
     for what in bound.describe() {
         tracing::info!("listening on {what}");
     }
     Ok(bound)
 }
 
-async fn start_metrics(cfg: &DaemonConfig) -> Result<Option<MetricsServer>, String> {
+async fn start_metrics(cfg: &DaemonConfig) -> Result<Option<MetricsServer>, Error> {
     let Some((host, port)) = &cfg.metrics else {
         return Ok(None);
     };
     let m = MetricsServer::start(host, *port)
         .await
-        .map_err(|e| format!("cannot listen for metrics on {host}:{port}: {e}"))?;
+        .map_err(|source| Error::Metrics {
+            host: host.clone(),
+            port: *port,
+            source,
+        })?;
     tracing::info!("metrics listening on http://{}/metrics", m.addr());
     Ok(Some(m))
 }
@@ -370,7 +463,7 @@ fn same_client(a: &DaemonConfig, b: &DaemonConfig) -> bool {
 }
 
 /// The client for a configuration: the engine's settings from the file's keys.
-fn build_client(cfg: &DaemonConfig) -> Result<Client, String> {
+fn build_client(cfg: &DaemonConfig, clock: &Clock) -> Result<Client, Error> {
     let mut core = mta_sts_core::Config::default();
     core.capacity = cfg.cache.size;
     core.dns_timeout = cfg.default_zone.timeout;
@@ -386,6 +479,7 @@ fn build_client(cfg: &DaemonConfig) -> Result<Client, String> {
         ^ u64::from(std::process::id());
     let mut builder = Client::builder()
         .config(core)
+        .clock(clock.clone())
         .max_concurrent_lookups(cfg.proactive.concurrency_limit);
     if !cfg.resolvers.is_empty() {
         builder = builder.resolvers(cfg.resolvers.iter().copied());
@@ -396,7 +490,5 @@ fn build_client(cfg: &DaemonConfig) -> Result<Client, String> {
     if let Some(file) = &cfg.cache.file {
         builder = builder.persistence(file);
     }
-    builder
-        .build()
-        .map_err(|e| format!("cannot set up MTA-STS lookups: {e}"))
+    builder.build().map_err(Error::Client)
 }

@@ -5,6 +5,8 @@
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
+use crate::Error;
+
 /// Files the daemon needs besides connections and lookups: standard streams, the runtime's
 /// event queue and wakers, listeners, the metrics listener and its clients, the cache file.
 const BASE_FILES: u64 = 64;
@@ -51,15 +53,14 @@ pub(crate) fn connection_limit(
     max_connections: usize,
     concurrency_limit: usize,
     open_files: u64,
-) -> Result<usize, String> {
+) -> Result<usize, Error> {
     let reserved = reserved_files(concurrency_limit);
     let room = open_files.saturating_sub(reserved);
     if room == 0 {
-        return Err(format!(
-            "the open-file limit ({open_files}) leaves no room for connections: {reserved} files \
-             are kept for lookups and listeners; raise it (ulimit -n, LimitNOFILE=) or lower \
-             proactive_policy_fetching.concurrency_limit"
-        ));
+        return Err(Error::OpenFiles {
+            limit: open_files,
+            reserved,
+        });
     }
     Ok(usize::try_from(room).map_or(max_connections, |room| room.min(max_connections)))
 }
@@ -70,20 +71,23 @@ mod tests {
 
     #[test]
     fn max_connections_stands_when_the_limit_holds_it() {
-        assert_eq!(connection_limit(10_000, 100, 1 << 20), Ok(10_000));
-        assert_eq!(connection_limit(10_000, 100, 10_000 + 264), Ok(10_000));
+        assert_eq!(connection_limit(10_000, 100, 1 << 20).ok(), Some(10_000));
+        assert_eq!(
+            connection_limit(10_000, 100, 10_000 + 264).ok(),
+            Some(10_000)
+        );
     }
 
     #[test]
     fn a_low_limit_lowers_the_connections_and_keeps_files_for_lookups() {
         assert_eq!(reserved_files(100), 264);
-        assert_eq!(connection_limit(10_000, 100, 1024), Ok(1024 - 264));
-        assert_eq!(connection_limit(10_000, 10, 1024), Ok(1024 - 84));
+        assert_eq!(connection_limit(10_000, 100, 1024).ok(), Some(1024 - 264));
+        assert_eq!(connection_limit(10_000, 10, 1024).ok(), Some(1024 - 84));
     }
 
     #[test]
     fn a_limit_without_room_for_one_connection_is_an_error() {
-        let e = connection_limit(10_000, 100, 264).unwrap_err();
+        let e = connection_limit(10_000, 100, 264).unwrap_err().to_string();
         assert!(e.contains("(264) leaves no room"), "{e}");
         assert!(connection_limit(10_000, 100, 265).is_ok());
     }

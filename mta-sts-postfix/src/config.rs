@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
 /// Where postfix-mta-sts-resolver looks for its configuration.
-pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
 
 /// postfix-mta-sts-resolver's defaults (its `defaults.py`, version 1.5.1).
 pub(crate) mod defaults {
@@ -42,51 +42,59 @@ pub(crate) mod defaults {
 
 /// The configuration, checked and with every default filled in.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct DaemonConfig {
+pub struct DaemonConfig {
     /// The socketmap listener.
-    pub(crate) listen: Listen,
+    pub listen: Listen,
     /// A cached policy is answered without a DNS query for this long after the last TXT check
     /// of its domain; after that, the next request re-checks the TXT id first.
-    pub(crate) cache_grace: Duration,
+    pub cache_grace: Duration,
     /// On SIGTERM, how long connections get to finish.
-    pub(crate) shutdown_timeout: Duration,
+    pub shutdown_timeout: Duration,
     /// The policy cache.
-    pub(crate) cache: Cache,
+    pub cache: Cache,
     /// Proactive refresh of cached policies (RFC 8461 §3.3, R44).
-    pub(crate) proactive: Proactive,
+    pub proactive: Proactive,
     /// The settings for requests whose map name has no zone of its own.
-    pub(crate) default_zone: Zone,
+    pub default_zone: Zone,
     /// Settings by socketmap name (`socketmap:inet:host:port:NAME`).
-    pub(crate) zones: BTreeMap<String, Zone>,
+    pub zones: BTreeMap<String, Zone>,
     /// The Prometheus listener, when enabled.
-    pub(crate) metrics: Option<(String, u16)>,
+    pub metrics: Option<(String, u16)>,
     /// DNS servers (default: those of /etc/resolv.conf).
-    pub(crate) resolvers: Vec<SocketAddr>,
+    pub resolvers: Vec<SocketAddr>,
     /// Extra trust anchors for policy hosts (PEM).
-    pub(crate) ca_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
     /// The HTTPS port of policy hosts (443; test worlds only).
-    pub(crate) https_port: Option<u16>,
+    pub https_port: Option<u16>,
     /// Most socketmap connections served at once; more wait in the listen queue.
-    pub(crate) max_connections: usize,
+    pub max_connections: usize,
     /// A connection with no request for this long is closed.
-    pub(crate) idle_timeout: Duration,
+    pub idle_timeout: Duration,
     /// A connection whose peer does not take its replies for this long is closed.
-    pub(crate) write_timeout: Duration,
+    pub write_timeout: Duration,
     /// Keys that are not known (postfix-mta-sts-resolver ignores them too), for a warning.
-    pub(crate) unknown_keys: Vec<String>,
+    pub unknown_keys: Vec<String>,
 }
 
 /// Where the socketmap service listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Listen {
+pub enum Listen {
     /// TCP on every address `host` resolves to.
     Tcp {
+        /// A host name or an IP address (`host`).
         host: String,
+        /// The port (`port`; 0 picks a free one).
         port: u16,
+        /// Sets `SO_REUSEPORT` (`reuse_port`).
         reuse_port: bool,
     },
-    /// A unix socket, with this file mode (default: the umask's).
-    Unix { path: PathBuf, mode: Option<u32> },
+    /// A unix socket (`path`), with this file mode (`mode`; default: the umask's).
+    Unix {
+        /// The socket file.
+        path: PathBuf,
+        /// Its file mode.
+        mode: Option<u32>,
+    },
 }
 
 impl fmt::Display for Listen {
@@ -100,42 +108,42 @@ impl fmt::Display for Listen {
 
 /// The policy cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Cache {
+pub struct Cache {
     /// Most policies kept.
-    pub(crate) size: usize,
+    pub size: usize,
     /// `type: file`: the snapshot file that keeps policies across restarts.
-    pub(crate) file: Option<PathBuf>,
+    pub file: Option<PathBuf>,
 }
 
 /// `proactive_policy_fetching`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Proactive {
+pub struct Proactive {
     /// On unless the file says `enabled: false` (postfix-mta-sts-resolver's default is off; the
     /// RFC says SHOULD refresh).
-    pub(crate) enabled: bool,
+    pub enabled: bool,
     /// Each cached policy is refetched about this long after its last fetch.
-    pub(crate) interval: Duration,
+    pub interval: Duration,
     /// Most lookups (refreshes and requests) doing DNS and HTTPS at once.
-    pub(crate) concurrency_limit: usize,
+    pub concurrency_limit: usize,
     /// Read and checked for compatibility; the engine spreads refreshes itself.
-    pub(crate) grace_ratio: f64,
+    pub grace_ratio: f64,
 }
 
 /// The answer settings of a socketmap name (`default_zone` or `zones.<name>`).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Zone {
+pub struct Zone {
     /// Answer `testing` policies like `enforce` ones.
-    pub(crate) strict_testing: bool,
+    pub strict_testing: bool,
     /// DNS and HTTPS timeout. Only `default_zone`'s is used: all zones share one cache and one
     /// lookup per domain.
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
     /// Add `servername=hostname` (SNI, RFC 8461 §7.1; Postfix 3.4 and later).
-    pub(crate) require_sni: bool,
+    pub require_sni: bool,
     /// Add the TLSRPT attributes of Postfix 3.10 (`policy_type=sts` …).
-    pub(crate) tlsrpt: bool,
+    pub tlsrpt: bool,
     /// A temporary DNS failure with nothing cached gets `TEMP` (Postfix defers the mail) instead
     /// of `NOTFOUND` (delivery without MTA-STS, the RFC's literal reading and the default).
-    pub(crate) defer_on_dns_failure: bool,
+    pub defer_on_dns_failure: bool,
 }
 
 impl Default for Zone {
@@ -152,14 +160,14 @@ impl Default for Zone {
 
 impl DaemonConfig {
     /// The zone for a socketmap name: its own, else `default_zone`.
-    pub(crate) fn zone(&self, name: &str) -> &Zone {
+    pub fn zone(&self, name: &str) -> &Zone {
         self.zones.get(name).unwrap_or(&self.default_zone)
     }
 }
 
 /// Why a configuration cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConfigError(pub(crate) String);
+pub struct ConfigError(String);
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -167,15 +175,17 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl std::error::Error for ConfigError {}
+
 /// Reads and checks the configuration file.
-pub(crate) fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
+pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
     parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
 }
 
 /// Parses and checks a configuration text.
-pub(crate) fn parse(text: &str) -> Result<DaemonConfig, ConfigError> {
+pub fn parse(text: &str) -> Result<DaemonConfig, ConfigError> {
     let raw: Option<RawConfig> =
         yaml_serde::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
     let unknown_keys = unknown_top_level_keys(text);
@@ -365,7 +375,34 @@ fn text(v: Option<&Scalar>) -> Option<String> {
     v.map(|Scalar(s)| s.clone()).filter(|s| !s.is_empty())
 }
 
-pub(crate) use crate::net::parse_resolver;
+/// `IP`, `IP:PORT`, `[IPv6]` or `[IPv6]:PORT` (port 53 when none is given): the `resolvers` key,
+/// and every `--resolver` flag of the `mta-sts` command.
+pub fn parse_resolver(s: &str) -> Result<SocketAddr, InvalidResolver> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| InvalidResolver(s.to_owned()))
+}
+
+/// A resolver address that [`parse_resolver`] does not take (the text given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidResolver(String);
+
+impl fmt::Display for InvalidResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not a resolver address: use an IP address, e.g. 192.0.2.53:53 or \
+             [2001:db8::53]:53",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InvalidResolver {}
 
 /// The unix socket mode: PyYAML reads `0666` as octal, and so does this (as does `0o666`);
 /// a number without a leading zero is decimal, as in PyYAML.
@@ -810,6 +847,28 @@ zones:
         }
         assert!(parse("port: [1]\n").is_err());
         assert!(parse("{{{\n").is_err());
+    }
+
+    #[test]
+    fn resolver_with_or_without_port() {
+        assert_eq!(
+            parse_resolver("192.0.2.1").unwrap(),
+            "192.0.2.1:53".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_resolver("127.0.0.1:5353").unwrap(),
+            "127.0.0.1:5353".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            parse_resolver("[::1]").unwrap(),
+            "[::1]:53".parse::<SocketAddr>().unwrap()
+        );
+        assert!(
+            parse_resolver("dns.example")
+                .unwrap_err()
+                .to_string()
+                .contains("IP address")
+        );
     }
 
     #[test]

@@ -1,30 +1,37 @@
-//! Throughput of `mta-sts daemon` for cached lookups, on loopback: requests per second with 1
-//! and with 64 connections, each keeping 64 requests pipelined.
+//! Throughput of the Postfix socketmap daemon for cached lookups, on loopback: requests per
+//! second with 1 and with 64 connections, each keeping 64 requests pipelined.
 //!
 //! ```sh
-//! cargo bench -p mta-sts-cli --bench daemon_throughput
+//! cargo bench -p mta-sts-postfix --bench daemon_throughput
 //! ```
 //!
-//! It starts the end-to-end tests' testkit world, the daemon binary (built with the bench
-//! profile) pointed at it, warms the cache with one request, then runs the load generator: each
-//! connection writes 64 requests at once, reads the 64 replies (checked byte for byte), and
-//! repeats for `DAEMON_BENCH_SECONDS` (default 5) per run. Run by `cargo test` (without
-//! `--bench`), it only checks that the load generator works, for a fraction of a second.
-
-#[path = "../tests/daemon_support/mod.rs"]
-mod daemon_support;
+//! It starts a testkit world with the end-to-end tests' `enforce.test`, the daemon in this process
+//! ([`Daemon`] on a multi-threaded runtime, as `mta-sts daemon` runs it) pointed at it, warms the
+//! cache with one request, then runs the load generator: each connection writes 64 requests at
+//! once, reads the 64 replies (checked byte for byte), and repeats for `DAEMON_BENCH_SECONDS`
+//! (default 5) per run. Run without `--bench` (`cargo test --bench daemon_throughput`), it only
+//! checks that the load generator works, for a fraction of a second.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use daemon_support::{Daemon, netstring};
+use mta_sts_postfix::{Daemon, Options};
+use mta_sts_testkit::{Domain, World};
 
 const DEPTH: usize = 64;
 const REQUEST: &str = "postfix enforce.test";
-const REPLY: &str = daemon_support::ENFORCE_REPLY;
+const REPLY: &str = "OK secure match=mx1.enforce.test:.pool.enforce.test servername=hostname";
+
+/// Frames `data` as a netstring.
+fn netstring(data: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    mta_sts_postfix::netstring::encode(&mut out, data.as_bytes());
+    out
+}
 
 /// Runs `connections` connections for `duration`; returns the replies received.
 fn load(addr: SocketAddr, connections: usize, duration: Duration) -> u64 {
@@ -66,11 +73,35 @@ fn main() {
         Duration::from_millis(200)
     };
 
-    let world = daemon_support::world();
-    let dir = daemon_support::scratch_dir("bench");
+    let world = World::builder()
+        .domain(
+            "enforce.test",
+            Domain::enforce(["mx1.enforce.test", "*.pool.enforce.test"]).txt_id("1"),
+        )
+        .build()
+        .expect("start the testkit world");
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("daemon-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    let config = dir.join("mta-sts-daemon.yml");
     // A long cache_grace: every request is a cached lookup, none re-checks DNS.
-    let daemon = Daemon::start(&world, &dir, "port: 0\ncache_grace: 86400\n");
-    let addr = daemon.addr();
+    std::fs::write(&config, "port: 0\ncache_grace: 86400\n").expect("write the configuration");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, world.ca_pem()).expect("write the CA");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the runtime");
+    let daemon = runtime
+        .block_on(Daemon::start(Options {
+            config,
+            resolvers: vec![world.dns_addr()],
+            ca_file: Some(ca),
+            https_port: Some(world.https_port()),
+            ..Options::default()
+        }))
+        .expect("start the daemon");
+    let addr = daemon.local_addrs()[0];
 
     // Warm the cache (the only DNS query and fetch of the run).
     let mut s = TcpStream::connect(addr).unwrap();
@@ -89,6 +120,9 @@ fn main() {
             start.elapsed().as_secs_f64()
         );
     }
-    drop(daemon);
+    drop(s);
+    runtime
+        .block_on(daemon.shutdown())
+        .expect("stop the daemon");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 /// What [`decode`] found at the start of a buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Decoded {
+pub enum Decoded {
     /// A complete netstring: its data is `buf[data]`, and it ends `consumed` bytes in.
     Complete {
         /// Where the data is in the buffer.
@@ -24,7 +24,7 @@ pub(crate) enum Decoded {
 
 /// Why a buffer does not start with a netstring. The stream cannot be resynchronised after one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NetstringError {
+pub enum NetstringError {
     /// No digit before the `:`.
     NoLength,
     /// A byte other than a digit or `:` in the length.
@@ -34,6 +34,8 @@ pub(crate) enum NetstringError {
     /// The byte after the data is not `,`.
     BadTerminator,
 }
+
+impl std::error::Error for NetstringError {}
 
 impl fmt::Display for NetstringError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -47,7 +49,7 @@ impl fmt::Display for NetstringError {
 }
 
 /// Decodes the netstring at the start of `buf`, whose data may be at most `max_len` bytes.
-pub(crate) fn decode(buf: &[u8], max_len: usize) -> Result<Decoded, NetstringError> {
+pub fn decode(buf: &[u8], max_len: usize) -> Result<Decoded, NetstringError> {
     let mut len: usize = 0;
     let mut digits = 0usize;
     for (i, &b) in buf.iter().enumerate() {
@@ -82,13 +84,12 @@ pub(crate) fn decode(buf: &[u8], max_len: usize) -> Result<Decoded, NetstringErr
 }
 
 /// Appends `data` as a netstring to `out`.
-#[cfg(test)]
-pub(crate) fn encode(out: &mut Vec<u8>, data: &[u8]) {
+pub fn encode(out: &mut Vec<u8>, data: &[u8]) {
     encode_parts(out, data, b"");
 }
 
 /// Appends the netstring of `head` followed by `tail` to `out`, without allocating.
-pub(crate) fn encode_parts(out: &mut Vec<u8>, head: &[u8], tail: &[u8]) {
+pub fn encode_parts(out: &mut Vec<u8>, head: &[u8], tail: &[u8]) {
     // The length's decimal digits, written backwards from the end of a buffer long enough for
     // any usize (cheaper than the formatting machinery on every reply).
     let mut digits = [0u8; 20];

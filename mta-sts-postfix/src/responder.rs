@@ -8,24 +8,25 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use mta_sts_core::{CacheReason, Mode, Policy, PolicyDomain, UnixTime};
-use mta_sts_tokio::{Client, Outcome};
+use mta_sts_tokio::{Client, Clock, Outcome};
 
-use super::config::{DaemonConfig, Zone};
-use super::netstring;
+use crate::config::{DaemonConfig, Zone};
+use crate::netstring;
 
 /// The largest reply Postfix's socketmap client accepts (`socketmap_max_reply`, 100000 bytes).
-pub(crate) const MAX_REPLY: usize = 100_000;
+pub const MAX_REPLY: usize = 100_000;
 
 /// A socketmap reply, before netstring framing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Reply {
+pub enum Reply {
     /// `OK <data>`: the TLS policy for Postfix.
     Ok(String),
     /// `NOTFOUND `: no MTA-STS constraint; Postfix uses its default TLS level.
@@ -48,20 +49,19 @@ impl Reply {
     }
 
     /// The reply as sent inside the netstring.
-    #[cfg(test)]
-    pub(crate) fn to_wire(&self) -> Vec<u8> {
+    pub fn to_wire(&self) -> Vec<u8> {
         let (status, text) = self.wire_parts();
         [status, text].concat()
     }
 
     /// Appends the reply, framed as a netstring, to `out` (without an intermediate copy).
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+    pub fn encode(&self, out: &mut Vec<u8>) {
         let (status, text) = self.wire_parts();
         netstring::encode_parts(out, status, text);
     }
 
-    /// The metrics label.
-    pub(crate) fn kind(&self) -> &'static str {
+    /// The metrics label: `ok`, `notfound`, `temp` or `perm`.
+    pub fn kind(&self) -> &'static str {
         match self {
             Self::Ok(_) => "ok",
             Self::NotFound => "notfound",
@@ -73,12 +73,30 @@ impl Reply {
 
 /// Answers requests with one [`Client`] (one cache, one lookup per domain at a time) under one
 /// configuration. Replaced as a whole when the configuration is reloaded.
-#[derive(Debug)]
-pub(crate) struct Responder {
+///
+/// Its `cache_grace` decisions read the wall clock it is given ([`Responder::with_clock`];
+/// the system clock by default): give it the client's, and a test runs it in virtual time.
+pub struct Responder {
     client: Client,
     config: Arc<DaemonConfig>,
+    clock: Clock,
     /// When the daemon last had the TXT id of a domain checked, for `cache_grace`.
     checked: Mutex<Checked>,
+}
+
+impl fmt::Debug for Responder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("client", &self.client)
+            .field("config", &self.config)
+            .field("checked", &self.checked)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The system clock as a [`Clock`].
+pub(crate) fn system_clock() -> Clock {
+    Arc::new(|| UnixTime::from(SystemTime::now()))
 }
 
 /// When each domain's TXT id was last checked, keyed by the domain's 64-bit hash under a random
@@ -87,28 +105,39 @@ pub(crate) struct Responder {
 #[derive(Debug, Default)]
 struct Checked {
     key: RandomState,
-    times: HashMap<u64, Instant>,
+    times: HashMap<u64, UnixTime>,
 }
 
 impl Responder {
-    pub(crate) fn new(client: Client, config: Arc<DaemonConfig>) -> Self {
+    /// A responder that answers with `client` under `config`, on the system clock.
+    pub fn new(client: Client, config: Arc<DaemonConfig>) -> Self {
         Self {
             client,
             config,
+            clock: system_clock(),
             checked: Mutex::new(Checked::default()),
         }
     }
 
-    pub(crate) fn client(&self) -> &Client {
+    /// The same on `clock` (the client's: see [`ClientBuilder::clock`](mta_sts_tokio::ClientBuilder::clock)).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The client that looks policies up.
+    pub fn client(&self) -> &Client {
         &self.client
     }
 
-    pub(crate) fn config(&self) -> &Arc<DaemonConfig> {
+    /// The configuration it answers under.
+    pub fn config(&self) -> &Arc<DaemonConfig> {
         &self.config
     }
 
-    /// Answers one request (the data of one netstring).
-    pub(crate) async fn answer(&self, request: &[u8]) -> Reply {
+    /// Answers one request (the data of one netstring): `<map name> <key>`.
+    pub async fn answer(&self, request: &[u8]) -> Reply {
         let Ok(request) = std::str::from_utf8(request) else {
             return Reply::Perm("request is not UTF-8".into());
         };
@@ -134,52 +163,58 @@ impl Responder {
                 reason: CacheReason::Fresh,
             } => {
                 let grace = self.config.cache_grace;
-                let now = UnixTime::from(SystemTime::now());
+                let now = (self.clock)();
                 // Fetch times are whole seconds: `>=` keeps `cache_grace: 0` meaning "always".
-                if now.since(policy.fetched_at()) >= grace && self.grace_expired(domain, grace) {
+                if now.since(policy.fetched_at()) >= grace && self.grace_expired(domain, grace, now)
+                {
                     return self.client.recheck(domain).await;
                 }
                 outcome
             }
             // A TXT query was just made.
             Outcome::Fetched(_) | Outcome::Cached { .. } => {
-                self.mark_checked(domain);
+                self.mark_checked(domain, (self.clock)());
                 outcome
             }
             _ => outcome,
         }
     }
 
-    /// True when the domain's TXT id was not checked within `grace`; then marks it checked now
-    /// (before the re-check, so that concurrent requests do not all re-check).
-    fn grace_expired(&self, domain: &str, grace: Duration) -> bool {
+    /// True when the domain's TXT id was not checked within `grace` before `now`; then marks it
+    /// checked `now` (before the re-check, so that concurrent requests do not all re-check).
+    /// Times are whole seconds, as fetch times: `<` keeps `cache_grace: 0` meaning "always".
+    fn grace_expired(&self, domain: &str, grace: Duration, now: UnixTime) -> bool {
         let mut checked = self.lock_checked();
         let id = checked.key.hash_one(domain);
-        if checked.times.get(&id).is_some_and(|t| t.elapsed() <= grace) {
+        if checked
+            .times
+            .get(&id)
+            .is_some_and(|t| now.since(*t) < grace)
+        {
             return false;
         }
-        self.insert_checked(&mut checked, id, grace);
+        self.insert_checked(&mut checked, id, grace, now);
         true
     }
 
-    fn mark_checked(&self, domain: &str) {
+    fn mark_checked(&self, domain: &str, now: UnixTime) {
         let grace = self.config.cache_grace;
         let mut checked = self.lock_checked();
         let id = checked.key.hash_one(domain);
-        self.insert_checked(&mut checked, id, grace);
+        self.insert_checked(&mut checked, id, grace, now);
     }
 
-    fn insert_checked(&self, checked: &mut Checked, id: u64, grace: Duration) {
+    fn insert_checked(&self, checked: &mut Checked, id: u64, grace: Duration, now: UnixTime) {
         let times = &mut checked.times;
         // Bounded like the cache: entries older than the grace period change nothing (the
         // policy's own fetch time decides then), so they go first.
         if times.len() >= self.config.cache.size && !times.contains_key(&id) {
-            times.retain(|_, t| t.elapsed() <= grace);
+            times.retain(|_, t| now.since(*t) < grace);
             if times.len() >= self.config.cache.size {
                 times.clear();
             }
         }
-        times.insert(id, Instant::now());
+        times.insert(id, now);
     }
 
     fn lock_checked(&self) -> std::sync::MutexGuard<'_, Checked> {

@@ -1,0 +1,82 @@
+//! Why the daemon cannot start, reload or save.
+
+use std::fmt;
+use std::io;
+
+use crate::config::{ConfigError, Listen};
+
+/// Why [`Daemon::start`](crate::Daemon::start) or [`Daemon::reload`](crate::Daemon::reload)
+/// failed, or [`Daemon::shutdown`](crate::Daemon::shutdown) could not save the cache. Its
+/// message is the daemon's log line.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file cannot be read or used (`mta-sts daemon` exits with status 2).
+    Config(ConfigError),
+    /// The open-file limit leaves no room for a single connection beside the files kept for
+    /// lookups and listeners.
+    OpenFiles {
+        /// The open-file limit in force.
+        limit: u64,
+        /// The files kept for everything but connections.
+        reserved: u64,
+    },
+    /// The socketmap listener cannot be bound.
+    Listen {
+        /// What it was to listen on.
+        listen: Listen,
+        /// Why it cannot.
+        source: io::Error,
+    },
+    /// The `/metrics` listener cannot be bound.
+    Metrics {
+        /// The host of the `metrics` key.
+        host: String,
+        /// The port of the `metrics` key.
+        port: u16,
+        /// Why it cannot.
+        source: io::Error,
+    },
+    /// The MTA-STS client cannot be set up (resolvers, trust anchors, the cache file).
+    Client(mta_sts_tokio::Error),
+    /// The cache cannot be written to its file.
+    Save(mta_sts_tokio::PersistError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(e) => e.fmt(f),
+            Self::OpenFiles { limit, reserved } => write!(
+                f,
+                "the open-file limit ({limit}) leaves no room for connections: {reserved} files \
+                 are kept for lookups and listeners; raise it (ulimit -n, LimitNOFILE=) or lower \
+                 proactive_policy_fetching.concurrency_limit"
+            ),
+            Self::Listen { listen, source } => write!(f, "cannot listen on {listen}: {source}"),
+            Self::Metrics { host, port, source } => {
+                write!(f, "cannot listen for metrics on {host}:{port}: {source}")
+            }
+            Self::Client(e) => write!(f, "cannot set up MTA-STS lookups: {e}"),
+            Self::Save(e) => write!(f, "cannot save the cache: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config(e) => Some(e),
+            Self::OpenFiles { .. } => None,
+            Self::Listen { source, .. } | Self::Metrics { source, .. } => Some(source),
+            Self::Client(e) => Some(e),
+            Self::Save(e) => Some(e),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e)
+    }
+}
