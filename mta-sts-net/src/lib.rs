@@ -60,7 +60,7 @@ pub mod api {
     pub use crate::{
         BoxFuture, ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, IoFuture,
         MAX_REFRESHER_SLEEP, PersistError, PollIo, Resolver, Runtime, StubResolver, TlsSetupError,
-        TlsStream, TrustAnchors, mx_starttls_config, rustls, server_name,
+        TlsStream, TrustAnchors, mx_starttls_config, rustls, server_name, system_clock,
     };
     pub use mta_sts_core::io::{DnsFailure, FetchFailure};
     pub use mta_sts_core::{

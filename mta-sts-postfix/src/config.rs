@@ -5,6 +5,7 @@
 //! octal and `reuse_port: yes` is a boolean. yaml_serde follows YAML 1.2, so every scalar is read
 //! as its source text and interpreted here with the YAML 1.1 rules PyYAML applies.
 
+use mta_sts_core::{DnsTempFailure, DomainSettings};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -144,6 +145,19 @@ pub struct Zone {
     /// A temporary DNS failure with nothing cached gets `TEMP` (Postfix defers the mail) instead
     /// of `NOTFOUND` (delivery without MTA-STS, the RFC's literal reading and the default).
     pub defer_on_dns_failure: bool,
+}
+
+impl Zone {
+    /// The core's per-domain settings this zone stands for: its DNS-failure choice
+    /// (`defer_on_dns_failure`: [`DnsTempFailure::Defer`], else the default
+    /// [`DnsTempFailure::DeliverWithoutSts`]), so that the daemon decides as the library does.
+    pub fn settings(&self) -> DomainSettings {
+        let mut settings = DomainSettings::default();
+        if self.defer_on_dns_failure {
+            settings.dns_temp_failure = DnsTempFailure::Defer;
+        }
+        settings
+    }
 }
 
 impl Default for Zone {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use mta_sts_tokio::{Client, Clock, Refresher};
 use tokio::signal::unix::{SignalKind, signal};
@@ -14,8 +14,9 @@ use crate::Error;
 use crate::config::{self, ConfigError, DaemonConfig};
 use crate::limits;
 use crate::metrics::MetricsServer;
-use crate::responder::{Responder, system_clock};
+use crate::responder::Responder;
 use crate::server::{self, Bound, Serving, Shared};
+use mta_sts_tokio::{ClientBuilder, system_clock};
 
 /// How often the cache is written to its file (`cache: {type: file}`), besides after each
 /// refresh round and on shutdown.
@@ -238,7 +239,7 @@ impl Daemon {
         let metrics = start_metrics(&cfg).await?;
         let bound = bind(&cfg).await?;
         let refresher = cfg.proactive.enabled.then(|| client.spawn_refresher());
-        let shared = Shared::new(Responder::new(client, cfg.clone()).with_clock(clock.clone()));
+        let shared = Shared::new(Responder::new(client, cfg.clone()));
         let serving = bound.serve(&shared, max_connections);
         Ok(Self {
             options,
@@ -344,8 +345,7 @@ impl Daemon {
                 Err(e) => tracing::error!("{e}"),
             }
         }
-        self.shared
-            .replace(Responder::new(client, new.clone()).with_clock(self.clock()));
+        self.shared.replace(Responder::new(client, new.clone()));
         self.config = new;
         Ok(())
     }
@@ -460,26 +460,38 @@ fn same_client(a: &DaemonConfig, b: &DaemonConfig) -> bool {
         && a.resolvers == b.resolvers
         && a.ca_file == b.ca_file
         && a.https_port == b.https_port
+        && a.cache_grace == b.cache_grace
 }
 
 /// The client for a configuration: the engine's settings from the file's keys.
 fn build_client(cfg: &DaemonConfig, clock: &Clock) -> Result<Client, Error> {
+    client_builder(cfg)
+        .clock(clock.clone())
+        .build()
+        .map_err(Error::Client)
+}
+
+/// The builder of the client the daemon runs for `cfg`: the engine's settings from the file's
+/// keys (cache size, timeouts, refresh interval, `cache_grace` as the core's
+/// [`Config::recheck_after`](mta_sts_core::Config), the HTTPS port), the resolvers, the extra
+/// trust anchors, the cache file and the bound on lookups at once. A test or an embedder adds
+/// its own clock or anchors before `build`.
+pub fn client_builder(cfg: &DaemonConfig) -> ClientBuilder {
     let mut core = mta_sts_core::Config::default();
     core.capacity = cfg.cache.size;
     core.dns_timeout = cfg.default_zone.timeout;
     core.fetch_timeout = cfg.default_zone.timeout;
     core.refresh_interval = cfg.proactive.interval;
+    // A cached policy's TXT id is checked again once per cache_grace, as
+    // postfix-mta-sts-resolver does (RFC 8461 §5.1 step 1's optional unconditional check).
+    core.recheck_after = Some(cfg.cache_grace);
     if let Some(port) = cfg.https_port {
         core.https_port = port;
     }
-    // Each process refreshes on its own schedule (see Config::seed).
-    core.seed = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-        ^ u64::from(std::process::id());
+    // The seed stays 0: the builder draws a random one, so each process refreshes on its own
+    // schedule (see Config::seed).
     let mut builder = Client::builder()
         .config(core)
-        .clock(clock.clone())
         .max_concurrent_lookups(cfg.proactive.concurrency_limit);
     if !cfg.resolvers.is_empty() {
         builder = builder.resolvers(cfg.resolvers.iter().copied());
@@ -490,5 +502,5 @@ fn build_client(cfg: &DaemonConfig, clock: &Clock) -> Result<Client, Error> {
     if let Some(file) = &cfg.cache.file {
         builder = builder.persistence(file);
     }
-    builder.build().map_err(Error::Client)
+    builder
 }

@@ -43,7 +43,7 @@
 //!     .clock(clock.clone())
 //!     .build()?;
 //! let daemon_config = Arc::new(config::parse("cache_grace: 60\n")?);
-//! let responder = Responder::new(client, daemon_config).with_clock(clock);
+//! let responder = Responder::new(client, daemon_config);
 //!
 //! // What Postfix's socketmap client sends for `socketmap:inet:127.0.0.1:8461:postfix`.
 //! let mut wire = Vec::new();
@@ -97,6 +97,6 @@ pub mod netstring;
 pub mod responder;
 mod server;
 
-pub use daemon::{Daemon, LogLevel, Options, run};
+pub use daemon::{Daemon, LogLevel, Options, client_builder, run};
 pub use error::Error;
 pub use mta_sts_tokio::Clock;

@@ -7,16 +7,12 @@
 //! (and `testing` with `strict_testing`), `NOTFOUND ` otherwise.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::fmt;
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
 
-use mta_sts_core::{CacheReason, Mode, Policy, PolicyDomain, UnixTime};
-use mta_sts_tokio::{Client, Clock, Outcome};
+use mta_sts_core::{DeferReason, Evaluation, Mode, Policy, PolicyDomain, Verdict};
+use mta_sts_tokio::{Client, Outcome};
 
 use crate::config::{DaemonConfig, Zone};
 use crate::netstring;
@@ -74,56 +70,20 @@ impl Reply {
 /// Answers requests with one [`Client`] (one cache, one lookup per domain at a time) under one
 /// configuration. Replaced as a whole when the configuration is reloaded.
 ///
-/// Its `cache_grace` decisions read the wall clock it is given ([`Responder::with_clock`];
-/// the system clock by default): give it the client's, and a test runs it in virtual time.
+/// It decides nothing about MTA-STS itself: the client's cache re-checks a cached policy's TXT
+/// id once per `cache_grace` (the core's [`Config::recheck_after`](mta_sts_core::Config)) on the
+/// client's clock, and the core's [`Evaluation`] says what a lookup without a policy means under
+/// the zone's settings ([`Zone::settings`]).
+#[derive(Debug)]
 pub struct Responder {
     client: Client,
     config: Arc<DaemonConfig>,
-    clock: Clock,
-    /// When the daemon last had the TXT id of a domain checked, for `cache_grace`.
-    checked: Mutex<Checked>,
-}
-
-impl fmt::Debug for Responder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Responder")
-            .field("client", &self.client)
-            .field("config", &self.config)
-            .field("checked", &self.checked)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The system clock as a [`Clock`].
-pub(crate) fn system_clock() -> Clock {
-    Arc::new(|| UnixTime::from(SystemTime::now()))
-}
-
-/// When each domain's TXT id was last checked, keyed by the domain's 64-bit hash under a random
-/// key of this map (no copy of the name: 24 bytes an entry). A collision, about 2^-64 for a
-/// pair of names, could only make one domain skip one re-check within `cache_grace`.
-#[derive(Debug, Default)]
-struct Checked {
-    key: RandomState,
-    times: HashMap<u64, UnixTime>,
 }
 
 impl Responder {
-    /// A responder that answers with `client` under `config`, on the system clock.
+    /// A responder that answers with `client` under `config`.
     pub fn new(client: Client, config: Arc<DaemonConfig>) -> Self {
-        Self {
-            client,
-            config,
-            clock: system_clock(),
-            checked: Mutex::new(Checked::default()),
-        }
-    }
-
-    /// The same on `clock` (the client's: see [`ClientBuilder::clock`](mta_sts_tokio::ClientBuilder::clock)).
-    #[must_use]
-    pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
+        Self { client, config }
     }
 
     /// The client that looks policies up.
@@ -148,79 +108,8 @@ impl Responder {
         let Some(domain) = filter_domain(key) else {
             return Reply::NotFound;
         };
-        let outcome = self.lookup(&domain).await;
+        let outcome = self.client.policy(&domain).await;
         reply(zone, &domain, &outcome)
-    }
-
-    /// The policy outcome for a domain. A cached policy whose domain's TXT id was last checked
-    /// more than `cache_grace` ago is re-checked first (as postfix-mta-sts-resolver does); the
-    /// re-check never extends the policy's lifetime (only a fetch does, R42).
-    async fn lookup(&self, domain: &str) -> Outcome {
-        let outcome = self.client.policy(domain).await;
-        match &outcome {
-            Outcome::Cached {
-                policy,
-                reason: CacheReason::Fresh,
-            } => {
-                let grace = self.config.cache_grace;
-                let now = (self.clock)();
-                // Fetch times are whole seconds: `>=` keeps `cache_grace: 0` meaning "always".
-                if now.since(policy.fetched_at()) >= grace && self.grace_expired(domain, grace, now)
-                {
-                    return self.client.recheck(domain).await;
-                }
-                outcome
-            }
-            // A TXT query was just made.
-            Outcome::Fetched(_) | Outcome::Cached { .. } => {
-                self.mark_checked(domain, (self.clock)());
-                outcome
-            }
-            _ => outcome,
-        }
-    }
-
-    /// True when the domain's TXT id was not checked within `grace` before `now`; then marks it
-    /// checked `now` (before the re-check, so that concurrent requests do not all re-check).
-    /// Times are whole seconds, as fetch times: `<` keeps `cache_grace: 0` meaning "always".
-    fn grace_expired(&self, domain: &str, grace: Duration, now: UnixTime) -> bool {
-        let mut checked = self.lock_checked();
-        let id = checked.key.hash_one(domain);
-        if checked
-            .times
-            .get(&id)
-            .is_some_and(|t| now.since(*t) < grace)
-        {
-            return false;
-        }
-        self.insert_checked(&mut checked, id, grace, now);
-        true
-    }
-
-    fn mark_checked(&self, domain: &str, now: UnixTime) {
-        let grace = self.config.cache_grace;
-        let mut checked = self.lock_checked();
-        let id = checked.key.hash_one(domain);
-        self.insert_checked(&mut checked, id, grace, now);
-    }
-
-    fn insert_checked(&self, checked: &mut Checked, id: u64, grace: Duration, now: UnixTime) {
-        let times = &mut checked.times;
-        // Bounded like the cache: entries older than the grace period change nothing (the
-        // policy's own fetch time decides then), so they go first.
-        if times.len() >= self.config.cache.size && !times.contains_key(&id) {
-            times.retain(|_, t| now.since(*t) < grace);
-            if times.len() >= self.config.cache.size {
-                times.clear();
-            }
-        }
-        times.insert(id, now);
-    }
-
-    fn lock_checked(&self) -> std::sync::MutexGuard<'_, Checked> {
-        self.checked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -264,24 +153,24 @@ fn filter_any_key(key: &str) -> Option<String> {
     Some(domain.to_owned())
 }
 
-/// The reply for a lookup outcome under a zone's settings.
+/// The reply for a lookup outcome under a zone's settings. A policy is handed to Postfix (which
+/// evaluates its MX hosts itself); without one, the core decides under the zone's settings
+/// whether delivery defers (a temporary DNS failure with `defer_on_dns_failure`, a failure of
+/// the lookup itself) or goes on without MTA-STS.
 pub(crate) fn reply(zone: &Zone, domain: &str, outcome: &Outcome) -> Reply {
-    if let Outcome::Internal(e) = outcome {
-        // A bug in the lookup's driver: nothing is known, never an answer without MTA-STS.
-        return Reply::Temp(format!(
-            "MTA-STS lookup for {domain} failed: internal error: {e}"
-        ));
+    if let Some(cached) = outcome.policy() {
+        return policy_reply(zone, domain, cached.policy());
     }
-    if let Outcome::TemporaryFailure(failure) = outcome {
-        return if zone.defer_on_dns_failure {
-            Reply::Temp(format!("MTA-STS lookup for {domain} failed: {failure}"))
-        } else {
-            Reply::NotFound
-        };
-    }
-    match outcome.policy() {
-        Some(cached) => policy_reply(zone, domain, cached.policy()),
-        None => Reply::NotFound,
+    let no_hosts: [&str; 0] = [];
+    match Evaluation::new(outcome, &zone.settings(), no_hosts).verdict() {
+        Verdict::Defer(DeferReason::DnsTemporaryFailure) => match outcome {
+            Outcome::TemporaryFailure(failure) => {
+                Reply::Temp(format!("MTA-STS lookup for {domain} failed: {failure}"))
+            }
+            other => Reply::Temp(format!("MTA-STS lookup for {domain} failed: {other}")),
+        },
+        Verdict::Defer(_) => Reply::Temp(format!("MTA-STS lookup for {domain} failed: {outcome}")),
+        _ => Reply::NotFound,
     }
 }
 
@@ -553,6 +442,24 @@ mod tests {
                 "MTA-STS lookup for example.com failed: DNS server failure (SERVFAIL)".into()
             )
         );
+    }
+
+    #[test]
+    fn a_lookup_that_failed_inside_the_client_defers_never_notfound() {
+        // NOTFOUND would have Postfix deliver without MTA-STS: a bug must not open that door.
+        let outcome = Outcome::Internal(mta_sts_core::LookupError::UnexpectedResult);
+        for zone in [
+            Zone::default(),
+            Zone {
+                defer_on_dns_failure: true,
+                ..Zone::default()
+            },
+        ] {
+            assert!(
+                matches!(reply(&zone, "example.com", &outcome), Reply::Temp(ref m) if m.contains("internal error")),
+                "{zone:?}"
+            );
+        }
     }
 
     #[test]

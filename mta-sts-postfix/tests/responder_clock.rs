@@ -1,5 +1,6 @@
-//! The responder in virtual time: `cache_grace` decisions on a clock the test moves, against a
-//! loopback test world (no sleeping, no system clock).
+//! The responder in virtual time: `cache_grace` (the core's `recheck_after`, on the client's
+//! clock) on a clock the test moves, against a loopback test world (no sleeping, no system
+//! clock).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use mta_sts_postfix::Clock;
 use mta_sts_postfix::config::parse;
 use mta_sts_postfix::responder::{Reply, Responder};
 use mta_sts_testkit::{Domain, RecordType, World};
-use mta_sts_tokio::{Client, TrustAnchors};
+use mta_sts_tokio::TrustAnchors;
 
 const START: u64 = 1_700_000_000;
 const DOMAIN: &str = "enforce.test";
@@ -41,20 +42,19 @@ fn world() -> World {
         .expect("start the test world")
 }
 
-/// A responder under `yaml`, whose client and `cache_grace` decisions read `clock`.
+/// A responder under `yaml` with the client the daemon builds for it, on `clock`.
 fn responder(world: &World, yaml: &str, clock: Clock) -> Responder {
     let mut anchors = TrustAnchors::empty();
     anchors.add_pem(world.ca_pem().as_bytes()).unwrap();
-    let mut core = mta_sts_core::Config::default();
-    core.https_port = world.https_port();
-    let client = Client::builder()
-        .config(core)
+    let mut config = parse(yaml).unwrap();
+    config.https_port = Some(world.https_port());
+    let client = mta_sts_postfix::client_builder(&config)
         .resolvers([world.dns_addr()])
         .trust_anchors(anchors)
-        .clock(clock.clone())
+        .clock(clock)
         .build()
         .unwrap();
-    Responder::new(client, Arc::new(parse(yaml).unwrap())).with_clock(clock)
+    Responder::new(client, Arc::new(config))
 }
 
 fn enforce() -> Reply {
