@@ -243,9 +243,10 @@ impl Runtime for BlockingRuntime {
         Poll::Ready(read)
     }
 
-    /// rustls's own blocking I/O (`complete_io`), which writes what the handshake has to write
-    /// before it waits for a read: a blocking read under futures-rustls could wait for the server
-    /// while a record the server waits for is still unwritten (after a HelloRetryRequest).
+    /// rustls's own blocking I/O ([`tls_handshake`]), which writes what the handshake has to
+    /// write before it waits for a read: a blocking read under futures-rustls could wait for the
+    /// server while a record the server waits for is still unwritten (after a
+    /// HelloRetryRequest).
     fn connect_tls(
         &self,
         config: Arc<ClientConfig>,
@@ -253,15 +254,29 @@ impl Runtime for BlockingRuntime {
         tcp: Self::Tcp,
     ) -> IoFuture<Box<dyn TlsStream>> {
         Box::pin(async move {
-            let conn = ClientConnection::new(config, name)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let mut tls = StreamOwned::new(conn, tcp);
-            while tls.conn.is_handshaking() {
-                tls.conn.complete_io(&mut tls.sock)?;
-            }
+            let tls = tls_handshake(config, name, tcp)?;
             Ok(Box::new(BlockingTls(tls)) as Box<dyn TlsStream>)
         })
     }
+}
+
+/// A TLS handshake in blocking I/O on `io`, for the host `name` with `config`: rustls's own
+/// `complete_io`, as the blocking runtime's policy fetches do it. For an MTA's STARTTLS to an MX
+/// under a policy, give it [`mx_starttls_config`] and [`server_name`]`(mx_host)` and the
+/// connection after `220 Ready` (a [`DeadlineStream`] bounds it in time). A rustls error is an
+/// `io::Error` carrying the `rustls::Error`, for [`mta_sts_net::classify_tls_error`].
+pub fn tls_handshake<S: Read + Write>(
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+    io: S,
+) -> io::Result<StreamOwned<ClientConnection, S>> {
+    let conn = ClientConnection::new(config, name)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let mut tls = StreamOwned::new(conn, io);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
 }
 
 /// A TLS connection of [`BlockingRuntime`]: rustls's blocking stream over a [`DeadlineStream`].
@@ -321,6 +336,11 @@ pub struct DeadlineStream {
 }
 
 impl DeadlineStream {
+    /// `tcp`, each of whose reads and writes from now on waits at most until `deadline`.
+    pub fn new(tcp: TcpStream, deadline: Instant) -> Self {
+        Self { tcp, deadline }
+    }
+
     /// The TCP stream, for blocking I/O of the caller's own (its timeouts are the caller's to
     /// set).
     pub fn into_std(self) -> TcpStream {

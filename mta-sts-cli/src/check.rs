@@ -11,15 +11,13 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use clap::Args;
 use mta_sts_core::io::{
-    ContentTypeCheck, FetchFailure, FetchResponse, FetchResult, Io, PolicyFetch, TxtAnswer,
-    TxtResult,
+    ContentTypeCheck, FetchFailure, FetchResult, Io, PolicyFetch, TxtAnswer, TxtResult,
 };
 use mta_sts_core::wire::dns::{DnsAnswer, MxAnswer, QueryType};
-use mta_sts_core::wire::http::ResponseParser;
 use mta_sts_core::{
     Begin, Config, Evaluation, IoResult, Lookup, Mode, MxDecision, NoPolicyReason, Outcome, Policy,
     PolicyCache, PolicyDomain, PolicyReport, Profile, Step, StsRecord, TxtErrorKind, UnixTime,
@@ -31,6 +29,8 @@ use crate::net::{self, NetArgs};
 use crate::probe::{self, Probe, ProbeResult};
 use crate::report::{self, Progress, Status, Style};
 use crate::tls::{CertInfo, Tls};
+use mta_sts_blocking::{BlockingRuntime, StubResolver, block_on};
+use mta_sts_net::FetchTrace;
 
 /// Below this many days before expiry, a certificate gets a warning.
 const RENEW_DAYS: i64 = 14;
@@ -307,58 +307,42 @@ fn fetch_into(
     fetch: &PolicyFetch,
     seen: &mut FetchSeen,
 ) -> FetchResult {
-    let start = Instant::now();
-    let (_, req) = mta_sts_net::policy_request(fetch)?;
-    let addrs =
-        net::addresses(resolvers, &fetch.host, fetch.timeout).map_err(FetchFailure::Resolve)?;
-    let tcp = net::connect(&addrs, fetch.port, fetch.timeout).map_err(FetchFailure::Connect)?;
-    seen.addr = tcp.peer_addr().ok();
-    let hs = tls.handshake(tcp, &fetch.host, &[b"http/1.1"], start + fetch.timeout);
-    seen.cert = hs.cert;
-    seen.tls_version = hs.version;
-    let mut stream = match (hs.stream, hs.error) {
-        (Some(s), None) => s,
-        (_, Some((failure, why))) => {
-            seen.cert_problem = Some(why);
-            return Err(failure);
-        }
-        (None, None) => return Err(FetchFailure::Tls("no TLS session".into())),
-    };
-    use std::io::{Read, Write};
-    stream
-        .write_all(&req)
-        .map_err(|e| mta_sts_net::classify_tls_error(&e))?;
+    // The fetch of the clients (the blocking runtime's), with a verifier that keeps the
+    // certificate it is shown, read whatever the Content-Type so that the body can be linted.
+    let (config, recording) = tls
+        .config(&[b"http/1.1"])
+        .map_err(|e| FetchFailure::Tls(e.to_string()))?;
     let mut lenient = fetch.clone();
     lenient.content_type = ContentTypeCheck::Lenient;
-    let mut parser = ResponseParser::new(&lenient);
-    let mut buf = vec![0u8; 16 * 1024];
-    let parsed = loop {
-        if start.elapsed() > fetch.timeout {
-            break Err(FetchFailure::Timeout);
-        }
-        let read = stream.read(&mut buf).map(|n| &buf[..n]);
-        if let Some(r) = mta_sts_net::read_progress(&mut parser, read) {
-            break r;
-        }
-    };
-    match parsed {
+    let resolver = StubResolver::new(BlockingRuntime, resolvers.to_vec());
+    let mut trace = FetchTrace::default();
+    let fetched = block_on(mta_sts_net::fetch_policy_traced(
+        &BlockingRuntime,
+        &resolver,
+        &config,
+        &lenient,
+        &mut trace,
+    ));
+    seen.addr = trace.addr;
+    seen.tls_version = trace.tls_version.map(crate::tls::version_name);
+    seen.cert = recording.certificate();
+    match fetched {
         Ok(response) => {
             seen.status = Some(response.status);
             seen.content_type.clone_from(&response.content_type);
             seen.body = Some(response.body.clone());
             fetch
                 .check_head(response.status, response.content_type.as_deref())
-                .map(|()| {
-                    FetchResponse::new(
-                        response.status,
-                        response.content_type.as_deref(),
-                        response.body,
-                    )
-                })
+                .map(|()| response)
         }
         Err(e) => {
             if let FetchFailure::Status(s) | FetchFailure::Redirect(s) = e {
                 seen.status = Some(s);
+            }
+            // Connected, but no TLS session: the handshake failed; say why, for operators.
+            if seen.addr.is_some() && seen.tls_version.is_none() {
+                let host = &fetch.host;
+                seen.cert_problem = Some(crate::tls::explain(&e, &e, host, seen.cert.as_ref()));
             }
             Err(e)
         }

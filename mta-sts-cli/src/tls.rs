@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use mta_sts_blocking::DeadlineStream;
 use mta_sts_core::io::{CertificateProblem, FetchFailure};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -19,7 +20,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 /// The verifier of the adapters (webpki against the trust anchors), remembering the end-entity
 /// certificate it was shown so that `check` can describe it even when it is rejected.
 #[derive(Debug)]
-struct Recording {
+pub(crate) struct Recording {
     inner: Arc<WebPkiServerVerifier>,
     seen: Mutex<Option<CertificateDer<'static>>>,
 }
@@ -134,7 +135,7 @@ impl CertInfo {
 #[derive(Debug)]
 pub(crate) struct Handshake {
     /// The connection, when the handshake succeeded.
-    pub(crate) stream: Option<StreamOwned<ClientConnection, TcpStream>>,
+    pub(crate) stream: Option<StreamOwned<ClientConnection, DeadlineStream>>,
     /// The negotiated version, e.g. `TLSv1_3`.
     pub(crate) version: Option<String>,
     /// The end-entity certificate presented, if any was.
@@ -148,9 +149,6 @@ pub(crate) struct Handshake {
 pub(crate) struct Tls {
     verifier: Arc<WebPkiServerVerifier>,
 }
-
-/// The most read/write rounds a handshake may take.
-const MAX_ROUNDS: usize = 64;
 
 impl Tls {
     pub(crate) fn new(roots: RootCertStore) -> Result<Self, String> {
@@ -180,78 +178,75 @@ impl Tls {
             Ok(n) => n,
             Err(e) => return failed(FetchFailure::Tls(e.to_string()), e.to_string()),
         };
+        let (config, recording) = match self.config(alpn) {
+            Ok(c) => c,
+            Err(e) => return failed(FetchFailure::Tls(e.to_string()), e.to_string()),
+        };
+        let tcp = DeadlineStream::new(tcp, deadline);
+        let result = mta_sts_blocking::tls_handshake(config, name, tcp);
+        let cert = recording.certificate();
+        match result {
+            Err(e) => {
+                let failure = mta_sts_net::classify_tls_error(&e);
+                let why = explain(&failure, &e, host, cert.as_ref());
+                Handshake {
+                    stream: None,
+                    version: None,
+                    cert,
+                    error: Some((failure, why)),
+                }
+            }
+            Ok(stream) => Handshake {
+                version: stream.conn.protocol_version().map(version_name),
+                stream: Some(stream),
+                cert,
+                error: None,
+            },
+        }
+    }
+
+    /// The TLS configuration of a handshake (TLS 1.2 or 1.3, the *ring* provider, `alpn`) whose
+    /// verifier remembers the certificate it is shown.
+    pub(crate) fn config(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<(Arc<ClientConfig>, Arc<Recording>), rustls::Error> {
         let recording = Arc::new(Recording {
             inner: Arc::clone(&self.verifier),
             seen: Mutex::new(None),
         });
-        let config = ClientConfig::builder_with_provider(mta_sts_net::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map(|b| {
-                let mut c = b
-                    .dangerous()
-                    .with_custom_certificate_verifier(recording.clone())
-                    .with_no_client_auth();
-                c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-                c
-            });
-        let conn = match config
-            .map(Arc::new)
-            .and_then(|c| ClientConnection::new(c, name))
-        {
-            Ok(c) => c,
-            Err(e) => return failed(FetchFailure::Tls(e.to_string()), e.to_string()),
-        };
-        let mut stream = StreamOwned::new(conn, tcp);
-        let mut error = None;
-        for _ in 0..MAX_ROUNDS {
-            if !stream.conn.is_handshaking() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                error = Some(std::io::Error::from(std::io::ErrorKind::TimedOut));
-                break;
-            }
-            if let Err(e) = stream.conn.complete_io(&mut stream.sock) {
-                error = Some(e);
-                break;
-            }
-        }
-        let cert = recording
+        let mut config = ClientConfig::builder_with_provider(mta_sts_net::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .dangerous()
+            .with_custom_certificate_verifier(recording.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok((Arc::new(config), recording))
+    }
+}
+
+/// A TLS version as `check` shows it, e.g. `TLS 1.3`.
+pub(crate) fn version_name(v: rustls::ProtocolVersion) -> String {
+    format!("{v:?}").replace("TLSv1_", "TLS 1.")
+}
+
+impl Recording {
+    /// The certificate the verifier was shown, if any and if it parses.
+    pub(crate) fn certificate(&self) -> Option<CertInfo> {
+        let der = self
             .seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .and_then(|der| CertInfo::parse(&der));
-        if error.is_none() && stream.conn.is_handshaking() {
-            error = Some(std::io::Error::other("the TLS handshake did not finish"));
-        }
-        if let Some(e) = error {
-            let failure = mta_sts_net::classify_tls_error(&e);
-            let why = explain(&failure, &e, host, cert.as_ref());
-            return Handshake {
-                stream: None,
-                version: None,
-                cert,
-                error: Some((failure, why)),
-            };
-        }
-        Handshake {
-            version: stream
-                .conn
-                .protocol_version()
-                .map(|v| format!("{v:?}").replace("TLSv1_", "TLS 1.")),
-            stream: Some(stream),
-            cert,
-            error: None,
-        }
+            .take();
+        der.and_then(|der| CertInfo::parse(&der))
     }
 }
 
 /// A sentence about a failed handshake, for operators: its classification (the adapters', from
 /// `e`) with what the certificate shows where that helps (its names, expiry or issuer).
-fn explain(
+pub(crate) fn explain(
     failure: &FetchFailure,
-    e: &std::io::Error,
+    e: &dyn std::fmt::Display,
     host: &str,
     cert: Option<&CertInfo>,
 ) -> String {
