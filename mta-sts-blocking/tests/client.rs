@@ -295,3 +295,9 @@ fn a_corrupt_persistence_file_is_refused_not_half_loaded() {
     assert!(matches!(err, Error::Persistence(_)), "{err}");
     std::fs::remove_file(&path).unwrap();
 }
+
+#[test]
+fn r12_a_refused_dns_query_is_a_network_error_not_a_timeout() {
+    let client = mta_sts_matrix::refused(Client::builder());
+    mta_sts_matrix::check_refused(&client.policy("example.test"));
+}

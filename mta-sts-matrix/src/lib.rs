@@ -334,6 +334,26 @@ pub fn anchors(world: &World) -> TrustAnchors {
     anchors
 }
 
+/// The client of `builder` asking a DNS server that refuses every query: a UDP port nothing
+/// listens on (the kernel answers ICMP port unreachable).
+pub fn refused<R: mta_sts_net::Runtime, C: From<mta_sts_net::Client<R>>>(
+    builder: mta_sts_net::ClientBuilder<R, C>,
+) -> C {
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+    let server = closed.local_addr().expect("its address");
+    drop(closed);
+    builder.resolvers([server]).build().expect("a client")
+}
+
+/// A lookup of a client made by [`refused`] must end as a network error naming the refusal,
+/// not as a timeout after every attempt's wait (R12: a temporary failure, told for what it is).
+pub fn check_refused(outcome: &Outcome) {
+    assert!(
+        matches!(outcome, Outcome::TemporaryFailure(mta_sts_core::io::DnsFailure::Network(d)) if d.contains("refused")),
+        "{outcome:?}"
+    );
+}
+
 /// The futures of a client on any runtime are `Send` (any executor can run them) and a
 /// caller's stays small: the lookup's own state (DNS, TLS) is allocated only by the caller that
 /// drives it, so ten thousand callers waiting on a thousand lookups stay cheap and small-stack

@@ -72,6 +72,17 @@ pub trait Resolver: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<Vec<IpAddr>, DnsFailure>>;
 }
 
+/// A shared resolver (one the MTA also uses itself) is one too.
+impl<T: Resolver + ?Sized> Resolver for std::sync::Arc<T> {
+    fn txt<'a>(&'a self, query: &'a TxtQuery) -> BoxFuture<'a, TxtResult> {
+        (**self).txt(query)
+    }
+
+    fn addresses<'a>(&'a self, host: &'a str, timeout: Duration) -> BoxFuture<'a, AddrResult> {
+        (**self).addresses(host, timeout)
+    }
+}
+
 /// The built-in stub resolver: asks `servers` in order over UDP (TCP after a truncated answer)
 /// with the core's [`Exchange`] driver, random message ids and a fresh port per query.
 #[derive(Debug, Clone)]

@@ -507,3 +507,9 @@ fn the_refresher_stops_on_shutdown_and_on_drop() {
         },
     ));
 }
+
+#[test]
+fn r12_a_refused_dns_query_is_a_network_error_not_a_timeout() {
+    let client = mta_sts_matrix::refused(Client::builder());
+    mta_sts_matrix::check_refused(&smol::block_on(client.policy("example.test")));
+}

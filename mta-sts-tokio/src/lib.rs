@@ -63,11 +63,12 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::task::Context;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use mta_sts_net::udp_socket;
-use tokio::io::ReadBuf;
+use tokio::io::{Interest, Ready};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
@@ -89,7 +90,7 @@ pub struct TokioRuntime;
 
 impl Runtime for TokioRuntime {
     type Tcp = Compat<TcpStream>;
-    type Udp = UdpSocket;
+    type Udp = Udp;
     type Task = ();
 
     fn now(&self) -> Instant {
@@ -117,15 +118,49 @@ impl Runtime for TokioRuntime {
     fn bind_udp(&self, server: SocketAddr, _: Instant) -> io::Result<Self::Udp> {
         let socket = udp_socket(server)?;
         socket.set_nonblocking(true)?;
-        UdpSocket::from_std(socket)
+        let socket = Arc::new(UdpSocket::from_std(socket)?);
+        Ok(Udp {
+            socket,
+            waiting: Mutex::new(None),
+        })
     }
 
     fn poll_send(&self, s: &Self::Udp, cx: &mut Context<'_>, b: &[u8]) -> PollIo<usize> {
-        s.poll_send(cx, b)
+        s.socket.poll_send(cx, b)
     }
 
+    /// Woken by an answer or by a socket error (a refused query: ICMP port unreachable), which
+    /// tokio's own `poll_recv` never wakes for, so that a refused server is told at once rather
+    /// than after the attempt's timeout.
     fn poll_recv(&self, s: &Self::Udp, cx: &mut Context<'_>, b: &mut [u8]) -> PollIo<usize> {
-        let mut read = ReadBuf::new(b);
-        s.poll_recv(cx, &mut read).map_ok(|()| read.filled().len())
+        loop {
+            match s.socket.try_recv(b) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+            let mut waiting = s.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            let ready = waiting.get_or_insert_with(|| {
+                let socket = Arc::clone(&s.socket);
+                Box::pin(async move { socket.ready(Interest::READABLE | Interest::ERROR).await })
+            });
+            let ready = ready!(ready.as_mut().poll(cx));
+            *waiting = None;
+            if ready?.is_error() {
+                let error = s.socket.take_error()?;
+                return Poll::Ready(Err(error.unwrap_or_else(|| io::ErrorKind::Other.into())));
+            }
+        }
+    }
+}
+
+/// [`TokioRuntime`]'s DNS socket: tokio's, with the wait for its readiness kept across polls.
+pub struct Udp {
+    socket: Arc<UdpSocket>,
+    waiting: Mutex<Option<BoxFuture<'static, io::Result<Ready>>>>,
+}
+
+impl std::fmt::Debug for Udp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.socket.fmt(f)
     }
 }

@@ -253,3 +253,9 @@ fn client_futures_are_small_and_send() {
         .unwrap();
     mta_sts_matrix::check_futures(&client);
 }
+
+#[tokio::test]
+async fn r12_a_refused_dns_query_is_a_network_error_not_a_timeout() {
+    let client = mta_sts_matrix::refused(Client::builder());
+    mta_sts_matrix::check_refused(&client.policy("example.test").await);
+}
