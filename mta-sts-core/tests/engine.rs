@@ -1005,6 +1005,26 @@ fn r42_recheck_after_fetches_a_new_id_and_a_failed_check_keeps_the_policy() {
 }
 
 #[test]
+fn r42_recheck_after_counts_from_the_last_check_after_a_refresh_too() {
+    // A check long after a fetch, then a refresh: the next check is due one period after the
+    // refresh (which checked the id too), not one period after the old check's offset.
+    let mut config = Config::default();
+    config.recheck_after = Some(HOUR);
+    config.refresh_interval = DAY;
+    let mut w = World::with(config);
+    w.publish("example.com", "A1", &body("enforce", 7 * 86_400, &["mail.example.com"]));
+    let _ = w.deliver("example.com");
+    w.advance(Duration::from_secs(4000));
+    assert_eq!(reason_of(&w.deliver("example.com")), Some(&CacheReason::UnchangedId));
+    w.advance(DAY);
+    assert!(!w.refresh_due().is_empty(), "the daily refresh ran");
+    w.take_log();
+    w.advance(Duration::from_secs(3700));
+    assert_eq!(reason_of(&w.deliver("example.com")), Some(&CacheReason::UnchangedId));
+    assert_eq!(w.io(), (1, 0), "checked an hour after the refresh");
+}
+
+#[test]
 fn r42_recheck_after_zero_checks_every_delivery_and_others_do_not_wait_for_it() {
     let mut w = recheck_world(Duration::ZERO);
     let _ = w.deliver("example.com");

@@ -1,7 +1,7 @@
 //! `socketmap-floor`: a socketmap server that does no work, the floor against which the
 //! daemons' cached figures are read. It answers every request `<map> <key>` at once with the
 //! reply both daemons give for a test-world bulk domain
-//! ([`enforce_reply`](mta_sts_benches::socketmap::enforce_reply)), on one thread per connection
+//! ([`mta_sts_benches::socketmap::enforce_reply`]), on one thread per connection
 //! with blocking sockets: one `read` for all the requests that have arrived, one `write` for
 //! all their replies. What it reaches with `socketmap-load` on the same machine is what the
 //! kernel, loopback TCP and the load generator allow, with no lookup, no cache and no runtime.

@@ -368,6 +368,8 @@ impl PolicyCache {
         }
         if let Some(s) = self.slot_mut(i) {
             s.policy = Some(policy);
+            // The check time counts from the policy's fetch: a new policy was just fetched.
+            s.checked = 0;
         }
         if let Some(l) = self.links_mut(i) {
             l.memo = None;
