@@ -1012,15 +1012,25 @@ fn r42_recheck_after_counts_from_the_last_check_after_a_refresh_too() {
     config.recheck_after = Some(HOUR);
     config.refresh_interval = DAY;
     let mut w = World::with(config);
-    w.publish("example.com", "A1", &body("enforce", 7 * 86_400, &["mail.example.com"]));
+    w.publish(
+        "example.com",
+        "A1",
+        &body("enforce", 7 * 86_400, &["mail.example.com"]),
+    );
     let _ = w.deliver("example.com");
     w.advance(Duration::from_secs(4000));
-    assert_eq!(reason_of(&w.deliver("example.com")), Some(&CacheReason::UnchangedId));
+    assert_eq!(
+        reason_of(&w.deliver("example.com")),
+        Some(&CacheReason::UnchangedId)
+    );
     w.advance(DAY);
     assert!(!w.refresh_due().is_empty(), "the daily refresh ran");
     w.take_log();
     w.advance(Duration::from_secs(3700));
-    assert_eq!(reason_of(&w.deliver("example.com")), Some(&CacheReason::UnchangedId));
+    assert_eq!(
+        reason_of(&w.deliver("example.com")),
+        Some(&CacheReason::UnchangedId)
+    );
     assert_eq!(w.io(), (1, 0), "checked an hour after the refresh");
 }
 
