@@ -73,7 +73,6 @@ fuzz_target!(|data: &[u8]| {
                 ex.timed_out(now);
             }
             ExchangeStep::Done(_) => return,
-            _ => return,
         }
     }
     panic!("the exchange did not end within 64 steps");
