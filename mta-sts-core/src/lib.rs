@@ -144,7 +144,7 @@
 //! // 5. On shutdown and start: keep the policies (serde with the `serde` feature).
 //! let snapshot = cache.export(due);
 //! let mut restarted = PolicyCache::new(Config::default());
-//! assert_eq!(restarted.import(snapshot, due)?, 1);
+//! assert_eq!(restarted.import(snapshot, due)?.loaded, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -183,7 +183,10 @@ pub use evaluate::{Candidate, DeferReason, Evaluation, MxDecision, Verdict, When
 pub use lookup::{IoResult, Lookup, LookupError, LookupKind, Resolution, Step};
 pub use outcome::{CacheReason, CachedPolicy, FetchProblem, NoPolicyReason, Outcome, TxtProblem};
 pub use policy_domain::{PolicyDomain, PolicyDomainError};
-pub use snapshot::{SNAPSHOT_FORMAT, SNAPSHOT_VERSION, Snapshot, SnapshotEntry, SnapshotError};
+pub use snapshot::{
+    ImportReport, MAX_LISTED_PROBLEMS, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, Snapshot, SnapshotEntry,
+    SnapshotError,
+};
 pub use stats::{DecisionStats, Stats};
 pub use time::UnixTime;
 

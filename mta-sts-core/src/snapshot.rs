@@ -22,7 +22,9 @@ const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 ///
 /// With the cargo feature `serde`, it implements `Serialize` and `Deserialize` (unknown fields
 /// are refused), so an adapter can store it in any serde format. Each policy is kept as its
-/// canonical text and parsed again on import.
+/// canonical text and parsed again on import. An entry of the wrong shape (a field missing or of
+/// the wrong type) does not refuse the document: it is left out, and [`PolicyCache::import`]
+/// counts it among the entries skipped, so that one damaged entry never costs the others.
 ///
 /// ```
 /// use mta_sts_core::{Config, PolicyCache, Snapshot, UnixTime};
@@ -31,19 +33,57 @@ const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// let cache = PolicyCache::new(Config::default());
 /// let snapshot: Snapshot = cache.export(now);
 /// let mut restarted = PolicyCache::new(Config::default());
-/// assert_eq!(restarted.import(snapshot, now)?, 0);
+/// assert_eq!(restarted.import(snapshot, now)?.loaded, 0);
 /// # Ok::<(), mta_sts_core::SnapshotError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
-    derive(serde::Serialize, serde::Deserialize),
+    derive(serde::Serialize),
     serde(deny_unknown_fields)
 )]
 pub struct Snapshot {
     format: String,
     version: u32,
     entries: Vec<SnapshotEntry>,
+    /// The positions of the entries that could not be read (wrong shape), in order.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    malformed: Vec<usize>,
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Snapshot {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// An entry as read: a well-formed one, or anything else (kept out, counted).
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Slot {
+            Entry(SnapshotEntry),
+            Malformed(serde::de::IgnoredAny),
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Document {
+            format: String,
+            version: u32,
+            entries: Vec<Slot>,
+        }
+        let document = Document::deserialize(deserializer)?;
+        let mut entries = Vec::with_capacity(document.entries.len());
+        let mut malformed = Vec::new();
+        for (position, slot) in document.entries.into_iter().enumerate() {
+            match slot {
+                Slot::Entry(e) => entries.push(e),
+                Slot::Malformed(_) => malformed.push(position),
+            }
+        }
+        Ok(Self {
+            format: document.format,
+            version: document.version,
+            entries,
+            malformed,
+        })
+    }
 }
 
 /// One cached policy in a [`Snapshot`].
@@ -68,12 +108,18 @@ impl Snapshot {
             format: SNAPSHOT_FORMAT.to_owned(),
             version: SNAPSHOT_VERSION,
             entries,
+            malformed: Vec::new(),
         }
     }
 
-    /// The entries, most recently used first.
+    /// The entries, most recently used first (those of the wrong shape left out).
     pub fn entries(&self) -> &[SnapshotEntry] {
         &self.entries
+    }
+
+    /// How many entries of the document had the wrong shape and were left out.
+    pub fn malformed(&self) -> usize {
+        self.malformed.len()
     }
 
     /// The format tag ([`SNAPSHOT_FORMAT`] for a snapshot of this crate).
@@ -131,7 +177,9 @@ impl SnapshotEntry {
     }
 }
 
-/// Why a snapshot was refused. Nothing of a refused snapshot is loaded.
+/// Why a snapshot was refused ([`Foreign`](Self::Foreign), [`UnsupportedVersion`](Self::UnsupportedVersion):
+/// nothing of it is loaded), or why one of its entries was skipped (the others: listed in the
+/// [`ImportReport`], the rest of the snapshot loads).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SnapshotError {
@@ -167,8 +215,14 @@ pub enum SnapshotError {
         /// The entry's position.
         index: usize,
     },
-    /// Entry `index` repeats the domain of an earlier entry.
+    /// Entry `index` repeats the domain of an earlier entry (the earlier one, more recently
+    /// used, is kept).
     Duplicate {
+        /// The entry's position.
+        index: usize,
+    },
+    /// Entry `index` is not an entry at all (a field missing or of the wrong type).
+    Malformed {
         /// The entry's position.
         index: usize,
     },
@@ -191,11 +245,42 @@ impl fmt::Display for SnapshotError {
             }
             Self::FromTheFuture { index } => write!(f, "entry {index}: time lies in the future"),
             Self::Duplicate { index } => write!(f, "entry {index}: domain repeated"),
+            Self::Malformed { index } => write!(f, "entry {index}: not a policy entry"),
         }
     }
 }
 
 impl std::error::Error for SnapshotError {}
+
+/// The most entry problems an [`ImportReport`] lists (all of them are counted).
+pub const MAX_LISTED_PROBLEMS: usize = 16;
+
+/// What [`PolicyCache::import`] did with a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// Policies loaded.
+    pub loaded: usize,
+    /// Entries whose policy had expired (they would have been dropped anyway).
+    pub expired: usize,
+    /// Entries skipped because something in them was wrong: the wrong shape, an invalid domain,
+    /// TXT id or policy, a time in the future, a repeated domain.
+    pub skipped: usize,
+    /// Valid, unexpired entries not loaded: over the cache's capacity (the least recently used
+    /// go), or older than a policy already cached for the domain.
+    pub not_loaded: usize,
+    /// The problems of the first [`MAX_LISTED_PROBLEMS`] entries skipped, for the log.
+    pub problems: Vec<SnapshotError>,
+}
+
+impl ImportReport {
+    fn skip(&mut self, problem: SnapshotError) {
+        self.skipped += 1;
+        if self.problems.len() < MAX_LISTED_PROBLEMS {
+            self.problems.push(problem);
+        }
+    }
+}
 
 impl PolicyCache {
     /// A snapshot of the unexpired policies at `now`, most recently used first.
@@ -216,11 +301,18 @@ impl PolicyCache {
         Snapshot::new(entries)
     }
 
-    /// Loads a snapshot taken by [`PolicyCache::export`], at `now`, and returns how many policies
-    /// were loaded. The whole snapshot is checked first: if anything is wrong, nothing is loaded.
-    /// Expired entries are skipped; an entry never replaces a newer policy already cached; when
-    /// the snapshot holds more than the capacity, the most recently used entries are kept.
-    pub fn import(&mut self, snapshot: Snapshot, now: UnixTime) -> Result<usize, SnapshotError> {
+    /// Loads a snapshot taken by [`PolicyCache::export`], at `now`, keeping every valid entry:
+    /// an entry that is wrong (the wrong shape, an invalid domain, id or policy, a time more
+    /// than five minutes in the future, which would extend its life, a domain repeated) is
+    /// skipped and listed in the report; the rest load. Only a snapshot of another format or
+    /// version is refused whole. Expired entries are skipped; an entry never replaces a newer
+    /// policy already cached; when the snapshot holds more than the capacity, the most recently
+    /// used entries are kept.
+    pub fn import(
+        &mut self,
+        snapshot: Snapshot,
+        now: UnixTime,
+    ) -> Result<ImportReport, SnapshotError> {
         if snapshot.format != SNAPSHOT_FORMAT {
             return Err(SnapshotError::Foreign {
                 format: snapshot.format,
@@ -229,33 +321,62 @@ impl PolicyCache {
         if snapshot.version != SNAPSHOT_VERSION {
             return Err(SnapshotError::UnsupportedVersion(snapshot.version));
         }
+        let mut report = ImportReport::default();
         let latest = now.saturating_add(MAX_CLOCK_SKEW);
         let mut seen = HashSet::with_capacity(snapshot.entries.len());
         let mut loaded = Vec::with_capacity(snapshot.entries.len());
-        for (index, e) in snapshot.entries.iter().enumerate() {
-            let domain = PolicyDomain::parse(&e.domain)
-                .map_err(|error| SnapshotError::InvalidDomain { index, error })?;
-            if !seen.insert(domain.clone()) {
-                return Err(SnapshotError::Duplicate { index });
+        let mut malformed = snapshot.malformed.iter().copied().peekable();
+        let mut position = 0;
+        for e in &snapshot.entries {
+            // The entry's position in the document, counting those of the wrong shape.
+            while malformed.next_if_eq(&position).is_some() {
+                report.skip(SnapshotError::Malformed { index: position });
+                position += 1;
             }
-            let id = RecordId::new(&e.id).ok_or(SnapshotError::InvalidId { index })?;
-            let policy = Policy::parse(&e.policy)
-                .map_err(|error| SnapshotError::InvalidPolicy { index, error })?;
-            let (fetched_at, last_used) = (e.fetched_at(), e.last_used());
-            if fetched_at > latest || last_used > latest {
-                return Err(SnapshotError::FromTheFuture { index });
+            let index = position;
+            position += 1;
+            match check_entry(e, index, latest, &mut seen) {
+                Ok(cached) if cached.1.is_fresh(now) => loaded.push((cached, e.last_used())),
+                Ok(_) => report.expired += 1,
+                Err(problem) => report.skip(problem),
             }
-            let cached = CachedPolicy::new(policy, id, fetched_at);
-            if cached.is_fresh(now) {
-                loaded.push((domain, cached, last_used));
-            }
+        }
+        for index in malformed {
+            report.skip(SnapshotError::Malformed { index });
         }
         let keep = loaded.len().min(self.config().capacity);
-        let mut count = 0;
+        report.not_loaded = loaded.len() - keep;
         // Least recently used first, so that the most recent end up at the head of the list.
-        for (domain, cached, last_used) in loaded.into_iter().take(keep).rev() {
-            count += usize::from(self.insert_loaded(&domain, cached, last_used, now));
+        for ((domain, cached), last_used) in loaded.into_iter().take(keep).rev() {
+            if self.insert_loaded(&domain, cached, last_used, now) {
+                report.loaded += 1;
+            } else {
+                report.not_loaded += 1;
+            }
         }
-        Ok(count)
+        Ok(report)
     }
+}
+
+/// An entry checked: its domain and policy, or why it is skipped.
+fn check_entry(
+    e: &SnapshotEntry,
+    index: usize,
+    latest: UnixTime,
+    seen: &mut HashSet<PolicyDomain>,
+) -> Result<(PolicyDomain, CachedPolicy), SnapshotError> {
+    let domain = PolicyDomain::parse(&e.domain)
+        .map_err(|error| SnapshotError::InvalidDomain { index, error })?;
+    let id = RecordId::new(&e.id).ok_or(SnapshotError::InvalidId { index })?;
+    let policy =
+        Policy::parse(&e.policy).map_err(|error| SnapshotError::InvalidPolicy { index, error })?;
+    if e.fetched_at() > latest || e.last_used() > latest {
+        return Err(SnapshotError::FromTheFuture { index });
+    }
+    // Checked last: a broken entry never hides a valid one of the same domain after it.
+    if !seen.insert(domain.clone()) {
+        return Err(SnapshotError::Duplicate { index });
+    }
+    let fetched_at = e.fetched_at();
+    Ok((domain, CachedPolicy::new(policy, id, fetched_at)))
 }

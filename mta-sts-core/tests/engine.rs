@@ -1311,13 +1311,14 @@ fn snapshot_roundtrip_keeps_policies_ids_and_times() {
     assert_eq!(snap.entries().len(), 2);
     assert_eq!(snap.entries()[0].domain(), "b.example", "most recent first");
     let mut fresh = PolicyCache::new(Config::default());
-    assert_eq!(fresh.import(snap.clone(), w.now), Ok(2));
+    assert_eq!(fresh.import(snap.clone(), w.now).map(|r| r.loaded), Ok(2));
     assert_eq!(fresh.peek("a.example"), w.cache.peek("a.example"));
     assert_eq!(fresh.peek("b.example"), w.cache.peek("b.example"));
     assert_eq!(fresh.export(w.now), snap);
     // Expired entries are skipped on import.
     let mut later = PolicyCache::new(Config::default());
-    assert_eq!(later.import(snap, w.now.saturating_add(2 * DAY)), Ok(1));
+    let report = later.import(snap, w.now.saturating_add(2 * DAY)).unwrap();
+    assert_eq!((report.loaded, report.expired, report.skipped), (1, 1, 0));
 }
 
 #[cfg(feature = "serde")]
@@ -1328,7 +1329,7 @@ fn snapshot_serde_json_roundtrip_and_foreign_json_refused() {
     let json = serde_json::to_string(&w.cache.export(w.now)).unwrap();
     let back: Snapshot = serde_json::from_str(&json).unwrap();
     let mut c = PolicyCache::new(Config::default());
-    assert_eq!(c.import(back, w.now), Ok(1));
+    assert_eq!(c.import(back, w.now).map(|r| r.loaded), Ok(1));
     // Foreign or corrupt documents do not even deserialise.
     assert!(
         serde_json::from_str::<Snapshot>(r#"{"format":"x","version":1,"entries":[],"extra":1}"#)
@@ -1338,7 +1339,7 @@ fn snapshot_serde_json_roundtrip_and_foreign_json_refused() {
     let foreign: Snapshot =
         serde_json::from_str(r#"{"format":"other-cache","version":1,"entries":[]}"#).unwrap();
     assert_eq!(
-        c.import(foreign, w.now),
+        c.import(foreign, w.now).map(|r| r.loaded),
         Err(SnapshotError::Foreign {
             format: "other-cache".into()
         })
@@ -1346,13 +1347,15 @@ fn snapshot_serde_json_roundtrip_and_foreign_json_refused() {
     let v2: Snapshot =
         serde_json::from_str(&json.replace("\"version\":1", "\"version\":2")).unwrap();
     assert_eq!(
-        c.import(v2, w.now),
+        c.import(v2, w.now).map(|r| r.loaded),
         Err(SnapshotError::UnsupportedVersion(2))
     );
 }
 
 #[test]
-fn snapshot_corrupt_is_refused_and_nothing_loaded() {
+fn snapshot_bad_entries_are_skipped_and_the_valid_ones_load() {
+    // A damaged cache file never costs the valid policies in it: each bad entry is skipped,
+    // with its position and why, and the others load.
     let now = T0;
     let good = SnapshotEntry::new(
         "a.example",
@@ -1361,6 +1364,7 @@ fn snapshot_corrupt_is_refused_and_nothing_loaded() {
         now,
         body("enforce", 86400, &["mx.a.example"]),
     );
+    let later = |d: &str| SnapshotEntry::new(d, "C1", now, now, good.policy());
     let cases = [
         (
             SnapshotEntry::new("[192.0.2.1]", "A1", now, now, good.policy()),
@@ -1381,6 +1385,7 @@ fn snapshot_corrupt_is_refused_and_nothing_loaded() {
             "policy",
         ),
         (
+            // A clock stepped back: the entry would outlive its max_age.
             SnapshotEntry::new(
                 "b.example",
                 "B1",
@@ -1397,19 +1402,66 @@ fn snapshot_corrupt_is_refused_and_nothing_loaded() {
     ];
     for (bad, what) in cases {
         let mut c = PolicyCache::new(Config::default());
-        let err = c
-            .import(Snapshot::new(vec![good.clone(), bad]), now)
-            .unwrap_err();
+        let snapshot = Snapshot::new(vec![good.clone(), bad, later("c.example")]);
+        let report = c
+            .import(snapshot, now)
+            .expect("a snapshot of our format loads");
+        assert_eq!((report.loaded, report.skipped), (2, 1), "{what}");
+        let problem = &report.problems[0];
         let ok = match what {
-            "domain" => matches!(err, SnapshotError::InvalidDomain { index: 1, .. }),
-            "id" => matches!(err, SnapshotError::InvalidId { index: 1 }),
-            "policy" => matches!(err, SnapshotError::InvalidPolicy { index: 1, .. }),
-            "future" => matches!(err, SnapshotError::FromTheFuture { index: 1 }),
-            _ => matches!(err, SnapshotError::Duplicate { index: 1 }),
+            "domain" => matches!(problem, SnapshotError::InvalidDomain { index: 1, .. }),
+            "id" => matches!(problem, SnapshotError::InvalidId { index: 1 }),
+            "policy" => matches!(problem, SnapshotError::InvalidPolicy { index: 1, .. }),
+            "future" => matches!(problem, SnapshotError::FromTheFuture { index: 1 }),
+            _ => matches!(problem, SnapshotError::Duplicate { index: 1 }),
         };
-        assert!(ok, "{what}: {err:?}");
-        assert!(c.is_empty(), "{what}: half-loaded");
+        assert!(ok, "{what}: {problem:?}");
+        assert_eq!(c.peek("a.example").map(|p| p.id()), Some("A1"), "{what}");
+        assert!(
+            c.peek("c.example").is_some(),
+            "{what}: the entry after it loads"
+        );
     }
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn snapshot_entries_of_the_wrong_shape_are_counted_not_fatal() {
+    let now = T0;
+    let policy = body("enforce", 86400, &["mx.a.example"]);
+    let entry = |d: &str| SnapshotEntry::new(d, "A1", now, now, policy.as_str());
+    let mut json =
+        serde_json::to_value(Snapshot::new(vec![entry("a.example"), entry("c.example")])).unwrap();
+    // Between the two: an entry with a field of the wrong type, one with a field missing and
+    // one that is not an object.
+    let entries = json["entries"].as_array_mut().unwrap();
+    let mut wrong_type = entries[0].clone();
+    wrong_type["fetched_at"] = serde_json::json!("yesterday");
+    let mut missing = entries[0].clone();
+    missing.as_object_mut().unwrap().remove("policy");
+    entries.splice(1..1, [wrong_type, missing, serde_json::json!(42)]);
+    let snapshot: Snapshot = serde_json::from_value(json).expect("the document still reads");
+    assert_eq!((snapshot.entries().len(), snapshot.malformed()), (2, 3));
+    let mut c = PolicyCache::new(Config::default());
+    let report = c.import(snapshot, now).unwrap();
+    assert_eq!((report.loaded, report.skipped), (2, 3));
+    assert_eq!(
+        report.problems,
+        [1, 2, 3].map(|index| SnapshotError::Malformed { index })
+    );
+}
+
+#[test]
+fn snapshot_problems_listed_are_bounded_all_counted() {
+    let now = T0;
+    let bad: Vec<_> = (0..100)
+        .map(|i| SnapshotEntry::new(format!("d{i}.example"), "bad id!", now, now, ""))
+        .collect();
+    let mut c = PolicyCache::new(Config::default());
+    let report = c.import(Snapshot::new(bad), now).unwrap();
+    assert_eq!(report.skipped, 100);
+    assert_eq!(report.problems.len(), mta_sts_core::MAX_LISTED_PROBLEMS);
+    assert!(c.is_empty());
 }
 
 // ----- Observability -----

@@ -334,6 +334,63 @@ pub fn anchors(world: &World) -> TrustAnchors {
     anchors
 }
 
+/// A damaged cache file never stops a client from starting and never costs the valid policies
+/// in it: `builder`'s client is built on a file with two valid policies and a bad entry (two
+/// policies loaded, the file kept), then on a file that is not a cache file at all (built
+/// empty, the file moved aside, not overwritten). `stats` reads the client's counters.
+pub fn check_damaged_cache_file<R, C>(
+    builder: impl Fn() -> mta_sts_net::ClientBuilder<R, C>,
+    stats: impl Fn(&C) -> mta_sts_core::Stats,
+) where
+    R: mta_sts_net::Runtime,
+    C: From<mta_sts_net::Client<R>>,
+{
+    use mta_sts_core::{Snapshot, SnapshotEntry, UnixTime};
+    let dir = std::env::temp_dir().join(format!(
+        "mta-sts-matrix-damaged-{}-{}",
+        std::process::id(),
+        std::thread::current()
+            .name()
+            .unwrap_or("t")
+            .replace("::", "-")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a test directory");
+    let path = dir.join("cache.json");
+    let now = UnixTime::from(std::time::SystemTime::now());
+    let policy = "version: STSv1\nmode: enforce\nmx: mx.example.net\nmax_age: 604800\n";
+    let entry = |d: &str, p: &str| SnapshotEntry::new(d, "1", now, now, p);
+    let snapshot = Snapshot::new(vec![
+        entry("a.example", policy),
+        entry("b.example", "mode: nonsense"),
+        entry("c.example", policy),
+    ]);
+    mta_sts_net::save_snapshot(&path, &snapshot).expect("write the cache file");
+    let client = builder()
+        .persistence(&path)
+        .build()
+        .expect("a damaged file never stops build");
+    assert_eq!(stats(&client).entries, 2, "the two valid policies loaded");
+    drop(client);
+    std::fs::write(&path, b"\x00not a cache file").expect("damage the file");
+    let client = builder()
+        .persistence(&path)
+        .build()
+        .expect("an unusable file never stops build");
+    assert_eq!(stats(&client).entries, 0);
+    let aside = std::fs::read_dir(&dir)
+        .expect("the directory")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("cache.json.unreadable-")
+        });
+    assert!(aside, "the unusable file was moved aside");
+    drop(client);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The client of `builder` asking a DNS server that refuses every query: a UDP port nothing
 /// listens on (the kernel answers ICMP port unreachable).
 pub fn refused<R: mta_sts_net::Runtime, C: From<mta_sts_net::Client<R>>>(

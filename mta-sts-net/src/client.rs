@@ -24,7 +24,7 @@ use crate::dns::{Resolver, StubResolver};
 use crate::runtime::{Runtime, until};
 use crate::{
     PersistError, ResolverConfError, TlsSetupError, TrustAnchors, export_cached_metric,
-    export_metrics, fetch, load_snapshot, policy_fetch_config, system_resolvers,
+    export_metrics, fetch, load_cache_file, policy_fetch_config, system_resolvers,
 };
 
 /// A source of wall-clock time (for tests: a virtual clock).
@@ -43,7 +43,8 @@ pub enum ClientError {
     Resolvers(ResolverConfError),
     /// A trust anchor file or PEM could not be used.
     Tls(TlsSetupError),
-    /// The persistence file exists but could not be loaded.
+    /// The persistence file could not be used (no longer returned by `build`, which starts with
+    /// what it can load: see [`load_cache_file`]).
     Persistence(PersistError),
 }
 
@@ -185,9 +186,9 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
         self
     }
 
-    /// Keeps the cache in this file across restarts: loaded by `build`, written (atomically)
-    /// by [`Client::save`], after each refresh round, on [`Client::shutdown`] and when the last
-    /// handle of the client is dropped.
+    /// Keeps the cache in this file across restarts: loaded by `build` (a damaged file never
+    /// stops it: see [`load_cache_file`]), written (atomically) by [`Client::save`], after each
+    /// refresh round, on [`Client::shutdown`] and when the last handle of the client is dropped.
     #[must_use]
     pub fn persistence(mut self, path: impl Into<PathBuf>) -> Self {
         self.persistence = Some(path.into());
@@ -212,7 +213,9 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
 
     /// The client. Reads `/etc/resolv.conf` when neither servers nor a resolver were given,
     /// adds the extra PEM files to the anchors, and loads the persistence file when there is one
-    /// (a corrupt or foreign file is an error, never half-loaded).
+    /// ([`load_cache_file`]: every valid policy loads, bad entries are skipped, an unusable file
+    /// is moved aside, temporary files of interrupted saves are removed, and a file that cannot
+    /// be written is reported; all of it logged, none of it an error).
     pub fn build(self) -> Result<C, ClientError> {
         let resolver = match (self.resolver, self.servers) {
             (Some(r), _) => r,
@@ -230,13 +233,14 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
         }
         let clock = self.clock.unwrap_or_else(system_clock);
         let mut cache = PolicyCache::new(self.config);
-        if let Some(path) = &self.persistence
-            && let Some(snapshot) = load_snapshot(path).map_err(ClientError::Persistence)?
-        {
-            let loaded = cache
-                .import(snapshot, clock())
-                .map_err(|e| ClientError::Persistence(PersistError::Snapshot(e)))?;
-            tracing::info!(loaded, path = %path.display(), "loaded cached MTA-STS policies");
+        if let Some(path) = &self.persistence {
+            // A damaged file never stops the MTA: what is valid loads, the rest is reported.
+            let report = load_cache_file(path, &mut cache, clock());
+            if report.has_problems() {
+                tracing::warn!(path = %path.display(), "MTA-STS cache file: {report}");
+            } else {
+                tracing::info!(path = %path.display(), "MTA-STS cache file: {report}");
+            }
         }
         let inner = Inner {
             runtime: self.runtime,

@@ -49,6 +49,7 @@ mod dns;
 mod fetch;
 #[cfg(feature = "hickory")]
 mod hickory;
+mod persist;
 mod runtime;
 mod transfer;
 
@@ -103,6 +104,9 @@ pub use client::{
 pub use dns::{Resolver, StubResolver, combine_addresses, lookup};
 pub use fetch::{FetchTrace, connect_any, fetch_policy, fetch_policy_traced};
 pub use futures_rustls;
+pub use persist::{
+    CacheFileReport, MAX_CACHE_FILE, PersistError, load_cache_file, load_snapshot, save_snapshot,
+};
 pub use runtime::{BoxFuture, IoFuture, PollIo, Runtime, TlsStream};
 pub use transfer::{
     ConnectErrors, READ_BUFFER_LEN, policy_request, poll_exchange_read, poll_response_read,
@@ -373,66 +377,6 @@ pub fn connect_attempt_timeout(total: Duration, addresses: usize) -> Duration {
     share.max(Duration::from_secs(2)).min(total)
 }
 
-/// Why a cache snapshot file could not be used.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum PersistError {
-    /// Reading or writing the file failed.
-    Io(io::Error),
-    /// The file is not a snapshot (not JSON of the right shape).
-    Format(String),
-    /// The snapshot was refused by the cache (foreign, corrupt or from a newer version).
-    Snapshot(mta_sts_core::SnapshotError),
-}
-
-impl fmt::Display for PersistError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Io(e) => write!(f, "cache file: {e}"),
-            Self::Format(d) => write!(f, "cache file is not an mta-sts snapshot: {d}"),
-            Self::Snapshot(e) => write!(f, "cache file refused: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for PersistError {}
-
-/// Reads a snapshot file written by [`save_snapshot`]; `Ok(None)` when the file does not exist.
-pub fn load_snapshot(path: &Path) -> Result<Option<mta_sts_core::Snapshot>, PersistError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(PersistError::Io(e)),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| PersistError::Format(e.to_string()))
-}
-
-/// Writes a snapshot atomically: to a temporary file beside `path`, flushed to disk, then renamed
-/// over `path`, so that a crash leaves either the old file or the new one, never half of one.
-pub fn save_snapshot(path: &Path, snapshot: &mta_sts_core::Snapshot) -> Result<(), PersistError> {
-    use std::io::Write;
-    let json = serde_json::to_vec(snapshot).map_err(|e| PersistError::Format(e.to_string()))?;
-    // Unique per process and per call: two threads of one process saving at once must not
-    // write into the same temporary file.
-    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}-{n}", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp);
-    let write = || -> io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        PersistError::Io(e)
-    })
-}
-
 /// A random DNS message id (RFC 5452: unpredictable ids resist spoofed answers).
 pub fn query_id() -> u16 {
     let mut b = [0u8; 2];
@@ -494,30 +438,6 @@ mod tests {
         assert_eq!(connect_attempt_timeout(s(60), 100), s(2));
         assert_eq!(connect_attempt_timeout(s(1), 3), s(1));
         assert_eq!(connect_attempt_timeout(s(60), 0), s(60));
-    }
-
-    #[test]
-    fn snapshot_file_round_trip_atomic() {
-        use mta_sts_core::{Begin, Config, PolicyCache, UnixTime};
-        let dir = std::env::temp_dir().join(format!("mta-sts-net-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("cache.json");
-        assert!(load_snapshot(&path).unwrap().is_none());
-        let cache = PolicyCache::new(Config::default());
-        let now = UnixTime::from_secs(1_700_000_000);
-        save_snapshot(&path, &cache.export(now)).unwrap();
-        let loaded = load_snapshot(&path).unwrap().unwrap();
-        let mut again = PolicyCache::new(Config::default());
-        assert_eq!(again.import(loaded, now).unwrap(), 0);
-        assert!(matches!(again.begin("example.com", now), Begin::Started(_)));
-        std::fs::write(&path, b"{not json").unwrap();
-        assert!(matches!(load_snapshot(&path), Err(PersistError::Format(_))));
-        assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
