@@ -428,9 +428,10 @@ impl Harness {
                     assert_eq!(e.candidates().len(), n);
                     let snapshot = self.cache.export(self.now);
                     let mut other = PolicyCache::new(self.cache.config().clone());
-                    let loaded =
+                    let report =
                         other.import(snapshot.clone(), self.now).expect("own snapshot loads");
-                    assert_eq!(loaded, snapshot.entries().len());
+                    assert_eq!(report.loaded, snapshot.entries().len());
+                    assert_eq!((report.skipped, report.expired, report.not_loaded), (0, 0, 0));
                     assert_eq!(other.export(self.now), snapshot);
                     other.check_invariants();
                 }
