@@ -348,6 +348,45 @@ fn sigterm_answers_what_was_received_closes_connections_and_exits_0() {
     assert!(lines.iter().any(|l| l.contains("stopped")), "{lines:?}");
 }
 
+/// The operator's report: on SIGTERM, a connection with 1,000 pipelined requests got 128
+/// answers (those under way) and the other 872 were dropped, although the daemon had received
+/// them.
+#[test]
+fn sigterm_answers_all_1000_pipelined_requests_received_then_closes() {
+    let world = world();
+    world.set_http("enforce.test", Http::StallAfterHeaders);
+    let dir = scratch_dir("term-pipelined");
+    let mut d = Daemon::start(
+        &world,
+        &dir,
+        "port: 0\nshutdown_timeout: 60\ndefault_zone:\n  timeout: 60\n",
+    );
+    let mut conn = TcpStream::connect(d.addr()).unwrap();
+    conn.set_read_timeout(Some(daemon_support::LOG_WAIT))
+        .unwrap();
+    let wire: Vec<u8> = (0..1000)
+        .flat_map(|_| netstring("postfix enforce.test"))
+        .collect();
+    conn.write_all(&wire).unwrap();
+    // The first request's fetch is under way: none is answered before SIGTERM (the replies
+    // come in order), 128 are taken and the rest wait in the daemon's buffers.
+    while world.stalled() == 0 {
+        std::thread::yield_now();
+    }
+    d.signal("TERM");
+    assert!(d.wait_for(|l| l.contains("shutting down")).is_some());
+    world.release_stalls();
+    let mut answered = 0;
+    while let Some(reply) = try_read_reply(&mut conn) {
+        assert_eq!(reply, ENFORCE_REPLY, "reply {answered}");
+        answered += 1;
+    }
+    eprintln!("SIGTERM with 1,000 pipelined requests received: {answered} answered");
+    assert_eq!(answered, 1000, "every request received is answered");
+    let (status, lines) = d.wait();
+    assert!(status.success(), "{status:?} {lines:?}");
+}
+
 #[test]
 fn cache_file_keeps_policies_across_restarts() {
     let world = world();

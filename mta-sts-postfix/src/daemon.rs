@@ -360,17 +360,19 @@ impl Daemon {
         })
     }
 
-    /// Stops accepting, lets connections answer what they received (at most `shutdown_timeout`),
+    /// Stops accepting, lets connections answer what they received (the requests they read and
+    /// those their sockets hold when the shutdown reaches them; at most `shutdown_timeout`),
     /// stops the refresher, saves the cache and stops the metrics listener. The error, logged
     /// too, says that the cache could not be saved; everything else is stopped all the same.
     pub async fn shutdown(self) -> Result<(), Error> {
+        self.serving.stop().await;
+        self.shared.begin_shutdown();
+        // Logged once every connection has been told (a test waits for this line).
         let live = self.shared.live_connections();
         tracing::info!(
             "shutting down: {live} connections to drain within {:?}",
             self.config.shutdown_timeout
         );
-        self.serving.stop().await;
-        self.shared.begin_shutdown();
         if tokio::time::timeout(self.config.shutdown_timeout, self.shared.wait_idle())
             .await
             .is_err()

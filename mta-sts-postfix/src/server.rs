@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -395,7 +396,7 @@ async fn accept_loop(
 /// `max_connections`, until it ends.
 fn spawn_connection<R, W>(r: R, w: W, shared: &Arc<Shared>, permit: OwnedSemaphorePermit)
 where
-    R: AsyncRead + Unpin + Send + 'static,
+    R: AsyncRead + Unread + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let guard = shared.enter();
@@ -404,6 +405,30 @@ where
         serve_connection(r, w, &shared).await;
         drop((guard, permit));
     });
+}
+
+/// The bytes a connection's socket has received that the daemon has not read yet (`FIONREAD`),
+/// when that can be known.
+pub(crate) trait Unread {
+    fn unread(&self) -> Option<usize>;
+}
+
+fn unread_on(fd: impl AsFd) -> Option<usize> {
+    rustix::io::ioctl_fionread(fd)
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+}
+
+impl Unread for tokio::net::tcp::OwnedReadHalf {
+    fn unread(&self) -> Option<usize> {
+        unread_on(self.as_ref())
+    }
+}
+
+impl Unread for tokio::net::unix::OwnedReadHalf {
+    fn unread(&self) -> Option<usize> {
+        unread_on(self.as_ref())
+    }
 }
 
 enum Stream {
@@ -480,11 +505,40 @@ fn push_reply(out: &mut Vec<u8>, reply: &Reply) {
     reply.encode(out);
 }
 
+/// What a connection may still read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Requests as they come.
+    Open,
+    /// Shutting down: at most this many more bytes, those its socket had received (and the
+    /// daemon had not read yet) when the shutdown reached the connection.
+    Rest(usize),
+    /// Nothing more: the peer closed its side, a read failed, or the protocol was broken.
+    Done,
+}
+
+impl Reading {
+    fn more(self) -> bool {
+        match self {
+            Self::Open => true,
+            Self::Rest(left) => left > 0,
+            Self::Done => false,
+        }
+    }
+
+    /// Where a connection that learns of the shutdown goes on: the bytes its socket holds are
+    /// received requests too (TCP has acknowledged them to the client), nothing after them.
+    fn shutting_down(rd: &impl Unread) -> Self {
+        Self::Rest(rd.unread().unwrap_or(0))
+    }
+}
+
 /// Serves one connection until the peer closes it, breaks the protocol, stops reading, idles,
-/// or the daemon shuts down (then the requests already received are answered first).
+/// or the daemon shuts down (then the requests already received are answered first: those read
+/// and those its socket holds at that moment).
 pub(crate) async fn serve_connection<R, W>(mut rd: R, mut wr: W, shared: &Arc<Shared>)
 where
-    R: AsyncRead + Unpin,
+    R: AsyncRead + Unread + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut shutdown = shared.shutdown.subscribe();
@@ -497,8 +551,11 @@ where
     let mut buf: Vec<u8> = Vec::with_capacity(IDLE_READ_BUFFER);
     let mut out: Vec<u8> = Vec::new();
     let mut pipeline = Pipeline::default();
-    // False once the peer has closed its side, broken the protocol, or the daemon shuts down.
-    let mut reading = !*shutdown.borrow();
+    let mut reading = if *shutdown.borrow() {
+        Reading::shutting_down(&rd)
+    } else {
+        Reading::Open
+    };
     // Requests taken since this task last yielded its thread.
     let mut taken = 0usize;
 
@@ -511,9 +568,14 @@ where
             taken = 0;
             tokio::task::yield_now().await;
         }
+        // The shutdown is seen at every step, not only while waiting below: from then on only
+        // the bytes the socket holds are read.
+        if reading == Reading::Open && shutdown.has_changed().unwrap_or(true) {
+            reading = Reading::shutting_down(&rd);
+        }
         // Take every complete request already read, while there is room.
         let mut start = 0;
-        while reading && pipeline.len() < MAX_PIPELINE {
+        while pipeline.len() < MAX_PIPELINE {
             match netstring::decode(&buf[start..], MAX_REQUEST) {
                 Ok(Decoded::Complete { data, consumed }) => {
                     let request = buf[start + data.start..start + data.end].to_vec();
@@ -537,7 +599,7 @@ where
                         _ => e.to_string(),
                     };
                     pipeline.push(Box::pin(async move { Reply::Perm(reason) }));
-                    reading = false;
+                    reading = Reading::Done;
                     buf.clear();
                     start = 0;
                 }
@@ -565,7 +627,7 @@ where
             }
             continue;
         }
-        if !reading && pipeline.is_empty() {
+        if !reading.more() && pipeline.is_empty() {
             let _ = timeout(responder.config().write_timeout, wr.shutdown()).await;
             return;
         }
@@ -575,35 +637,46 @@ where
             // connection holds little memory however busy it once was.
             release_burst_buffers(&mut buf, &mut out);
         }
-        let can_read = reading && pipeline.len() < MAX_PIPELINE;
+        let can_read = reading.more() && pipeline.len() < MAX_PIPELINE;
         tokio::select! {
             reply = pipeline.next(), if !pipeline.is_empty() => push_reply(&mut out, &reply),
             // A read does not restart the idle time: bytes that do not make a request (one
             // trickled a byte at a time, a length that stalls) would keep the connection
             // forever. A request keeps it open until its reply is written, which restarts it.
-            read = read_some(&mut rd, &mut buf), if can_read => {
-                if matches!(read, Ok(0) | Err(_)) {
-                    reading = false;
+            read = read_some(&mut rd, &mut buf, reading), if can_read => match read {
+                Ok(0) | Err(_) => reading = Reading::Done,
+                Ok(n) => {
+                    if let Reading::Rest(left) = &mut reading {
+                        *left = left.saturating_sub(n);
+                    }
                 }
             },
-            changed = shutdown.changed(), if reading => {
-                // Shutting down (or the daemon is gone): answer what came, read nothing more.
+            changed = shutdown.changed(), if reading == Reading::Open => {
+                // Shutting down (or the daemon is gone): answer what came, read nothing more
+                // than the socket holds now.
                 let _ = changed;
-                reading = false;
-                buf.clear();
+                reading = Reading::shutting_down(&rd);
             },
-            () = &mut idle, if reading && pipeline.is_empty() => return,
+            () = &mut idle, if reading == Reading::Open && pipeline.is_empty() => return,
         }
     }
 }
 
-async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+/// Reads what the socket has (at most what `reading` still allows).
+async fn read_some<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut Vec<u8>,
+    reading: Reading,
+) -> io::Result<usize> {
     // Reserved only when the room left is small: reserving a chunk before every read gave each
     // idle connection 4 KiB (40 MB for 10,000 of them) before its first byte.
     if buf.capacity() - buf.len() < MIN_READ {
         buf.reserve(READ_CHUNK);
     }
-    rd.read_buf(buf).await
+    match reading {
+        Reading::Rest(left) => rd.take(left as u64).read_buf(buf).await,
+        Reading::Open | Reading::Done => rd.read_buf(buf).await,
+    }
 }
 
 /// Shrinks the (empty) buffers of a connection back to their idle sizes.
@@ -620,7 +693,13 @@ fn release_burst_buffers(buf: &mut Vec<u8>, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::config;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, duplex};
+
+    impl Unread for ReadHalf<DuplexStream> {
+        fn unread(&self) -> Option<usize> {
+            None
+        }
+    }
 
     /// A responder whose client never touches the network: every request in these tests is
     /// answered without a lookup (IP addresses, parent domains, malformed requests).
@@ -737,6 +816,63 @@ mod tests {
             .collect();
         let refs: Vec<&str> = requests.iter().map(String::as_str).collect();
         let got = run(wire(&refs)).await;
+        assert_eq!(got, wire(&vec!["NOTFOUND "; 1000]));
+    }
+
+    /// A request stream that says how many bytes its "socket" holds: those of the first
+    /// `received` bytes the connection has not read yet.
+    struct Socket {
+        inner: DuplexStream,
+        read: usize,
+        received: usize,
+    }
+
+    impl AsyncRead for Socket {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let before = buf.filled().len();
+            let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+            self.read += buf.filled().len() - before;
+            poll
+        }
+    }
+
+    impl Unread for Socket {
+        fn unread(&self) -> Option<usize> {
+            Some(self.received.saturating_sub(self.read))
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_answers_what_the_socket_holds_and_reads_nothing_after_it() {
+        let shared = shared();
+        let requests: Vec<String> = (0..2000)
+            .map(|i| format!("postfix 10.0.{}.{}", i / 256, i % 256))
+            .collect();
+        let refs: Vec<&str> = requests.iter().map(String::as_str).collect();
+        let input = wire(&refs);
+        // The socket had received 1,000 requests when the shutdown came; the rest came later.
+        let received = wire(&refs[..1000]).len();
+        let (mut client_requests, server_requests) = duplex(1 << 16);
+        // Replies back up after 1 KiB: the connection is writing when the shutdown comes.
+        let (server_replies, mut client_replies) = duplex(1024);
+        client_requests.write_all(&input).await.unwrap();
+        let socket = Socket {
+            inner: server_requests,
+            read: 0,
+            received,
+        };
+        let s = shared.clone();
+        let task = tokio::spawn(async move { serve_connection(socket, server_replies, &s).await });
+        let mut first = vec![0u8; 64];
+        client_replies.read_exact(&mut first).await.unwrap();
+        shared.begin_shutdown();
+        let mut got = first;
+        client_replies.read_to_end(&mut got).await.unwrap();
+        task.await.unwrap();
         assert_eq!(got, wire(&vec!["NOTFOUND "; 1000]));
     }
 
