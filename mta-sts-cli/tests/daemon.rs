@@ -580,32 +580,65 @@ fn idle_connections_are_closed_after_idle_timeout() {
 }
 
 #[test]
-fn connections_beyond_max_connections_wait_for_a_free_place() {
+fn beyond_max_connections_a_new_connection_waits_while_every_connection_is_busy() {
     let world = world();
-    let dir = scratch_dir("max-connections");
-    let d = Daemon::start(&world, &dir, "port: 0\nmax_connections: 2\n");
-    let mut first = TcpStream::connect(d.addr()).unwrap();
-    let mut second = TcpStream::connect(d.addr()).unwrap();
-    for c in [&mut first, &mut second] {
-        c.set_read_timeout(Some(daemon_support::LOG_WAIT)).unwrap();
-        assert_eq!(ask_stream(&mut *c, &["postfix none.test"]), ["NOTFOUND "]);
+    // Three domains whose fetches stall: three connections, each with a request under way.
+    let stalled = [
+        ("enforce.test", ENFORCE_REPLY),
+        ("testing.test", "NOTFOUND "),
+        ("none.test", "NOTFOUND "),
+    ];
+    for (domain, _) in stalled {
+        assert!(world.set_http(domain, Http::StallAfterHeaders));
     }
-    let mut third = TcpStream::connect(d.addr()).unwrap();
-    third.write_all(&netstring("postfix none.test")).unwrap();
-    // Not served while two connections are open (a bounded wait: a pass proves nothing on a
-    // slow machine, a failure is a real failure).
-    third
+    let dir = scratch_dir("max-connections");
+    let d = Daemon::start(
+        &world,
+        &dir,
+        "port: 0\nmax_connections: 3\ndefault_zone:\n  timeout: 60\n",
+    );
+    let mut busy: Vec<TcpStream> = stalled
+        .iter()
+        .map(|(domain, _)| {
+            let mut c = TcpStream::connect(d.addr()).unwrap();
+            c.set_read_timeout(Some(daemon_support::LOG_WAIT)).unwrap();
+            c.write_all(&netstring(&format!("postfix {domain}")))
+                .unwrap();
+            c
+        })
+        .collect();
+    while world.stalled() < stalled.len() {
+        std::thread::yield_now();
+    }
+    let mut newcomer = TcpStream::connect(d.addr()).unwrap();
+    newcomer.write_all(&netstring("postfix 192.0.2.1")).unwrap();
+    // Not served while no connection is idle (a bounded wait: a pass proves nothing on a slow
+    // machine, a failure is a real failure).
+    newcomer
         .set_read_timeout(Some(std::time::Duration::from_millis(300)))
         .unwrap();
     let mut byte = [0u8; 1];
-    let err = third.read(&mut byte).expect_err("no reply yet");
+    let err = newcomer.read(&mut byte).expect_err("no reply yet");
     assert!(
         matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
         "{err}"
     );
-    drop(first);
-    third
+    // Once the busy ones are answered, the first to be idle is closed to make room.
+    world.release_stalls();
+    newcomer
         .set_read_timeout(Some(daemon_support::LOG_WAIT))
         .unwrap();
-    assert_eq!(read_reply(&mut third), "NOTFOUND ");
+    assert_eq!(read_reply(&mut newcomer), "NOTFOUND ");
+    for (c, (domain, reply)) in busy.iter_mut().zip(stalled) {
+        assert_eq!(read_reply(c), reply, "{domain}");
+    }
+    let mut closed = 0;
+    for c in &mut busy {
+        let _ = c.write_all(&netstring("postfix 192.0.2.2"));
+        match try_read_reply(c) {
+            Some(reply) => assert_eq!(reply, "NOTFOUND "),
+            None => closed += 1,
+        }
+    }
+    assert_eq!(closed, 1, "one connection made room for the new one");
 }

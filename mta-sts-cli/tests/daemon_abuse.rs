@@ -24,9 +24,11 @@ const CONNECTIONS: usize = 10_000;
 /// What a test may let the daemon's resident memory grow by: generous, yet far below what
 /// buffering the floods of these tests without a bound would take.
 const RSS_GROWTH_LIMIT_KIB: u64 = 64 * 1024;
-/// How long a connection the daemon must not serve yet is watched for a reply (a bounded wait:
-/// a pass proves nothing on a slow machine, a failure is a real failure).
-const NO_REPLY_WAIT: Duration = Duration::from_millis(300);
+
+/// How soon a new client must be answered when idle connections hold every place.
+const NEWCOMER_LIMIT: Duration = Duration::from_secs(2);
+/// How long a new client waits for its reply before the test fails (a bound only).
+const NEWCOMER_GUARD: Duration = Duration::from_secs(10);
 
 /// The tests that hold 10,000 connections run one at a time (each needs 10,000 files here).
 static MANY_FILES: Mutex<()> = Mutex::new(());
@@ -101,28 +103,59 @@ fn assert_each_answered(conns: &mut [TcpStream]) {
     }
 }
 
-/// With every place taken by `held`, a new connection is not served (it waits in the listen
-/// queue) while the held ones still are; once one of them closes, it is answered.
-fn assert_next_connection_waits_for_a_free_place(addr: SocketAddr, held: &mut Vec<TcpStream>) {
-    let mut waiting = TcpStream::connect(addr).expect("the kernel queues the connection");
-    waiting.write_all(&netstring(&good(0).0)).unwrap();
-    waiting.set_read_timeout(Some(NO_REPLY_WAIT)).unwrap();
-    let mut byte = [0u8; 1];
-    let err = waiting
-        .read(&mut byte)
-        .expect_err("no reply beyond max_connections");
-    assert!(
-        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-        "{err}"
+/// Opens `n` connections and has each ask once, one after the other: `conns[0]` is then the
+/// least recently active.
+fn open_active_in_turn(d: &Daemon, n: usize) -> Vec<TcpStream> {
+    let mut conns = open_idle(d, n);
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.set_read_timeout(Some(LOG_WAIT)).unwrap();
+        c.write_all(&netstring(&good(i).0)).unwrap();
+        assert_eq!(read_reply(c), good(i).1, "connection {i}");
+    }
+    conns
+}
+
+/// With every place taken by the idle connections `held` (`held[0]` the least recently
+/// active), a new client is answered at once: `held[0]` is closed to make room for it, and the
+/// others are still served. The new client joins `held`, which stays in the order of last
+/// activity. Returns how long the new client waited for its reply.
+fn assert_a_new_client_takes_the_place_of_the_least_recently_active(
+    addr: SocketAddr,
+    held: &mut Vec<TcpStream>,
+) -> Duration {
+    let start = Instant::now();
+    let mut newcomer = connect(addr);
+    newcomer.set_read_timeout(Some(NEWCOMER_GUARD)).unwrap();
+    newcomer.write_all(&netstring(&good(0).0)).unwrap();
+    let reply = try_read_reply(&mut newcomer);
+    let waited = start.elapsed();
+    eprintln!(
+        "a new client beside {} idle connections holding every place: reply after {waited:?}",
+        held.len()
     );
-    assert_each_answered(&mut held[..3]);
-    drop(held.pop());
-    waiting.set_read_timeout(Some(LOG_WAIT)).unwrap();
     assert_eq!(
-        read_reply(&mut waiting),
-        good(0).1,
-        "served once a place is free"
+        reply.as_deref(),
+        Some(good(0).1),
+        "a new client got no reply within {waited:?} while {} idle connections held every place",
+        held.len()
     );
+    assert!(
+        waited < NEWCOMER_LIMIT,
+        "a new client waited {waited:?} for its reply"
+    );
+    let mut least_recent = held.remove(0);
+    assert_eq!(
+        try_read_reply(&mut least_recent),
+        None,
+        "the least recently active connection is closed for the new one"
+    );
+    let others = held.len().min(3);
+    assert_each_answered(&mut held[..others]);
+    // Least recently active first: those that have not asked, the new client, those that did.
+    held.rotate_left(others);
+    let at = held.len() - others;
+    held.insert(at, newcomer);
+    waited
 }
 
 #[test]
@@ -157,15 +190,55 @@ fn daemon_answers_with_10000_connections_open() {
 }
 
 #[test]
-fn connection_10001_waits_in_the_listen_queue_until_one_of_10000_closes() {
+fn connection_10001_takes_the_place_of_the_least_recently_active_of_10000_idle_ones() {
     let _one = hold_many_files();
     let world = world();
     let dir = scratch_dir("limit");
-    // The default max_connections: 10000.
+    // The default max_connections (10000) and idle_timeout (300 s): before idle connections
+    // made room, the new client waited in the listen queue until one of them timed out.
     let d = Daemon::start(&world, &dir, &counted(""));
     assert_fresh_client_answered(d.addr());
+    // Accepted in this order, and none has asked since: held[0] is the least recently active.
     let mut held = open_idle(&d, CONNECTIONS);
-    assert_next_connection_waits_for_a_free_place(d.addr(), &mut held);
+    assert_a_new_client_takes_the_place_of_the_least_recently_active(d.addr(), &mut held);
+}
+
+/// The operator's report: a local process holding `max_connections` idle connections (and
+/// touching each before `idle_timeout`) locked Postfix out, as a new connection waited in the
+/// listen queue until one of them timed out.
+#[test]
+fn a_new_client_is_answered_at_once_when_idle_connections_hold_every_place() {
+    const PLACES: usize = 8;
+    let world = world();
+    let dir = scratch_dir("make-room");
+    // idle_timeout stays 300 s: far longer than the new client may wait.
+    let mut d = Daemon::start(
+        &world,
+        &dir,
+        &counted(&format!("max_connections: {PLACES}\n")),
+    );
+    let mut held = open_active_in_turn(&d, PLACES);
+    assert_a_new_client_takes_the_place_of_the_least_recently_active(d.addr(), &mut held);
+    let metrics = d.metrics.expect("the metrics listener");
+    assert_eq!(
+        metric(metrics, "mta_sts_daemon_connections_evicted_total"),
+        Some(1.0)
+    );
+    assert_eq!(live(&d), PLACES);
+    assert!(
+        d.wait_for(|l| l.contains(&format!(
+            "max_connections ({PLACES}) reached: closed 1 idle connection(s) to make room"
+        )))
+        .is_some(),
+        "{:?}",
+        d.lines
+    );
+    // The next new client takes the place of the next least recently active.
+    assert_a_new_client_takes_the_place_of_the_least_recently_active(d.addr(), &mut held);
+    assert_eq!(
+        metric(metrics, "mta_sts_daemon_connections_evicted_total"),
+        Some(2.0)
+    );
 }
 
 /// A hostile request, and what the daemon must answer on its connection.
@@ -717,7 +790,7 @@ fn a_low_hard_limit_lowers_the_connections_served_and_keeps_files_for_lookups() 
     );
     assert_fresh_client_answered(d.addr());
     let mut held = open_idle(&d, 216);
-    assert_next_connection_waits_for_a_free_place(d.addr(), &mut held);
+    assert_a_new_client_takes_the_place_of_the_least_recently_active(d.addr(), &mut held);
     // Lookups still have files: a domain not cached yet is fetched.
     let mut fresh = held.pop().unwrap();
     fresh.write_all(&netstring("postfix testing.test")).unwrap();

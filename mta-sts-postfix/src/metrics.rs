@@ -4,7 +4,8 @@
 //!
 //! Names: the adapters' (`mta_sts_policy_fetch_total{result}`, `mta_sts_enforcement_total`,
 //! `mta_sts_cache_size`, see mta-sts-net's `export_metrics`) and the daemon's
-//! (`mta_sts_daemon_requests_total{reply}`, `mta_sts_daemon_connections`).
+//! (`mta_sts_daemon_requests_total{reply}`, `mta_sts_daemon_connections`,
+//! `mta_sts_daemon_connections_evicted_total`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -44,10 +45,16 @@ pub(crate) fn handle() -> &'static PrometheusHandle {
             "Socketmap connections being served"
         );
         metrics::describe_counter!(
+            "mta_sts_daemon_connections_evicted_total",
+            "Idle socketmap connections closed to make room for a new one at max_connections"
+        );
+        metrics::describe_counter!(
             "mta_sts_policy_fetch_total",
             "Policy lookups by result (success, failure, cached)"
         );
         metrics::describe_gauge!("mta_sts_cache_size", "Entries in the policy cache");
+        // Shown from the start (at 0), so that an alert on it needs no first eviction.
+        metrics::counter!("mta_sts_daemon_connections_evicted_total").absolute(0);
         handle
     })
 }

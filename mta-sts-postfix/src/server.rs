@@ -4,9 +4,11 @@
 //! Bounds, because every byte is hostile: a request is at most [`MAX_REQUEST`] bytes (longer:
 //! a `PERM` reply, then the connection is closed); a connection has at most [`MAX_PIPELINE`]
 //! requests under way (then it is not read until replies have gone out); at most
-//! `max_connections` connections are served at once (more wait in the listen queue); a peer that
-//! does not read its replies for `write_timeout` or sends no complete request for
-//! `idle_timeout` (after connecting or after its last reply) is disconnected. A connection only
+//! `max_connections` connections are served at once: when all places are taken, a newcomer takes
+//! the place of the least recently active idle connection (see [`Places`]), or waits until one
+//! is idle or closed; a peer that does not read its replies for `write_timeout` or sends no
+//! complete request for `idle_timeout` (after connecting or after its last reply) is
+//! disconnected. A connection only
 //! ever waits on its own socket, so a slow peer holds up nobody else.
 
 use std::collections::VecDeque;
@@ -23,7 +25,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::config::Listen;
@@ -47,6 +49,8 @@ const MIN_READ: usize = 256;
 const IDLE_WRITE_BUFFER: usize = 1024;
 /// Replies are written once this many bytes are waiting, or when no other reply is ready.
 const WRITE_BATCH: usize = 16 * 1024;
+/// The shortest time between two log lines about connections closed to make room.
+const EVICTION_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What every connection shares: the current responder (swapped on reload), the shutdown signal
 /// and the count of live connections.
@@ -164,6 +168,268 @@ impl Drop for LiveGuard {
     }
 }
 
+/// The places of one listener's connections (`max_connections` of them), and its idle
+/// connections in the order they became idle (that is, of their last reply, or of their
+/// accept), so that a newcomer finding every place taken can take the place of the least
+/// recently active idle one: idle connections cannot lock out Postfix until `idle_timeout`.
+///
+/// A connection is idle when it has no request under way and no reply left to write (a partial
+/// request does not count: bytes that make no request do not keep a connection either). The
+/// bookkeeping is a slab of one slot per place with a doubly linked list through the idle slots:
+/// every change is O(1) under one lock, and it never holds more slots than connections at once.
+#[derive(Debug)]
+pub(crate) struct Places {
+    permits: Arc<Semaphore>,
+    max: usize,
+    slots: Mutex<Slots>,
+    /// Woken when a connection becomes idle while a newcomer waits for a place.
+    became_idle: Notify,
+}
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct Slots {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// The least recently active idle connection, and the most recently active one.
+    head: u32,
+    tail: u32,
+    /// A newcomer found no idle connection and waits for one.
+    waiting: bool,
+    /// Connections closed to make room since the last log line about it.
+    unlogged: u64,
+    next_log: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    prev: u32,
+    next: u32,
+    state: SlotState,
+    /// Tells the connection it was closed to make room.
+    evict: Option<Arc<Notify>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    Busy,
+    Idle,
+    Evicted,
+}
+
+impl Slots {
+    fn unlink(&mut self, i: u32) {
+        let (prev, next) = {
+            let slot = &self.slots[i as usize];
+            (slot.prev, slot.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+        let slot = &mut self.slots[i as usize];
+        slot.prev = NIL;
+        slot.next = NIL;
+    }
+
+    /// Puts `i` at the most recently active end of the idle list.
+    fn push_idle(&mut self, i: u32) {
+        let tail = self.tail;
+        {
+            let slot = &mut self.slots[i as usize];
+            slot.state = SlotState::Idle;
+            slot.prev = tail;
+            slot.next = NIL;
+        }
+        if tail == NIL {
+            self.head = i;
+        } else {
+            self.slots[tail as usize].next = i;
+        }
+        self.tail = i;
+    }
+}
+
+impl Places {
+    pub(crate) fn new(max_connections: usize) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(max_connections)),
+            max: max_connections,
+            slots: Mutex::new(Slots {
+                slots: Vec::new(),
+                free: Vec::new(),
+                head: NIL,
+                tail: NIL,
+                waiting: false,
+                unlogged: 0,
+                next_log: None,
+            }),
+            became_idle: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes a newcomer waiting for an idle connection, if any (called with the lock held).
+    fn wake_waiting(&self, slots: &mut Slots) {
+        if slots.waiting {
+            slots.waiting = false;
+            self.became_idle.notify_waiters();
+        }
+    }
+
+    /// Takes a place for a connection just accepted (idle until its first request).
+    fn enter(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Place {
+        let evict = Arc::new(Notify::new());
+        let mut slots = self.lock();
+        let slot = Slot {
+            prev: NIL,
+            next: NIL,
+            state: SlotState::Busy,
+            evict: Some(evict.clone()),
+        };
+        let index = if let Some(i) = slots.free.pop() {
+            slots.slots[i as usize] = slot;
+            i
+        } else {
+            slots.slots.push(slot);
+            u32::try_from(slots.slots.len() - 1).unwrap_or(NIL)
+        };
+        slots.push_idle(index);
+        self.wake_waiting(&mut slots);
+        drop(slots);
+        Place {
+            places: self.clone(),
+            index,
+            evict,
+            _permit: permit,
+        }
+    }
+
+    /// A place for a newcomer when every place is taken: the least recently active idle
+    /// connection is closed for it, or, when none is idle, it waits for the first one to become
+    /// idle or to close. `None` once the places are closed.
+    async fn make_room(&self) -> Option<OwnedSemaphorePermit> {
+        let acquire = self.permits.clone().acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            let became_idle = self.became_idle.notified();
+            tokio::pin!(became_idle);
+            became_idle.as_mut().enable();
+            // Queued for a permit before anyone is closed, so that the place freed is this one's.
+            if let Poll::Ready(permit) = poll_fn(|cx| Poll::Ready(acquire.as_mut().poll(cx))).await
+            {
+                return permit.ok();
+            }
+            if self.evict_least_recent() {
+                return acquire.await.ok();
+            }
+            tokio::select! {
+                permit = &mut acquire => return permit.ok(),
+                () = &mut became_idle => {}
+            }
+        }
+    }
+
+    /// Closes the least recently active idle connection; false when none is idle (then the next
+    /// connection to become idle wakes `became_idle`).
+    fn evict_least_recent(&self) -> bool {
+        let mut slots = self.lock();
+        let i = slots.head;
+        if i == NIL {
+            slots.waiting = true;
+            return false;
+        }
+        slots.unlink(i);
+        let slot = &mut slots.slots[i as usize];
+        slot.state = SlotState::Evicted;
+        if let Some(evict) = &slot.evict {
+            evict.notify_one();
+        }
+        metrics::counter!("mta_sts_daemon_connections_evicted_total").increment(1);
+        slots.unlogged += 1;
+        let now = Instant::now();
+        if slots.next_log.is_none_or(|at| now >= at) {
+            tracing::warn!(
+                "max_connections ({}) reached: closed {} idle connection(s) to make room for new \
+                 ones (least recently active first; counted in \
+                 mta_sts_daemon_connections_evicted_total)",
+                self.max,
+                slots.unlogged
+            );
+            slots.unlogged = 0;
+            slots.next_log = Some(now + EVICTION_LOG_EVERY);
+        }
+        true
+    }
+}
+
+/// A connection's place among `max_connections`: its slot in [`Places`] and its permit, both
+/// given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Place {
+    places: Arc<Places>,
+    index: u32,
+    evict: Arc<Notify>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Place {
+    /// The connection has no request under way and no reply to write: it may be closed to make
+    /// room, least recently active first.
+    fn idle(&self) {
+        let mut slots = self.places.lock();
+        if slots.slots[self.index as usize].state == SlotState::Busy {
+            slots.push_idle(self.index);
+            self.places.wake_waiting(&mut slots);
+        }
+    }
+
+    /// The connection takes a request; false when it was closed to make room meanwhile.
+    fn busy(&self) -> bool {
+        let mut slots = self.places.lock();
+        match slots.slots[self.index as usize].state {
+            SlotState::Idle => {
+                slots.unlink(self.index);
+                slots.slots[self.index as usize].state = SlotState::Busy;
+                true
+            }
+            SlotState::Evicted => false,
+            SlotState::Busy | SlotState::Free => true,
+        }
+    }
+
+    /// Completes once the connection has been closed to make room.
+    async fn evicted(&self) {
+        self.evict.notified().await;
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut slots = self.places.lock();
+        if slots.slots[self.index as usize].state == SlotState::Idle {
+            slots.unlink(self.index);
+        }
+        let slot = &mut slots.slots[self.index as usize];
+        slot.state = SlotState::Free;
+        slot.evict = None;
+        slots.free.push(self.index);
+    }
+}
+
 /// Bound sockets for a [`Listen`] setting, not yet accepting.
 #[derive(Debug)]
 pub(crate) enum Bound {
@@ -264,7 +530,7 @@ impl Bound {
             Self::Unix(..) => Vec::new(),
         };
         let (stop, stop_rx) = watch::channel(false);
-        let permits = Arc::new(Semaphore::new(max_connections));
+        let places = Places::new(max_connections);
         let mut tasks = Vec::new();
         let mut socket_file = None;
         match self {
@@ -273,7 +539,7 @@ impl Bound {
                     tasks.push(tokio::spawn(accept_loop(
                         Acceptor::Tcp(l),
                         shared.clone(),
-                        permits.clone(),
+                        places.clone(),
                         stop_rx.clone(),
                     )));
                 }
@@ -283,7 +549,7 @@ impl Bound {
                 tasks.push(tokio::spawn(accept_loop(
                     Acceptor::Unix(l),
                     shared.clone(),
-                    permits,
+                    places,
                     stop_rx,
                 )));
             }
@@ -351,7 +617,7 @@ enum Acceptor {
 async fn accept_loop(
     acceptor: Acceptor,
     shared: Arc<Shared>,
-    permits: Arc<Semaphore>,
+    places: Arc<Places>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut shutdown = shared.shutdown.subscribe();
@@ -359,34 +625,47 @@ async fn accept_loop(
         if *stop.borrow() || *shutdown.borrow() {
             return;
         }
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = stop.changed() => continue,
-            _ = shutdown.changed() => continue,
-        };
         let accepted = tokio::select! {
             a = accept(&acceptor) => a,
             _ = stop.changed() => continue,
             _ = shutdown.changed() => continue,
         };
-        match accepted {
-            Ok(Stream::Tcp(s)) => {
-                let _ = s.set_nodelay(true);
-                let (r, w) = s.into_split();
-                spawn_connection(r, w, &shared, permit);
-            }
-            Ok(Stream::Unix(s)) => {
-                let (r, w) = s.into_split();
-                spawn_connection(r, w, &shared, permit);
-            }
+        let stream = match accepted {
+            Ok(stream) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "cannot accept a connection");
-                drop(permit);
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Every place taken: this connection waits here (the next ones in the listen queue)
+        // until an idle connection is closed for it, or one becomes idle or closes.
+        let permit = match places.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return,
+            Err(TryAcquireError::NoPermits) => {
+                let permit = tokio::select! {
+                    p = places.make_room() => p,
+                    _ = stop.changed() => continue,
+                    _ = shutdown.changed() => continue,
+                };
+                match permit {
+                    Some(permit) => permit,
+                    None => return,
+                }
+            }
+        };
+        let place = places.enter(permit);
+        match stream {
+            Stream::Tcp(s) => {
+                let _ = s.set_nodelay(true);
+                let (r, w) = s.into_split();
+                spawn_connection(r, w, &shared, place);
+            }
+            Stream::Unix(s) => {
+                let (r, w) = s.into_split();
+                spawn_connection(r, w, &shared, place);
             }
         }
     }
@@ -394,7 +673,7 @@ async fn accept_loop(
 
 /// Serves a connection in its own task; it counts as live, and holds its place among
 /// `max_connections`, until it ends.
-fn spawn_connection<R, W>(r: R, w: W, shared: &Arc<Shared>, permit: OwnedSemaphorePermit)
+fn spawn_connection<R, W>(r: R, w: W, shared: &Arc<Shared>, place: Place)
 where
     R: AsyncRead + Unread + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -402,8 +681,8 @@ where
     let guard = shared.enter();
     let shared = shared.clone();
     tokio::spawn(async move {
-        serve_connection(r, w, &shared).await;
-        drop((guard, permit));
+        serve_connection(r, w, &shared, Some(&place)).await;
+        drop((guard, place));
     });
 }
 
@@ -533,11 +812,32 @@ impl Reading {
     }
 }
 
+/// Takes the connection off the idle list when `listed`; false when it was closed to make room
+/// meanwhile.
+fn leave_idle(place: Option<&Place>, listed: &mut bool) -> bool {
+    if !std::mem::replace(listed, false) {
+        return true;
+    }
+    place.is_none_or(Place::busy)
+}
+
+/// Completes once the connection has been closed to make room (never without a place).
+async fn evicted(place: Option<&Place>) {
+    match place {
+        Some(place) => place.evicted().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Serves one connection until the peer closes it, breaks the protocol, stops reading, idles,
-/// or the daemon shuts down (then the requests already received are answered first: those read
-/// and those its socket holds at that moment).
-pub(crate) async fn serve_connection<R, W>(mut rd: R, mut wr: W, shared: &Arc<Shared>)
-where
+/// its idle place is taken by a newcomer, or the daemon shuts down (then the requests already
+/// received are answered first: those read and those its socket holds at that moment).
+pub(crate) async fn serve_connection<R, W>(
+    mut rd: R,
+    mut wr: W,
+    shared: &Arc<Shared>,
+    place: Option<&Place>,
+) where
     R: AsyncRead + Unread + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -558,6 +858,8 @@ where
     };
     // Requests taken since this task last yielded its thread.
     let mut taken = 0usize;
+    // On its place's idle list (a connection starts there, see `Places::enter`).
+    let mut idle_listed = true;
 
     loop {
         // A peer that keeps its connection busy (a pipelined flood always has a request ready)
@@ -578,6 +880,9 @@ where
         while pipeline.len() < MAX_PIPELINE {
             match netstring::decode(&buf[start..], MAX_REQUEST) {
                 Ok(Decoded::Complete { data, consumed }) => {
+                    if !leave_idle(place, &mut idle_listed) {
+                        return;
+                    }
                     let request = buf[start + data.start..start + data.end].to_vec();
                     start += consumed;
                     taken += 1;
@@ -591,6 +896,9 @@ where
                 }
                 Ok(Decoded::Incomplete) => break,
                 Err(e) => {
+                    if !leave_idle(place, &mut idle_listed) {
+                        return;
+                    }
                     tracing::debug!(error = %e, "closing a socketmap connection");
                     let reason = match e {
                         netstring::NetstringError::TooLong => {
@@ -632,10 +940,19 @@ where
             return;
         }
 
-        if pipeline.is_empty() && buf.is_empty() {
-            // Waiting for the next request: the buffers of a burst go back, so that an idle
-            // connection holds little memory however busy it once was.
-            release_burst_buffers(&mut buf, &mut out);
+        if pipeline.is_empty() {
+            if buf.is_empty() {
+                // Waiting for the next request: the buffers of a burst go back, so that an idle
+                // connection holds little memory however busy it once was.
+                release_burst_buffers(&mut buf, &mut out);
+            }
+            if !idle_listed {
+                // No request under way, no reply to write: this place may be taken.
+                idle_listed = true;
+                if let Some(place) = place {
+                    place.idle();
+                }
+            }
         }
         let can_read = reading.more() && pipeline.len() < MAX_PIPELINE;
         tokio::select! {
@@ -658,6 +975,7 @@ where
                 reading = Reading::shutting_down(&rd);
             },
             () = &mut idle, if reading == Reading::Open && pipeline.is_empty() => return,
+            () = evicted(place), if idle_listed => return,
         }
     }
 }
@@ -724,7 +1042,7 @@ mod tests {
         let shared = shared();
         let (client, server) = duplex(1 << 20);
         let (sr, sw) = tokio::io::split(server);
-        let task = tokio::spawn(async move { serve_connection(sr, sw, &shared).await });
+        let task = tokio::spawn(async move { serve_connection(sr, sw, &shared, None).await });
         let (mut cr, mut cw) = tokio::io::split(client);
         cw.write_all(&input).await.unwrap();
         cw.shutdown().await.unwrap();
@@ -759,7 +1077,7 @@ mod tests {
         let shared = shared();
         let (client, server) = duplex(64);
         let (sr, sw) = tokio::io::split(server);
-        let task = tokio::spawn(async move { serve_connection(sr, sw, &shared).await });
+        let task = tokio::spawn(async move { serve_connection(sr, sw, &shared, None).await });
         let (mut cr, mut cw) = tokio::io::split(client);
         let input = wire(&["postfix 192.0.2.1", "postfix 192.0.2.2"]);
         for byte in input {
@@ -819,6 +1137,69 @@ mod tests {
         assert_eq!(got, wire(&vec!["NOTFOUND "; 1000]));
     }
 
+    fn permit(places: &Arc<Places>) -> OwnedSemaphorePermit {
+        places.permits.clone().try_acquire_owned().unwrap()
+    }
+
+    fn idle_order(places: &Places) -> Vec<u32> {
+        let slots = places.lock();
+        let mut order = Vec::new();
+        let mut i = slots.head;
+        while i != NIL {
+            order.push(i);
+            i = slots.slots[i as usize].next;
+        }
+        order
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_active_idle_connection_is_evicted_first() {
+        let places = Places::new(3);
+        let p: Vec<Place> = (0..3).map(|_| places.enter(permit(&places))).collect();
+        assert_eq!(idle_order(&places), [0, 1, 2]);
+        // 0 takes a request and answers it: it is the most recently active now.
+        assert!(p[0].busy());
+        assert_eq!(idle_order(&places), [1, 2]);
+        p[0].idle();
+        assert_eq!(idle_order(&places), [1, 2, 0]);
+        assert!(places.evict_least_recent());
+        assert_eq!(idle_order(&places), [2, 0]);
+        // The evicted one is told, and cannot take a request any more.
+        p[1].evicted().await;
+        assert!(!p[1].busy());
+        p[1].idle();
+        assert_eq!(idle_order(&places), [2, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_evicts_an_idle_connection_or_waits_for_one_to_become_idle() {
+        let places = Places::new(2);
+        let a = places.enter(permit(&places));
+        let b = places.enter(permit(&places));
+        assert!(a.busy() && b.busy());
+        // None idle: the newcomer waits, and gets a place once one is idle (and so evicted).
+        let waiting = tokio::spawn({
+            let places = places.clone();
+            async move { places.make_room().await.map(|p| places.enter(p)) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        b.idle();
+        b.evicted().await;
+        assert!(!b.busy());
+        drop(b);
+        let c = waiting.await.unwrap().expect("a place");
+        assert_eq!(idle_order(&places), [c.index]);
+        drop(a);
+        // The slots are reused: never more than max_connections of them.
+        for _ in 0..100 {
+            let n = places.enter(permit(&places));
+            drop(n);
+        }
+        assert_eq!(places.lock().slots.len(), 2);
+        drop(c);
+    }
+
     /// A request stream that says how many bytes its "socket" holds: those of the first
     /// `received` bytes the connection has not read yet.
     struct Socket {
@@ -866,7 +1247,8 @@ mod tests {
             received,
         };
         let s = shared.clone();
-        let task = tokio::spawn(async move { serve_connection(socket, server_replies, &s).await });
+        let task =
+            tokio::spawn(async move { serve_connection(socket, server_replies, &s, None).await });
         let mut first = vec![0u8; 64];
         client_replies.read_exact(&mut first).await.unwrap();
         shared.begin_shutdown();
@@ -884,7 +1266,7 @@ mod tests {
         let s = shared.clone();
         let guard = shared.enter();
         let task = tokio::spawn(async move {
-            serve_connection(sr, sw, &s).await;
+            serve_connection(sr, sw, &s, None).await;
             drop(guard);
         });
         let (mut cr, mut cw) = tokio::io::split(client);
