@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use daemon_support::{
     Daemon, ENFORCE_REPLY, LOG_WAIT, ask, metric, netstring, proc_status_kib, raise_fd_limit,
-    read_reply, scratch_dir, try_read_reply, vm_rss_kib, wait_until, world,
+    read_reply, scratch_dir, try_read_reply, vm_rss_kib, wait_closed_unread, wait_until, world,
 };
 use mta_sts_testkit::{Domain, Http, World, bulk_domain_name};
 
@@ -554,6 +554,46 @@ fn clients_that_stop_reading_are_dropped_after_write_timeout_with_memory_bounded
         "clients that do not read made the daemon hold {} KiB",
         peak - peak_before
     );
+    assert_fresh_client_answered(d.addr());
+}
+
+/// The operator's report: a client that pipelined 10,000 requests and read no reply stayed
+/// connected past 45 s with `write_timeout: 30`, as its 800 KB of replies fitted in the
+/// kernel's buffers (up to 4 MB), so that no write of the daemon ever waited.
+#[test]
+fn a_client_that_pipelines_10000_requests_and_reads_no_reply_is_dropped_after_write_timeout() {
+    // How long the client is watched before the test fails (a bound only).
+    const GUARD: Duration = Duration::from_secs(15);
+    let write_timeout = Duration::from_secs(1);
+    let world = world();
+    let dir = scratch_dir("pipelined-unread");
+    let d = Daemon::start(&world, &dir, "port: 0\nwrite_timeout: 1\n");
+    assert_fresh_client_answered(d.addr());
+    let conn = connect(d.addr());
+    let mut w = conn.try_clone().unwrap();
+    w.set_write_timeout(Some(GUARD)).unwrap();
+    // The longest reply per request: 80 bytes each.
+    let wire: Vec<u8> = (0..10_000)
+        .flat_map(|_| netstring("postfix enforce.test"))
+        .collect();
+    let start = Instant::now();
+    // In a thread: the daemon stops reading once the replies back up. The daemon may drop the
+    // connection before the last request is written.
+    let writer = std::thread::spawn(move || w.write_all(&wire).map(|()| start.elapsed()));
+    // No reply is read: only the close is waited for.
+    let closed = wait_closed_unread(&conn, GUARD);
+    let written = writer.join().expect("the writer");
+    eprintln!(
+        "10,000 requests pipelined ({written:?}), no reply read: closed by the daemon after \
+         {closed:?} (write_timeout {write_timeout:?})"
+    );
+    let closed = closed.unwrap_or_else(|| {
+        panic!(
+            "a client that pipelined 10,000 requests and read no reply was still connected \
+             after {GUARD:?} with write_timeout {write_timeout:?}"
+        )
+    });
+    assert!(closed >= write_timeout, "closed after {closed:?}");
     assert_fresh_client_answered(d.addr());
 }
 

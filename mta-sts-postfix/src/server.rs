@@ -6,9 +6,10 @@
 //! requests under way (then it is not read until replies have gone out); at most
 //! `max_connections` connections are served at once: when all places are taken, a newcomer takes
 //! the place of the least recently active idle connection (see [`Places`]), or waits until one
-//! is idle or closed; a peer that does not read its replies for `write_timeout` or sends no
-//! complete request for `idle_timeout` (after connecting or after its last reply) is
-//! disconnected. A connection only
+//! is idle or closed; replies a peer has not taken are bounded (at most [`WRITE_BATCH`] bytes in
+//! the daemon, then the socket's send buffer of [`SEND_BUFFER`] bytes), and a peer that leaves
+//! them there for `write_timeout` is disconnected; a peer that sends no complete request for
+//! `idle_timeout` (after connecting or after its last reply) is disconnected. A connection only
 //! ever waits on its own socket, so a slow peer holds up nobody else.
 
 use std::collections::VecDeque;
@@ -47,8 +48,14 @@ const IDLE_READ_BUFFER: usize = 512;
 const MIN_READ: usize = 256;
 /// The reply buffer a connection keeps while it waits for requests.
 const IDLE_WRITE_BUFFER: usize = 1024;
-/// Replies are written once this many bytes are waiting, or when no other reply is ready.
+/// Replies are written once this many bytes are waiting, or when no other reply is ready: the
+/// most a connection keeps of replies its peer has not taken, besides the socket's send buffer.
 const WRITE_BATCH: usize = 16 * 1024;
+/// The send buffer of every connection's socket (`SO_SNDBUF`; Linux reserves twice this for its
+/// bookkeeping). The kernel's own, grown as it sees fit up to 4 MB, let a peer that never read
+/// leave megabytes of replies behind before a write of the daemon waited, so that
+/// `write_timeout` never began for it.
+const SEND_BUFFER: usize = 64 * 1024;
 /// The shortest time between two log lines about connections closed to make room.
 const EVICTION_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -660,10 +667,12 @@ async fn accept_loop(
         match stream {
             Stream::Tcp(s) => {
                 let _ = s.set_nodelay(true);
+                let _ = rustix::net::sockopt::set_socket_send_buffer_size(&s, SEND_BUFFER);
                 let (r, w) = s.into_split();
                 spawn_connection(r, w, &shared, place);
             }
             Stream::Unix(s) => {
+                let _ = rustix::net::sockopt::set_socket_send_buffer_size(&s, SEND_BUFFER);
                 let (r, w) = s.into_split();
                 spawn_connection(r, w, &shared, place);
             }
@@ -923,7 +932,9 @@ pub(crate) async fn serve_connection<R, W>(
             }
         }
         if !out.is_empty() {
-            // A peer that does not take its replies for this long is disconnected.
+            // Nothing is read while replies wait here (at most WRITE_BATCH bytes and one reply):
+            // a peer that does not take them for this long is disconnected. The socket's send
+            // buffer (SEND_BUFFER) is small, so this wait begins soon after a peer stops reading.
             let write_timeout = responder.config().write_timeout;
             match timeout(write_timeout, wr.write_all(&out)).await {
                 Ok(Ok(())) => {

@@ -368,3 +368,25 @@ pub fn metric(metrics: SocketAddr, name: &str) -> Option<f64> {
         rest.trim().parse().ok()
     })
 }
+
+/// Waits until the peer closes `s` (end of stream or reset), without reading what it sent:
+/// how long that took, or `None` when it was still open after `limit` (a bound, not a
+/// synchronisation: the close is what is waited for).
+pub fn wait_closed_unread(s: &TcpStream, limit: Duration) -> Option<Duration> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let start = std::time::Instant::now();
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        let timeout = Timespec::try_from(left).expect("a timeout");
+        // Not POLLIN: unread replies must not end the wait, only the close (POLLRDHUP for an
+        // end of stream; POLLHUP and POLLERR, always reported, for a reset).
+        let mut fds = [PollFd::new(s, PollFlags::RDHUP)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return None,
+            Ok(_) if !fds[0].revents().is_empty() => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e) if e == rustix::io::Errno::INTR => {}
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+}
