@@ -685,7 +685,7 @@ async fn accept_loop(
 fn spawn_connection<R, W>(r: R, w: W, shared: &Arc<Shared>, place: Place)
 where
     R: AsyncRead + Unread + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + Reset + Unpin + Send + 'static,
 {
     let guard = shared.enter();
     let shared = shared.clone();
@@ -718,6 +718,21 @@ impl Unread for tokio::net::unix::OwnedReadHalf {
         unread_on(self.as_ref())
     }
 }
+
+/// A connection that is given up on (its peer does not take its replies) is reset when closed,
+/// rather than left to the kernel with a close queued behind replies the peer will never take.
+pub(crate) trait Reset {
+    fn reset_on_close(&self) {}
+}
+
+impl Reset for tokio::net::tcp::OwnedWriteHalf {
+    fn reset_on_close(&self) {
+        let _ = rustix::net::sockopt::set_socket_linger(self.as_ref(), Some(Duration::ZERO));
+    }
+}
+
+/// A unix socket's buffers go with it when closed.
+impl Reset for tokio::net::unix::OwnedWriteHalf {}
 
 enum Stream {
     Tcp(tokio::net::TcpStream),
@@ -848,7 +863,7 @@ pub(crate) async fn serve_connection<R, W>(
     place: Option<&Place>,
 ) where
     R: AsyncRead + Unread + Unpin,
-    W: AsyncWrite + Unpin,
+    W: AsyncWrite + Reset + Unpin,
 {
     let mut shutdown = shared.shutdown.subscribe();
     let mut version = shared.version.load(Ordering::Acquire);
@@ -942,7 +957,12 @@ pub(crate) async fn serve_connection<R, W>(
                     // Idle time counts from the last reply too, not only from the last read.
                     idle.as_mut().reset(Instant::now() + idle_timeout);
                 }
-                _ => return, // the peer is gone or does not read
+                Ok(Err(_)) => return, // the peer is gone
+                Err(_) => {
+                    // The peer does not read: a reset tells it at once.
+                    wr.reset_on_close();
+                    return;
+                }
             }
             continue;
         }
@@ -1022,13 +1042,16 @@ fn release_burst_buffers(buf: &mut Vec<u8>, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::config;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, duplex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf, duplex};
 
     impl Unread for ReadHalf<DuplexStream> {
         fn unread(&self) -> Option<usize> {
             None
         }
     }
+
+    impl Reset for WriteHalf<DuplexStream> {}
+    impl Reset for DuplexStream {}
 
     /// A responder whose client never touches the network: every request in these tests is
     /// answered without a lookup (IP addresses, parent domains, malformed requests).
@@ -1267,6 +1290,45 @@ mod tests {
         client_replies.read_to_end(&mut got).await.unwrap();
         task.await.unwrap();
         assert_eq!(got, wire(&vec!["NOTFOUND "; 1000]));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_takes_no_reply_for_write_timeout_is_reset() {
+        let client = mta_sts_tokio::Client::builder()
+            .resolvers(["127.0.0.1:9".parse().unwrap()])
+            .build()
+            .unwrap();
+        let cfg = Arc::new(config::parse("write_timeout: 0.2").unwrap());
+        let shared = Shared::new(Responder::new(client, cfg));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(1024).unwrap();
+        let mut peer = socket
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        rustix::net::sockopt::set_socket_send_buffer_size(&server, 1024).unwrap();
+        let (r, w) = server.into_split();
+        // 510 bytes of requests, read at once (a connection's first read takes up to 512),
+        // whose 7.5 KB of replies (PERM) fill both small buffers: the connection has read
+        // everything when its write waits, so a plain close would be queued behind replies the
+        // peer never takes, and the peer would see nothing.
+        let requests: Vec<u8> = (0..170).flat_map(|_| wire(&[""])).collect();
+        peer.write_all(&requests).await.unwrap();
+        serve_connection(r, w, &shared, None).await;
+        let mut reset = None;
+        for _ in 0..1000 {
+            reset = peer.take_error().unwrap();
+            if reset.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            reset.map(|e| e.kind()),
+            Some(io::ErrorKind::ConnectionReset)
+        );
     }
 
     #[tokio::test]
