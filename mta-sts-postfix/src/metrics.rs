@@ -53,7 +53,9 @@ pub(crate) fn handle() -> &'static PrometheusHandle {
             "Policy lookups by result (success, failure, cached)"
         );
         metrics::describe_gauge!("mta_sts_cache_size", "Entries in the policy cache");
-        // Shown from the start (at 0), so that an alert on it needs no first eviction.
+        // Shown from the start (at 0), so that an alert or a scrape needs no first connection
+        // or eviction.
+        metrics::gauge!("mta_sts_daemon_connections").set(0.0);
         metrics::counter!("mta_sts_daemon_connections_evicted_total").absolute(0);
         handle
     })
