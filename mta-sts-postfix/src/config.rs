@@ -179,13 +179,77 @@ impl DaemonConfig {
     }
 }
 
-/// Why a configuration cannot be used.
+/// Why a configuration cannot be used: what is wrong ([`ConfigError::kind`]) and, for a file
+/// read by [`load`], which file ([`ConfigError::file`]). Its message is the daemon's log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(String);
+pub struct ConfigError {
+    file: Option<PathBuf>,
+    kind: ConfigErrorKind,
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The file cannot be read.
+    Read {
+        /// The I/O error's kind.
+        kind: std::io::ErrorKind,
+        /// The I/O error's message.
+        message: String,
+    },
+    /// The text is not YAML, or not the shape of the configuration (a list where a key's value
+    /// should be, …): the YAML parser's message.
+    Syntax(String),
+    /// A key's value cannot be used.
+    Value {
+        /// The key, dotted from the top (`default_zone.timeout`).
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn new(kind: ConfigErrorKind) -> Self {
+        Self { file: None, kind }
+    }
+
+    fn in_file(mut self, path: &Path) -> Self {
+        self.file = Some(path.to_path_buf());
+        self
+    }
+
+    /// What is wrong.
+    pub fn kind(&self) -> &ConfigErrorKind {
+        &self.kind
+    }
+
+    /// The file it is about ([`load`]; `None` from [`parse`]).
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match (&self.file, &self.kind) {
+            (Some(file), ConfigErrorKind::Read { message, .. }) => {
+                write!(f, "cannot read {}: {message}", file.display())
+            }
+            (Some(file), kind) => write!(f, "{}: {kind}", file.display()),
+            (None, kind) => kind.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for ConfigErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { message, .. } => write!(f, "cannot read: {message}"),
+            Self::Syntax(message) => f.write_str(message),
+            Self::Value { key, message } => write!(f, "{key}: {message}"),
+        }
     }
 }
 
@@ -193,15 +257,20 @@ impl std::error::Error for ConfigError {}
 
 /// Reads and checks the configuration file.
 pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-    parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(ConfigErrorKind::Read {
+            kind: e.kind(),
+            message: e.to_string(),
+        })
+        .in_file(path)
+    })?;
+    parse(&text).map_err(|e| e.in_file(path))
 }
 
 /// Parses and checks a configuration text.
 pub fn parse(text: &str) -> Result<DaemonConfig, ConfigError> {
-    let raw: Option<RawConfig> =
-        yaml_serde::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+    let raw: Option<RawConfig> = yaml_serde::from_str(text)
+        .map_err(|e| ConfigError::new(ConfigErrorKind::Syntax(e.to_string())))?;
     let unknown_keys = unknown_top_level_keys(text);
     raw.unwrap_or_default().check(unknown_keys)
 }
@@ -323,7 +392,10 @@ struct RawMetrics {
 }
 
 fn err(key: &str, message: impl fmt::Display) -> ConfigError {
-    ConfigError(format!("{key}: {message}"))
+    ConfigError::new(ConfigErrorKind::Value {
+        key: key.to_owned(),
+        message: message.to_string(),
+    })
 }
 
 /// YAML 1.1 booleans, as PyYAML resolves them.
@@ -800,9 +872,12 @@ zones:
             }
         );
         let e = parse("cache:\n  type: file\n").unwrap_err();
-        assert!(e.0.contains("cache.options.path"), "{e}");
+        assert!(
+            matches!(e.kind(), ConfigErrorKind::Value { key, .. } if key == "cache.options.path"),
+            "{e}"
+        );
         let e = parse("cache:\n  type: sqlite\n  options:\n    filename: /x.db\n").unwrap_err();
-        assert!(e.0.contains("\"sqlite\" is not supported"), "{e}");
+        assert!(e.to_string().contains("\"sqlite\" is not supported"), "{e}");
     }
 
     #[test]
@@ -857,10 +932,23 @@ zones:
             ("write_timeout: 0\n", "write_timeout"),
         ] {
             let e = parse(yaml).expect_err(yaml);
-            assert!(e.0.starts_with(&format!("{key}: ")), "{yaml:?} gave {e}");
+            assert!(
+                matches!(e.kind(), ConfigErrorKind::Value { key: k, .. } if k == key),
+                "{yaml:?} gave {e:?}"
+            );
+            assert!(
+                e.to_string().starts_with(&format!("{key}: ")),
+                "{yaml:?} gave {e}"
+            );
         }
-        assert!(parse("port: [1]\n").is_err());
-        assert!(parse("{{{\n").is_err());
+        assert!(matches!(
+            parse("port: [1]\n").unwrap_err().kind(),
+            ConfigErrorKind::Syntax(_)
+        ));
+        assert!(matches!(
+            parse("{{{\n").unwrap_err().kind(),
+            ConfigErrorKind::Syntax(_)
+        ));
     }
 
     #[test]
@@ -883,6 +971,55 @@ zones:
                 .to_string()
                 .contains("IP address")
         );
+    }
+
+    /// A file of its own under the system's temporary directory, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(contents: &[u8]) -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "mta-sts-config-{}-{}.yml",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&path, contents).unwrap();
+            Self(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn load_names_the_file_in_its_errors() {
+        let missing = Path::new("/nonexistent/mta-sts-daemon.yml");
+        let e = load(missing).unwrap_err();
+        assert_eq!(e.file(), Some(missing));
+        assert!(
+            matches!(e.kind(), ConfigErrorKind::Read { kind, .. } if *kind == std::io::ErrorKind::NotFound),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("cannot read /nonexistent/mta-sts-daemon.yml: "),
+            "{e}"
+        );
+
+        let f = TempFile::new(b"port: 70000\n");
+        let e = load(&f.0).unwrap_err();
+        assert_eq!(e.file(), Some(f.0.as_path()));
+        assert_eq!(
+            e.to_string(),
+            format!("{}: port: 70000 is not a port number", f.0.display())
+        );
+        let f = TempFile::new(b"port: 0\n");
+        assert_eq!(load(&f.0).unwrap(), parse("port: 0\n").unwrap());
     }
 
     #[test]
