@@ -198,6 +198,10 @@ pub enum ConfigErrorKind {
         /// The I/O error's message.
         message: String,
     },
+    /// The file holds no settings: it is empty, or holds only whitespace, comments or an empty
+    /// YAML document (`---`, `~`). Refused, at start and on SIGHUP alike: such a file is far
+    /// more often one caught half-written than a wish for every default (`{}` says that).
+    Empty,
     /// The text is not YAML, or not the shape of the configuration (a list where a key's value
     /// should be, …): the YAML parser's message.
     Syntax(String),
@@ -247,6 +251,10 @@ impl fmt::Display for ConfigErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Read { message, .. } => write!(f, "cannot read: {message}"),
+            Self::Empty => f.write_str(
+                "the file is empty (no settings: only whitespace, comments or an empty document); \
+                 write {} to run on the defaults",
+            ),
             Self::Syntax(message) => f.write_str(message),
             Self::Value { key, message } => write!(f, "{key}: {message}"),
         }
@@ -255,7 +263,8 @@ impl fmt::Display for ConfigErrorKind {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and checks the configuration file.
+/// Reads and checks the configuration file. A file without settings is refused
+/// ([`ConfigErrorKind::Empty`]), unlike an empty text given to [`parse`].
 pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(ConfigErrorKind::Read {
@@ -264,15 +273,40 @@ pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
         })
         .in_file(path)
     })?;
-    parse(&text).map_err(|e| e.in_file(path))
+    // Whitespace and comments alone are an empty file even where YAML would call a tab an
+    // error; a null document (`---`, `~`) is one too.
+    match if blank(&text) {
+        Ok(None)
+    } else {
+        parse_raw(&text)
+    } {
+        Ok(Some(raw)) => raw.check(unknown_top_level_keys(&text)),
+        Ok(None) => Err(ConfigError::new(ConfigErrorKind::Empty)),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| e.in_file(path))
 }
 
-/// Parses and checks a configuration text.
+/// Whether a text holds only whitespace and comments (after a byte order mark, if any).
+fn blank(text: &str) -> bool {
+    text.trim_start_matches('\u{feff}').lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#')
+    })
+}
+
+/// Parses and checks a configuration text. A text without settings (empty, whitespace,
+/// comments, an empty document) gives every default, as postfix-mta-sts-resolver reads it;
+/// [`load`] refuses such a file.
 pub fn parse(text: &str) -> Result<DaemonConfig, ConfigError> {
-    let raw: Option<RawConfig> = yaml_serde::from_str(text)
-        .map_err(|e| ConfigError::new(ConfigErrorKind::Syntax(e.to_string())))?;
-    let unknown_keys = unknown_top_level_keys(text);
-    raw.unwrap_or_default().check(unknown_keys)
+    parse_raw(text)?
+        .unwrap_or_default()
+        .check(unknown_top_level_keys(text))
+}
+
+/// The text's settings, `None` when it has none (an empty or null document).
+fn parse_raw(text: &str) -> Result<Option<RawConfig>, ConfigError> {
+    yaml_serde::from_str(text).map_err(|e| ConfigError::new(ConfigErrorKind::Syntax(e.to_string())))
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -743,7 +777,7 @@ zones:
     }
 
     #[test]
-    fn an_empty_file_gives_postfix_mta_sts_resolver_defaults() {
+    fn an_empty_text_gives_postfix_mta_sts_resolver_defaults() {
         let c = defaults_config();
         assert_eq!(
             c.listen,
@@ -1020,6 +1054,34 @@ zones:
         );
         let f = TempFile::new(b"port: 0\n");
         assert_eq!(load(&f.0).unwrap(), parse("port: 0\n").unwrap());
+    }
+
+    #[test]
+    fn a_file_without_settings_is_refused_as_empty_and_named() {
+        for text in [
+            "",
+            "\n",
+            "  \n\t\n",
+            "# mta-sts-daemon.yml\n# host: 127.0.0.1\n",
+            "\t# indented with a tab\r\n",
+            "---\n",
+            "--- # nothing\n...\n",
+            "~\n",
+            "\u{feff}",
+        ] {
+            let f = TempFile::new(text.as_bytes());
+            let e = load(&f.0).expect_err(text);
+            assert_eq!(e.kind(), &ConfigErrorKind::Empty, "{text:?}");
+            assert_eq!(e.file(), Some(f.0.as_path()));
+            let message = e.to_string();
+            assert!(
+                message.starts_with(&format!("{}: ", f.0.display())) && message.contains("empty"),
+                "{message}"
+            );
+        }
+        // All the defaults, said explicitly.
+        let f = TempFile::new(b"{}\n");
+        assert_eq!(load(&f.0).unwrap(), defaults_config());
     }
 
     #[test]
