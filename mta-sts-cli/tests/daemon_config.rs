@@ -1,5 +1,6 @@
 //! `mta-sts daemon` and configuration files it cannot use, at start and on SIGHUP: an empty file,
-//! a missing one. Synchronisation is on the daemon's log lines, never on sleeps.
+//! a missing one, one nested too deep. Synchronisation is on the daemon's log lines, never on
+//! sleeps.
 
 mod daemon_support;
 
@@ -40,6 +41,32 @@ fn sighup_with_an_empty_file_keeps_the_running_configuration_and_logs_why() {
     // A usable file is taken again afterwards.
     let line = d.reload("port: 0\ndefault_zone:\n  timeout: 2\n  strict_testing: true\n");
     assert!(line.contains("configuration reloaded"), "{line}");
+}
+
+#[test]
+fn sighup_with_a_deeply_nested_file_is_refused_at_once_and_the_daemon_answers_on() {
+    let world = world();
+    let dir = scratch_dir("reload-deep");
+    let mut d = Daemon::start(&world, &dir, TCP);
+    let addr = d.addr();
+    // 150 KB, 30,000 flow mappings deep: the YAML parser took 14 s over it (44 s unoptimised),
+    // with the daemon's main loop blocked.
+    let deep = format!(
+        "port: 0\nx: {}{}\n",
+        "{a: ".repeat(30_000),
+        "}".repeat(30_000)
+    );
+    let started = std::time::Instant::now();
+    let line = d.reload(&deep);
+    assert!(line.contains("reload failed"), "{line}");
+    assert!(
+        line.contains("nested more than 64 levels deep (at line 2)"),
+        "{line}"
+    );
+    // A bound against the parser's time coming back, not a measurement.
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(listening_lines(&d), 1, "{:?}", d.lines);
+    assert_eq!(ask_one(addr, "postfix enforce.test"), ENFORCE_REPLY);
 }
 
 #[test]

@@ -15,8 +15,27 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+mod depth;
+
 /// Where postfix-mta-sts-resolver looks for its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
+
+/// How deeply `text` nests, as the [`MAX_NESTING`] check counts it, for the fuzz target that
+/// holds it to the parser's own count.
+#[cfg(fuzzing)]
+pub fn nesting_depth(text: &str) -> usize {
+    depth::max_depth(text)
+}
+
+/// The largest configuration read, in bytes (1 MiB; postfix-mta-sts-resolver's examples take
+/// a few hundred): a larger one is refused ([`ConfigErrorKind::TooLarge`]) before it is parsed.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// The deepest nesting of collections (mappings and lists, block or flow) a configuration may
+/// have: its keys nest 3 deep (`zones.<name>.tlsrpt`). A deeper text is refused
+/// ([`ConfigErrorKind::TooDeep`]) after one pass over it, before the YAML parser, whose time
+/// grows with the square of the depth, sees it.
+pub const MAX_NESTING: usize = 64;
 
 /// postfix-mta-sts-resolver's defaults (its `defaults.py`, version 1.5.1).
 pub(crate) mod defaults {
@@ -202,6 +221,18 @@ pub enum ConfigErrorKind {
     /// YAML document (`---`, `~`). Refused, at start and on SIGHUP alike: such a file is far
     /// more often one caught half-written than a wish for every default (`{}` says that).
     Empty,
+    /// The file is larger than [`MAX_CONFIG_BYTES`].
+    TooLarge {
+        /// [`MAX_CONFIG_BYTES`].
+        limit: usize,
+    },
+    /// Collections nest deeper than [`MAX_NESTING`].
+    TooDeep {
+        /// [`MAX_NESTING`].
+        limit: usize,
+        /// The line (from 1) where the nesting goes past it.
+        line: usize,
+    },
     /// The text is not YAML, or not the shape of the configuration (a list where a key's value
     /// should be, …): the YAML parser's message.
     Syntax(String),
@@ -255,6 +286,15 @@ impl fmt::Display for ConfigErrorKind {
                 "the file is empty (no settings: only whitespace, comments or an empty document); \
                  write {} to run on the defaults",
             ),
+            Self::TooLarge { limit } => write!(
+                f,
+                "larger than {limit} bytes, the most a configuration may have"
+            ),
+            Self::TooDeep { limit, line } => write!(
+                f,
+                "nested more than {limit} levels deep (at line {line}), the most a configuration \
+                 may have"
+            ),
             Self::Syntax(message) => f.write_str(message),
             Self::Value { key, message } => write!(f, "{key}: {message}"),
         }
@@ -266,13 +306,7 @@ impl std::error::Error for ConfigError {}
 /// Reads and checks the configuration file. A file without settings is refused
 /// ([`ConfigErrorKind::Empty`]), unlike an empty text given to [`parse`].
 pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(ConfigErrorKind::Read {
-            kind: e.kind(),
-            message: e.to_string(),
-        })
-        .in_file(path)
-    })?;
+    let text = read(path).map_err(|e| e.in_file(path))?;
     // Whitespace and comments alone are an empty file even where YAML would call a tab an
     // error; a null document (`---`, `~`) is one too.
     match if blank(&text) {
@@ -285,6 +319,28 @@ pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
         Err(e) => Err(e),
     }
     .map_err(|e| e.in_file(path))
+}
+
+/// The file's text, refused past [`MAX_CONFIG_BYTES`] without reading further.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let io_error = |e: std::io::Error| {
+        ConfigError::new(ConfigErrorKind::Read {
+            kind: e.kind(),
+            message: e.to_string(),
+        })
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(io_error)?;
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::new(ConfigErrorKind::TooLarge {
+            limit: MAX_CONFIG_BYTES,
+        }));
+    }
+    Ok(text)
 }
 
 /// Whether a text holds only whitespace and comments (after a byte order mark, if any).
@@ -304,8 +360,20 @@ pub fn parse(text: &str) -> Result<DaemonConfig, ConfigError> {
         .check(unknown_top_level_keys(text))
 }
 
-/// The text's settings, `None` when it has none (an empty or null document).
+/// The text's settings, `None` when it has none (an empty or null document). Its size and
+/// nesting are checked first.
 fn parse_raw(text: &str) -> Result<Option<RawConfig>, ConfigError> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::new(ConfigErrorKind::TooLarge {
+            limit: MAX_CONFIG_BYTES,
+        }));
+    }
+    depth::check(text, MAX_NESTING).map_err(|line| {
+        ConfigError::new(ConfigErrorKind::TooDeep {
+            limit: MAX_NESTING,
+            line,
+        })
+    })?;
     yaml_serde::from_str(text).map_err(|e| ConfigError::new(ConfigErrorKind::Syntax(e.to_string())))
 }
 
@@ -1082,6 +1150,91 @@ zones:
         // All the defaults, said explicitly.
         let f = TempFile::new(b"{}\n");
         assert_eq!(load(&f.0).unwrap(), defaults_config());
+    }
+
+    /// The operator's file: 150,000 bytes, 30,000 flow mappings one in the other.
+    fn nested_150_kb() -> String {
+        let text = format!("{}{}", "{a: ".repeat(30_000), "}".repeat(30_000));
+        assert_eq!(text.len(), 150_000);
+        text
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing_naming_the_limit() {
+        let deep = [
+            nested_150_kb(),
+            format!("{}{}", "[".repeat(30_000), "]".repeat(30_000)),
+            format!("port: 0\nx: {}\n", "{a: ".repeat(30_000)),
+            format!("{}x\n", "- ".repeat(30_000)),
+            (0..100).map(|i| format!("{:i$}a:\n", "")).collect(),
+            format!("zones:\n  z: {}{}\n", "[".repeat(63), "]".repeat(63)),
+        ];
+        for text in &deep {
+            let started = std::time::Instant::now();
+            let e = parse(text).unwrap_err();
+            // A bound against a regression to the parser's quadratic time, not a measurement:
+            // the check takes microseconds, the parser took seconds.
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+            assert!(
+                matches!(
+                    e.kind(),
+                    ConfigErrorKind::TooDeep {
+                        limit: MAX_NESTING,
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("nested more than 64 levels"), "{e}");
+        }
+        let e = parse(&format!("port: 0\n\nx:\n  y: {}", "[".repeat(63))).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            &ConfigErrorKind::TooDeep {
+                limit: MAX_NESTING,
+                line: 4
+            }
+        );
+        // Up to the limit, the parser decides: here an unknown key, accepted with a warning.
+        let c = parse(&format!("x: {}{}\n", "[".repeat(63), "]".repeat(63))).unwrap();
+        assert_eq!(c.unknown_keys, ["x"]);
+
+        let f = TempFile::new(nested_150_kb().as_bytes());
+        let e = load(&f.0).unwrap_err();
+        assert!(matches!(e.kind(), ConfigErrorKind::TooDeep { .. }));
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: nested", f.0.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_text_over_the_size_limit_is_refused_unread() {
+        let mut big = String::from("port: 0\n");
+        while big.len() <= MAX_CONFIG_BYTES {
+            big.push_str("# a comment line to take room\n");
+        }
+        let too_large = ConfigErrorKind::TooLarge {
+            limit: MAX_CONFIG_BYTES,
+        };
+        assert_eq!(parse(&big).unwrap_err().kind(), &too_large);
+        let f = TempFile::new(big.as_bytes());
+        let e = load(&f.0).unwrap_err();
+        assert_eq!(e.kind(), &too_large);
+        assert!(e.to_string().contains("larger than 1048576 bytes"), "{e}");
+        // At the limit it is read.
+        big.truncate(MAX_CONFIG_BYTES);
+        let end = big.rfind('\n').unwrap() + 1;
+        big.truncate(end);
+        assert_eq!(
+            parse(&big).unwrap().listen,
+            parse("port: 0").unwrap().listen
+        );
     }
 
     #[test]
