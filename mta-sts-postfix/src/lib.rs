@@ -88,15 +88,25 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// Without the default feature `daemon`, the pure parts alone: `config`, `netstring` and
+// `responder::filter_domain` (what the fuzz targets build).
 pub mod config;
+#[cfg(feature = "daemon")]
 mod daemon;
+#[cfg(feature = "daemon")]
 mod error;
+#[cfg(feature = "daemon")]
 mod limits;
+#[cfg(feature = "daemon")]
 mod metrics;
 pub mod netstring;
 pub mod responder;
+#[cfg(feature = "daemon")]
 mod server;
 
+#[cfg(feature = "daemon")]
 pub use daemon::{Daemon, LogLevel, Options, client_builder, run};
+#[cfg(feature = "daemon")]
 pub use error::Error;
+#[cfg(feature = "daemon")]
 pub use mta_sts_tokio::Clock;
