@@ -102,6 +102,104 @@ impl std::error::Error for DnsFailure {}
 /// The result of a [`TxtQuery`].
 pub type TxtResult = Result<TxtAnswer, DnsFailure>;
 
+/// The record type of a [`DnssecQuery`]: what DANE for SMTP looks up (RFC 7672 §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DnssecType {
+    /// The destination's MX records.
+    Mx,
+    /// An MX host's IPv4 addresses.
+    A,
+    /// An MX host's IPv6 addresses.
+    Aaaa,
+    /// The TLSA records at `_25._tcp.<mx host>`.
+    Tlsa,
+}
+
+impl fmt::Display for DnssecType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Mx => "MX",
+            Self::A => "A",
+            Self::Aaaa => "AAAA",
+            Self::Tlsa => "TLSA",
+        })
+    }
+}
+
+/// A DNS query for DANE: asked of a validating resolver with the DNSSEC OK (DO) bit and the AD
+/// bit set (RFC 6840 §5.7), so that its answer says whether the resolver authenticated it.
+///
+/// The adapter must report the answer's AD bit as [`DnssecAnswer::authenticated`] and the
+/// smallest TTL of the records it used (for NXDOMAIN and NODATA: the SOA minimum of the
+/// authority section, or 0 without one). A bogus answer comes from a validating resolver as
+/// SERVFAIL: [`DnsFailure::ServerFailure`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DnssecQuery {
+    /// The fully qualified name in A-labels, lowercase, without the root dot.
+    pub name: String,
+    /// The record type asked for.
+    pub rtype: DnssecType,
+    /// How long the whole lookup may take before the adapter reports [`DnsFailure::Timeout`].
+    pub timeout: Duration,
+}
+
+impl DnssecQuery {
+    /// A query for `name` and `rtype` with the default timeout.
+    pub fn new(name: impl Into<String>, rtype: DnssecType) -> Self {
+        Self {
+            name: name.into(),
+            rtype,
+            timeout: DEFAULT_DNS_TIMEOUT,
+        }
+    }
+}
+
+/// What a [`DnssecQuery`] found, and whether the resolver authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DnssecAnswer {
+    /// The AD bit of the response: every RRset in it was validated by the resolver.
+    pub authenticated: bool,
+    /// The smallest TTL of the records of the answer (after following CNAMEs), in seconds; for
+    /// NXDOMAIN and NODATA the negative-caching TTL (the SOA minimum), 0 when unknown.
+    pub ttl: u32,
+    /// The records found, or that there are none.
+    pub data: DnssecData,
+}
+
+impl DnssecAnswer {
+    /// An answer with these fields.
+    pub fn new(authenticated: bool, ttl: u32, data: DnssecData) -> Self {
+        Self {
+            authenticated,
+            ttl,
+            data,
+        }
+    }
+}
+
+/// The records of a [`DnssecAnswer`], of the type asked for, after following CNAMEs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DnssecData {
+    /// MX records as (preference, host), in the order of the answer section; hosts in A-labels
+    /// as received, without the root dot (the null MX of RFC 7505 has the host `"."`).
+    Mx(Vec<(u16, String)>),
+    /// A or AAAA addresses.
+    Addrs(Vec<std::net::IpAddr>),
+    /// TLSA records, as published (usable or not), at most [`crate::MAX_TLSA_RECORDS`].
+    Tlsa(Vec<crate::Tlsa>),
+    /// The name does not exist (NXDOMAIN).
+    NxDomain,
+    /// The name exists but has no record of the type asked (NOERROR with an empty answer).
+    NoData,
+}
+
+/// The result of a [`DnssecQuery`].
+pub type DnssecResult = Result<DnssecAnswer, DnsFailure>;
+
 /// How the `Content-Type` of a policy response is checked (RFC 8461 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

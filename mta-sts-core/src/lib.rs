@@ -161,6 +161,7 @@
 
 mod cache;
 mod config;
+mod dane;
 mod domain;
 mod evaluate;
 pub mod io;
@@ -179,6 +180,7 @@ pub mod wire;
 
 pub use cache::{Begin, FlightId, PolicyCache};
 pub use config::{Config, DnsTempFailure, DomainSettings, StsUsage};
+pub use dane::{MAX_TLSA_RECORDS, Tlsa, TlsaProblem, USAGE_DANE_EE, USAGE_DANE_TA};
 pub use evaluate::{Candidate, DeferReason, Evaluation, MxDecision, Verdict, WhenAllFail};
 pub use lookup::{IoResult, Lookup, LookupError, LookupKind, Resolution, Step};
 pub use outcome::{CacheReason, CachedPolicy, FetchProblem, NoPolicyReason, Outcome, TxtProblem};
