@@ -7,7 +7,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TXT};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TLSA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record as HRecord, RecordType as HType};
 
 use crate::scenario::{DnsFault, Record, RecordType};
@@ -24,6 +25,10 @@ pub(crate) const UDP_WORKERS: usize = 2;
 const UDP_POLL: Duration = Duration::from_millis(250);
 /// Most DNS messages answered on one TCP connection.
 const MAX_TCP_MESSAGES: usize = 10_000;
+/// The EDNS option code of an Extended DNS Error (RFC 8914 §2).
+pub(crate) const EDE_OPTION: u16 = 15;
+/// The Extended DNS Error "DNSSEC Bogus" (RFC 8914 §4.7).
+pub(crate) const EDE_DNSSEC_BOGUS: u16 = 6;
 
 pub(crate) struct Sockets {
     pub(crate) udp: UdpSocket,
@@ -184,6 +189,10 @@ pub(crate) fn answer(shared: &Shared, msg: &[u8], tcp: bool) -> Option<Vec<u8>> 
     let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
     resp.metadata.recursion_desired = req.metadata.recursion_desired;
     resp.metadata.checking_disabled = req.metadata.checking_disabled;
+    // A client signals that it understands the AD bit with DO (RFC 3225) or with AD in the
+    // query (RFC 6840 §5.7); only then may the AD bit be set.
+    let wants_ad =
+        req.metadata.authentic_data || req.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
     if req.edns.is_some() {
         let mut e = Edns::new();
         e.set_max_payload(1232);
@@ -213,7 +222,15 @@ pub(crate) fn answer(shared: &Shared, msg: &[u8], tcp: bool) -> Option<Vec<u8>> 
     }
 
     let mut truncate = false;
-    match resolve(shared, q.name().clone(), qname, qcode, &mut resp) {
+    let mut signed = true;
+    match resolve(
+        shared,
+        q.name().clone(),
+        qname,
+        qcode,
+        &mut resp,
+        &mut signed,
+    ) {
         Resolved::Done => {}
         Resolved::Truncate => truncate = true,
         Resolved::NoAnswer => return None,
@@ -222,7 +239,26 @@ pub(crate) fn answer(shared: &Shared, msg: &[u8], tcp: bool) -> Option<Vec<u8>> 
             resp.authorities.clear();
             resp.metadata.response_code = code;
         }
+        Resolved::Bogus => {
+            resp.answers.clear();
+            resp.authorities.clear();
+            resp.metadata.response_code = ResponseCode::ServFail;
+            if let Some(edns) = resp.edns.as_mut() {
+                edns.options_mut().insert(EdnsOption::Unknown(
+                    EDE_OPTION,
+                    EDE_DNSSEC_BOGUS.to_be_bytes().to_vec(),
+                ));
+            }
+        }
     }
+    // As a validating resolver would: AD only on positive and negative answers whose every
+    // name (the CNAME chain included) lies in a signed zone.
+    resp.metadata.authentic_data = wants_ad
+        && signed
+        && matches!(
+            resp.metadata.response_code,
+            ResponseCode::NoError | ResponseCode::NXDomain
+        );
     resp.metadata.authoritative = matches!(
         resp.metadata.response_code,
         ResponseCode::NoError | ResponseCode::NXDomain
@@ -247,15 +283,18 @@ enum Resolved {
     Truncate,
     NoAnswer,
     Error(ResponseCode),
+    Bogus,
 }
 
-/// Fills the answer (following CNAMEs) and authority sections.
+/// Fills the answer (following CNAMEs) and authority sections. `signed` is cleared when a
+/// name of the answer lies outside the signed zones.
 fn resolve(
     shared: &Shared,
     mut owner: Name,
     mut name: String,
     qcode: u16,
     resp: &mut Message,
+    signed: &mut bool,
 ) -> Resolved {
     let state = read(&shared.state);
     let ttl = state.ttl;
@@ -264,8 +303,10 @@ fn resolve(
     let mut truncate = false;
     for _ in 0..MAX_CHAIN {
         let mut nx = false;
+        *signed &= state.is_signed(&name);
         match state.fault(&name, qtype) {
             Some(DnsFault::NoAnswer) => return Resolved::NoAnswer,
+            Some(DnsFault::Bogus) => return Resolved::Bogus,
             Some(DnsFault::ServFail) => return Resolved::Error(ResponseCode::ServFail),
             Some(DnsFault::Refused) => return Resolved::Error(ResponseCode::Refused),
             Some(DnsFault::NxDomain) => nx = true,
@@ -356,6 +397,17 @@ fn to_rdata(r: &Record) -> Option<RData> {
             86400,
             *minimum,
         )),
+        Record::Tlsa {
+            usage,
+            selector,
+            matching_type,
+            data,
+        } => RData::TLSA(TLSA::new(
+            (*usage).into(),
+            (*selector).into(),
+            (*matching_type).into(),
+            data.clone(),
+        )),
         Record::Other(_) => return None,
     })
 }
@@ -374,6 +426,12 @@ pub(crate) fn from_rdata(r: &RData) -> Record {
             rname: name(&s.rname),
             serial: s.serial,
             minimum: s.minimum,
+        },
+        RData::TLSA(t) => Record::Tlsa {
+            usage: t.cert_usage.into(),
+            selector: t.selector.into(),
+            matching_type: t.matching.into(),
+            data: t.cert_data.clone(),
         },
         other => Record::Other(RecordType::from_code(u16::from(other.record_type()))),
     }

@@ -80,7 +80,7 @@ pub use scenario::{Cert, DnsFault, Domain, Http, Mode, Record, RecordType, TlsVe
 pub use smtp::{MAX_COMMANDS as SMTP_MAX_COMMANDS, MAX_LINE as SMTP_MAX_LINE, Smtp};
 pub use state::Request;
 pub use sup::Threads;
-pub use world::{World, WorldBuilder, bulk_domain_name};
+pub use world::{World, WorldBuilder, bulk_domain_name, tlsa_name};
 
 /// The README's example, compiled and run as a doctest.
 #[doc = include_str!("../README.md")]

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, date_time_ymd,
+    KeyPair, KeyUsagePurpose, PublicKeyData, date_time_ymd,
 };
+use ring::digest;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
@@ -151,6 +152,66 @@ impl Pki {
         Ok(cert.der().clone())
     }
 
+    /// The certificate that issued the leaf of `kind` and its SubjectPublicKeyInfo, DER: the
+    /// world's CA, the untrusted CA, or (self-signed) `None`.
+    fn issuer(&self, kind: Cert) -> Option<(CertificateDer<'static>, Vec<u8>)> {
+        let ca = match kind {
+            Cert::SelfSigned => return None,
+            Cert::UntrustedCa => &self.untrusted,
+            _ => &self.ca,
+        };
+        Some((ca.der().clone(), ca.key().subject_public_key_info()))
+    }
+
+    /// The certified key the fake MX presents for `host` and `kind`: the leaf followed by its
+    /// issuer's certificate (RFC 7672 §3.1.2: a server relying on DANE-TA(2) includes the TA
+    /// certificate in its chain), or the self-signed leaf alone.
+    pub(crate) fn mx_certified(&self, host: &str, kind: Cert) -> io::Result<Arc<CertifiedKey>> {
+        let leaf = self.certified(host, kind)?;
+        let Some((issuer, _)) = self.issuer(kind) else {
+            return Ok(leaf);
+        };
+        let mut chained = CertifiedKey::clone(&leaf);
+        chained.cert.push(issuer);
+        Ok(Arc::new(chained))
+    }
+
+    /// The certificate association data of a TLSA record (RFC 6698 §2.1) for the certificate
+    /// `host` presents with `kind`: usages 1 and 3 (PKIX-EE, DANE-EE) select the leaf, usages 0
+    /// and 2 (PKIX-TA, DANE-TA) its issuer (the leaf itself when self-signed).
+    pub(crate) fn tlsa_data(
+        &self,
+        host: &str,
+        kind: Cert,
+        usage: u8,
+        selector: u8,
+        matching_type: u8,
+    ) -> io::Result<Vec<u8>> {
+        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
+        let (cert, spki) = match usage {
+            1 | 3 => {
+                let ck = self.certified(host, kind)?;
+                let leaf = ck.cert.first().cloned().ok_or_else(|| invalid("no leaf"))?;
+                (leaf, self.leaf_key.subject_public_key_info())
+            }
+            0 | 2 => match self.issuer(kind) {
+                Some(issuer) => issuer,
+                None => {
+                    let ck = self.certified(host, kind)?;
+                    let leaf = ck.cert.first().cloned().ok_or_else(|| invalid("no leaf"))?;
+                    (leaf, self.leaf_key.subject_public_key_info())
+                }
+            },
+            _ => return Err(invalid("TLSA usage must be 0, 1, 2 or 3")),
+        };
+        let selected: &[u8] = match selector {
+            0 => cert.as_ref(),
+            1 => &spki,
+            _ => return Err(invalid("TLSA selector must be 0 or 1")),
+        };
+        tlsa_hash(selected, matching_type)
+    }
+
     /// A fresh key and a certificate for `names`, issued by the trusted CA.
     pub(crate) fn issue(&self, names: &[&str]) -> io::Result<IssuedCert> {
         let key = KeyPair::generate().map_err(rcgen_err)?;
@@ -166,4 +227,21 @@ impl Pki {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// The certificate association data for the selected bytes (a certificate or a
+/// SubjectPublicKeyInfo, DER) and a TLSA matching type: 0 the bytes themselves, 1 their SHA-256,
+/// 2 their SHA-512 (RFC 6698 §2.1.3).
+pub(crate) fn tlsa_hash(selected: &[u8], matching_type: u8) -> io::Result<Vec<u8>> {
+    Ok(match matching_type {
+        0 => selected.to_vec(),
+        1 => digest::digest(&digest::SHA256, selected).as_ref().to_vec(),
+        2 => digest::digest(&digest::SHA512, selected).as_ref().to_vec(),
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLSA matching type must be 0, 1 or 2",
+            ));
+        }
+    })
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::Name;
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
@@ -82,6 +83,10 @@ pub struct DnsReply {
     pub authoritative: bool,
     /// Whether this reply came over TCP.
     pub tcp: bool,
+    /// The AD bit (authenticated data, RFC 4035 §3.2.3).
+    pub authentic_data: bool,
+    /// The Extended DNS Error info codes in the reply's EDNS options (RFC 8914), in order.
+    pub ede: Vec<u16>,
     /// The answer section.
     pub answers: Vec<Answer>,
     /// The authority section.
@@ -125,6 +130,7 @@ pub struct DnsProbe {
     tcp: SocketAddr,
     timeout: Duration,
     edns: Option<u16>,
+    dnssec_ok: bool,
 }
 
 impl DnsProbe {
@@ -135,6 +141,7 @@ impl DnsProbe {
             tcp,
             timeout: DEFAULT_TIMEOUT,
             edns: None,
+            dnssec_ok: false,
         }
     }
 
@@ -156,6 +163,14 @@ impl DnsProbe {
         self
     }
 
+    /// Sets the DNSSEC OK bit (RFC 3225) in the queries, with EDNS(0) (payload 1232 unless
+    /// [`edns`](Self::edns) says otherwise), and the AD bit (RFC 6840 §5.7): the world then
+    /// sets AD in answers from signed zones ([`WorldBuilder::signed_zone`](crate::WorldBuilder::signed_zone)).
+    pub fn dnssec(mut self, on: bool) -> Self {
+        self.dnssec_ok = on;
+        self
+    }
+
     fn query(&self, name: &str, rtype: RecordType) -> io::Result<(u16, Vec<u8>)> {
         let qname = Name::from_ascii(format!("{}.", normalize(name)))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -163,11 +178,18 @@ impl DnsProbe {
         let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
         msg.metadata.recursion_desired = true;
         msg.add_query(Query::query(qname, record_type_to_wire(rtype)));
-        if let Some(p) = self.edns {
+        let payload = match (self.edns, self.dnssec_ok) {
+            (Some(p), _) => Some(p),
+            (None, true) => Some(1232),
+            (None, false) => None,
+        };
+        if let Some(p) = payload {
             let mut e = Edns::new();
             e.set_max_payload(p);
+            e.set_dnssec_ok(self.dnssec_ok);
             msg.set_edns(e);
         }
+        msg.metadata.authentic_data = self.dnssec_ok;
         let bytes = msg.to_vec().map_err(io::Error::other)?;
         Ok((id, bytes))
     }
@@ -254,6 +276,24 @@ fn decode(m: &Message, tcp: bool) -> DnsReply {
         truncated: m.metadata.truncation,
         authoritative: m.metadata.authoritative,
         tcp,
+        authentic_data: m.metadata.authentic_data,
+        ede: m
+            .edns
+            .as_ref()
+            .map(|e| {
+                e.options()
+                    .options
+                    .iter()
+                    .filter_map(|(_, o)| match o {
+                        EdnsOption::Unknown(15, data) => {
+                            let code = data.get(..2)?;
+                            Some(u16::from_be_bytes([code[0], code[1]]))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         answers: conv(&m.answers),
         authority: conv(&m.authorities),
     }

@@ -102,6 +102,8 @@ pub enum RecordType {
     Soa,
     /// Name server.
     Ns,
+    /// TLS association for DANE (RFC 6698, type 52).
+    Tlsa,
     /// Any other type, by number (`ANY` is 255).
     Other(u16),
 }
@@ -117,6 +119,7 @@ impl RecordType {
             Self::Mx => 15,
             Self::Txt => 16,
             Self::Aaaa => 28,
+            Self::Tlsa => 52,
             Self::Other(n) => n,
         }
     }
@@ -131,6 +134,7 @@ impl RecordType {
             15 => Self::Mx,
             16 => Self::Txt,
             28 => Self::Aaaa,
+            52 => Self::Tlsa,
             n => Self::Other(n),
         }
     }
@@ -146,6 +150,7 @@ impl fmt::Display for RecordType {
             Self::Cname => f.write_str("CNAME"),
             Self::Soa => f.write_str("SOA"),
             Self::Ns => f.write_str("NS"),
+            Self::Tlsa => f.write_str("TLSA"),
             Self::Other(n) => write!(f, "TYPE{n}"),
         }
     }
@@ -175,6 +180,19 @@ pub enum Record {
         /// Minimum TTL, used as the negative-caching TTL.
         minimum: u32,
     },
+    /// A TLSA record (RFC 6698 §2.1), as DANE publishes it at `_25._tcp.<mx host>` (RFC 7672
+    /// §2.2). Served verbatim: any usage, selector, matching type and data length (also
+    /// malformed ones, for tests of a client's checks).
+    Tlsa {
+        /// Certificate usage: 2 is DANE-TA, 3 is DANE-EE (RFC 7218).
+        usage: u8,
+        /// Selector: 0 is the full certificate, 1 its SubjectPublicKeyInfo.
+        selector: u8,
+        /// Matching type: 0 is the exact data, 1 SHA-256, 2 SHA-512.
+        matching_type: u8,
+        /// The certificate association data.
+        data: Vec<u8>,
+    },
     /// Any record type the probes do not decode (never served by the world).
     Other(RecordType),
 }
@@ -189,6 +207,7 @@ impl Record {
             Self::Cname(_) => RecordType::Cname,
             Self::Mx(..) => RecordType::Mx,
             Self::Soa { .. } => RecordType::Soa,
+            Self::Tlsa { .. } => RecordType::Tlsa,
             Self::Other(t) => *t,
         }
     }
@@ -208,6 +227,10 @@ pub enum DnsFault {
     /// Over UDP, answer with the TC bit set and empty sections, so the client retries over
     /// TCP; the TCP answer is complete.
     TruncateUdp,
+    /// Answer as a validating resolver does when DNSSEC validation fails (the answer is
+    /// "bogus", RFC 4035 §5.5): SERVFAIL with empty sections and, when the query has EDNS, the
+    /// Extended DNS Error 6 "DNSSEC Bogus" (RFC 8914 §4.7).
+    Bogus,
 }
 
 /// How the HTTPS server answers `GET /.well-known/mta-sts.txt` for a policy host.

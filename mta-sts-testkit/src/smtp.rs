@@ -7,7 +7,10 @@
 //! EHLO, whether STARTTLS is offered) is therefore world-wide ([`Smtp`]); the certificate is
 //! chosen per MX host by the SNI name of the TLS handshake
 //! ([`World::set_mx_cert`](crate::World::set_mx_cert)), like the HTTPS server does for policy
-//! hosts.
+//! hosts. The chain is the leaf followed by its issuer's certificate (the world's CA, or the
+//! untrusted CA for [`Cert::UntrustedCa`]; a self-signed leaf alone), so that a DANE-TA(2)
+//! TLSA record can name the CA (RFC 7672 §3.1.2); [`World::mx_tlsa`](crate::World::mx_tlsa)
+//! computes the records.
 //!
 //! The session is the smallest that an MX check needs: the `220` greeting, `EHLO`/`HELO`,
 //! `STARTTLS`, `NOOP`, `RSET` and `QUIT`. Mail transactions (`MAIL`, `RCPT`, `DATA`) are refused
@@ -112,6 +115,15 @@ impl SmtpState {
         inner.handshakes.clear();
     }
 
+    /// The certificate kind set for `host` (normalized), without counting a handshake.
+    pub(crate) fn cert(&self, host: &str) -> Cert {
+        lock(&self.inner)
+            .certs
+            .get(host)
+            .copied()
+            .unwrap_or(Cert::Valid)
+    }
+
     fn mode(&self) -> Smtp {
         lock(&self.inner).mode
     }
@@ -142,7 +154,7 @@ impl ResolvesServerCert for MxCertResolver {
             .server_name()
             .map_or(NO_SNI_NAME.to_owned(), normalize);
         let kind = self.shared.smtp.handshake(&host);
-        self.shared.pki.certified(&host, kind).ok()
+        self.shared.pki.mx_certified(&host, kind).ok()
     }
 }
 

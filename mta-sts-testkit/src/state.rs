@@ -1,6 +1,6 @@
 //! The world's mutable data (domains, extra records, faults) and its counters.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -32,6 +32,8 @@ pub(crate) struct State {
     pub(crate) domains: HashMap<String, Domain>,
     pub(crate) records: HashMap<String, Vec<Record>>,
     pub(crate) faults: HashMap<(String, Option<RecordType>), DnsFault>,
+    /// Apexes of the zones whose answers carry the AD bit (normalized).
+    pub(crate) signed_zones: HashSet<String>,
     pub(crate) ttl: u32,
 }
 
@@ -72,6 +74,25 @@ impl State {
         }
         let domain = name.strip_prefix("_mta-sts.")?;
         self.domains.get(domain)?.txt_fault
+    }
+
+    /// Whether `name` (normalized) is at or under a signed zone.
+    pub(crate) fn is_signed(&self, name: &str) -> bool {
+        if self.signed_zones.is_empty() {
+            return false;
+        }
+        let mut apex = name;
+        for _ in 0..MAX_LABELS {
+            if self.signed_zones.contains(apex) {
+                return true;
+            }
+            match apex.find('.') {
+                Some(i) => apex = &apex[i + 1..],
+                None => break,
+            }
+        }
+        // The root zone, when signed, covers every name.
+        self.signed_zones.contains("")
     }
 
     /// The SOA for negative answers about `name`: the closest enclosing domain's, or the

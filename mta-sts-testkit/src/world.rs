@@ -41,6 +41,12 @@ pub fn bulk_domain_name(i: usize) -> String {
     format!("d{i:04}.example")
 }
 
+/// The name of the TLSA records of an SMTP server `host` on port 25: `_25._tcp.<host>`
+/// (RFC 7672 §2.2, RFC 6698 §3).
+pub fn tlsa_name(host: &str) -> String {
+    format!("_25._tcp.{}", normalize(host))
+}
+
 /// Configures and starts a [`World`].
 ///
 /// Defaults: DNS TTL 0 (so that clients with a DNS cache see scenario changes at once), idle
@@ -51,6 +57,7 @@ pub struct WorldBuilder {
     domains: Vec<(String, Domain)>,
     records: Vec<(String, Record)>,
     faults: Vec<(String, Option<RecordType>, DnsFault)>,
+    signed_zones: Vec<String>,
     ttl: u32,
     settings: Settings,
     max_connections: usize,
@@ -67,6 +74,7 @@ impl Default for WorldBuilder {
             domains: Vec::new(),
             records: Vec::new(),
             faults: Vec::new(),
+            signed_zones: Vec::new(),
             ttl: 0,
             settings: Settings {
                 idle_timeout: Duration::from_secs(30),
@@ -116,6 +124,21 @@ impl WorldBuilder {
     /// Injects a DNS fault for `name`, for one record type or (with `None`) for all.
     pub fn dns_fault(mut self, name: &str, rtype: Option<RecordType>, fault: DnsFault) -> Self {
         self.faults.push((normalize(name), rtype, fault));
+        self
+    }
+
+    /// Marks the zone at `name` as DNSSEC-signed: the answers for names at or under it
+    /// carry the AD bit (authenticated data, RFC 4035 §3.2.3) when the query asks for DNSSEC
+    /// (the DO bit in EDNS, RFC 3225, or the AD bit in the query, RFC 6840 §5.7), as a local
+    /// validating resolver's answers would. Answers for names outside every signed zone never
+    /// carry it, nor do answers with an error code ([`DnsFault::Bogus`] models a failed
+    /// validation). An answer following a CNAME chain carries AD only if every name of the
+    /// chain is in a signed zone. `""` (the root) signs every name.
+    ///
+    /// The world serves no RRSIG, DNSKEY or NSEC records: the AD bit stands for a resolver's
+    /// verdict.
+    pub fn signed_zone(mut self, name: &str) -> Self {
+        self.signed_zones.push(normalize(name));
         self
     }
 
@@ -209,6 +232,7 @@ impl WorldBuilder {
         for (name, t, f) in self.faults {
             state.faults.insert((name, t), f);
         }
+        state.signed_zones.extend(self.signed_zones);
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             counters: Counters::default(),
@@ -453,6 +477,80 @@ impl World {
             Some(f) => st.faults.insert(key, f),
             None => st.faults.remove(&key),
         };
+    }
+
+    /// Marks the zone at `name` as signed (`true`) or unsigned (`false`), from the next query
+    /// on; see [`WorldBuilder::signed_zone`].
+    pub fn set_signed_zone(&self, name: &str, signed: bool) {
+        let name = normalize(name);
+        let mut st = write(&self.shared.state);
+        if signed {
+            st.signed_zones.insert(name);
+        } else {
+            st.signed_zones.remove(&name);
+        }
+    }
+
+    /// A TLSA record (RFC 6698) for the certificate the world's fake MX presents for `host`
+    /// after STARTTLS (as set with [`WorldBuilder::mx_cert`] / [`World::set_mx_cert`],
+    /// [`Cert::Valid`] by default), to publish at `_25._tcp.<host>` (RFC 7672 §2.2; see
+    /// [`publish_mx_tlsa`](Self::publish_mx_tlsa)).
+    ///
+    /// - `usage` 3 (DANE-EE) or 1 (PKIX-EE) associates the leaf certificate; 2 (DANE-TA) or
+    ///   0 (PKIX-TA) its issuer, which the fake MX sends after the leaf (the world's CA, the
+    ///   untrusted CA for [`Cert::UntrustedCa`]; the leaf itself for [`Cert::SelfSigned`]);
+    /// - `selector` 0 is the full certificate (DER), 1 its SubjectPublicKeyInfo (DER);
+    /// - `matching_type` 0 is the selected bytes themselves, 1 their SHA-256, 2 their SHA-512.
+    ///
+    /// Errors with [`io::ErrorKind::InvalidInput`] for another usage, selector or matching
+    /// type (write a [`Record::Tlsa`] by hand for those). The leaf certificate is made once
+    /// per host and kind and kept, so its hash stays valid for the world's lifetime; every
+    /// leaf of a world shares one key, so selector 1 gives the same data for every host.
+    ///
+    /// ```
+    /// # use mta_sts_testkit::{Domain, Record, World};
+    /// let world = World::builder()
+    ///     .domain("example.com", Domain::enforce(["mx1.example.com"]))
+    ///     .signed_zone("example.com")
+    ///     .build()?;
+    /// let tlsa = world.publish_mx_tlsa("mx1.example.com", 3, 1, 1)?;
+    /// assert!(matches!(tlsa, Record::Tlsa { usage: 3, ref data, .. } if data.len() == 32));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn mx_tlsa(
+        &self,
+        host: &str,
+        usage: u8,
+        selector: u8,
+        matching_type: u8,
+    ) -> io::Result<Record> {
+        let host = normalize(host);
+        let kind = self.shared.smtp.cert(&host);
+        let data = self
+            .shared
+            .pki
+            .tlsa_data(&host, kind, usage, selector, matching_type)?;
+        Ok(Record::Tlsa {
+            usage,
+            selector,
+            matching_type,
+            data,
+        })
+    }
+
+    /// Computes [`mx_tlsa`](Self::mx_tlsa) and adds it at `_25._tcp.<host>` (besides the
+    /// records already there), returning it. Changing the host's certificate afterwards
+    /// ([`World::set_mx_cert`]) does not update the record.
+    pub fn publish_mx_tlsa(
+        &self,
+        host: &str,
+        usage: u8,
+        selector: u8,
+        matching_type: u8,
+    ) -> io::Result<Record> {
+        let record = self.mx_tlsa(host, usage, selector, matching_type)?;
+        self.add_record(&tlsa_name(host), record.clone());
+        Ok(record)
     }
 
     /// Adds a record at `name`, besides the records the domains define.
