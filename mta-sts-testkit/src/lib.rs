@@ -66,6 +66,7 @@
 #![deny(missing_docs)]
 
 mod dns;
+pub mod dnssec;
 mod https;
 mod pki;
 pub mod probe;

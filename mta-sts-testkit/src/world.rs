@@ -136,7 +136,8 @@ impl WorldBuilder {
     /// chain is in a signed zone. `""` (the root) signs every name.
     ///
     /// The world serves no RRSIG, DNSKEY or NSEC records: the AD bit stands for a resolver's
-    /// verdict.
+    /// verdict. For real signatures and a real validator, see
+    /// [`dnssec::ValidatingStack`](crate::dnssec::ValidatingStack).
     pub fn signed_zone(mut self, name: &str) -> Self {
         self.signed_zones.push(normalize(name));
         self
