@@ -2,48 +2,7 @@
 //! certificate chain against the MX host's usable TLSA records ([`verify_dane`]) and the rustls
 //! configuration whose certificate verifier is that check ([`dane_starttls_config`]).
 //!
-//! # What is checked
-//!
-//! Only records that [`Tlsa::is_usable`] counts: DANE-TA(2) or DANE-EE(3), selector 0 or 1,
-//! matching type 0, 1 or 2 with well-formed data (RFC 7672 §3.1). The chain is authenticated
-//! when **any** usable record matches as described below (RFC 6698 §4.1: one matching record
-//! suffices).
-//!
-//! - **DANE-EE(3)** (RFC 7672 §3.1.1): the leaf certificate (selector 0: its whole DER;
-//!   selector 1: its SubjectPublicKeyInfo DER) equals the record's data (matching type 0) or its
-//!   SHA2-256 (1) or SHA2-512 (2) digest does. Nothing else: no name check ("the server MUST be
-//!   considered authenticated even if none of the names in the certificate match"), no validity
-//!   period ("the expiration date of the server certificate MUST be ignored"), no chain.
-//! - **DANE-TA(2)** (RFC 7672 §3.1.2, RFC 7671 §5.2.2): the record names a trust anchor, which
-//!   is
-//!   - a certificate of the presented chain after the leaf whose DER (selector 0) or SPKI
-//!     (selector 1) matches the record, used as anchor with its subject, key and name
-//!     constraints; or
-//!   - the record itself when it carries the full trust anchor: `2 0 0` (the whole certificate)
-//!     or `2 1 0` (the whole public key; the anchor's name is taken from the issuer name of the
-//!     presented certificates, each tried). RFC 7672 §3.1.2 asks servers to include the TA
-//!     certificate in their chain unless their records are `2 1 0`; digest records (`2 x 1`,
-//!     `2 x 2`) can only match a certificate the server sent.
-//!
-//!   The chain from the leaf (with the other presented certificates as intermediates) must
-//!   then verify up to that anchor with rustls-webpki: signatures, basic constraints, key
-//!   usage `serverAuth` when an EKU is present, name constraints, and the validity periods of
-//!   the leaf and the intermediates (RFC 7672 §3.1.2 exempts only DANE-EE from expiry; the
-//!   anchor itself is a name and a key, so its own certificate's dates are not checked, as in
-//!   Postfix and OpenSSL). The leaf must be valid for the reference identifier, the MX host
-//!   name `host` (RFC 7672 §3.2.2), by its DNS subjectAltNames with the usual left-most-label
-//!   wildcard (RFC 7672 §3.2.3, RFC 6125).
-//!
-//! # Limits
-//!
-//! - The reference identifier is the MX host name only. RFC 7672 §3.2.2 also accepts the TLSA
-//!   base domain when the TLSA RRset was found after CNAME expansion of the MX host name; the
-//!   core's DANE engine asks TLSA at `_25._tcp.<mx host>` and does not report an expanded name,
-//!   so there is none to add. A certificate naming only the expanded name is refused (safe).
-//! - Names come from subjectAltName only: rustls-webpki ignores the subject CN, which RFC 7672
-//!   §3.2.2 allows as a fallback when there is no DNS SAN.
-//! - The handshake signature is verified with rustls' own functions, which parse the leaf
-//!   strictly: a DANE-EE leaf with an unknown critical extension is refused there.
+//! The rules are documented on [`verify_dane`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -282,11 +241,58 @@ impl From<DaneVerifyError> for rustls::Error {
     }
 }
 
-/// Checks a presented certificate chain against an MX host's TLSA records as RFC 7672 §3 says
-/// (see the [module documentation](self) for the exact rules): `end_entity` and
-/// `intermediates` as the server sent them, `tlsa` the host's records (unusable ones are
-/// ignored), `host` the MX host name (the reference identifier for DANE-TA(2)), `now` the time
-/// for the validity periods DANE-TA(2) checks.
+/// Checks a presented certificate chain against an MX host's TLSA records as RFC 7672 §3 says:
+/// `end_entity` and `intermediates` as the server sent them, `tlsa` the host's records
+/// (unusable ones are ignored), `host` the MX host name (the reference identifier for
+/// DANE-TA(2)), `now` the time for the validity periods DANE-TA(2) checks. Returns which record
+/// matched, or why none authenticates the chain.
+///
+/// # What is checked
+///
+/// Only records that [`Tlsa::is_usable`] counts: DANE-TA(2) or DANE-EE(3), selector 0 or 1,
+/// matching type 0, 1 or 2 with well-formed data (RFC 7672 §3.1). The chain is authenticated
+/// when **any** usable record matches as described below (one matching usable record
+/// suffices, RFC 7671 §5).
+///
+/// - **DANE-EE(3)** (RFC 7672 §3.1.1): the leaf certificate (selector 0: its whole DER;
+///   selector 1: its SubjectPublicKeyInfo DER) equals the record's data (matching type 0) or its
+///   SHA2-256 (1) or SHA2-512 (2) digest does. Nothing else: no name check ("the server MUST be
+///   considered authenticated even if none of the names in the certificate match"), no validity
+///   period ("the expiration date of the server certificate MUST be ignored"), no chain.
+/// - **DANE-TA(2)** (RFC 7672 §3.1.2, RFC 7671 §5.2.2): the record names a trust anchor, which
+///   is
+///   - a certificate of the presented chain after the leaf whose DER (selector 0) or SPKI
+///     (selector 1) matches the record, used as anchor with its subject, key and name
+///     constraints; or
+///   - the record itself when it carries the full trust anchor: `2 0 0` (the whole certificate)
+///     or `2 1 0` (the whole public key; the anchor's name is taken from the issuer name of the
+///     presented certificates, each tried). Servers are asked to send the TA certificate in
+///     their chain (RFC 7672 §3.1.2, RFC 7671 §5.2.2); a record that carries the whole
+///     certificate or key lets the client anchor without it, a digest record (`2 x 1`,
+///     `2 x 2`) can only match a certificate the server sent.
+///
+///   The chain from the leaf (with the other presented certificates as intermediates) must
+///   then verify up to that anchor with rustls-webpki: signatures, basic constraints, key
+///   usage `serverAuth` when an EKU is present, name constraints, and the validity periods of
+///   the leaf and the intermediates: RFC 7672 waives the expiry check for DANE-EE only
+///   (§3.1.1), so DANE-TA keeps RFC 5280 path validation below the anchor. The anchor itself is
+///   a name and a key (RFC 5280 §6.1.1), so the dates of its own certificate are not checked.
+///   The leaf must be valid for the reference identifier, the MX host name `host` (RFC 7672
+///   §3.2.2), by its DNS subjectAltNames with the usual left-most-label wildcard (RFC 6125
+///   §6.4.3).
+///
+/// # Limits
+///
+/// - The reference identifier is the MX host name only. RFC 7672 §3.2.2 also accepts the TLSA
+///   base domain when the TLSA RRset was found after CNAME expansion of the MX host name; the
+///   core's DANE engine asks TLSA at `_25._tcp.<mx host>` and does not report an expanded name,
+///   so there is none to add. A certificate naming only the expanded name is refused (safe).
+/// - Names come from subjectAltName only: rustls-webpki ignores the subject CN, which RFC 7672
+///   §3.2.2 allows as a fallback when there is no DNS SAN.
+/// - The handshake signature is verified with rustls' own functions, which parse the leaf
+///   strictly: a DANE-EE leaf with an unknown critical extension is refused there.
+///
+/// # Example
 ///
 /// ```
 /// use mta_sts_core::Tlsa;
