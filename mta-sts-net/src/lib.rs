@@ -45,6 +45,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 pub use rustls;
 
 mod client;
+mod dane;
 mod dns;
 mod fetch;
 #[cfg(feature = "hickory")]
@@ -100,6 +101,9 @@ macro_rules! adapter {
 pub use client::{
     Client, ClientBuilder, ClientError, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, MAX_REFRESHER_SLEEP,
     Refresher, system_clock,
+};
+pub use dane::{
+    ChainProblem, DaneMatch, DaneVerifyError, MatchedBy, dane_starttls_config, verify_dane,
 };
 pub use dns::{Resolver, StubResolver, combine_addresses, lookup};
 pub use fetch::{FetchTrace, connect_any, fetch_policy, fetch_policy_traced};
