@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_io::AsyncRead;
 use futures_lite::AsyncWriteExt;
-use mta_sts_core::io::{DnsFailure, TxtQuery, TxtResult};
+use mta_sts_core::io::{DnsFailure, DnssecQuery, DnssecResult, TxtQuery, TxtResult};
 use mta_sts_core::wire::dns::{DnsAnswer, DnsQuery, QueryType};
 use mta_sts_core::wire::exchange::{Exchange, ExchangeConfig, ExchangeStep, Transport};
 
@@ -29,6 +29,11 @@ use crate::{poll_exchange_read, query_id};
 /// character-strings joined without separator ([`TxtAnswer`](mta_sts_core::io::TxtAnswer));
 /// NXDOMAIN and NODATA told apart from temporary failures (SERVFAIL, timeout, network), which
 /// are [`DnsFailure`]s; every answer within the query's timeout.
+///
+/// DANE (RFC 7672) needs more: [`dnssec`](Resolver::dnssec) answers whether the resolver
+/// *validated* each answer (the AD bit). A resolver that cannot tell keeps the defaults
+/// ([`supports_dnssec`](Resolver::supports_dnssec) false, every DNSSEC query a
+/// [`DnsFailure::Network`]), and the client then does not check DANE with it.
 ///
 /// ```
 /// use std::net::IpAddr;
@@ -70,6 +75,48 @@ pub trait Resolver: Send + Sync + fmt::Debug + 'static {
         host: &'a str,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Vec<IpAddr>, DnsFailure>>;
+
+    /// The records of `query.rtype` at `query.name` (MX, A, AAAA or TLSA, after CNAMEs), with
+    /// whether the resolver authenticated them (the AD bit of a validating resolver's answer)
+    /// and their TTL, within `query.timeout`: the contract of
+    /// [`DnssecQuery`](mta_sts_core::io::DnssecQuery). A bogus answer is the resolver's
+    /// SERVFAIL, [`DnsFailure::ServerFailure`]; a timeout is [`DnsFailure::Timeout`].
+    ///
+    /// The default, for a resolver that cannot report validation, answers every query with
+    /// [`DnsFailure::Network`] (never with an unauthenticated answer, which would read as
+    /// "DNSSEC-insecure: no DANE"); [`supports_dnssec`](Self::supports_dnssec) says so
+    /// beforehand.
+    ///
+    /// ```
+    /// use mta_sts_core::io::{DnsFailure, DnssecQuery, DnssecType};
+    /// # use mta_sts_core::io::{TxtQuery, TxtResult};
+    /// # use mta_sts_net::{BoxFuture, Resolver};
+    /// # #[derive(Debug)]
+    /// # struct NoDnssec;
+    /// # impl Resolver for NoDnssec {
+    /// #     fn txt<'a>(&'a self, _: &'a TxtQuery) -> BoxFuture<'a, TxtResult> { unimplemented!() }
+    /// #     fn addresses<'a>(&'a self, _: &'a str, _: std::time::Duration)
+    /// #         -> BoxFuture<'a, Result<Vec<std::net::IpAddr>, DnsFailure>> { unimplemented!() }
+    /// # }
+    /// let q = DnssecQuery::new("_25._tcp.mx.example.com", DnssecType::Tlsa);
+    /// let answer = futures_lite::future::block_on(NoDnssec.dnssec(&q));
+    /// assert!(matches!(answer, Err(DnsFailure::Network(_))));
+    /// assert!(!NoDnssec.supports_dnssec());
+    /// ```
+    fn dnssec<'a>(&'a self, query: &'a DnssecQuery) -> BoxFuture<'a, DnssecResult> {
+        let _ = query;
+        Box::pin(async {
+            Err(DnsFailure::Network(
+                "this resolver does not report DNSSEC validation (AD)".into(),
+            ))
+        })
+    }
+
+    /// True when [`dnssec`](Self::dnssec) reports the resolver's validation, so that DANE can
+    /// be checked through this resolver. False by default.
+    fn supports_dnssec(&self) -> bool {
+        false
+    }
 }
 
 /// A shared resolver (one the MTA also uses itself) is one too.
@@ -81,10 +128,25 @@ impl<T: Resolver + ?Sized> Resolver for std::sync::Arc<T> {
     fn addresses<'a>(&'a self, host: &'a str, timeout: Duration) -> BoxFuture<'a, AddrResult> {
         (**self).addresses(host, timeout)
     }
+
+    fn dnssec<'a>(&'a self, query: &'a DnssecQuery) -> BoxFuture<'a, DnssecResult> {
+        (**self).dnssec(query)
+    }
+
+    fn supports_dnssec(&self) -> bool {
+        (**self).supports_dnssec()
+    }
 }
 
 /// The built-in stub resolver: asks `servers` in order over UDP (TCP after a truncated answer)
 /// with the core's [`Exchange`] driver, random message ids and a fresh port per query.
+///
+/// It supports [`Resolver::dnssec`]: the query carries the DO and AD bits and the answer
+/// reports the response's AD bit. The stub does **not** validate DNSSEC itself: it trusts the AD
+/// bit of the servers it asks, as Postfix does with `smtp_dns_support_level = dnssec`. For DANE
+/// those servers must therefore be a validating resolver on a trusted path, normally on the
+/// same host (`127.0.0.1`, e.g. unbound): an AD bit that crossed a network could have been set
+/// by anyone on the way (RFC 6698 §4.1, RFC 7672 §2.1.1).
 #[derive(Debug, Clone)]
 pub struct StubResolver<R> {
     runtime: R,
@@ -130,6 +192,25 @@ impl<R: Runtime> Resolver for StubResolver<R> {
             .await;
             combine_addresses(a, aaaa)
         })
+    }
+
+    /// One exchange like the TXT query's (UDP, TCP after TC, every server, one retry, within
+    /// `query.timeout`), asking with the DO and AD bits; `authenticated` is the response's AD
+    /// bit, taken on the servers' word.
+    fn dnssec<'a>(&'a self, query: &'a DnssecQuery) -> BoxFuture<'a, DnssecResult> {
+        Box::pin(async move {
+            let exchange =
+                Exchange::dnssec(query, query_id(), self.servers.clone(), Duration::ZERO)
+                    .map_err(|e| DnsFailure::Malformed(e.to_string()))?;
+            run(&self.runtime, exchange)
+                .await
+                .and_then(DnsAnswer::into_dnssec)
+        })
+    }
+
+    /// True: the stub reports its servers' AD bit.
+    fn supports_dnssec(&self) -> bool {
+        true
     }
 }
 

@@ -17,6 +17,15 @@ use crate::{BoxFuture, Resolver};
 /// so the resolver's search list never applies. Its own options bound each query (`timeout`,
 /// `attempts`); the client also bounds every TXT query by the core's DNS timeout and every
 /// address lookup by the fetch timeout.
+///
+/// DNSSEC: this implementation keeps the defaults of [`Resolver::dnssec`] and
+/// [`Resolver::supports_dnssec`] (no DANE through it). hickory-resolver's lookups do not expose
+/// the AD bit of the upstream resolver's response: a lookup either validates itself (its own
+/// `dnssec` features, with its own trust anchor and failure modes, not the local validating
+/// resolver an MTA is configured to trust) or hands back records with no way to tell whether
+/// they were authenticated. Answering "not authenticated" would read as DNSSEC-insecure and
+/// turn DANE off silently; for DANE, use a resolver that reports the AD bit, such as
+/// [`crate::StubResolver`] over the local validating resolver.
 impl<P: ConnectionProvider> Resolver for hickory_resolver::Resolver<P> {
     fn txt<'a>(&'a self, query: &'a TxtQuery) -> BoxFuture<'a, TxtResult> {
         Box::pin(async move {

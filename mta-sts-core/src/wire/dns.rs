@@ -1,4 +1,4 @@
-//! DNS messages: build a query for TXT, A, AAAA or MX and parse the response to it.
+//! DNS messages: build a query for TXT, A, AAAA, MX or TLSA and parse the response to it.
 //!
 //! The wire format is hickory-proto's; none of its types appear in this API. A response is
 //! checked against the query that asked for it (id, QR bit, opcode, question), CNAME chains in
@@ -6,6 +6,12 @@
 //! response code is sorted into an answer (NOERROR, NXDOMAIN) or a failure (SERVFAIL, REFUSED, …).
 //! A response with the TC bit set is [`ResponseError::Truncated`]: ask again over TCP, with the
 //! 2-byte length framing of [`DnsQuery::tcp_bytes`] and [`TcpFramer`].
+//!
+//! For DANE, [`DnsQuery::dnssec`] asks with the DNSSEC OK bit and the AD bit and
+//! [`DnsQuery::parse_dnssec`] reports the response's AD bit and TTL with the records
+//! ([`DnssecAnswer`]). The codec does not validate DNSSEC itself: it trusts the AD bit of the
+//! resolver it asks, which must be a validating resolver on a trusted path (normally on the same
+//! host), as Postfix does with `smtp_dns_support_level = dnssec`.
 //!
 //! ```
 //! use mta_sts_core::io::{TxtAnswer, TxtQuery};
@@ -26,7 +32,10 @@ use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, Respo
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use crate::io::{DnsFailure, TxtAnswer, TxtQuery};
+use crate::io::{
+    DnsFailure, DnssecAnswer, DnssecData, DnssecQuery, DnssecType, TxtAnswer, TxtQuery,
+};
+use crate::{MAX_TLSA_RECORDS, Tlsa};
 
 /// The largest DNS message: 65535 bytes (the 2-byte TCP length prefix, and the UDP payload limit).
 /// A UDP receive buffer of this size never cuts a datagram short.
@@ -77,6 +86,7 @@ pub const MAX_CNAME_CHAIN: usize = 8;
 /// assert_eq!(QueryType::Txt.to_string(), "TXT");
 /// assert_eq!(QueryType::Aaaa.to_string(), "AAAA");
 /// assert_eq!(QueryType::Mx.to_string(), "MX");
+/// assert_eq!(QueryType::Tlsa.to_string(), "TLSA");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -90,6 +100,9 @@ pub enum QueryType {
     /// Mail exchangers (preference and host), e.g. to check a policy against a domain's MX
     /// records.
     Mx,
+    /// TLSA records (RFC 6698), at `_25._tcp.<mx host>` for DANE for SMTP (RFC 7672). Its
+    /// answer is always a [`DnsAnswer::Dnssec`].
+    Tlsa,
 }
 
 impl QueryType {
@@ -99,6 +112,28 @@ impl QueryType {
             Self::A => RecordType::A,
             Self::Aaaa => RecordType::AAAA,
             Self::Mx => RecordType::MX,
+            Self::Tlsa => RecordType::TLSA,
+        }
+    }
+
+    /// The query type of a [`DnssecType`].
+    fn of_dnssec(rtype: DnssecType) -> Self {
+        match rtype {
+            DnssecType::Mx => Self::Mx,
+            DnssecType::A => Self::A,
+            DnssecType::Aaaa => Self::Aaaa,
+            DnssecType::Tlsa => Self::Tlsa,
+        }
+    }
+
+    /// The [`DnssecType`] of this query type; TXT has none.
+    fn dnssec_type(self) -> Option<DnssecType> {
+        match self {
+            Self::Txt => None,
+            Self::A => Some(DnssecType::A),
+            Self::Aaaa => Some(DnssecType::Aaaa),
+            Self::Mx => Some(DnssecType::Mx),
+            Self::Tlsa => Some(DnssecType::Tlsa),
         }
     }
 }
@@ -110,6 +145,7 @@ impl fmt::Display for QueryType {
             Self::A => "A",
             Self::Aaaa => "AAAA",
             Self::Mx => "MX",
+            Self::Tlsa => "TLSA",
         })
     }
 }
@@ -220,7 +256,8 @@ impl MxAnswer {
 }
 
 /// The answer to a [`DnsQuery`]: TXT records, addresses or mail exchangers, depending on its
-/// [`QueryType`].
+/// [`QueryType`]; or, for a query made with [`DnsQuery::dnssec`] (and any TLSA query), a
+/// [`DnssecAnswer`] with the AD bit and the TTL.
 ///
 /// ```
 /// use mta_sts_core::io::TxtAnswer;
@@ -237,6 +274,8 @@ pub enum DnsAnswer {
     Addrs(AddrAnswer),
     /// The answer to an MX query.
     Mx(MxAnswer),
+    /// The answer to a DNSSEC query ([`DnsQuery::dnssec`]) or a TLSA query.
+    Dnssec(DnssecAnswer),
 }
 
 impl DnsAnswer {
@@ -250,7 +289,7 @@ impl DnsAnswer {
     pub fn into_txt(self) -> crate::io::TxtResult {
         match self {
             Self::Txt(t) => Ok(t),
-            Self::Addrs(_) | Self::Mx(_) => {
+            Self::Addrs(_) | Self::Mx(_) | Self::Dnssec(_) => {
                 Err(DnsFailure::Malformed("expected a TXT answer".into()))
             }
         }
@@ -267,7 +306,7 @@ impl DnsAnswer {
     pub fn into_addrs(self) -> Result<AddrAnswer, DnsFailure> {
         match self {
             Self::Addrs(a) => Ok(a),
-            Self::Txt(_) | Self::Mx(_) => {
+            Self::Txt(_) | Self::Mx(_) | Self::Dnssec(_) => {
                 Err(DnsFailure::Malformed("expected an address answer".into()))
             }
         }
@@ -283,8 +322,27 @@ impl DnsAnswer {
     pub fn into_mx(self) -> Result<MxAnswer, DnsFailure> {
         match self {
             Self::Mx(m) => Ok(m),
-            Self::Txt(_) | Self::Addrs(_) => {
+            Self::Txt(_) | Self::Addrs(_) | Self::Dnssec(_) => {
                 Err(DnsFailure::Malformed("expected an MX answer".into()))
+            }
+        }
+    }
+
+    /// The DNSSEC answer, as [`crate::io::DnssecResult`]. Any other answer (which a query made
+    /// with [`DnsQuery::dnssec`] never yields) reads as [`DnsFailure::Malformed`].
+    ///
+    /// ```
+    /// use mta_sts_core::io::{DnssecAnswer, DnssecData};
+    /// use mta_sts_core::wire::dns::{DnsAnswer, MxAnswer};
+    /// let answer = DnssecAnswer::new(true, 300, DnssecData::NoData);
+    /// assert_eq!(DnsAnswer::Dnssec(answer.clone()).into_dnssec(), Ok(answer));
+    /// assert!(DnsAnswer::Mx(MxAnswer::NoData).into_dnssec().is_err());
+    /// ```
+    pub fn into_dnssec(self) -> crate::io::DnssecResult {
+        match self {
+            Self::Dnssec(d) => Ok(d),
+            Self::Txt(_) | Self::Addrs(_) | Self::Mx(_) => {
+                Err(DnsFailure::Malformed("expected a DNSSEC answer".into()))
             }
         }
     }
@@ -390,8 +448,8 @@ impl From<ResponseError> for DnsFailure {
     }
 }
 
-/// One DNS query (TXT, A, AAAA or MX for one name, recursion desired, EDNS(0)), encoded once, and
-/// the parser of the responses to it.
+/// One DNS query (TXT, A, AAAA, MX or TLSA for one name, recursion desired, EDNS(0)), encoded
+/// once, and the parser of the responses to it.
 ///
 /// The id should be random (RFC 5452): the core has no random source, so the adapter picks it.
 ///
@@ -410,6 +468,8 @@ pub struct DnsQuery {
     display_name: String,
     name: Name,
     bytes: Vec<u8>,
+    /// Made by [`DnsQuery::dnssec`]: DO and AD set, answered with a [`DnssecAnswer`].
+    dnssec: bool,
 }
 
 impl DnsQuery {
@@ -424,6 +484,35 @@ impl DnsQuery {
     /// assert!(DnsQuery::new("bücher.example", QueryType::Aaaa, 1).is_err());
     /// ```
     pub fn new(name: &str, qtype: QueryType, id: u16) -> Result<Self, QueryError> {
+        Self::build(name, qtype, id, false)
+    }
+
+    /// The query of a [`DnssecQuery`] (its name as is, and its type) with message id `id`, for
+    /// a validating resolver: EDNS(0) with a payload of [`EDNS_UDP_PAYLOAD`] and the DNSSEC OK
+    /// (DO) bit, and the AD bit set in the header, which asks the resolver to report in the
+    /// response's AD bit whether it validated the answer (RFC 6840 §5.7). Its responses parse
+    /// into a [`DnssecAnswer`] ([`parse_dnssec`](Self::parse_dnssec), or [`DnsAnswer::Dnssec`]
+    /// through [`parse`](Self::parse)).
+    ///
+    /// The resolver must validate: this codec does not check signatures and takes the AD bit
+    /// as the resolver's word (RFC 6698 §4.1, RFC 7672 §2.1.1), so that resolver must be one
+    /// the MTA trusts, on a trusted path (normally on the same host, as Postfix requires with
+    /// `smtp_dns_support_level = dnssec`).
+    ///
+    /// ```
+    /// use mta_sts_core::io::{DnssecQuery, DnssecType};
+    /// use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+    /// let q = DnsQuery::dnssec(&DnssecQuery::new("_25._tcp.mx.example.com", DnssecType::Tlsa), 3)?;
+    /// assert_eq!(q.query_type(), QueryType::Tlsa);
+    /// assert!(q.is_dnssec());
+    /// assert_eq!(q.bytes()[3] & 0x20, 0x20); // the AD bit
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn dnssec(query: &DnssecQuery, id: u16) -> Result<Self, QueryError> {
+        Self::build(&query.name, QueryType::of_dnssec(query.rtype), id, true)
+    }
+
+    fn build(name: &str, qtype: QueryType, id: u16, dnssec: bool) -> Result<Self, QueryError> {
         let refuse = |reason: &str| QueryError {
             name: name.to_owned(),
             reason: reason.to_owned(),
@@ -442,9 +531,11 @@ impl DnsQuery {
         dns_name.set_fqdn(true);
         let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
         msg.metadata.recursion_desired = true;
+        msg.metadata.authentic_data = dnssec;
         msg.add_query(Query::query(dns_name.clone(), qtype.record_type()));
         let mut edns = Edns::new();
         edns.set_max_payload(EDNS_UDP_PAYLOAD);
+        edns.set_dnssec_ok(dnssec);
         msg.set_edns(edns);
         let bytes = msg.to_vec().map_err(|e| refuse(&e.to_string()))?;
         Ok(Self {
@@ -453,6 +544,7 @@ impl DnsQuery {
             display_name: bare.to_owned(),
             name: dns_name,
             bytes,
+            dnssec,
         })
     }
 
@@ -489,6 +581,18 @@ impl DnsQuery {
     /// ```
     pub fn query_type(&self) -> QueryType {
         self.qtype
+    }
+
+    /// True for a query made with [`dnssec`](Self::dnssec): DO and AD set, answered with a
+    /// [`DnssecAnswer`].
+    ///
+    /// ```
+    /// # use mta_sts_core::wire::dns::{DnsQuery, QueryType};
+    /// assert!(!DnsQuery::new("example.com", QueryType::Mx, 1)?.is_dnssec());
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn is_dnssec(&self) -> bool {
+        self.dnssec
     }
 
     /// The name asked about, without the root dot.
@@ -543,15 +647,16 @@ impl DnsQuery {
     /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
     /// ```
     pub fn parse(&self, response: &[u8]) -> Result<DnsAnswer, ResponseError> {
-        let (rcode, records) = self.check(response)?;
-        let found = match rcode {
-            ResponseCode::NoError => self.follow_chain(&records)?,
-            ResponseCode::NXDomain => None,
-            ResponseCode::ServFail => return Err(ResponseError::ServerFailure),
-            ResponseCode::Refused => return Err(ResponseError::Refused),
-            other => return Err(ResponseError::ResponseCode(u16::from(other))),
+        let msg = self.check(response)?;
+        if self.dnssec {
+            return self.dnssec_answer(&msg).map(DnsAnswer::Dnssec);
+        }
+        let nx = answer_code(msg.metadata.response_code)?;
+        let found = if nx {
+            None
+        } else {
+            self.follow_chain(&msg.answers)?.found
         };
-        let nx = rcode == ResponseCode::NXDomain;
         Ok(match self.qtype {
             QueryType::Txt => DnsAnswer::Txt(match found {
                 Some(rs) => TxtAnswer::Records(
@@ -586,7 +691,115 @@ impl DnsQuery {
                 None if nx => MxAnswer::NxDomain,
                 None => MxAnswer::NoData,
             }),
+            // TLSA records only matter for DANE: their answer is always the DNSSEC one.
+            QueryType::Tlsa => DnsAnswer::Dnssec(self.dnssec_answer(&msg)?),
         })
+    }
+
+    /// Parses a response to this query as the answer to a [`DnssecQuery`]: the same checks as
+    /// [`parse`](Self::parse) (id, QR bit, opcode, question, CNAME chains, TC bit, response
+    /// code), and then:
+    ///
+    /// - [`authenticated`](DnssecAnswer::authenticated) is the response's AD bit;
+    /// - [`ttl`](DnssecAnswer::ttl) is the smallest TTL of the records used (those of the type
+    ///   asked at the end of the CNAME chain, and the chain's CNAME records); for NXDOMAIN and
+    ///   NODATA the negative-caching TTL of the authority section's SOA record (the smaller of
+    ///   its TTL and its MINIMUM field, RFC 2308 §5), or 0 without a SOA record (and never more
+    ///   than the CNAME records that led there);
+    /// - [`data`](DnssecAnswer::data) holds, by the query's type: MX records as (preference,
+    ///   host) in the order of the answer section, hosts in lowercase without the root dot (the
+    ///   null MX of RFC 7505 has the host `"."`); A or AAAA addresses; TLSA records with their
+    ///   usage, selector and matching type as published, unassigned values included, at most
+    ///   [`MAX_TLSA_RECORDS`] (the rest are ignored); or NXDOMAIN or NODATA.
+    ///
+    /// A record of the type asked whose data cannot be read (a TLSA record shorter than its
+    /// three fields, an empty RDATA) makes the response [`ResponseError::Malformed`]. A TXT
+    /// query has no DNSSEC answer: [`ResponseError::QuestionMismatch`].
+    ///
+    /// ```
+    /// use mta_sts_core::io::{DnssecQuery, DnssecType};
+    /// use mta_sts_core::wire::dns::{DnsQuery, ResponseError};
+    /// let q = DnsQuery::dnssec(&DnssecQuery::new("example.com", DnssecType::Mx), 0x0102)?;
+    /// // A response header (QR, RD, RA, AD set) with no question: not an answer to this query.
+    /// let response = [0x01, 0x02, 0x81, 0xa0, 0, 0, 0, 0, 0, 0, 0, 0];
+    /// assert_eq!(q.parse_dnssec(&response), Err(ResponseError::QuestionMismatch));
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn parse_dnssec(&self, response: &[u8]) -> Result<DnssecAnswer, ResponseError> {
+        let msg = self.check(response)?;
+        self.dnssec_answer(&msg)
+    }
+
+    /// The [`DnssecAnswer`] of a checked response.
+    fn dnssec_answer(&self, msg: &Message) -> Result<DnssecAnswer, ResponseError> {
+        let Some(rtype) = self.qtype.dnssec_type() else {
+            return Err(ResponseError::QuestionMismatch);
+        };
+        let nx = answer_code(msg.metadata.response_code)?;
+        let authenticated = msg.metadata.authentic_data;
+        let chain = if nx {
+            Chain::default()
+        } else {
+            self.follow_chain(&msg.answers)?
+        };
+        let links_ttl = chain.links.iter().map(|r| r.ttl).min();
+        let Some(found) = chain.found else {
+            let negative = negative_ttl(&msg.authorities);
+            let ttl = links_ttl.map_or(negative, |l| l.min(negative));
+            let data = if nx {
+                DnssecData::NxDomain
+            } else {
+                DnssecData::NoData
+            };
+            return Ok(DnssecAnswer::new(authenticated, ttl, data));
+        };
+        let ttl = found
+            .iter()
+            .map(|r| r.ttl)
+            .chain(links_ttl)
+            .min()
+            .unwrap_or(0);
+        let unreadable = |r: &Record| {
+            ResponseError::Malformed(format!("{} record without readable data", r.record_type()))
+        };
+        let data = match rtype {
+            DnssecType::Mx => DnssecData::Mx(
+                found
+                    .iter()
+                    .map(|r| match &r.data {
+                        RData::MX(mx) => Ok((
+                            mx.preference,
+                            exchange_host(&mx.exchange).to_ascii_lowercase(),
+                        )),
+                        _ => Err(unreadable(r)),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            DnssecType::A | DnssecType::Aaaa => DnssecData::Addrs(
+                found
+                    .iter()
+                    .map(|r| r.data.ip_addr().ok_or_else(|| unreadable(r)))
+                    .collect::<Result<_, _>>()?,
+            ),
+            DnssecType::Tlsa => {
+                let mut tlsa = Vec::with_capacity(found.len().min(MAX_TLSA_RECORDS));
+                for r in &found {
+                    let RData::TLSA(t) = &r.data else {
+                        return Err(unreadable(r));
+                    };
+                    if tlsa.len() < MAX_TLSA_RECORDS {
+                        tlsa.push(Tlsa::new(
+                            t.cert_usage.into(),
+                            t.selector.into(),
+                            t.matching.into(),
+                            t.cert_data.clone(),
+                        ));
+                    }
+                }
+                DnssecData::Tlsa(tlsa)
+            }
+        };
+        Ok(DnssecAnswer::new(authenticated, ttl, data))
     }
 
     /// Parses a response to a TXT query: [`parse`](Self::parse) narrowed to [`TxtAnswer`].
@@ -601,7 +814,9 @@ impl DnsQuery {
     pub fn parse_txt(&self, response: &[u8]) -> Result<TxtAnswer, ResponseError> {
         match self.parse(response)? {
             DnsAnswer::Txt(t) => Ok(t),
-            DnsAnswer::Addrs(_) | DnsAnswer::Mx(_) => Err(ResponseError::QuestionMismatch),
+            DnsAnswer::Addrs(_) | DnsAnswer::Mx(_) | DnsAnswer::Dnssec(_) => {
+                Err(ResponseError::QuestionMismatch)
+            }
         }
     }
 
@@ -617,7 +832,9 @@ impl DnsQuery {
     pub fn parse_addrs(&self, response: &[u8]) -> Result<AddrAnswer, ResponseError> {
         match self.parse(response)? {
             DnsAnswer::Addrs(a) => Ok(a),
-            DnsAnswer::Txt(_) | DnsAnswer::Mx(_) => Err(ResponseError::QuestionMismatch),
+            DnsAnswer::Txt(_) | DnsAnswer::Mx(_) | DnsAnswer::Dnssec(_) => {
+                Err(ResponseError::QuestionMismatch)
+            }
         }
     }
 
@@ -632,13 +849,15 @@ impl DnsQuery {
     pub fn parse_mx(&self, response: &[u8]) -> Result<MxAnswer, ResponseError> {
         match self.parse(response)? {
             DnsAnswer::Mx(m) => Ok(m),
-            DnsAnswer::Txt(_) | DnsAnswer::Addrs(_) => Err(ResponseError::QuestionMismatch),
+            DnsAnswer::Txt(_) | DnsAnswer::Addrs(_) | DnsAnswer::Dnssec(_) => {
+                Err(ResponseError::QuestionMismatch)
+            }
         }
     }
 
-    /// Checks the header and the question, then decodes the whole message. Returns the full
-    /// response code (EDNS included) and the answer section.
-    fn check(&self, response: &[u8]) -> Result<(ResponseCode, Vec<Record>), ResponseError> {
+    /// Checks the header and the question, then decodes the whole message and returns it (its
+    /// response code is the full one, EDNS included).
+    fn check(&self, response: &[u8]) -> Result<Message, ResponseError> {
         let malformed = |e: &dyn fmt::Display| ResponseError::Malformed(e.to_string());
         if response.len() > MAX_MESSAGE_SIZE {
             return Err(ResponseError::Malformed(format!(
@@ -692,7 +911,7 @@ impl DnsQuery {
             None if matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) => {
                 Err(ResponseError::QuestionMismatch)
             }
-            _ => Ok((rcode, msg.answers)),
+            _ => Ok(msg),
         }
     }
 
@@ -702,14 +921,13 @@ impl DnsQuery {
             && q.query_class == DNSClass::IN
     }
 
-    /// Follows the CNAME chain from the query name through the answer section. Returns the
-    /// records of the asked type at the end of the chain, or `None` when there are none.
-    fn follow_chain<'a>(
-        &self,
-        records: &'a [Record],
-    ) -> Result<Option<Vec<&'a Record>>, ResponseError> {
+    /// Follows the CNAME chain from the query name through the answer section: the records of
+    /// the asked type at the end of the chain (`None` when there are none) and the CNAME records
+    /// that led there.
+    fn follow_chain<'a>(&self, records: &'a [Record]) -> Result<Chain<'a>, ResponseError> {
         let wanted = self.qtype.record_type();
         let mut visited: Vec<&Name> = vec![&self.name];
+        let mut links: Vec<&Record> = Vec::new();
         let mut current: &Name = &self.name;
         loop {
             let at_current = |r: &&Record| r.dns_class == DNSClass::IN && r.name == *current;
@@ -719,16 +937,21 @@ impl DnsQuery {
                 .filter(|r| r.record_type() == wanted)
                 .collect();
             if !found.is_empty() {
-                return Ok(Some(found));
+                return Ok(Chain {
+                    found: Some(found),
+                    links,
+                });
             }
             let next = records
                 .iter()
                 .filter(at_current)
                 .find_map(|r| match &r.data {
-                    RData::CNAME(c) => Some(&c.0),
+                    RData::CNAME(c) => Some((r, &c.0)),
                     _ => None,
                 });
-            let Some(next) = next else { return Ok(None) };
+            let Some((link, next)) = next else {
+                return Ok(Chain { found: None, links });
+            };
             if visited.contains(&next) {
                 return Err(ResponseError::CnameLoop);
             }
@@ -736,9 +959,46 @@ impl DnsQuery {
                 return Err(ResponseError::CnameChainTooLong);
             }
             visited.push(next);
+            links.push(link);
             current = next;
         }
     }
+}
+
+/// What [`DnsQuery::follow_chain`] found.
+#[derive(Default)]
+struct Chain<'a> {
+    /// The records of the asked type at the end of the chain, if any.
+    found: Option<Vec<&'a Record>>,
+    /// The CNAME records followed to get there.
+    links: Vec<&'a Record>,
+}
+
+/// Sorts a response code: `Ok(false)` for NOERROR, `Ok(true)` for NXDOMAIN, the failure
+/// otherwise.
+fn answer_code(rcode: ResponseCode) -> Result<bool, ResponseError> {
+    match rcode {
+        ResponseCode::NoError => Ok(false),
+        ResponseCode::NXDomain => Ok(true),
+        ResponseCode::ServFail => Err(ResponseError::ServerFailure),
+        ResponseCode::Refused => Err(ResponseError::Refused),
+        other => Err(ResponseError::ResponseCode(u16::from(other))),
+    }
+}
+
+/// The negative-caching TTL of a NXDOMAIN or NODATA response (RFC 2308 §5): the smaller of the
+/// TTL and the MINIMUM field of the authority section's SOA record (the smallest over several),
+/// 0 without one.
+fn negative_ttl(authorities: &[Record]) -> u32 {
+    authorities
+        .iter()
+        .filter(|r| r.dns_class == DNSClass::IN)
+        .filter_map(|r| match &r.data {
+            RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(0)
 }
 
 /// An MX record's exchange as a host name: ASCII, without the root dot; the root itself (the
@@ -840,7 +1100,9 @@ impl TcpFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TXT};
+    use crate::io::{DnssecQuery, DnssecType};
+    use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NULL, SOA, TLSA, TXT};
 
     fn name(s: &str) -> Name {
         Name::from_ascii(s).expect("test name")
@@ -1385,6 +1647,440 @@ mod tests {
         assert_eq!(f.missing(), 0);
     }
 
+    fn dnssec_query(name: &str, rtype: DnssecType) -> DnsQuery {
+        DnsQuery::dnssec(&DnssecQuery::new(name, rtype), 0x4242).expect("valid name")
+    }
+
+    fn tlsa_query() -> DnsQuery {
+        dnssec_query("_25._tcp.mx.example.com", DnssecType::Tlsa)
+    }
+
+    fn tlsa(owner: &str, ttl: u32, usage: u8, selector: u8, matching: u8, data: &[u8]) -> Record {
+        Record::from_rdata(
+            name(owner),
+            ttl,
+            RData::TLSA(TLSA::new(
+                CertUsage::from(usage),
+                Selector::from(selector),
+                Matching::from(matching),
+                data.to_vec(),
+            )),
+        )
+    }
+
+    /// A record of type `rtype` with these RDATA bytes, whatever they say.
+    fn raw(owner: &str, rtype: RecordType, rdata: &[u8]) -> Record {
+        let data = if rdata.is_empty() {
+            RData::Update0(rtype)
+        } else {
+            RData::Unknown {
+                code: rtype,
+                rdata: NULL::with(rdata.to_vec()),
+            }
+        };
+        Record::from_rdata(name(owner), 300, data)
+    }
+
+    fn soa_record(owner: &str, ttl: u32, minimum: u32) -> Record {
+        let soa = SOA::new(
+            name("ns.example.com."),
+            name("host.example.com."),
+            1,
+            2,
+            3,
+            4,
+            minimum,
+        );
+        Record::from_rdata(name(owner), ttl, RData::SOA(soa))
+    }
+
+    /// A response to `q` with the given answers and the AD bit as given, echoing DO.
+    fn dnssec_response(q: &DnsQuery, answers: Vec<Record>, ad: bool) -> Message {
+        let mut m = response(q, answers);
+        m.metadata.authentic_data = ad;
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_UDP_PAYLOAD);
+        edns.set_dnssec_ok(true);
+        m.set_edns(edns);
+        m
+    }
+
+    fn dnssec(
+        authenticated: bool,
+        ttl: u32,
+        data: DnssecData,
+    ) -> Result<DnssecAnswer, ResponseError> {
+        Ok(DnssecAnswer::new(authenticated, ttl, data))
+    }
+
+    #[test]
+    fn dnssec_query_sets_the_do_and_ad_bits_with_edns_payload() {
+        for (rtype, record_type) in [
+            (DnssecType::Mx, RecordType::MX),
+            (DnssecType::A, RecordType::A),
+            (DnssecType::Aaaa, RecordType::AAAA),
+            (DnssecType::Tlsa, RecordType::TLSA),
+        ] {
+            let q = dnssec_query("_25._tcp.mx.example.com", rtype);
+            assert!(q.is_dnssec());
+            let m = Message::from_vec(q.bytes()).expect("decodable");
+            assert_eq!(m.metadata.id, 0x4242);
+            assert!(m.metadata.recursion_desired);
+            assert!(m.metadata.authentic_data, "{rtype}: AD bit");
+            assert!(!m.metadata.checking_disabled, "{rtype}: CD bit");
+            assert_eq!(m.queries[0].name, name("_25._tcp.mx.example.com."));
+            assert_eq!(m.queries[0].query_type, record_type);
+            let edns = m.edns.as_ref().expect("EDNS(0)");
+            assert_eq!(edns.max_payload(), EDNS_UDP_PAYLOAD);
+            assert!(edns.flags().dnssec_ok, "{rtype}: DO bit");
+        }
+        // A plain query asks for neither.
+        let m = Message::from_vec(mx_query().bytes()).expect("decodable");
+        assert!(!m.metadata.authentic_data);
+        assert!(!m.edns.as_ref().expect("EDNS(0)").flags().dnssec_ok);
+        // Names are refused as for any query.
+        assert!(DnsQuery::dnssec(&DnssecQuery::new("a..b", DnssecType::Tlsa), 1).is_err());
+    }
+
+    #[test]
+    fn dnssec_answer_reports_the_ad_bit() {
+        let q = tlsa_query();
+        let owner = "_25._tcp.mx.example.com.";
+        for ad in [true, false] {
+            let m = dnssec_response(&q, vec![tlsa(owner, 600, 3, 1, 1, &[0xab; 32])], ad);
+            let want = DnssecData::Tlsa(vec![Tlsa::new(3, 1, 1, vec![0xab; 32])]);
+            assert_eq!(q.parse_dnssec(&wire(&m)), dnssec(ad, 600, want.clone()));
+            // The same through the general parser (as the exchange driver uses it).
+            assert_eq!(
+                q.parse(&wire(&m)).map(DnsAnswer::into_dnssec),
+                Ok(dnssec(ad, 600, want).map_err(|_| DnsFailure::Timeout))
+            );
+        }
+        // Without EDNS in the response (a resolver that drops OPT): the AD bit still counts.
+        let mut m = response(&q, vec![tlsa(owner, 600, 3, 1, 1, &[1; 32])]);
+        m.metadata.authentic_data = true;
+        assert!(q.parse_dnssec(&wire(&m)).expect("answer").authenticated);
+    }
+
+    #[test]
+    fn dnssec_answer_ignores_signatures_and_the_echoed_do_bit() {
+        let q = dnssec_query("example.com", DnssecType::Mx);
+        let m = dnssec_response(
+            &q,
+            vec![
+                mx("example.com.", 10, "mx1.example.com."),
+                // An RRSIG covering the RRset: this codec does not check it (no dnssec feature).
+                raw(
+                    "example.com.",
+                    RecordType::RRSIG,
+                    &[0, 15, 13, 2, 0, 0, 1, 44],
+                ),
+            ],
+            true,
+        );
+        assert_eq!(
+            q.parse_dnssec(&wire(&m)),
+            dnssec(
+                true,
+                300,
+                DnssecData::Mx(vec![(10, "mx1.example.com".into())])
+            )
+        );
+    }
+
+    #[test]
+    fn dnssec_tlsa_keeps_unassigned_usage_selector_and_matching_numbers() {
+        let q = tlsa_query();
+        let owner = "_25._tcp.mx.example.com.";
+        let m = dnssec_response(
+            &q,
+            vec![
+                tlsa(owner, 300, 2, 0, 1, &[1; 32]),
+                tlsa(owner, 300, 7, 5, 9, &[2; 3]),
+                tlsa(owner, 300, 255, 255, 255, &[]),
+                tlsa(owner, 300, 0, 1, 2, &[3; 64]),
+            ],
+            true,
+        );
+        let got = q.parse_dnssec(&wire(&m)).expect("answer");
+        assert_eq!(
+            got.data,
+            DnssecData::Tlsa(vec![
+                Tlsa::new(2, 0, 1, vec![1; 32]),
+                Tlsa::new(7, 5, 9, vec![2; 3]),
+                Tlsa::new(255, 255, 255, Vec::new()),
+                Tlsa::new(0, 1, 2, vec![3; 64]),
+            ])
+        );
+    }
+
+    #[test]
+    fn dnssec_tlsa_rdata_shorter_than_its_fields_is_malformed() {
+        let q = tlsa_query();
+        let owner = "_25._tcp.mx.example.com.";
+        for rdata in [&[][..], &[3], &[3, 1]] {
+            // Alone, and followed by a good record (so that a short read could run into it).
+            for after in [vec![], vec![tlsa(owner, 300, 3, 1, 1, &[9; 32])]] {
+                let mut answers = vec![raw(owner, RecordType::TLSA, rdata)];
+                answers.extend(after);
+                let m = dnssec_response(&q, answers, true);
+                let got = q.parse_dnssec(&wire(&m));
+                assert!(
+                    matches!(got, Err(ResponseError::Malformed(_))),
+                    "{rdata:?}: {got:?}"
+                );
+                assert!(matches!(
+                    DnsFailure::from(got.unwrap_err()),
+                    DnsFailure::Malformed(_)
+                ));
+            }
+        }
+        // Three bytes are a record with no association data: kept (the core finds it unusable).
+        let m = dnssec_response(&q, vec![raw(owner, RecordType::TLSA, &[3, 1, 1])], true);
+        assert_eq!(
+            q.parse_dnssec(&wire(&m)).map(|a| a.data),
+            Ok(DnssecData::Tlsa(vec![Tlsa::new(3, 1, 1, Vec::new())]))
+        );
+    }
+
+    #[test]
+    fn dnssec_tlsa_rrset_is_capped_at_max_tlsa_records() {
+        let q = tlsa_query();
+        let owner = "_25._tcp.mx.example.com.";
+        let answers: Vec<Record> = (0..MAX_TLSA_RECORDS + 10)
+            .map(|i| tlsa(owner, 300, 3, 1, 1, &(i as u32).to_be_bytes()))
+            .collect();
+        let m = dnssec_response(&q, answers, true);
+        let DnssecData::Tlsa(got) = q.parse_dnssec(&wire(&m)).expect("answer").data else {
+            panic!("TLSA data");
+        };
+        assert_eq!(got.len(), MAX_TLSA_RECORDS);
+        // The first ones, in the answer's order.
+        assert_eq!(got[0].data(), &0u32.to_be_bytes());
+        assert_eq!(
+            got[MAX_TLSA_RECORDS - 1].data(),
+            &((MAX_TLSA_RECORDS - 1) as u32).to_be_bytes()
+        );
+    }
+
+    #[test]
+    fn dnssec_tlsa_through_cname_takes_the_smallest_ttl_of_the_chain() {
+        let q = tlsa_query();
+        let m = dnssec_response(
+            &q,
+            vec![
+                Record::from_rdata(
+                    name("_25._tcp.mx.example.com."),
+                    120,
+                    RData::CNAME(CNAME(name("_25._tcp.mx.provider.example."))),
+                ),
+                tlsa("_25._tcp.mx.provider.example.", 3600, 3, 1, 1, &[7; 32]),
+                tlsa("_25._tcp.mx.provider.example.", 1800, 3, 1, 2, &[8; 64]),
+                // Another owner: not ours, and its small TTL does not count.
+                tlsa("_25._tcp.other.example.", 5, 3, 1, 1, &[9; 32]),
+            ],
+            true,
+        );
+        let got = q.parse_dnssec(&wire(&m)).expect("answer");
+        assert_eq!(got.ttl, 120);
+        assert_eq!(
+            got.data,
+            DnssecData::Tlsa(vec![
+                Tlsa::new(3, 1, 1, vec![7; 32]),
+                Tlsa::new(3, 1, 2, vec![8; 64])
+            ])
+        );
+        // Without the link being the smallest: the records' smallest TTL.
+        let m = dnssec_response(
+            &q,
+            vec![
+                cname("_25._tcp.mx.example.com.", "_25._tcp.mx.provider.example."),
+                tlsa("_25._tcp.mx.provider.example.", 200, 3, 1, 1, &[7; 32]),
+            ],
+            false,
+        );
+        assert_eq!(
+            q.parse_dnssec(&wire(&m)).map(|a| (a.authenticated, a.ttl)),
+            Ok((false, 200))
+        );
+    }
+
+    #[test]
+    fn dnssec_cname_loops_and_long_chains_are_refused() {
+        let q = tlsa_query();
+        let m = dnssec_response(
+            &q,
+            vec![
+                cname("_25._tcp.mx.example.com.", "a.example."),
+                cname("a.example.", "_25._tcp.mx.example.com."),
+            ],
+            true,
+        );
+        assert_eq!(q.parse_dnssec(&wire(&m)), Err(ResponseError::CnameLoop));
+        let mut chain = vec![cname("_25._tcp.mx.example.com.", "c0.example.")];
+        for i in 0..=MAX_CNAME_CHAIN {
+            chain.push(cname(
+                &format!("c{i}.example."),
+                &format!("c{}.example.", i + 1),
+            ));
+        }
+        let m = dnssec_response(&q, chain, true);
+        assert_eq!(
+            q.parse_dnssec(&wire(&m)),
+            Err(ResponseError::CnameChainTooLong)
+        );
+    }
+
+    #[test]
+    fn dnssec_nxdomain_and_nodata_take_the_soa_negative_ttl() {
+        let q = tlsa_query();
+        // NXDOMAIN: the smaller of the SOA's TTL and its MINIMUM.
+        for (ttl, minimum, want) in [(3600, 300, 300), (60, 300, 60)] {
+            let mut m = dnssec_response(&q, vec![], true);
+            m.metadata.response_code = ResponseCode::NXDomain;
+            m.add_authority(soa_record("example.com.", ttl, minimum));
+            assert_eq!(
+                q.parse_dnssec(&wire(&m)),
+                dnssec(true, want, DnssecData::NxDomain)
+            );
+        }
+        // NODATA without a SOA: 0.
+        let m = dnssec_response(&q, vec![], true);
+        assert_eq!(
+            q.parse_dnssec(&wire(&m)),
+            dnssec(true, 0, DnssecData::NoData)
+        );
+        // NODATA at the end of a CNAME: never longer than the CNAME.
+        let mut m = dnssec_response(
+            &q,
+            vec![Record::from_rdata(
+                name("_25._tcp.mx.example.com."),
+                30,
+                RData::CNAME(CNAME(name("_25._tcp.mx.provider.example."))),
+            )],
+            false,
+        );
+        m.add_authority(soa_record("provider.example.", 900, 900));
+        assert_eq!(
+            q.parse_dnssec(&wire(&m)),
+            dnssec(false, 30, DnssecData::NoData)
+        );
+    }
+
+    #[test]
+    fn dnssec_mx_hosts_lowercase_in_answer_order_with_null_mx() {
+        let q = dnssec_query("example.com", DnssecType::Mx);
+        let m = dnssec_response(
+            &q,
+            vec![
+                mx("example.com.", 20, "MX2.Example.COM."),
+                mx("example.com.", 10, "mx1.example.com."),
+                mx("other.example.", 1, "mx.other.example."),
+            ],
+            true,
+        );
+        assert_eq!(
+            q.parse_dnssec(&wire(&m)),
+            dnssec(
+                true,
+                300,
+                DnssecData::Mx(vec![
+                    (20, "mx2.example.com".into()),
+                    (10, "mx1.example.com".into())
+                ])
+            )
+        );
+        let null = dnssec_response(&q, vec![mx("example.com.", 0, ".")], true);
+        assert_eq!(
+            q.parse_dnssec(&wire(&null)),
+            dnssec(true, 300, DnssecData::Mx(vec![(0, ".".into())]))
+        );
+        // An MX record with an empty RDATA is malformed, not skipped.
+        let empty = dnssec_response(&q, vec![raw("example.com.", RecordType::MX, &[])], true);
+        assert!(matches!(
+            q.parse_dnssec(&wire(&empty)),
+            Err(ResponseError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn dnssec_addresses_with_the_ad_bit() {
+        let q = dnssec_query("mx.example.com", DnssecType::A);
+        let m = dnssec_response(
+            &q,
+            vec![Record::from_rdata(
+                name("mx.example.com."),
+                90,
+                RData::A(A::new(192, 0, 2, 25)),
+            )],
+            true,
+        );
+        assert_eq!(
+            q.parse_dnssec(&wire(&m)),
+            dnssec(
+                true,
+                90,
+                DnssecData::Addrs(vec!["192.0.2.25".parse().unwrap()])
+            )
+        );
+        let q6 = dnssec_query("mx.example.com", DnssecType::Aaaa);
+        let v6: std::net::Ipv6Addr = "2001:db8::25".parse().unwrap();
+        let m = dnssec_response(
+            &q6,
+            vec![Record::from_rdata(
+                name("mx.example.com."),
+                90,
+                RData::AAAA(AAAA(v6)),
+            )],
+            false,
+        );
+        assert_eq!(
+            q6.parse_dnssec(&wire(&m)),
+            dnssec(false, 90, DnssecData::Addrs(vec![IpAddr::V6(v6)]))
+        );
+        // The A query does not take the AAAA answer.
+        assert_eq!(
+            q.parse_dnssec(&wire(&m)),
+            Err(ResponseError::QuestionMismatch)
+        );
+    }
+
+    #[test]
+    fn dnssec_tc_servfail_and_txt_queries() {
+        let q = tlsa_query();
+        let owner = "_25._tcp.mx.example.com.";
+        let mut m = dnssec_response(&q, vec![tlsa(owner, 300, 3, 1, 1, &[1; 32])], true);
+        m.metadata.truncation = true;
+        let bytes = wire(&m);
+        assert_eq!(q.parse_dnssec(&bytes), Err(ResponseError::Truncated));
+        assert_eq!(
+            q.parse_dnssec(&bytes[..bytes.len() - 7]),
+            Err(ResponseError::Truncated)
+        );
+        // A bogus answer comes from a validating resolver as SERVFAIL.
+        let mut m = dnssec_response(&q, vec![], false);
+        m.metadata.response_code = ResponseCode::ServFail;
+        assert_eq!(q.parse_dnssec(&wire(&m)), Err(ResponseError::ServerFailure));
+        assert_eq!(
+            DnsFailure::from(ResponseError::ServerFailure),
+            DnsFailure::ServerFailure
+        );
+        // A TXT query has no DNSSEC answer.
+        let t = txt_query();
+        let m = response(&t, vec![txt("_mta-sts.example.com.", &[b"v=STSv1; id=1;"])]);
+        assert_eq!(
+            t.parse_dnssec(&wire(&m)),
+            Err(ResponseError::QuestionMismatch)
+        );
+        // A plain TLSA query (no DO) parses into the DNSSEC answer too.
+        let plain =
+            DnsQuery::new("_25._tcp.mx.example.com", QueryType::Tlsa, 0x4242).expect("valid");
+        assert!(!plain.is_dnssec());
+        let m = response(&plain, vec![tlsa(owner, 300, 3, 1, 1, &[1; 32])]);
+        assert!(matches!(plain.parse(&wire(&m)), Ok(DnsAnswer::Dnssec(a)) if !a.authenticated));
+        assert!(plain.parse_mx(&wire(&m)).is_err());
+    }
+
     proptest::proptest! {
         #[test]
         fn dns_parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..700)) {
@@ -1419,6 +2115,29 @@ mod tests {
                 if let Some(x) = b.get_mut(pos) { *x = val; }
                 b.truncate(b.len().saturating_sub(cut % 8));
                 let _ = q.parse(&b);
+            }
+            // And DNSSEC answers: TLSA through a CNAME, MX with a null MX, NXDOMAIN with a SOA.
+            let tlsa_q = tlsa_query();
+            let tlsa_m = dnssec_response(&tlsa_q, vec![
+                cname("_25._tcp.mx.example.com.", "_25._tcp.mx.p.example."),
+                tlsa("_25._tcp.mx.p.example.", 60, 3, 1, 1, &[5; 32]),
+                tlsa("_25._tcp.mx.p.example.", 60, 2, 0, 0, &[6; 40]),
+            ], true);
+            let dmx_q = dnssec_query("example.com", DnssecType::Mx);
+            let dmx_m = dnssec_response(&dmx_q, vec![
+                mx("example.com.", 10, "mx1.example.com."),
+                mx("example.com.", 0, "."),
+            ], true);
+            let mut nx_m = dnssec_response(&tlsa_q, vec![], true);
+            nx_m.metadata.response_code = ResponseCode::NXDomain;
+            nx_m.add_authority(soa_record("example.com.", 300, 60));
+            for (q, m) in [(&tlsa_q, tlsa_m), (&dmx_q, dmx_m), (&tlsa_q, nx_m)] {
+                let mut b = wire(&m);
+                if let Some(x) = b.get_mut(pos) { *x = val; }
+                b.truncate(b.len().saturating_sub(cut % 8));
+                if let Ok(DnssecAnswer { data: DnssecData::Tlsa(t), .. }) = q.parse_dnssec(&b) {
+                    proptest::prop_assert!(t.len() <= MAX_TLSA_RECORDS);
+                }
             }
         }
     }

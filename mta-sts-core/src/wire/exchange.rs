@@ -42,7 +42,7 @@ use core::fmt;
 use core::time::Duration;
 use std::net::SocketAddr;
 
-use crate::io::{DEFAULT_DNS_TIMEOUT, DnsFailure, TxtQuery};
+use crate::io::{DEFAULT_DNS_TIMEOUT, DnsFailure, DnssecQuery, TxtQuery};
 
 use super::dns::{DnsAnswer, DnsQuery, MAX_UDP_RESPONSE, QueryError, ResponseError, TcpFramer};
 
@@ -117,6 +117,23 @@ impl ExchangeConfig {
     /// assert_eq!(ExchangeConfig::for_query(&q).total_timeout, Duration::from_secs(3));
     /// ```
     pub fn for_query(query: &TxtQuery) -> Self {
+        Self {
+            total_timeout: query.timeout,
+            ..Self::default()
+        }
+    }
+
+    /// The defaults, with the total timeout of a [`DnssecQuery`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mta_sts_core::io::{DnssecQuery, DnssecType};
+    /// use mta_sts_core::wire::exchange::ExchangeConfig;
+    /// let mut q = DnssecQuery::new("example.com", DnssecType::Mx);
+    /// q.timeout = Duration::from_secs(4);
+    /// assert_eq!(ExchangeConfig::for_dnssec(&q).total_timeout, Duration::from_secs(4));
+    /// ```
+    pub fn for_dnssec(query: &DnssecQuery) -> Self {
         Self {
             total_timeout: query.timeout,
             ..Self::default()
@@ -343,6 +360,37 @@ impl Exchange {
             DnsQuery::txt(query, id)?,
             servers,
             ExchangeConfig::for_query(query),
+            now,
+        ))
+    }
+
+    /// The exchange for a [`DnssecQuery`] (its name, type and total timeout) with message id
+    /// `id`: the query of [`DnsQuery::dnssec`] (DO and AD bits), whose exchange ends with a
+    /// [`DnsAnswer::Dnssec`](super::dns::DnsAnswer::Dnssec) (narrow it with
+    /// [`DnsAnswer::into_dnssec`](super::dns::DnsAnswer::into_dnssec)). UDP first, TCP after a
+    /// truncated answer, like every exchange.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mta_sts_core::io::{DnssecQuery, DnssecType};
+    /// use mta_sts_core::wire::exchange::{Exchange, ExchangeStep};
+    /// let q = DnssecQuery::new("_25._tcp.mx.example.com", DnssecType::Tlsa);
+    /// let s = "192.0.2.53:53".parse().unwrap();
+    /// let mut ex = Exchange::dnssec(&q, 7, vec![s], Duration::ZERO)?;
+    /// assert!(ex.query().is_dnssec());
+    /// assert!(matches!(ex.poll(Duration::ZERO), ExchangeStep::Send(_)));
+    /// # Ok::<(), mta_sts_core::wire::dns::QueryError>(())
+    /// ```
+    pub fn dnssec(
+        query: &DnssecQuery,
+        id: u16,
+        servers: Vec<SocketAddr>,
+        now: Duration,
+    ) -> Result<Self, QueryError> {
+        Ok(Self::new(
+            DnsQuery::dnssec(query, id)?,
+            servers,
+            ExchangeConfig::for_dnssec(query),
             now,
         ))
     }
@@ -891,5 +939,53 @@ mod tests {
             }
         }
         assert_eq!(sends, 8);
+    }
+
+    #[test]
+    fn exchange_carries_a_dnssec_query_from_udp_to_tcp() {
+        use crate::Tlsa;
+        use crate::io::{DnssecAnswer, DnssecData, DnssecQuery, DnssecType};
+        use hickory_proto::rr::rdata::TLSA;
+        let mut q = DnssecQuery::new("_25._tcp.mx.example.com", DnssecType::Tlsa);
+        q.timeout = secs(5);
+        let mut ex = Exchange::dnssec(&q, 0x6161, vec![addr(S1)], Duration::ZERO).expect("valid");
+        assert!(ex.query().is_dnssec());
+        let reply = |truncated: bool| {
+            let owner = Name::from_ascii("_25._tcp.mx.example.com.").expect("name");
+            let mut m = Message::response(0x6161, OpCode::Query);
+            m.metadata.truncation = truncated;
+            m.metadata.authentic_data = true;
+            m.add_query(Query::query(owner.clone(), RecordType::TLSA));
+            m.add_answer(Record::from_rdata(
+                owner,
+                77,
+                RData::TLSA(TLSA::new(3.into(), 1.into(), 1.into(), vec![0x11; 32])),
+            ));
+            m.to_vec().expect("encodable")
+        };
+        let t = expect_send(&mut ex, secs(0), S1, Transport::Udp);
+        assert_eq!(t.payload(), ex.query().bytes());
+        ex.sent(secs(0));
+        ex.received(secs(0), &reply(true));
+        let t = expect_send(&mut ex, secs(0), S1, Transport::Tcp);
+        assert_eq!(t.payload(), ex.query().tcp_bytes());
+        ex.sent(secs(0));
+        ex.received(secs(1), &framed(&reply(false)));
+        let want = DnssecAnswer::new(
+            true,
+            77,
+            DnssecData::Tlsa(vec![Tlsa::new(3, 1, 1, vec![0x11; 32])]),
+        );
+        assert_eq!(
+            ex.poll(secs(1)),
+            ExchangeStep::Done(Ok(DnsAnswer::Dnssec(want)))
+        );
+        // The query's timeout bounds the exchange.
+        let mut ex = Exchange::dnssec(&q, 1, vec![addr(S1)], Duration::ZERO).expect("valid");
+        expect_send(&mut ex, secs(0), S1, Transport::Udp);
+        assert_eq!(
+            ex.poll(secs(5)),
+            ExchangeStep::Done(Err(DnsFailure::Timeout))
+        );
     }
 }
