@@ -180,8 +180,13 @@ pub mod wire;
 
 pub use cache::{Begin, FlightId, PolicyCache};
 pub use config::{Config, DnsTempFailure, DomainSettings, StsUsage};
-pub use dane::{MAX_TLSA_RECORDS, Tlsa, TlsaProblem, USAGE_DANE_EE, USAGE_DANE_TA};
-pub use evaluate::{Candidate, DeferReason, Evaluation, MxDecision, Verdict, WhenAllFail};
+pub use dane::{
+    DaneAbsent, DaneBegin, DaneCache, DaneConfig, DaneHost, DaneHosts, DaneIndeterminate,
+    DaneLookup, DaneLookupError, DaneQueryId, DaneResolution, DaneState, DaneStep, HostCoverage,
+    MAX_DANE_HOSTS, MAX_TLSA_RECORDS, NotCoveredReason, Precedence, SkipReason, Tlsa, TlsaProblem,
+    USAGE_DANE_EE, USAGE_DANE_TA,
+};
+pub use evaluate::{Candidate, CandidateDane, DeferReason, Evaluation, MxDecision, Verdict, WhenAllFail};
 pub use lookup::{IoResult, Lookup, LookupError, LookupKind, Resolution, Step};
 pub use outcome::{CacheReason, CachedPolicy, FetchProblem, NoPolicyReason, Outcome, TxtProblem};
 pub use policy_domain::{PolicyDomain, PolicyDomainError};
