@@ -153,9 +153,15 @@ impl std::error::Error for DaneLookupError {}
 enum Got {
     Failed(DaneIndeterminate),
     /// Address records: authenticated, and whether there is at least one address.
-    Addrs { auth: bool, any: bool },
+    Addrs {
+        auth: bool,
+        any: bool,
+    },
     /// TLSA records (empty for NXDOMAIN or NODATA), at most [`MAX_TLSA_RECORDS`].
-    Tlsa { auth: bool, records: Vec<Tlsa> },
+    Tlsa {
+        auth: bool,
+        records: Vec<Tlsa>,
+    },
 }
 
 /// One query of a lookup: sent or not, answered or not (with the time its answer stops holding).
@@ -343,10 +349,8 @@ impl DaneLookup {
                 return self.finish(DaneState::Indeterminate(why));
             }
         };
-        let until = now.saturating_add(
-            self.max_ttl
-                .min(Duration::from_secs(u64::from(answer.ttl))),
-        );
+        let until =
+            now.saturating_add(self.max_ttl.min(Duration::from_secs(u64::from(answer.ttl))));
         self.mx_until = Some(until);
         let targets = match answer.data {
             DnssecData::Mx(v) if !v.is_empty() => v,
@@ -392,7 +396,7 @@ impl DaneLookup {
                 Err(why) => (target.to_ascii_lowercase(), Some(why)),
             };
             // At most 2 × 16 names are remembered: the rest of a hostile set is only counted.
-            if seen.iter().any(|s| *s == name) {
+            if seen.contains(&name) {
                 continue;
             }
             let skip = match skip {
@@ -551,8 +555,22 @@ fn host_status(entries: &[Entry]) -> HostStatus {
             return HostStatus::Indeterminate(why.clone());
         }
     }
-    let (Some((Got::Addrs { auth: a_auth, any: a_any }, a_until)), Some((Got::Addrs { auth: b_auth, any: b_any }, b_until))) =
-        (&a.got, &aaaa.got)
+    let (
+        Some((
+            Got::Addrs {
+                auth: a_auth,
+                any: a_any,
+            },
+            a_until,
+        )),
+        Some((
+            Got::Addrs {
+                auth: b_auth,
+                any: b_any,
+            },
+            b_until,
+        )),
+    ) = (&a.got, &aaaa.got)
     else {
         return HostStatus::Pending;
     };

@@ -125,7 +125,10 @@ impl fmt::Display for DaneIndeterminate {
                 failure,
             } => write!(f, "{rtype} {name}: {failure}"),
             Self::WrongKind { name, rtype } => {
-                write!(f, "{rtype} {name}: malformed answer (records of another type)")
+                write!(
+                    f,
+                    "{rtype} {name}: malformed answer (records of another type)"
+                )
             }
         }
     }
@@ -389,7 +392,10 @@ impl DaneState {
 
     /// The host named `name` (case-insensitive, a root dot ignored), if the state lists it.
     pub fn host(&self, name: &str) -> Option<&DaneHost> {
-        let name = name.strip_suffix('.').unwrap_or(name);
+        let name = match name.strip_suffix('.') {
+            Some(rest) if !rest.is_empty() => rest,
+            _ => name,
+        };
         self.hosts()
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
