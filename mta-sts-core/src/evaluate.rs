@@ -1,6 +1,7 @@
 //! Delivery decisions: what a policy means for each candidate MX host (RFC 8461 §4, §5).
 
 use crate::config::{DnsTempFailure, DomainSettings, StsUsage};
+use crate::dane::{DaneState, HostCoverage, Precedence, Tlsa};
 use crate::outcome::Outcome;
 use crate::policy::{Mode, Policy};
 
@@ -94,6 +95,9 @@ pub enum DeferReason {
     DnsTemporaryFailure,
     /// The lookup failed inside the adapter ([`Outcome::Internal`]): nothing is known.
     Internal,
+    /// The destination's DANE state is indeterminate (a DNSSEC answer that would decide it
+    /// failed or was bogus): MTA-STS must not decide instead (RFC 8461 §2, D7).
+    DaneIndeterminate,
 }
 
 /// What to do when every allowed candidate was attempted and none accepted the message.
@@ -107,11 +111,40 @@ pub enum WhenAllFail {
     Usual,
 }
 
-/// One candidate MX host and what MTA-STS requires of it.
+/// Which mechanism decides the delivery to one candidate MX host (D8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CandidateDane<'a> {
+    /// DANE covers the host with these usable TLSA records: deliver only over STARTTLS with a
+    /// certificate that matches one of them (RFC 7672 §3); MTA-STS is not applied to it.
+    Dane(&'a [Tlsa]),
+    /// The host publishes TLSA records, none usable, and no MTA-STS policy applies: STARTTLS is
+    /// required, without authentication (RFC 7672 §2.2).
+    TlsRequired,
+    /// MTA-STS decides: the candidate's [`MxDecision`] applies.
+    Sts,
+    /// Neither DANE nor MTA-STS constrains the host ([`MxDecision::NoConstraint`]).
+    None,
+    /// The destination's DANE state is indeterminate: do not deliver now.
+    Defer,
+}
+
+/// What a candidate's DANE decision holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DaneSlot {
+    Dane(Vec<Tlsa>),
+    TlsRequired,
+    Sts,
+    None,
+    Defer,
+}
+
+/// One candidate MX host, what MTA-STS requires of it and which mechanism decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     host: String,
     decision: MxDecision,
+    dane: DaneSlot,
 }
 
 impl Candidate {
@@ -120,9 +153,42 @@ impl Candidate {
         &self.host
     }
 
-    /// What MTA-STS requires of it.
+    /// What MTA-STS requires of it. When [`Candidate::dane`] is not [`CandidateDane::Sts`] or
+    /// [`CandidateDane::None`], DANE decides instead and this is only informative.
     pub fn decision(&self) -> MxDecision {
         self.decision
+    }
+
+    /// Which mechanism decides the delivery to this host: DANE (with its TLSA records), TLS
+    /// without authentication, MTA-STS, nothing, or defer. Without a DANE state
+    /// ([`Evaluation::new`]) it is [`CandidateDane::Sts`], or [`CandidateDane::None`] when the
+    /// decision is [`MxDecision::NoConstraint`].
+    pub fn dane(&self) -> CandidateDane<'_> {
+        match &self.dane {
+            DaneSlot::Dane(t) => CandidateDane::Dane(t),
+            DaneSlot::TlsRequired => CandidateDane::TlsRequired,
+            DaneSlot::Sts => CandidateDane::Sts,
+            DaneSlot::None => CandidateDane::None,
+            DaneSlot::Defer => CandidateDane::Defer,
+        }
+    }
+
+    /// Whether a delivery attempt to this host is allowed by whichever mechanism decides.
+    fn may_attempt(&self) -> bool {
+        match self.dane {
+            DaneSlot::Dane(_) | DaneSlot::TlsRequired => true,
+            DaneSlot::Defer => false,
+            DaneSlot::Sts | DaneSlot::None => self.decision.may_attempt(),
+        }
+    }
+}
+
+/// The candidate's slot when MTA-STS decides.
+fn sts_slot(decision: MxDecision) -> DaneSlot {
+    if decision == MxDecision::NoConstraint {
+        DaneSlot::None
+    } else {
+        DaneSlot::Sts
     }
 }
 
@@ -138,6 +204,8 @@ pub struct Evaluation {
     mode: Option<Mode>,
     verdict: Verdict,
     candidates: Vec<Candidate>,
+    dane: Option<DaneState>,
+    precedence: Precedence,
 }
 
 impl Evaluation {
@@ -149,24 +217,95 @@ impl Evaluation {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
+        Self::build(outcome, None, settings, mx_hosts)
+    }
+
+    /// [`Evaluation::new`] under the destination's DANE state (D7, D8): DANE decides for the
+    /// hosts it covers with usable TLSA records, an indeterminate state defers the delivery
+    /// ([`DeferReason::DaneIndeterminate`]), and an absent state changes nothing.
+    ///
+    /// The verdict: [`Precedence::Defer`] defers; [`Precedence::DaneOnly`] delivers (MTA-STS,
+    /// its configuration and its outcome are not applied); otherwise the MTA-STS verdict holds,
+    /// except that [`Verdict::DeferRecheckPolicy`] is not given while a host DANE covers may be
+    /// attempted.
+    ///
+    /// ```
+    /// use mta_sts_core::{
+    ///     CandidateDane, DaneState, DomainSettings, Evaluation, NoPolicyReason, Outcome,
+    ///     Precedence, Verdict,
+    /// };
+    ///
+    /// // A state decided elsewhere, e.g. by an embedder's own DNSSEC lookups: indeterminate.
+    /// let state = DaneState::Indeterminate(mta_sts_core::DaneIndeterminate::Failed {
+    ///     name: "_25._tcp.mx.example.com".into(),
+    ///     rtype: mta_sts_core::io::DnssecType::Tlsa,
+    ///     failure: mta_sts_core::io::DnsFailure::Timeout,
+    /// });
+    /// let outcome = Outcome::NoPolicy(NoPolicyReason::Disabled);
+    /// let e = Evaluation::with_dane(&outcome, &state, &DomainSettings::default(), ["mx.example.com"]);
+    /// assert_eq!(e.precedence(), Precedence::Defer);
+    /// assert!(matches!(e.verdict(), Verdict::Defer(_)));
+    /// assert_eq!(e.candidates()[0].dane(), CandidateDane::Defer);
+    /// ```
+    pub fn with_dane<I>(
+        outcome: &Outcome,
+        dane: &DaneState,
+        settings: &DomainSettings,
+        mx_hosts: I,
+    ) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Self::build(outcome, Some(dane), settings, mx_hosts)
+    }
+
+    fn build<I>(
+        outcome: &Outcome,
+        dane: Option<&DaneState>,
+        settings: &DomainSettings,
+        mx_hosts: I,
+    ) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
         let policy = match settings.usage {
             StsUsage::Disable => None,
             StsUsage::Optional | StsUsage::Require => outcome.policy(),
         };
         let mode = policy.map(|p| p.mode());
+        let active = mode.filter(|m| *m != Mode::None);
+        let precedence = dane.map_or(Precedence::Sts, |d| d.precedence_with(active));
         let candidates: Vec<Candidate> = mx_hosts
             .into_iter()
             .map(|host| {
                 let host = host.as_ref();
+                let decision =
+                    policy.map_or(MxDecision::NoConstraint, |p| p.policy().check_mx(host));
+                let dane = match dane {
+                    None => sts_slot(decision),
+                    Some(DaneState::Indeterminate(_)) => DaneSlot::Defer,
+                    Some(state) => match state.host(host).map(|h| h.coverage()) {
+                        Some(HostCoverage::Usable(t)) => DaneSlot::Dane(t.clone()),
+                        Some(HostCoverage::Unusable(_)) if active.is_none() => {
+                            DaneSlot::TlsRequired
+                        }
+                        _ => sts_slot(decision),
+                    },
+                };
                 Candidate {
                     host: host.to_owned(),
-                    decision: policy
-                        .map_or(MxDecision::NoConstraint, |p| p.policy().check_mx(host)),
+                    decision,
+                    dane,
                 }
             })
             .collect();
-        let active = mode.filter(|m| *m != Mode::None);
-        let verdict = if matches!(outcome, Outcome::Internal(_)) {
+        let verdict = if precedence == Precedence::Defer {
+            Verdict::Defer(DeferReason::DaneIndeterminate)
+        } else if precedence == Precedence::DaneOnly {
+            Verdict::Deliver
+        } else if matches!(outcome, Outcome::Internal(_)) {
             Verdict::Defer(DeferReason::Internal)
         } else if settings.usage == StsUsage::Require && active.is_none() {
             Verdict::Defer(DeferReason::PolicyRequired)
@@ -176,9 +315,7 @@ impl Evaluation {
             && settings.dns_temp_failure == DnsTempFailure::Defer
         {
             Verdict::Defer(DeferReason::DnsTemporaryFailure)
-        } else if active == Some(Mode::Enforce)
-            && !candidates.iter().any(|c| c.decision.may_attempt())
-        {
+        } else if active == Some(Mode::Enforce) && !candidates.iter().any(Candidate::may_attempt) {
             Verdict::DeferRecheckPolicy
         } else {
             Verdict::Deliver
@@ -188,7 +325,20 @@ impl Evaluation {
             mode,
             verdict,
             candidates,
+            dane: dane.cloned(),
+            precedence,
         }
+    }
+
+    /// The DANE state this evaluation was made under ([`Evaluation::with_dane`]), if any.
+    pub fn dane(&self) -> Option<&DaneState> {
+        self.dane.as_ref()
+    }
+
+    /// What decides the delivery: [`Precedence::Sts`] without a DANE state or when it is absent
+    /// (D7).
+    pub fn precedence(&self) -> Precedence {
+        self.precedence
     }
 
     /// The policy outcome this evaluation was made from (cached, fetched, none, temporary
@@ -214,6 +364,9 @@ impl Evaluation {
 
     /// What to do if every allowed candidate fails (e.g. no valid TLS on any matching host).
     pub fn when_all_fail(&self) -> WhenAllFail {
+        if self.precedence == Precedence::DaneOnly {
+            return WhenAllFail::Usual;
+        }
         match self.mode {
             Some(Mode::Enforce) => WhenAllFail::RecheckPolicy,
             _ => WhenAllFail::Usual,

@@ -156,6 +156,72 @@
 //! that gives up calls [`PolicyCache::abandon`] with its flight, and its waiters call `begin`
 //! again. The cache alone decides how long a flight counts as under way
 //! ([`Config::lookup_deadline`]), so the adapter needs no clock logic and no second table.
+//!
+//! # DANE first
+//!
+//! RFC 8461 §2: MTA-STS must never override a failing DANE validation. Before applying a policy,
+//! a sender decides the destination's [`DaneState`] from DNSSEC-validated answers (RFC 7672
+//! §2.2): a [`DaneLookup`] asks for the MX records, then A, AAAA and `_25._tcp` TLSA of each MX
+//! host, all at once ([`io::DnssecQuery`], answered with the resolver's AD bit); a [`DaneCache`]
+//! keeps each state for the smallest TTL of its answers, apart from the policy cache. The
+//! state's [`Precedence`] says what decides: DANE alone (`DaneOnly`), DANE for the hosts it
+//! covers (`Dane`), a temporary failure (`Defer`, never a fall-back to MTA-STS), TLS without
+//! authentication (`TlsRequired`), or MTA-STS as before (`Sts`). [`Evaluation::with_dane`] and
+//! [`PolicyCache::evaluate_with_dane`] give each MX candidate its [`CandidateDane`]. The rules
+//! are D1–D10 in REQUIREMENTS.md.
+//!
+//! ```
+//! use mta_sts_core::io::{DnsFailure, DnssecAnswer, DnssecData, DnssecQuery, DnssecResult, DnssecType};
+//! use mta_sts_core::{
+//!     CandidateDane, DaneBegin, DaneCache, DaneConfig, DaneStep, NoPolicyReason, Outcome,
+//!     Precedence, Tlsa, UnixTime,
+//! };
+//!
+//! /// The validating resolver, with canned answers: a signed zone with a DANE-EE record.
+//! fn resolve(q: &DnssecQuery) -> DnssecResult {
+//!     let data = match (q.name.as_str(), q.rtype) {
+//!         ("example.com", DnssecType::Mx) => DnssecData::Mx(vec![(10, "mx.example.com".into())]),
+//!         ("mx.example.com", DnssecType::A) => DnssecData::Addrs(vec!["192.0.2.25".parse().unwrap()]),
+//!         ("mx.example.com", DnssecType::Aaaa) => DnssecData::NoData,
+//!         ("_25._tcp.mx.example.com", DnssecType::Tlsa) => {
+//!             DnssecData::Tlsa(vec![Tlsa::new(3, 1, 1, vec![0xab; 32])])
+//!         }
+//!         _ => return Err(DnsFailure::ServerFailure),
+//!     };
+//!     Ok(DnssecAnswer::new(true, 3600, data)) // AD set: authenticated
+//! }
+//!
+//! let now = UnixTime::from_secs(1_700_000_000);
+//! let mut cache = DaneCache::new(DaneConfig::default());
+//! let state = match cache.begin("example.com", now) {
+//!     DaneBegin::Ready(state) => state,
+//!     DaneBegin::Started(mut lookup) => {
+//!         let mut in_flight = Vec::new(); // an adapter sends these concurrently
+//!         loop {
+//!             match lookup.poll() {
+//!                 DaneStep::Query(id, query) => in_flight.push((id, query)),
+//!                 DaneStep::Wait => {
+//!                     let (id, query) = in_flight.pop().expect("a query under way");
+//!                     lookup.handle(id, resolve(&query), now)?;
+//!                 }
+//!                 DaneStep::Done(resolution) => break cache.apply(resolution, now),
+//!             }
+//!         }
+//!     }
+//! };
+//! assert_eq!(state.name(), "mandatory");
+//! assert!(state.reason().starts_with("MX mx.example.com: TLSA 3 1 1 abab"));
+//!
+//! // Whatever MTA-STS says, DANE decides for this destination (Postfix: `OK dane-only`).
+//! let outcome = Outcome::NoPolicy(NoPolicyReason::Disabled);
+//! assert_eq!(state.precedence(&outcome), Precedence::DaneOnly);
+//! let settings = Default::default();
+//! let evaluation = mta_sts_core::Evaluation::with_dane(&outcome, &state, &settings, ["mx.example.com"]);
+//! assert!(matches!(evaluation.candidates()[0].dane(), CandidateDane::Dane(records) if records.len() == 1));
+//! // The next message needs no DNS query until the smallest TTL (3600 s) has passed.
+//! assert!(matches!(cache.begin("example.com", now), DaneBegin::Ready(_)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -180,8 +246,15 @@ pub mod wire;
 
 pub use cache::{Begin, FlightId, PolicyCache};
 pub use config::{Config, DnsTempFailure, DomainSettings, StsUsage};
-pub use dane::{MAX_TLSA_RECORDS, Tlsa, TlsaProblem, USAGE_DANE_EE, USAGE_DANE_TA};
-pub use evaluate::{Candidate, DeferReason, Evaluation, MxDecision, Verdict, WhenAllFail};
+pub use dane::{
+    DaneAbsent, DaneBegin, DaneCache, DaneConfig, DaneHost, DaneHosts, DaneIndeterminate,
+    DaneLookup, DaneLookupError, DaneQueryId, DaneResolution, DaneState, DaneStep, HostCoverage,
+    MAX_DANE_HOSTS, MAX_TLSA_RECORDS, NotCoveredReason, Precedence, SkipReason, Tlsa, TlsaProblem,
+    USAGE_DANE_EE, USAGE_DANE_TA,
+};
+pub use evaluate::{
+    Candidate, CandidateDane, DeferReason, Evaluation, MxDecision, Verdict, WhenAllFail,
+};
 pub use lookup::{IoResult, Lookup, LookupError, LookupKind, Resolution, Step};
 pub use outcome::{CacheReason, CachedPolicy, FetchProblem, NoPolicyReason, Outcome, TxtProblem};
 pub use policy_domain::{PolicyDomain, PolicyDomainError};

@@ -49,4 +49,13 @@ pub struct DecisionStats {
     /// Deliveries deferred by configuration (`require` without a policy, or a temporary DNS
     /// failure configured to defer).
     pub deferred: u64,
+    /// Deliveries DANE alone decided: every MX host has usable TLSA records
+    /// ([`PolicyCache::evaluate_with_dane`](crate::PolicyCache::evaluate_with_dane)).
+    pub dane_only: u64,
+    /// Deliveries where DANE decided for some MX hosts (opportunistic DANE).
+    pub dane: u64,
+    /// Deliveries deferred because the DANE state was indeterminate.
+    pub dane_deferred: u64,
+    /// Deliveries with TLSA records but none usable and no MTA-STS policy: TLS required.
+    pub dane_tls_required: u64,
 }

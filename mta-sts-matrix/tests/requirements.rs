@@ -1,6 +1,7 @@
 //! REQUIREMENTS.md and the workspace's test names agree:
 //!
-//! - every function named `r<digits>_…` names an ID the document defines (a heading `#### R<n> …`);
+//! - every function named `r<digits>_…` or `d<digits>_…` names an ID the document defines (a
+//!   heading `#### R<n> …` or `#### D<n> …`);
 //! - every function the document lists (written `` `fn name` ``) exists, in the file named at
 //!   the start of its line when there is one (`` - `path/to/file.rs`: `fn name`, … ``);
 //! - every matrix row it lists (`` `"domain"` `` after a file) appears in that file.
@@ -76,18 +77,29 @@ fn fn_names(source: &str) -> Vec<String> {
     names
 }
 
-/// The ID a requirement-named function names: `r31_x` gives 31.
-fn named_id(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix('r')?;
+/// The ID kinds: `R` for RFC 8461 requirements, `D` for DANE precedence (section I).
+const KINDS: [char; 2] = ['R', 'D'];
+
+/// A requirement ID: its kind (`R` or `D`) and number.
+type Id = (char, u32);
+
+/// The ID a requirement-named function names: `r31_x` gives R31, `d4_x` gives D4.
+fn named_id(name: &str) -> Option<Id> {
+    let mut chars = name.chars();
+    let kind = chars.next()?.to_ascii_uppercase();
+    if !KINDS.contains(&kind) || name.starts_with(|c: char| c.is_ascii_uppercase()) {
+        return None;
+    }
+    let digits = chars.as_str();
     let end = digits.find(|c: char| !c.is_ascii_digit())?;
     if end == 0 || !digits[end..].starts_with('_') {
         return None;
     }
-    digits[..end].parse().ok()
+    Some((kind, digits[..end].parse().ok()?))
 }
 
-/// The IDs the document defines: headings whose text starts with `R<n>`.
-fn defined_ids(doc: &str) -> Result<BTreeSet<u32>, Vec<String>> {
+/// The IDs the document defines: headings whose text starts with `R<n>` or `D<n>`.
+fn defined_ids(doc: &str) -> Result<BTreeSet<Id>, Vec<String>> {
     let mut ids = BTreeSet::new();
     let mut problems = Vec::new();
     for (i, line) in doc.lines().enumerate() {
@@ -95,17 +107,18 @@ fn defined_ids(doc: &str) -> Result<BTreeSet<u32>, Vec<String>> {
             continue;
         };
         let text = heading.trim_start_matches('#').trim_start();
-        let Some(digits) = text.strip_prefix('R') else {
+        let Some(kind) = text.chars().next().filter(|c| KINDS.contains(c)) else {
             continue;
         };
+        let digits = &text[1..];
         let end = digits
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(digits.len());
-        if let Ok(id) = digits[..end].parse::<u32>()
-            && !ids.insert(id)
+        if let Ok(n) = digits[..end].parse::<u32>()
+            && !ids.insert((kind, n))
         {
             problems.push(format!(
-                "REQUIREMENTS.md line {}: R{id} is defined twice",
+                "REQUIREMENTS.md line {}: {kind}{n} is defined twice",
                 i + 1
             ));
         }
@@ -147,18 +160,20 @@ fn requirements_document_and_test_names_agree() {
         BTreeSet::new()
     });
     assert!(
-        !ids.is_empty(),
-        "REQUIREMENTS.md defines no requirement (no heading `#### R<n> …`)"
+        KINDS.iter().all(|k| ids.iter().any(|(kind, _)| kind == k)),
+        "REQUIREMENTS.md defines no requirement of some kind (no heading `#### R<n> …` or \
+         `#### D<n> …`)"
     );
 
     // (a) Every function named after a requirement names a defined one.
     for (name, in_files) in &where_fn {
-        if let Some(id) = named_id(name)
-            && !ids.contains(&id)
+        if let Some((kind, n)) = named_id(name)
+            && !ids.contains(&(kind, n))
         {
             for file in in_files {
                 problems.push(format!(
-                    "{file}: `{name}` is named after R{id}, which REQUIREMENTS.md does not define"
+                    "{file}: `{name}` is named after {kind}{n}, which REQUIREMENTS.md does not \
+                     define"
                 ));
             }
         }
@@ -240,15 +255,23 @@ fn the_readers_of_source_and_document_work() {
         "12_b() {}\n    fn  c(\nlet f = fnx; defn d\n"
     );
     assert_eq!(fn_names(source), ["a", "r12_b", "c"]);
-    assert_eq!(named_id("r31_wildcard"), Some(31));
-    for not_named in ["r_x", "rx_1", "r31", "r31x_y", "run"] {
+    assert_eq!(named_id("r31_wildcard"), Some(('R', 31)));
+    assert_eq!(named_id("d4_tlsa"), Some(('D', 4)));
+    for not_named in [
+        "r_x", "rx_1", "r31", "r31x_y", "run", "d_x", "d4", "dane_x", "D4_x", "R3_x", "x4_y",
+    ] {
         assert_eq!(named_id(not_named), None, "{not_named}");
     }
     assert_eq!(
         spans("- `a.rs`: `fn b`, `\"c.test\"` and text"),
         ["a.rs", "fn b", "\"c.test\""]
     );
-    let ids = defined_ids("# Title\n#### R1 · x\ntext R2\n### R10 y\n## 1.3 for R47\n").unwrap();
-    assert_eq!(ids, BTreeSet::from([1, 10]));
+    let ids = defined_ids(
+        "# Title\n#### R1 · x\ntext R2\n### R10 y\n## 1.3 for R47\n### D. MX\n#### D3 · z\n",
+    )
+    .unwrap();
+    assert_eq!(ids, BTreeSet::from([('R', 1), ('R', 10), ('D', 3)]));
     assert!(defined_ids("#### R3 a\n#### R3 b\n").is_err());
+    assert!(defined_ids("#### D3 a\n#### D3 b\n").is_err());
+    assert!(defined_ids("#### R3 a\n#### D3 b\n").is_ok());
 }

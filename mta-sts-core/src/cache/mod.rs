@@ -4,7 +4,8 @@ use core::time::Duration;
 use std::collections::BTreeSet;
 
 use crate::config::{Config, StsUsage};
-use crate::evaluate::{Evaluation, MxDecision, Verdict};
+use crate::dane::{DaneState, Precedence};
+use crate::evaluate::{CandidateDane, Evaluation, MxDecision, Verdict};
 use crate::lookup::{FetchMemo, Lookup, LookupKind, Params, Resolution, Update};
 use crate::outcome::{CacheReason, CachedPolicy, NoPolicyReason, Outcome};
 use crate::policy::Mode;
@@ -440,6 +441,46 @@ impl PolicyCache {
         evaluation
     }
 
+    /// [`PolicyCache::evaluate`] under the destination's DANE state (see
+    /// [`Evaluation::with_dane`]), counting the DANE decisions too. The DANE state changes
+    /// nothing in the cache: a cached policy is neither shortened nor dropped by it (D6).
+    pub fn evaluate_with_dane<I>(
+        &mut self,
+        domain: &str,
+        outcome: &Outcome,
+        dane: &DaneState,
+        mx_hosts: I,
+    ) -> Evaluation
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let settings = match PolicyDomain::normalised(domain) {
+            Ok(d) => self.config.settings_for_str(&d),
+            Err(_) => self.config.defaults,
+        };
+        let evaluation = Evaluation::with_dane(outcome, dane, &settings, mx_hosts);
+        let d = &mut self.stats.decisions;
+        match evaluation.precedence() {
+            Precedence::DaneOnly => d.dane_only += 1,
+            Precedence::Dane => d.dane += 1,
+            Precedence::Defer => d.dane_deferred += 1,
+            Precedence::TlsRequired => d.dane_tls_required += 1,
+            Precedence::Sts => {}
+        }
+        if evaluation.precedence() == Precedence::Defer {
+            tracing::warn!(
+                policy_domain = domain, dane = %dane.reason(),
+                "DANE state indeterminate: delivery deferred, MTA-STS not applied (RFC 8461 §2)"
+            );
+            return evaluation;
+        }
+        if evaluation.precedence() != Precedence::DaneOnly {
+            self.count(domain, &evaluation, outcome);
+        }
+        evaluation
+    }
+
     fn count(&mut self, domain: &str, e: &Evaluation, outcome: &Outcome) {
         let d = &mut self.stats.decisions;
         match e.verdict() {
@@ -455,7 +496,12 @@ impl PolicyCache {
             None => d.no_policy += 1,
             Some(Mode::None) => d.mode_none += 1,
             Some(mode) => {
-                for c in e.candidates() {
+                // Hosts DANE decides for are not MTA-STS decisions.
+                let by_sts = e
+                    .candidates()
+                    .iter()
+                    .filter(|c| matches!(c.dane(), CandidateDane::Sts | CandidateDane::None));
+                for c in by_sts {
                     match c.decision() {
                         MxDecision::Enforce => d.enforce_match += 1,
                         MxDecision::Skip => {
