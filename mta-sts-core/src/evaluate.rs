@@ -288,7 +288,8 @@ impl Evaluation {
                     Some(DaneState::Indeterminate(_)) => DaneSlot::Defer,
                     Some(state) => match state.host(host).map(|h| h.coverage()) {
                         Some(HostCoverage::Usable(t)) => DaneSlot::Dane(t.clone()),
-                        Some(HostCoverage::Unusable(_)) if active.is_none() => {
+                        // TLS is mandatory (RFC 7672 §2.2): only `enforce` requires it too.
+                        Some(HostCoverage::Unusable(_)) if active != Some(Mode::Enforce) => {
                             DaneSlot::TlsRequired
                         }
                         _ => sts_slot(decision),

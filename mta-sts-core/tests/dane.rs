@@ -934,7 +934,8 @@ fn d7_precedence_of_each_state() {
         assert_eq!(absent.precedence(o), Precedence::Sts);
     }
     assert_eq!(unusable_only.precedence(&enforce), Precedence::Sts);
-    assert_eq!(unusable_only.precedence(&testing), Precedence::Sts);
+    // `testing` does not require TLS (a failure would still deliver): TLS is required anyway.
+    assert_eq!(unusable_only.precedence(&testing), Precedence::TlsRequired);
     assert_eq!(unusable_only.precedence(&none), Precedence::TlsRequired);
     assert_eq!(unusable_only.precedence(&nothing), Precedence::TlsRequired);
     assert_eq!(Precedence::DaneOnly.to_string(), "dane-only");
@@ -981,6 +982,10 @@ fn d8_each_candidate_gets_dane_sts_tls_required_none_or_defer() {
     assert_eq!(c[0].dane(), CandidateDane::Dane(&[ee()]));
     assert_eq!(c[1].dane(), CandidateDane::None);
     assert_eq!(c[2].dane(), CandidateDane::TlsRequired);
+
+    // A testing policy does not require TLS: the unusable TLSA does.
+    let e = Evaluation::with_dane(&outcome_with("testing"), &s, &settings, hosts);
+    assert_eq!(e.candidates()[2].dane(), CandidateDane::TlsRequired);
 
     let indeterminate = state(&one_host(Err(DnsFailure::ServerFailure)));
     let e = Evaluation::with_dane(&enforce, &indeterminate, &settings, hosts);

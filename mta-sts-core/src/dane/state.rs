@@ -412,7 +412,8 @@ impl DaneState {
             Self::Mandatory(_) => Precedence::DaneOnly,
             Self::Opportunistic(_) => Precedence::Dane,
             Self::Indeterminate(_) => Precedence::Defer,
-            Self::UnusableOnly(_) if active.is_some() => Precedence::Sts,
+            // Only `enforce` requires TLS: under `testing` a failed TLS would still deliver.
+            Self::UnusableOnly(_) if active == Some(Mode::Enforce) => Precedence::Sts,
             Self::UnusableOnly(_) => Precedence::TlsRequired,
             Self::Absent(..) => Precedence::Sts,
         }
