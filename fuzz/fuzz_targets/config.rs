@@ -26,7 +26,9 @@ const TOP: &[&str] = &[
     "proactive_policy_fetching.interval", "proactive_policy_fetching.concurrency_limit",
     "proactive_policy_fetching.grace_ratio",
 ];
-const ZONE: &[&str] = &["strict_testing", "timeout", "require_sni", "tlsrpt", "defer_on_dns_failure"];
+const ZONE: &[&str] = &[
+    "strict_testing", "timeout", "require_sni", "tlsrpt", "defer_on_dns_failure", "dane",
+];
 const KNOWN: &[&str] = &[
     "host", "port", "path", "mode", "reuse_port", "cache_grace", "shutdown_timeout", "cache",
     "proactive_policy_fetching", "default_zone", "zones", "metrics", "resolvers", "ca_file",
@@ -65,12 +67,13 @@ fn secs(d: Duration) -> String {
 
 fn zone(z: &Zone) -> String {
     format!(
-        "{{strict_testing: {}, timeout: {}, require_sni: {}, tlsrpt: {}, defer_on_dns_failure: {}}}",
+        "{{strict_testing: {}, timeout: {}, require_sni: {}, tlsrpt: {}, defer_on_dns_failure: {}, dane: {}}}",
         z.strict_testing,
         secs(z.timeout),
         z.require_sni,
         z.tlsrpt,
-        z.defer_on_dns_failure
+        z.defer_on_dns_failure,
+        z.dane
     )
 }
 

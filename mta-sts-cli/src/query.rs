@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use mta_sts_core::{Config, Outcome, PolicyDomain};
+use mta_sts_core::{Config, DaneState, Outcome, PolicyDomain, Precedence};
 use mta_sts_tokio::Client;
 use serde_json::{Value, json};
 
@@ -16,15 +16,23 @@ use crate::report::{self, Progress};
 pub(crate) struct QueryArgs {
     /// The policy domain, e.g. example.com.
     domain: String,
-    /// Print JSON: {"domain","outcome","mode","mx","max_age","id","reason"}.
+    /// Print JSON: {"domain","outcome","mode","mx","max_age","id","reason","dane"}.
     #[arg(long)]
     json: bool,
+    /// Do not look up the DANE state (DNSSEC-validated MX, address and TLSA records).
+    #[arg(long)]
+    no_dane: bool,
     #[command(flatten)]
     net: NetArgs,
 }
 
 /// The tokio client for these options: resolvers, trust anchors, ports and timeouts.
 pub(crate) fn client(net: &NetArgs) -> Result<Client, String> {
+    client_with_dane(net, true)
+}
+
+/// [`client`], with or without DANE lookups.
+pub(crate) fn client_with_dane(net: &NetArgs, dane: bool) -> Result<Client, String> {
     let mut config = Config::default();
     config.https_port = net.https_port;
     config.dns_timeout = net.step_timeout();
@@ -33,6 +41,7 @@ pub(crate) fn client(net: &NetArgs) -> Result<Client, String> {
         .resolvers(net.resolvers()?)
         .trust_anchors(net.trust_anchors()?)
         .config(config)
+        .dane(dane)
         .build()
         .map_err(|e| e.to_string())
 }
@@ -43,6 +52,36 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// What decides delivery to the domain, in words: DANE or MTA-STS, and why.
+pub(crate) fn precedence_text(dane: &DaneState, outcome: &Outcome) -> &'static str {
+    match dane.precedence(outcome) {
+        Precedence::DaneOnly => "DANE-mandatory; MTA-STS policy not applied (RFC 8461 §2)",
+        Precedence::Dane => {
+            "DANE-opportunistic: DANE for the MX hosts with usable TLSA; MTA-STS policy not applied to them (RFC 8461 §2)"
+        }
+        Precedence::Defer => "indeterminate: delivery defers (never a fall-back to MTA-STS)",
+        Precedence::TlsRequired => {
+            "TLSA present but unusable: TLS required without authentication (RFC 7672 §2.2)"
+        }
+        Precedence::Sts => "DANE absent: MTA-STS decides",
+        #[allow(unreachable_patterns)]
+        _ => "unknown precedence",
+    }
+}
+
+/// The `"dane"` member of `query --json`: the state, why, and which mechanism wins.
+pub(crate) fn dane_json(dane: Option<&DaneState>, outcome: &Outcome) -> Value {
+    match dane {
+        None => json!({"state": "not-checked", "reason": "DANE lookups are off"}),
+        Some(d) => json!({
+            "state": d.name(),
+            "reason": d.reason(),
+            "tls_required": d.tls_required(),
+            "decides": precedence_text(d, outcome),
+        }),
+    }
 }
 
 /// The `query --json` object for an outcome.
@@ -66,13 +105,15 @@ pub(crate) fn run(args: QueryArgs) -> Result<ExitCode, String> {
             args.domain
         )
     })?;
-    let client = client(&args.net)?;
+    let client = client_with_dane(&args.net, !args.no_dane)?;
     let progress = Progress::new(args.json);
-    progress.step(format!("looking up the MTA-STS policy of {domain}"));
-    let outcome = runtime()?.block_on(client.policy(domain.as_str()));
+    progress.step(format!("looking up the MTA-STS policy and the DANE state of {domain}"));
+    let (outcome, dane) = runtime()?.block_on(client.policy_and_dane(domain.as_str()));
     progress.clear();
     if args.json {
-        println!("{}", outcome_json(domain.as_str(), &outcome));
+        let mut out = outcome_json(domain.as_str(), &outcome);
+        out["dane"] = dane_json(dane.as_ref(), &outcome);
+        println!("{out}");
     } else {
         println!("{domain}: {}", report::outcome_kind(&outcome));
         if let Some(p) = outcome.policy() {
@@ -83,6 +124,13 @@ pub(crate) fn run(args: QueryArgs) -> Result<ExitCode, String> {
             println!("  id:      {}", p.id());
         }
         println!("  reason:  {}", report::outcome_reason(&outcome));
+        match &dane {
+            Some(d) => {
+                println!("  dane:    {}: {}", d.name(), d.reason());
+                println!("  decides: {}", precedence_text(d, &outcome));
+            }
+            None => println!("  dane:    not checked"),
+        }
     }
     // Like `match`: 0 when the answer is yes (a policy applies), 1 when it is no.
     Ok(if outcome.policy().is_some() {

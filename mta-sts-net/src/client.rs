@@ -14,14 +14,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use event_listener::Event;
-use mta_sts_core::io::{DnsFailure, Io};
+use mta_sts_core::io::{DnsFailure, DnssecResult, Io};
 use mta_sts_core::{
-    Begin, Config, Evaluation, FlightId, IoResult, Lookup, Outcome, PolicyCache, PolicyDomain,
-    Stats, Step, UnixTime,
+    Begin, Config, DaneBegin, DaneCache, DaneConfig, DaneLookup, DaneQueryId, DaneState,
+    DaneStep, Evaluation, FlightId, IoResult, Lookup, Outcome, PolicyCache, PolicyDomain, Stats,
+    Step, UnixTime,
 };
 
 use crate::dns::{Resolver, StubResolver};
-use crate::runtime::{Runtime, until};
+use crate::runtime::{BoxFuture, Runtime, until};
 use crate::{
     PersistError, ResolverConfError, TlsSetupError, TrustAnchors, export_cached_metric,
     export_metrics, fetch, load_cache_file, policy_fetch_config, system_resolvers,
@@ -98,6 +99,8 @@ pub struct ClientBuilder<R, C = Client<R>> {
     persistence: Option<PathBuf>,
     clock: Option<Clock>,
     max_concurrent_lookups: usize,
+    dane: Option<bool>,
+    dane_config: DaneConfig,
     _client: PhantomData<fn() -> C>,
 }
 
@@ -113,6 +116,7 @@ impl<R: fmt::Debug, C> fmt::Debug for ClientBuilder<R, C> {
             .field("persistence", &self.persistence)
             .field("clock", &self.clock.as_ref().map(|_| "custom"))
             .field("max_concurrent_lookups", &self.max_concurrent_lookups)
+            .field("dane", &self.dane)
             .finish()
     }
 }
@@ -138,6 +142,8 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
             persistence: None,
             clock: None,
             max_concurrent_lookups: DEFAULT_MAX_CONCURRENT_LOOKUPS,
+            dane: None,
+            dane_config: DaneConfig::default(),
             _client: PhantomData,
         }
     }
@@ -204,6 +210,23 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
         self
     }
 
+    /// Whether the client decides each destination's DANE state (RFC 7672) so that MTA-STS
+    /// never overrides DANE (RFC 8461 §2): [`Client::dane`], and [`Client::evaluate`] with
+    /// DANE first. The default: on when the resolver reports DNSSEC validation
+    /// ([`Resolver::supports_dnssec`]: the built-in [`StubResolver`] does, trusting the AD bit
+    /// of a local validating resolver as Postfix does; hickory's does not). Turning it on with a
+    /// resolver that cannot report validation makes every DANE state indeterminate (defer).
+    pub fn dane(mut self, enabled: bool) -> Self {
+        self.dane = Some(enabled);
+        self
+    }
+
+    /// The DANE cache's settings (capacity, longest TTL kept, DNS timeout).
+    pub fn dane_config(mut self, config: DaneConfig) -> Self {
+        self.dane_config = config;
+        self
+    }
+
     /// The wall clock of the MTA-STS decisions (default: the system clock). For tests.
     #[must_use]
     pub fn clock(mut self, clock: Clock) -> Self {
@@ -248,7 +271,9 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
                 cache,
                 waiters: HashMap::new(),
                 refreshes: 0,
+                dane: DaneCache::new(self.dane_config.clone()),
             }),
+            dane: self.dane.unwrap_or_else(|| resolver.supports_dnssec()),
             resolver,
             tls: policy_fetch_config(&anchors),
             persistence: self.persistence,
@@ -316,6 +341,8 @@ struct Inner<R> {
     permits: async_lock::Semaphore,
     /// Serialises snapshot writes, so that an older snapshot never overwrites a newer one.
     saving: async_lock::Mutex<()>,
+    /// Whether DANE states are looked up ([`ClientBuilder::dane`]).
+    dane: bool,
 }
 
 /// What the client keeps behind its mutex (never held across I/O).
@@ -327,6 +354,9 @@ struct State {
     waiters: HashMap<FlightId, Arc<Waiters>>,
     /// How many refresh lookups have finished, for [`Client::wait_refreshes`].
     refreshes: u64,
+    /// The DANE states of destinations, apart from the policies (a DANE state never changes a
+    /// cached policy).
+    dane: DaneCache,
 }
 
 /// What the callers waiting on one flight wait on: its outcome, or `None` if its driver gave up.
@@ -405,16 +435,69 @@ impl<R: Runtime> Client<R> {
     /// The delivery decision for each MX host of `domain`, in the priority order given (`&str`,
     /// `String`, a `&[String]`…), with the policy outcome it was made from
     /// ([`Evaluation::outcome`]).
+    ///
+    /// With DANE on ([`ClientBuilder::dane`]) the destination's DANE state is looked up at the
+    /// same time as the policy, and decides first ([`Evaluation::dane`], [`Candidate::dane`]
+    /// (mta_sts_core::Candidate::dane)): MTA-STS never overrides DANE (RFC 8461 §2).
     pub async fn evaluate<I>(&self, domain: &str, mx_hosts: I) -> Evaluation
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let (outcome, dane) = self.policy_and_dane(domain).await;
+        let mut st = self.inner.lock();
+        let evaluation = match &dane {
+            Some(dane) => st
+                .cache
+                .evaluate_with_dane(domain, &outcome, dane, mx_hosts),
+            None => st.cache.evaluate(domain, &outcome, mx_hosts),
+        };
+        export_metrics(&st.cache.stats());
+        evaluation
+    }
+
+    /// [`evaluate`](Self::evaluate) with a DANE state the caller found itself (an MTA that
+    /// does its own DNSSEC lookups): the policy is looked up, `dane` decides first.
+    pub async fn evaluate_with_dane<I>(&self, domain: &str, dane: &DaneState, mx_hosts: I) -> Evaluation
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
         let outcome = self.policy(domain).await;
         let mut st = self.inner.lock();
-        let evaluation = st.cache.evaluate(domain, &outcome, mx_hosts);
+        let evaluation = st.cache.evaluate_with_dane(domain, &outcome, dane, mx_hosts);
         export_metrics(&st.cache.stats());
         evaluation
+    }
+
+    /// Whether this client looks up DANE states ([`ClientBuilder::dane`]).
+    pub fn dane_enabled(&self) -> bool {
+        self.inner.dane
+    }
+
+    /// The DANE state of `domain` (RFC 7672 §2.2): mandatory, opportunistic, absent or
+    /// indeterminate, from the DNSSEC-validated MX, address and TLSA records; cached for the
+    /// smallest TTL of the answers that decided it (an indeterminate state is not cached).
+    /// `None` when DANE is off ([`ClientBuilder::dane`]).
+    pub async fn dane(&self, domain: &str) -> Option<DaneState> {
+        if !self.inner.dane {
+            return None;
+        }
+        let now = self.inner.now();
+        let begin = self.inner.lock().dane.begin(domain, now);
+        Some(match begin {
+            DaneBegin::Ready(state) => state,
+            DaneBegin::Started(lookup) => Box::pin(self.inner.drive_dane(lookup)).await,
+        })
+    }
+
+    /// The policy outcome and the DANE state of `domain`, looked up at the same time (the DANE
+    /// queries never wait for the MTA-STS discovery): what a Postfix policy answer needs.
+    pub async fn policy_and_dane(&self, domain: &str) -> (Outcome, Option<DaneState>) {
+        if !self.inner.dane {
+            return (self.policy(domain).await, None);
+        }
+        futures_lite::future::zip(self.policy(domain), self.dane(domain)).await
     }
 
     async fn run(&self, domain: &str, mut recheck: bool) -> Outcome {
@@ -768,6 +851,35 @@ impl<R: Runtime> Inner<R> {
         }
     }
 
+    /// Drives one DANE lookup: its queries of each round at once, each bounded by its timeout.
+    async fn drive_dane(&self, mut lookup: DaneLookup) -> DaneState {
+        let _permit = self.permits.acquire().await;
+        let mut pending: Vec<BoxFuture<'_, (DaneQueryId, DnssecResult)>> = Vec::new();
+        loop {
+            match lookup.poll() {
+                DaneStep::Query(id, query) => pending.push(Box::pin(async move {
+                    let now = self.runtime.now();
+                    let deadline = now
+                        .checked_add(query.timeout)
+                        .unwrap_or_else(|| crate::dns::far(now));
+                    let answer = until(&self.runtime, deadline, self.resolver.dnssec(&query)).await;
+                    (id, answer.unwrap_or(Err(DnsFailure::Timeout)))
+                })),
+                DaneStep::Wait => {
+                    let (id, result) = first_of(&mut pending).await;
+                    if let Err(e) = lookup.handle(id, result, self.now()) {
+                        // Cannot happen (each result answers its query): a bug, reported.
+                        tracing::error!(error = %e, "DANE lookup refused a DNS result");
+                    }
+                }
+                DaneStep::Done(resolution) => {
+                    let mut st = self.lock();
+                    return st.dane.apply(resolution, self.now());
+                }
+            }
+        }
+    }
+
     /// Carries out one request of the core.
     async fn perform(&self, io: &Io) -> IoResult {
         match io {
@@ -792,4 +904,19 @@ impl<R: Runtime> Inner<R> {
             ),
         }
     }
+}
+
+/// The output of the first of `futures` to finish, which is removed; the others go on when
+/// awaited again. Never finishes while `futures` is empty.
+async fn first_of<T>(futures: &mut Vec<BoxFuture<'_, T>>) -> T {
+    std::future::poll_fn(|cx| {
+        for i in 0..futures.len() {
+            if let std::task::Poll::Ready(value) = futures[i].as_mut().poll(cx) {
+                drop(futures.swap_remove(i));
+                return std::task::Poll::Ready(value);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

@@ -44,6 +44,7 @@ pub(crate) mod defaults {
     pub(crate) const REUSE_PORT: bool = true;
     pub(crate) const TIMEOUT_SECS: f64 = 4.0;
     pub(crate) const TLSRPT: bool = false;
+    pub(crate) const DANE: bool = true;
     pub(crate) const SHUTDOWN_TIMEOUT_SECS: f64 = 20.0;
     pub(crate) const STRICT_TESTING: bool = false;
     pub(crate) const REQUIRE_SNI: bool = true;
@@ -164,6 +165,11 @@ pub struct Zone {
     /// A temporary DNS failure with nothing cached gets `TEMP` (Postfix defers the mail) instead
     /// of `NOTFOUND` (delivery without MTA-STS, the RFC's literal reading and the default).
     pub defer_on_dns_failure: bool,
+    /// Decide the destination's DANE state before the MTA-STS answer, so that MTA-STS never
+    /// overrides DANE (RFC 8461 §2): `OK dane-only`, `OK dane`, `TEMP` or `OK encrypt` where
+    /// DANE governs, the MTA-STS answer where the DNS proves it does not. `false`: the MTA-STS
+    /// answer alone, as before.
+    pub dane: bool,
 }
 
 impl Zone {
@@ -187,6 +193,7 @@ impl Default for Zone {
             require_sni: defaults::REQUIRE_SNI,
             tlsrpt: defaults::TLSRPT,
             defer_on_dns_failure: false,
+            dane: defaults::DANE,
         }
     }
 }
@@ -485,6 +492,7 @@ struct RawZone {
     require_sni: Option<Scalar>,
     tlsrpt: Option<Scalar>,
     defer_on_dns_failure: Option<Scalar>,
+    dane: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -640,6 +648,7 @@ impl RawZone {
                 self.defer_on_dns_failure.as_ref(),
                 d.defer_on_dns_failure,
             )?,
+            dane: boolean(&format!("{key}.dane"), self.dane.as_ref(), d.dane)?,
         })
     }
 }

@@ -14,7 +14,9 @@ use crate::netstring;
 #[cfg(feature = "daemon")]
 use {
     crate::config::{DaemonConfig, Zone},
-    mta_sts_core::{DeferReason, Evaluation, Mode, Policy, PolicyDomain, Verdict},
+    mta_sts_core::{
+        DaneState, DeferReason, Evaluation, Mode, Policy, PolicyDomain, Precedence, Verdict,
+    },
     mta_sts_tokio::{Client, Outcome},
     std::fmt::Write as _,
     std::sync::Arc,
@@ -113,8 +115,51 @@ impl Responder {
         let Some(domain) = filter_domain(key) else {
             return Reply::NotFound;
         };
+        if zone.dane {
+            // The DANE queries go out at the same time as the MTA-STS discovery.
+            let (outcome, dane) = self.client.policy_and_dane(&domain).await;
+            if let Some(dane) = dane {
+                return dane_reply(zone, &domain, &outcome, &dane);
+            }
+            return reply(zone, &domain, &outcome);
+        }
         let outcome = self.client.policy(&domain).await;
         reply(zone, &domain, &outcome)
+    }
+}
+
+/// The reply when the zone decides DANE first (`dane: true`, RFC 8461 §2): the core's
+/// precedence of the DANE state over the policy outcome, in Postfix's TLS security levels.
+///
+/// - DANE-mandatory (every MX host has usable TLSA): `OK dane-only`, so Postfix requires DANE
+///   authentication of every MX host;
+/// - DANE-opportunistic (some hosts have usable TLSA): `OK dane`, DANE where its records are;
+/// - indeterminate (a DNS failure on a query that decides DANE): `TEMP`, never a fall-back to
+///   MTA-STS;
+/// - TLSA present but none usable, and no MTA-STS policy that requires TLS: `OK encrypt`
+///   (RFC 7672 §2.2: TLS is mandatory, without DANE authentication);
+/// - DANE absent (proven by the DNS): the MTA-STS answer, as without DANE.
+#[cfg(feature = "daemon")]
+pub(crate) fn dane_reply(zone: &Zone, domain: &str, outcome: &Outcome, dane: &DaneState) -> Reply {
+    match dane.precedence(outcome) {
+        Precedence::DaneOnly => Reply::Ok("dane-only".into()),
+        Precedence::Dane => Reply::Ok("dane".into()),
+        Precedence::Defer => Reply::Temp(format!(
+            "DANE state of {domain} is indeterminate: {}",
+            dane.reason()
+        )),
+        Precedence::TlsRequired => match outcome.policy() {
+            // `strict_testing` answers a testing policy like an enforce one: that requires TLS
+            // and authenticates the MX host too.
+            Some(p) if zone.strict_testing && p.policy().mode() == Mode::Testing => {
+                policy_reply(zone, domain, p.policy())
+            }
+            _ => Reply::Ok("encrypt".into()),
+        },
+        Precedence::Sts => reply(zone, domain, outcome),
+        // A precedence this daemon does not know: defer rather than weaken.
+        #[allow(unreachable_patterns)]
+        _ => Reply::Temp(format!("DANE state of {domain}: {}", dane.reason())),
     }
 }
 
