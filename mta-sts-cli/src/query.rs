@@ -27,12 +27,8 @@ pub(crate) struct QueryArgs {
 }
 
 /// The tokio client for these options: resolvers, trust anchors, ports and timeouts.
-pub(crate) fn client(net: &NetArgs) -> Result<Client, String> {
-    client_with_dane(net, true)
-}
-
-/// [`client`], with or without DANE lookups.
-pub(crate) fn client_with_dane(net: &NetArgs, dane: bool) -> Result<Client, String> {
+/// With `dane`, the client looks up DANE states too.
+pub(crate) fn client(net: &NetArgs, dane: bool) -> Result<Client, String> {
     let mut config = Config::default();
     config.https_port = net.https_port;
     config.dns_timeout = net.step_timeout();
@@ -105,9 +101,11 @@ pub(crate) fn run(args: QueryArgs) -> Result<ExitCode, String> {
             args.domain
         )
     })?;
-    let client = client_with_dane(&args.net, !args.no_dane)?;
+    let client = client(&args.net, !args.no_dane)?;
     let progress = Progress::new(args.json);
-    progress.step(format!("looking up the MTA-STS policy and the DANE state of {domain}"));
+    progress.step(format!(
+        "looking up the MTA-STS policy and the DANE state of {domain}"
+    ));
     let (outcome, dane) = runtime()?.block_on(client.policy_and_dane(domain.as_str()));
     progress.clear();
     if args.json {

@@ -25,7 +25,9 @@ fn world() -> World {
         .expect("world")
 }
 
-const FIELDS: [&str; 7] = ["domain", "outcome", "mode", "mx", "max_age", "id", "reason"];
+const FIELDS: [&str; 8] = [
+    "domain", "outcome", "mode", "mx", "max_age", "id", "reason", "dane",
+];
 
 #[test]
 fn query_policy_json_has_exactly_the_documented_fields() {

@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use event_listener::Event;
-use mta_sts_core::io::{DnsFailure, DnssecResult, Io};
+use mta_sts_core::io::{DnsFailure, DnssecResult, DnssecType, Io};
 use mta_sts_core::{
-    Begin, Config, DaneBegin, DaneCache, DaneConfig, DaneLookup, DaneQueryId, DaneState,
-    DaneStep, Evaluation, FlightId, IoResult, Lookup, Outcome, PolicyCache, PolicyDomain, Stats,
-    Step, UnixTime,
+    Begin, Config, DaneBegin, DaneCache, DaneConfig, DaneIndeterminate, DaneLookup, DaneQueryId,
+    DaneState, DaneStep, Evaluation, FlightId, IoResult, Lookup, Outcome, PolicyCache,
+    PolicyDomain, Stats, Step, UnixTime,
 };
 
 use crate::dns::{Resolver, StubResolver};
@@ -272,6 +272,7 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
                 waiters: HashMap::new(),
                 refreshes: 0,
                 dane: DaneCache::new(self.dane_config.clone()),
+                dane_flights: HashMap::new(),
             }),
             dane: self.dane.unwrap_or_else(|| resolver.supports_dnssec()),
             resolver,
@@ -357,24 +358,61 @@ struct State {
     /// The DANE states of destinations, apart from the policies (a DANE state never changes a
     /// cached policy).
     dane: DaneCache,
+    /// Per domain whose DANE lookup is under way, what the other callers for it wait on: one
+    /// lookup per domain at a time, however many deliveries ask.
+    dane_flights: HashMap<String, Arc<Waiters<DaneState>>>,
 }
 
-/// What the callers waiting on one flight wait on: its outcome, or `None` if its driver gave up.
-#[derive(Default)]
-struct Waiters {
-    outcome: Mutex<Option<Option<Outcome>>>,
+/// The DANE lookup this caller drives; if dropped before it finished, the callers waiting on it
+/// start over.
+struct DaneDriving<'a, R> {
+    inner: &'a Inner<R>,
+    domain: String,
+    waiters: Arc<Waiters<DaneState>>,
+    done: bool,
+}
+
+impl<R> Drop for DaneDriving<'_, R> {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.inner.state).dane_flights.remove(&self.domain);
+            self.waiters.end(None);
+        }
+    }
+}
+
+/// What a caller of [`Client::dane`] does next.
+enum DaneNext {
+    Ready(DaneState),
+    Drive(DaneLookup, Arc<Waiters<DaneState>>),
+    Wait(Arc<Waiters<DaneState>>),
+}
+
+/// What the callers waiting on one flight wait on: its outcome (a policy outcome, or a DANE
+/// state), or `None` if its driver gave up.
+struct Waiters<T = Outcome> {
+    outcome: Mutex<Option<Option<T>>>,
     ended: Event,
 }
 
-impl Waiters {
-    fn end(&self, outcome: Option<Outcome>) {
+impl<T> Default for Waiters<T> {
+    fn default() -> Self {
+        Self {
+            outcome: Mutex::new(None),
+            ended: Event::new(),
+        }
+    }
+}
+
+impl<T: Clone> Waiters<T> {
+    fn end(&self, outcome: Option<T>) {
         *lock(&self.outcome) = Some(outcome);
         self.ended.notify(usize::MAX);
     }
 
     /// The driver's outcome, or `None` if it gave up. Its I/O is bounded by the core's
     /// timeouts, and a driver whose future is dropped ends the flight through [`Driving`].
-    async fn wait(&self) -> Option<Outcome> {
+    async fn wait(&self) -> Option<T> {
         wait_until(&self.ended, || lock(&self.outcome).clone()).await
     }
 }
@@ -458,14 +496,21 @@ impl<R: Runtime> Client<R> {
 
     /// [`evaluate`](Self::evaluate) with a DANE state the caller found itself (an MTA that
     /// does its own DNSSEC lookups): the policy is looked up, `dane` decides first.
-    pub async fn evaluate_with_dane<I>(&self, domain: &str, dane: &DaneState, mx_hosts: I) -> Evaluation
+    pub async fn evaluate_with_dane<I>(
+        &self,
+        domain: &str,
+        dane: &DaneState,
+        mx_hosts: I,
+    ) -> Evaluation
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
         let outcome = self.policy(domain).await;
         let mut st = self.inner.lock();
-        let evaluation = st.cache.evaluate_with_dane(domain, &outcome, dane, mx_hosts);
+        let evaluation = st
+            .cache
+            .evaluate_with_dane(domain, &outcome, dane, mx_hosts);
         export_metrics(&st.cache.stats());
         evaluation
     }
@@ -483,12 +528,47 @@ impl<R: Runtime> Client<R> {
         if !self.inner.dane {
             return None;
         }
-        let now = self.inner.now();
-        let begin = self.inner.lock().dane.begin(domain, now);
-        Some(match begin {
-            DaneBegin::Ready(state) => state,
-            DaneBegin::Started(lookup) => Box::pin(self.inner.drive_dane(lookup)).await,
-        })
+        let inner = &*self.inner;
+        loop {
+            let next = {
+                let now = inner.now();
+                let mut st = inner.lock();
+                match st.dane.begin(domain, now) {
+                    DaneBegin::Ready(state) => DaneNext::Ready(state),
+                    DaneBegin::Started(lookup) => match st.dane_flights.get(lookup.domain()) {
+                        Some(waiters) => DaneNext::Wait(Arc::clone(waiters)),
+                        None => {
+                            let waiters = Arc::new(Waiters::default());
+                            st.dane_flights
+                                .insert(lookup.domain().to_owned(), Arc::clone(&waiters));
+                            DaneNext::Drive(lookup, waiters)
+                        }
+                    },
+                }
+            };
+            match next {
+                DaneNext::Ready(state) => return Some(state),
+                DaneNext::Drive(lookup, waiters) => {
+                    let mut driving = DaneDriving {
+                        inner,
+                        domain: lookup.domain().to_owned(),
+                        waiters,
+                        done: false,
+                    };
+                    let state = Box::pin(inner.drive_dane(lookup)).await;
+                    lock(&inner.state).dane_flights.remove(&driving.domain);
+                    driving.done = true;
+                    driving.waiters.end(Some(state.clone()));
+                    return Some(state);
+                }
+                DaneNext::Wait(waiters) => {
+                    if let Some(state) = waiters.wait().await {
+                        return Some(state);
+                    }
+                    // Its driver gave up: begin again.
+                }
+            }
+        }
     }
 
     /// The policy outcome and the DANE state of `domain`, looked up at the same time (the DANE
@@ -865,6 +945,16 @@ impl<R: Runtime> Inner<R> {
                     let answer = until(&self.runtime, deadline, self.resolver.dnssec(&query)).await;
                     (id, answer.unwrap_or(Err(DnsFailure::Timeout)))
                 })),
+                DaneStep::Wait if pending.is_empty() => {
+                    // Cannot happen (the lookup waits only for queries it asked): rather than
+                    // wait forever, the state is indeterminate, so delivery defers.
+                    tracing::error!(domain = lookup.domain(), "DANE lookup waits for nothing");
+                    return DaneState::Indeterminate(DaneIndeterminate::Failed {
+                        name: lookup.domain().to_owned(),
+                        rtype: DnssecType::Mx,
+                        failure: DnsFailure::Malformed("internal: no DNS query under way".into()),
+                    });
+                }
                 DaneStep::Wait => {
                     let (id, result) = first_of(&mut pending).await;
                     if let Err(e) = lookup.handle(id, result, self.now()) {
