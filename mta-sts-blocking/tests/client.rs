@@ -294,3 +294,11 @@ fn r12_a_refused_dns_query_is_a_network_error_not_a_timeout() {
     let client = mta_sts_matrix::refused(Client::builder());
     mta_sts_matrix::check_refused(&client.policy("example.test"));
 }
+
+/// D8: DANE decides first through the blocking client (the matrix's DANE world).
+#[test]
+fn d8_dane_decides_first_through_the_blocking_client() {
+    let world = mta_sts_matrix::dane_world();
+    let client = builder(&world).build().unwrap();
+    mta_sts_matrix::check_dane(&world, |d, hosts| client.evaluate(d, hosts));
+}

@@ -638,3 +638,85 @@ pub mod load {
         peaks
     }
 }
+
+/// The MX host of [`dane_world`]'s DANE domain.
+pub const DANE_MX: &str = "mx.dane.test";
+
+/// A world for [`check_dane`]: `dane.test` (a signed zone, its MX host with a DANE-EE TLSA
+/// record of the certificate the world's MX presents, and an `enforce` policy naming that
+/// host), `bogus.test` (signed, the TLSA query answers bogus) and `plain.test` (unsigned), each
+/// with an `enforce` policy for its own MX host.
+pub fn dane_world() -> World {
+    use mta_sts_testkit::{Record, RecordType};
+    let localhost = Record::A(std::net::Ipv4Addr::LOCALHOST);
+    let mut builder = World::builder()
+        .signed_zone("dane.test")
+        .signed_zone("bogus.test");
+    for d in ["dane.test", "bogus.test", "plain.test"] {
+        let mx = format!("mx.{d}");
+        builder = builder
+            .domain(d, Domain::enforce([mx.as_str()]).txt_id("1"))
+            .record(d, Record::Mx(10, mx.clone()))
+            .record(&mx, localhost.clone());
+    }
+    let world = builder
+        .dns_fault(
+            &mta_sts_testkit::tlsa_name("mx.bogus.test"),
+            Some(RecordType::Tlsa),
+            DnsFault::Bogus,
+        )
+        .build()
+        .expect("start the DANE world");
+    world
+        .publish_mx_tlsa(DANE_MX, 3, 1, 1)
+        .expect("a TLSA record for the MX");
+    world
+}
+
+/// DANE decides first in every adapter (RFC 8461 §2; D1, D5, D7, D8): `evaluate` is the
+/// adapter's `Client::evaluate` (DANE on, the world's DNS as resolver) made synchronous.
+/// `dane.test` is DANE-mandatory: its MX candidate is delivered to under DANE with the published
+/// record, the policy not applied; `bogus.test` is indeterminate: every candidate and the
+/// delivery defer; `plain.test` (unsigned) has no DANE: MTA-STS decides as without DANE.
+pub fn check_dane(world: &World, evaluate: impl Fn(&str, &[&str]) -> mta_sts_core::Evaluation) {
+    use mta_sts_core::{CandidateDane, DeferReason, MxDecision, Precedence, Tlsa, Verdict};
+    let published = match world
+        .mx_tlsa(DANE_MX, 3, 1, 1)
+        .expect("the TLSA record of the MX")
+    {
+        mta_sts_testkit::Record::Tlsa {
+            usage,
+            selector,
+            matching_type,
+            data,
+        } => Tlsa::new(usage, selector, matching_type, data),
+        other => panic!("not a TLSA record: {other:?}"),
+    };
+
+    let e = evaluate("dane.test", &[DANE_MX]);
+    let state = e.dane().expect("the client looked DANE up");
+    assert_eq!(state.name(), "mandatory", "{}", state.reason());
+    assert_eq!(e.precedence(), Precedence::DaneOnly);
+    assert_eq!(
+        e.candidates()[0].dane(),
+        CandidateDane::Dane(std::slice::from_ref(&published))
+    );
+    assert_eq!(e.verdict(), Verdict::Deliver);
+
+    let e = evaluate("bogus.test", &["mx.bogus.test"]);
+    assert_eq!(e.precedence(), Precedence::Defer);
+    assert_eq!(e.verdict(), Verdict::Defer(DeferReason::DaneIndeterminate));
+    assert!(
+        e.candidates()
+            .iter()
+            .all(|c| c.dane() == CandidateDane::Defer)
+    );
+
+    let e = evaluate("plain.test", &["mx.plain.test", "mx.other.test"]);
+    assert_eq!(e.dane().map(|d| d.name()), Some("absent"));
+    assert_eq!(e.precedence(), Precedence::Sts);
+    assert_eq!(e.candidates()[0].dane(), CandidateDane::Sts);
+    assert_eq!(e.candidates()[0].decision(), MxDecision::Enforce);
+    assert_eq!(e.candidates()[1].decision(), MxDecision::Skip);
+    assert_eq!(e.verdict(), Verdict::Deliver);
+}

@@ -510,3 +510,11 @@ fn r12_a_refused_dns_query_is_a_network_error_not_a_timeout() {
     let client = mta_sts_matrix::refused(Client::builder());
     mta_sts_matrix::check_refused(&smol::block_on(client.policy("example.test")));
 }
+
+/// D8: DANE decides first through the smol client (the matrix's DANE world).
+#[test]
+fn d8_dane_decides_first_through_the_smol_client() {
+    let world = mta_sts_matrix::dane_world();
+    let client = builder(&world).build().unwrap();
+    mta_sts_matrix::check_dane(&world, |d, hosts| smol::block_on(client.evaluate(d, hosts)));
+}

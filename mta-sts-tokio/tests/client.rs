@@ -254,3 +254,16 @@ async fn r12_a_refused_dns_query_is_a_network_error_not_a_timeout() {
     let client = mta_sts_matrix::refused(Client::builder());
     mta_sts_matrix::check_refused(&client.policy("example.test").await);
 }
+
+/// D8: DANE decides first through the tokio client (the matrix's DANE world).
+#[test]
+fn d8_dane_decides_first_through_the_tokio_client() {
+    let world = mta_sts_matrix::dane_world();
+    let client = builder(&world).build().unwrap();
+    assert!(client.dane_enabled(), "the stub resolver reports DNSSEC");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    mta_sts_matrix::check_dane(&world, |d, hosts| rt.block_on(client.evaluate(d, hosts)));
+}
