@@ -62,13 +62,15 @@ pub mod api {
     pub use crate::{
         BoxFuture, ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, IoFuture,
         MAX_REFRESHER_SLEEP, PersistError, PollIo, Resolver, Runtime, StubResolver, TlsSetupError,
-        TlsStream, TrustAnchors, mx_starttls_config, rustls, server_name, system_clock,
+        TlsStream, TrustAnchors, dane_starttls_config, mx_starttls_config, rustls, server_name,
+        system_clock,
     };
-    pub use mta_sts_core::io::{DnsFailure, FetchFailure};
+    pub use mta_sts_core::io::{DnsFailure, DnssecQuery, DnssecResult, FetchFailure};
     pub use mta_sts_core::{
-        CacheReason, CachedPolicy, Candidate, Config, DeferReason, DnsTempFailure, DomainSettings,
-        Evaluation, FetchProblem, LookupError, Mode, MxDecision, NoPolicyReason, Outcome, Policy,
-        Stats, StsUsage, TxtProblem, UnixTime, Verdict, WhenAllFail,
+        CacheReason, CachedPolicy, Candidate, CandidateDane, Config, DaneConfig, DaneHost,
+        DaneState, DeferReason, DnsTempFailure, DomainSettings, Evaluation, FetchProblem,
+        HostCoverage, LookupError, Mode, MxDecision, NoPolicyReason, Outcome, Policy, Precedence,
+        Stats, StsUsage, Tlsa, TxtProblem, UnixTime, Verdict, WhenAllFail,
     };
 }
 
