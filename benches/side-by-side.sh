@@ -6,7 +6,10 @@
 #
 # Settings (environment): ROUNDS (3), RUN_SECONDS (5, each cached run), DOMAINS (4000, the
 # world's bulk zone), PMSR_VERSION (1.5.1), PMSR_UVLOOP (0; 1 installs and uses uvloop),
-# OUT (where results go; default a new directory under /tmp), KEEP_VENV (0).
+# OUT (where results go; default a new directory under /tmp), KEEP_VENV (0), OURS_DANE (1: our
+# daemon decides DANE first, its default; 0: `dane: false`, MTA-STS alone as the peer does),
+# WORLD_TTL (300: the TTL of the world's records, so a DANE state is cached as real MX TTLs let
+# it be; 0 makes every request look DANE up again).
 set -euo pipefail
 
 ROUNDS="${ROUNDS:-3}"
@@ -15,6 +18,8 @@ DOMAINS="${DOMAINS:-4000}"
 PMSR_VERSION="${PMSR_VERSION:-1.5.1}"
 PMSR_UVLOOP="${PMSR_UVLOOP:-0}"
 KEEP_VENV="${KEEP_VENV:-0}"
+OURS_DANE="${OURS_DANE:-1}"
+WORLD_TTL="${WORLD_TTL:-300}"
 COLD=1000          # cold lookups: d0000 .. d0999, never asked before in a round
 RSS_DOMAINS=3000   # cached policies: d1000 .. d3999 (the cached runs cycle over them)
 THEIRS_PORT=8461
@@ -82,12 +87,13 @@ results="$OUT/results.jsonl"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "python: $(python3 --version 2>&1)"
     echo "commit: $(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)"
-    echo "settings: ROUNDS=$ROUNDS RUN_SECONDS=$RUN_SECONDS DOMAINS=$DOMAINS PMSR_UVLOOP=$PMSR_UVLOOP"
+    echo "settings: ROUNDS=$ROUNDS RUN_SECONDS=$RUN_SECONDS DOMAINS=$DOMAINS PMSR_UVLOOP=$PMSR_UVLOOP OURS_DANE=$OURS_DANE WORLD_TTL=$WORLD_TTL"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
 say "starting the world: $DOMAINS bulk domains, DNS 127.0.0.1:53, HTTPS 127.0.0.1:443; measuring its ceiling"
-"$serve" --domains "$DOMAINS" --ca-file "$OUT/ca.pem" --ceiling >"$OUT/world.out" 2>&1 &
+"$serve" --domains "$DOMAINS" --ca-file "$OUT/ca.pem" --ttl "$WORLD_TTL" --ceiling \
+    >"$OUT/world.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 600); do
     grep -q '^ready ' "$OUT/world.out" && break
@@ -109,6 +115,8 @@ pid_of[floor]=$!
 config() { sed "s/^port: PORT\$/port: $1/" "$repo/benches/side-by-side.yml"; }
 config "$THEIRS_PORT" >"$OUT/theirs.yml"
 config "$OURS_PORT" >"$OUT/ours.yml"
+# Ours decides DANE first by default (the peer has no such step); OURS_DANE=0 turns it off.
+[ "$OURS_DANE" = 0 ] && echo "  dane: false" >>"$OUT/ours.yml"
 
 port_of() {
     case $1 in
