@@ -1,6 +1,9 @@
 //! The real client: Postfix's `postmap -q <domain> socketmap:inet:127.0.0.1:<port>:<name>` asks
 //! `mta-sts daemon` about the domains of a testkit world.
 //!
+//! DANE first (REQUIREMENTS.md D11): postmap gets `dane-only`, `dane` and `encrypt` as the TLS
+//! security level, and a lookup error for an indeterminate DANE state.
+//!
 //! Needs Postfix's `postmap`. Without it the test is skipped with a message, unless
 //! `MTA_STS_REQUIRE_POSTMAP=1` (set by `.ci/run`, which installs Debian's postfix), where it
 //! fails.
@@ -10,7 +13,7 @@ mod daemon_support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use daemon_support::{Daemon, scratch_dir, world};
+use daemon_support::{Daemon, dane_world, scratch_dir, world};
 
 fn postmap_available() -> bool {
     Command::new("postmap")
@@ -33,21 +36,36 @@ fn postmap(conf: &Path, addr: std::net::SocketAddr, name: &str, key: &str) -> Ou
         .expect("run postmap")
 }
 
+/// `true` when postmap is installed; otherwise skips (`false`), or fails when
+/// `MTA_STS_REQUIRE_POSTMAP=1`.
+fn postmap_or_skip() -> bool {
+    if postmap_available() {
+        return true;
+    }
+    assert!(
+        std::env::var("MTA_STS_REQUIRE_POSTMAP").as_deref() != Ok("1"),
+        "postmap is missing and MTA_STS_REQUIRE_POSTMAP=1: install Debian's postfix package"
+    );
+    eprintln!("skipped: postmap (Debian package postfix) is not installed");
+    false
+}
+
+/// A directory for postmap's configuration (an empty main.cf) under `dir`.
+fn postfix_conf(dir: &Path) -> std::path::PathBuf {
+    let conf = dir.join("postfix");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("main.cf"), "").unwrap();
+    conf
+}
+
 #[test]
 fn postmap_gets_the_tls_policy_of_enforce_testing_none_no_policy_and_failing_domains() {
-    if !postmap_available() {
-        assert!(
-            std::env::var("MTA_STS_REQUIRE_POSTMAP").as_deref() != Ok("1"),
-            "postmap is missing and MTA_STS_REQUIRE_POSTMAP=1: install Debian's postfix package"
-        );
-        eprintln!("skipped: postmap (Debian package postfix) is not installed");
+    if !postmap_or_skip() {
         return;
     }
     let world = world();
     let dir = scratch_dir("postmap");
-    let conf = dir.join("postfix");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(conf.join("main.cf"), "").unwrap();
+    let conf = postfix_conf(&dir);
     let d = Daemon::start(
         &world,
         &dir,
@@ -104,4 +122,50 @@ fn postmap_gets_the_tls_policy_of_enforce_testing_none_no_policy_and_failing_dom
     assert!(out.stdout.is_empty(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SERVFAIL"), "{stderr}");
+}
+
+#[test]
+fn d11_postmap_gets_dane_only_dane_and_a_temporary_failure_for_an_indeterminate_state() {
+    if !postmap_or_skip() {
+        return;
+    }
+    let world = dane_world();
+    let dir = scratch_dir("postmap-dane");
+    let conf = postfix_conf(&dir);
+    let d = Daemon::start(&world, &dir, "port: 0\ndefault_zone:\n  timeout: 5\n");
+    let addr = d.addr();
+
+    // Found: postmap prints the TLS security level and exits 0.
+    for (key, want) in [
+        ("mandatory.test", "dane-only"),
+        ("opportunistic.test", "dane"),
+        ("unusable.test", "encrypt"),
+    ] {
+        let out = postmap(&conf, addr, "postfix", key);
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).trim_end()
+            ),
+            (Some(0), want),
+            "postmap -q {key}: stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // TEMP: Postfix sees a lookup error (it would defer the mail), with the reason, never the
+    // domain's MTA-STS policy.
+    for (key, query) in [
+        ("bogustlsa.test", "TLSA _25._tcp.mx.bogustlsa.test"),
+        ("mxservfail.test", "MX mxservfail.test"),
+    ] {
+        let out = postmap(&conf, addr, "postfix", key);
+        assert_ne!(out.status.code(), Some(0), "postmap -q {key}: {out:?}");
+        assert!(out.stdout.is_empty(), "postmap -q {key}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("DANE state of {key} is indeterminate: {query}")),
+            "postmap -q {key}: {stderr}"
+        );
+    }
 }

@@ -390,3 +390,175 @@ pub fn wait_closed_unread(s: &TcpStream, limit: Duration) -> Option<Duration> {
         }
     }
 }
+
+/// A TLSA association that is well formed and usable (DANE-EE, SPKI, SHA-256), whatever
+/// certificate the MX presents: the daemon's answers depend on the DNS, not on a handshake.
+pub const USABLE_TLSA: (u8, u8, u8) = (3, 1, 1);
+/// A TLSA association that is authenticated but unusable for SMTP (PKIX-EE, RFC 7672 §3.1.3).
+pub const UNUSABLE_TLSA: (u8, u8, u8) = (1, 1, 1);
+
+/// Publishes the TLSA record `(usage, selector, matching type)` of `host`.
+pub fn publish_tlsa(world: &World, host: &str, (usage, selector, matching_type): (u8, u8, u8)) {
+    world
+        .publish_mx_tlsa(host, usage, selector, matching_type)
+        .expect("publish a TLSA record");
+}
+
+/// The world of the DANE end-to-end tests: one domain per DANE state, every policy in mode
+/// `enforce` unless said otherwise (so that the MTA-STS answer, `OK secure …`, is told apart
+/// from every DANE answer). The DNS TTL is 0: no DANE state is cached.
+///
+/// | domain | zone | TLSA | DANE state |
+/// |---|---|---|---|
+/// | `mandatory.test` | signed | usable on its MX | mandatory |
+/// | `opportunistic.test` | signed | usable on `mx1`, none on `mx2` | opportunistic |
+/// | `bogustlsa.test` | signed | usable, but its TLSA answer is bogus | indeterminate |
+/// | `mxservfail.test` | signed | usable, but its MX answer is SERVFAIL | indeterminate |
+/// | `unusable.test` (no MTA-STS) | signed | unusable only | unusable-only |
+/// | `unusabletesting.test` (`testing`) | signed | unusable only | unusable-only |
+/// | `unusableenforce.test` | signed | unusable only | unusable-only |
+/// | `unsigned.test` | unsigned | usable (not authenticated) | absent |
+/// | `signednotlsa.test` | signed | none | absent |
+/// | `signednopolicy.test` (no MTA-STS) | signed | none | absent |
+pub fn dane_world() -> World {
+    let signed = [
+        "mandatory.test",
+        "opportunistic.test",
+        "bogustlsa.test",
+        "mxservfail.test",
+        "unusable.test",
+        "unusabletesting.test",
+        "unusableenforce.test",
+        "signednotlsa.test",
+        "signednopolicy.test",
+    ];
+    let mut b = World::builder()
+        .ttl(0)
+        .domain(
+            "mandatory.test",
+            Domain::enforce(["mx.mandatory.test"]).txt_id("1"),
+        )
+        .domain(
+            "opportunistic.test",
+            Domain::enforce(["mx1.opportunistic.test", "mx2.opportunistic.test"]).txt_id("1"),
+        )
+        .domain(
+            "bogustlsa.test",
+            Domain::enforce(["mx.bogustlsa.test"]).txt_id("1"),
+        )
+        .dns_fault(
+            &mta_sts_testkit::tlsa_name("mx.bogustlsa.test"),
+            Some(mta_sts_testkit::RecordType::Tlsa),
+            DnsFault::Bogus,
+        )
+        .domain(
+            "mxservfail.test",
+            Domain::enforce(["mx.mxservfail.test"]).txt_id("1"),
+        )
+        .dns_fault(
+            "mxservfail.test",
+            Some(mta_sts_testkit::RecordType::Mx),
+            DnsFault::ServFail,
+        )
+        .domain(
+            "unusable.test",
+            Domain::without_sts().mx_records([(10, "mx.unusable.test")]),
+        )
+        .domain(
+            "unusabletesting.test",
+            Domain::testing(["mx.unusabletesting.test"]).txt_id("1"),
+        )
+        .domain(
+            "unusableenforce.test",
+            Domain::enforce(["mx.unusableenforce.test"]).txt_id("1"),
+        )
+        .domain(
+            "unsigned.test",
+            Domain::enforce(["mx.unsigned.test"]).txt_id("1"),
+        )
+        .domain(
+            "signednotlsa.test",
+            Domain::enforce(["mx.signednotlsa.test"]).txt_id("1"),
+        )
+        .domain(
+            "signednopolicy.test",
+            Domain::without_sts().mx_records([(10, "mx.signednopolicy.test")]),
+        );
+    for zone in signed {
+        b = b.signed_zone(zone);
+    }
+    let world = b.build().expect("start the testkit world");
+    for host in [
+        "mx.mandatory.test",
+        "mx1.opportunistic.test",
+        "mx.bogustlsa.test",
+        "mx.mxservfail.test",
+        "mx.unsigned.test",
+    ] {
+        publish_tlsa(&world, host, USABLE_TLSA);
+    }
+    for host in [
+        "mx.unusable.test",
+        "mx.unusabletesting.test",
+        "mx.unusableenforce.test",
+    ] {
+        publish_tlsa(&world, host, UNUSABLE_TLSA);
+    }
+    world
+}
+
+/// The MTA-STS answer (default zone) for a domain of [`dane_world`] whose policy is `enforce`
+/// with the single MX host `mx.<domain>`.
+pub fn secure_reply(domain: &str) -> String {
+    format!("OK secure match=mx.{domain} servername=hostname")
+}
+
+impl Daemon {
+    /// Like [`Daemon::start`], with the DNS server `resolver` instead of the world's (the
+    /// policy hosts are still the world's: its HTTPS port and CA).
+    pub fn start_with_resolver(
+        world: &World,
+        resolver: SocketAddr,
+        dir: &Path,
+        yaml: &str,
+    ) -> Self {
+        let config = write_config(dir, yaml);
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, world.ca_pem()).expect("write the CA");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mta-sts"))
+            .arg("daemon")
+            .arg("--config")
+            .arg(&config)
+            .arg("--resolver")
+            .arg(resolver.to_string())
+            .arg("--ca-file")
+            .arg(&ca)
+            .arg("--https-port")
+            .arg(world.https_port().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run mta-sts daemon");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, log) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            log,
+            lines: Vec::new(),
+            addr: None,
+            metrics: None,
+            config,
+            dir: dir.to_path_buf(),
+        }
+        .started()
+    }
+}
