@@ -1,10 +1,11 @@
 //! `dane_starttls_config` end to end: STARTTLS to the testkit's fake MX, then the TLS handshake
 //! with the DANE configuration, for TLSA records made from what the MX presents.
 //!
-//! The fake MX sends its leaf certificate only (not the world's CA), so a DANE-TA(2) record for
-//! the world's CA is tested in the forms that carry the anchor whole (`2 0 0`, `2 1 0`), and a
-//! digest of the CA (`2 0 1`), which RFC 7672 §3.1.2 allows only when the server sends the CA,
-//! fails.
+//! The fake MX sends its leaf certificate and then the world's CA (RFC 7672 §3.1.2: a server
+//! with DANE-TA records must send the anchor), so a DANE-TA(2) record for the world's CA works in
+//! every form: the anchor whole (`2 0 0`, `2 1 0`) or a digest of it (`2 0 1`, `2 1 1`).
+//!
+//! Requirement D12 (REQUIREMENTS.md).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

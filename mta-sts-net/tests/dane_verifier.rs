@@ -1,6 +1,8 @@
 //! `verify_dane`: DANE for SMTP (RFC 7672 §3) on certificate chains generated here with rcgen.
 //! Digests are computed with ring and public keys taken from rcgen, not from the code under
 //! test.
+//!
+//! Requirement D12 (REQUIREMENTS.md).
 
 use mta_sts_core::Tlsa;
 use mta_sts_net::rustls::pki_types::{CertificateDer, UnixTime};
