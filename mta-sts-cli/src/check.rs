@@ -8,6 +8,13 @@
 //! [`Policy::check_mx`] / [`PolicyCache::evaluate`], certificates by webpki (as the adapters).
 //! What the engine does not keep (the records seen, status, headers, certificates, the SMTP
 //! dialogue) is collected here with the core's wire codecs and rustls.
+//!
+//! The DANE state (RFC 7672 §2.2) is the client's ([`mta_sts_blocking::Client::dane`], with DANE
+//! on, through the same resolvers): the DNSSEC-validated MX, address and TLSA records, a line per
+//! MX host with its coverage, and which mechanism decides ([`crate::query::precedence_text`],
+//! shared with `query`). DANE lines never fail the check (exit 1 stays for MTA-STS problems): an
+//! absent state is a fact, an indeterminate one a warning (the failing answer may come from the
+//! resolver on this side as well as from the domain's zone), unusable TLSA records a warning.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -19,14 +26,15 @@ use mta_sts_core::io::{
 };
 use mta_sts_core::wire::dns::{DnsAnswer, MxAnswer, QueryType};
 use mta_sts_core::{
-    Begin, Config, Evaluation, IoResult, Lookup, Mode, MxDecision, NoPolicyReason, Outcome, Policy,
-    PolicyCache, PolicyDomain, PolicyReport, Profile, Step, StsRecord, TxtErrorKind, UnixTime,
-    Verdict,
+    Begin, Config, DaneConfig, DaneHost, DaneState, Evaluation, HostCoverage, IoResult, Lookup,
+    Mode, MxDecision, NoPolicyReason, Outcome, Policy, PolicyCache, PolicyDomain, PolicyReport,
+    Precedence, Profile, Step, StsRecord, TxtErrorKind, UnixTime, Verdict,
 };
 use serde_json::{Value, json};
 
 use crate::net::{self, NetArgs};
 use crate::probe::{self, Probe, ProbeResult};
+use crate::query;
 use crate::report::{self, Progress, Status, Style};
 use crate::tls::{CertInfo, Tls};
 use mta_sts_blocking::{BlockingRuntime, StubResolver, block_on};
@@ -51,6 +59,9 @@ pub(crate) struct CheckArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Do not look up the DANE state (DNSSEC-validated MX, address and TLSA records).
+    #[arg(long)]
+    no_dane: bool,
     #[command(flatten)]
     net: NetArgs,
 }
@@ -98,6 +109,10 @@ struct Check {
     mx_lookup: Option<Result<MxAnswer, String>>,
     mx: Vec<MxSeen>,
     evaluation: Evaluation,
+    /// The DANE state of the domain; `None` with `--no-dane`.
+    dane: Option<DaneState>,
+    /// The MX hosts were given with `--mx` (DANE still looks at the domain's own MX records).
+    mx_given: bool,
     lines: Vec<Line>,
 }
 
@@ -118,8 +133,13 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, String> {
     let resolvers = args.net.resolvers()?;
     args.net.trust_anchors()?;
     let tls = Tls::new(args.net.root_store()?)?;
+    let dane = if args.no_dane {
+        None
+    } else {
+        Some(dane_client(&args.net, &resolvers)?)
+    };
     let progress = Progress::new(args.json);
-    let check = collect(&args, &domain, &resolvers, &tls, &progress);
+    let check = collect(&args, &domain, &resolvers, &tls, dane.as_ref(), &progress);
     progress.clear();
     let healthy = !check.lines.iter().any(|l| l.status == Status::Fail);
     if args.json {
@@ -134,12 +154,29 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, String> {
     })
 }
 
-/// Drives the engine with real answers, then looks at the MX hosts.
+/// The client that decides the DANE state: DANE on, the command's resolvers, each DNSSEC query
+/// within the step timeout.
+fn dane_client(
+    net: &NetArgs,
+    resolvers: &[SocketAddr],
+) -> Result<mta_sts_blocking::Client, String> {
+    let mut dane = DaneConfig::default();
+    dane.dns_timeout = net.step_timeout();
+    mta_sts_blocking::Client::builder()
+        .resolvers(resolvers.iter().copied())
+        .dane(true)
+        .dane_config(dane)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Drives the engine with real answers, then looks at the MX hosts and the DANE state.
 fn collect(
     args: &CheckArgs,
     domain: &PolicyDomain,
     resolvers: &[SocketAddr],
     tls: &Tls,
+    dane_client: Option<&mta_sts_blocking::Client>,
     progress: &Progress,
 ) -> Check {
     let step = args.net.step_timeout();
@@ -215,6 +252,12 @@ fn collect(
         &outcome,
         mx.iter().map(|m| m.host.as_str()),
     );
+    let dane = dane_client.and_then(|c| {
+        progress.step(format!(
+            "looking up the DANE state of {domain} (DNSSEC: MX, A/AAAA, TLSA)"
+        ));
+        c.dane(domain.as_str())
+    });
     let mut check = Check {
         domain: domain.clone(),
         txt,
@@ -225,6 +268,8 @@ fn collect(
         mx_lookup,
         mx,
         evaluation,
+        dane,
+        mx_given: !args.mx.is_empty(),
         lines: Vec::new(),
     };
     if !args.no_tls_probe {
@@ -818,6 +863,11 @@ fn judge(check: &Check, no_probe: bool) -> Vec<Line> {
         }
     }
 
+    // ----- DANE -----
+    for (status, message, fix) in dane_lines(check) {
+        add("dane", status, message, fix);
+    }
+
     // ----- decisions -----
     let mode = check.evaluation.mode();
     for c in check.evaluation.candidates() {
@@ -880,6 +930,23 @@ fn judge(check: &Check, no_probe: bool) -> Vec<Line> {
             Some("list the MX hosts in the policy's mx lines and publish a new TXT id".into()),
         );
     }
+    // DANE-aware senders do not apply the MTA-STS decisions above to what DANE covers.
+    if let Some(dane) = &check.dane
+        && matches!(
+            dane.precedence(&check.outcome),
+            Precedence::DaneOnly | Precedence::Dane | Precedence::Defer
+        )
+    {
+        add(
+            "decision",
+            Status::Info,
+            format!(
+                "senders that implement DANE: {} (the lines above are for senders without DANE)",
+                query::precedence_text(dane, &check.outcome)
+            ),
+            None,
+        );
+    }
     if mode.is_none() {
         add(
             "decision",
@@ -902,14 +969,172 @@ fn judge(check: &Check, no_probe: bool) -> Vec<Line> {
     lines
 }
 
-const SECTIONS: [(&str, &str); 6] = [
+const SECTIONS: [(&str, &str); 7] = [
     ("txt", "TXT record"),
     ("fetch", "Policy fetch"),
     ("policy", "Policy"),
     ("mx", "MX hosts"),
     ("starttls", "STARTTLS"),
+    ("dane", "DANE (RFC 7672)"),
     ("decision", "Delivery decisions"),
 ];
+
+/// The TLSA records of a host in presentation format, each prefixed `TLSA`, comma-separated.
+fn tlsa_list(records: &[mta_sts_core::Tlsa]) -> String {
+    records
+        .iter()
+        .map(|t| format!("TLSA {t}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The line of one MX host: its DANE coverage, with the records or why there are none.
+fn dane_host_line(h: &DaneHost) -> (Status, String, Option<String>) {
+    let name = h.name();
+    match h.coverage() {
+        HostCoverage::Usable(t) => (
+            Status::Pass,
+            format!("MX {name}: {}, authenticated", tlsa_list(t)),
+            None,
+        ),
+        HostCoverage::Unusable(t) => {
+            let problems: Vec<String> = t
+                .iter()
+                .filter_map(|x| x.usability().err().map(|p| p.to_string()))
+                .collect();
+            (
+                Status::Warn,
+                format!(
+                    "MX {name}: {}, authenticated, none usable ({})",
+                    tlsa_list(t),
+                    problems.join("; ")
+                ),
+                Some(format!(
+                    "publish at _25._tcp.{name} TLSA records of usage DANE-TA(2) or DANE-EE(3), \
+                     selector 0 or 1, matching type 0, 1 or 2 (RFC 7672 §3.1), e.g. \
+                     \"3 1 1 <SHA-256 of the MX's public key>\""
+                )),
+            )
+        }
+        HostCoverage::NotCovered(r) => (
+            Status::Info,
+            format!("MX {name}: not covered by DANE ({r})"),
+            None,
+        ),
+        HostCoverage::Skipped(r) => (Status::Info, format!("MX {name}: skipped ({r})"), None),
+        #[allow(unreachable_patterns)]
+        _ => (Status::Info, h.to_string(), None),
+    }
+}
+
+/// The lines of the DANE section: the state, one line per MX host, and what decides.
+fn dane_lines(check: &Check) -> Vec<(Status, String, Option<String>)> {
+    let d = check.domain.as_str();
+    let Some(dane) = &check.dane else {
+        return vec![(Status::Info, "DANE not checked (--no-dane)".into(), None)];
+    };
+    let mut lines = Vec::new();
+    if check.mx_given {
+        lines.push((
+            Status::Info,
+            format!("the DANE state is decided from the MX records of {d}, not the --mx hosts"),
+            None,
+        ));
+    }
+    let state = match dane {
+        DaneState::Mandatory(_) => (
+            Status::Pass,
+            "DANE mandatory: every MX host has usable, authenticated TLSA records".to_owned(),
+            None,
+        ),
+        DaneState::Opportunistic(_) => (
+            Status::Pass,
+            "DANE opportunistic: some MX hosts have usable, authenticated TLSA records".to_owned(),
+            None,
+        ),
+        DaneState::UnusableOnly(_) => (
+            Status::Warn,
+            format!("DANE absent: {}", dane.reason()),
+            None,
+        ),
+        DaneState::Indeterminate(_) => (
+            Status::Warn,
+            format!("DANE indeterminate: {}", dane.reason()),
+            Some(
+                "a validating resolver must answer the DNSSEC queries (MX, A/AAAA, TLSA \
+                 _25._tcp.<mx>) of the domain; SERVFAIL from a validating resolver usually means \
+                 bogus DNSSEC: check the zone's signatures and DS records (e.g. with delv or \
+                 dnsviz.net)"
+                    .into(),
+            ),
+        ),
+        _ => (
+            Status::Info,
+            format!("DANE {}: {}", dane.name(), dane.reason()),
+            None,
+        ),
+    };
+    lines.push(state);
+    for h in dane.hosts() {
+        lines.push(dane_host_line(h));
+    }
+    if let Some(n) = dane.dane_hosts().map(mta_sts_core::DaneHosts::omitted)
+        && n > 0
+    {
+        lines.push((
+            Status::Info,
+            format!("{n} more MX targets skipped, not listed"),
+            None,
+        ));
+    }
+    let status = match dane.precedence(&check.outcome) {
+        Precedence::DaneOnly | Precedence::Dane => Status::Pass,
+        Precedence::Defer | Precedence::TlsRequired => Status::Warn,
+        _ => Status::Info,
+    };
+    lines.push((
+        status,
+        format!("decides: {}", query::precedence_text(dane, &check.outcome)),
+        None,
+    ));
+    lines
+}
+
+/// The `"dane"` member of `check --json`: `query --json`'s (state, reason, tls_required,
+/// decides) and the MX hosts with their coverage and TLSA records (presentation format).
+fn dane_json(dane: Option<&DaneState>, outcome: &Outcome) -> Value {
+    let mut out = query::dane_json(dane, outcome);
+    let hosts: Vec<Value> = dane
+        .map(DaneState::hosts)
+        .unwrap_or_default()
+        .iter()
+        .map(|h| {
+            let (coverage, tlsa, reason): (&str, &[mta_sts_core::Tlsa], Option<String>) =
+                match h.coverage() {
+                    HostCoverage::Usable(t) => ("usable", t, None),
+                    HostCoverage::Unusable(t) => {
+                        let problems: Vec<String> = t
+                            .iter()
+                            .filter_map(|x| x.usability().err().map(|p| p.to_string()))
+                            .collect();
+                        ("unusable", t, Some(problems.join("; ")))
+                    }
+                    HostCoverage::NotCovered(r) => ("not-covered", &[], Some(r.to_string())),
+                    HostCoverage::Skipped(r) => ("skipped", &[], Some(r.to_string())),
+                    #[allow(unreachable_patterns)]
+                    _ => ("unknown", &[], None),
+                };
+            json!({
+                "name": h.name(),
+                "coverage": coverage,
+                "tlsa": tlsa.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "reason": reason,
+            })
+        })
+        .collect();
+    out["hosts"] = Value::Array(hosts);
+    out
+}
 
 fn print_text(check: &Check, healthy: bool, style: Style) {
     println!("MTA-STS check of {}", check.domain);
@@ -1059,6 +1284,7 @@ fn to_json(check: &Check, healthy: bool) -> Value {
         "fetch": fetch,
         "policy": policy,
         "mx": mx,
+        "dane": dane_json(check.dane.as_ref(), &check.outcome),
         "checks": checks,
     })
 }

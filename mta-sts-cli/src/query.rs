@@ -61,6 +61,10 @@ pub(crate) fn precedence_text(dane: &DaneState, outcome: &Outcome) -> &'static s
         Precedence::TlsRequired => {
             "TLSA present but unusable: TLS required without authentication (RFC 7672 §2.2)"
         }
+        // Unusable TLSA under an MTA-STS policy in enforce: the policy applies (it requires TLS).
+        Precedence::Sts if matches!(dane, DaneState::UnusableOnly(_)) => {
+            "TLSA present but unusable: the MTA-STS policy (enforce) decides; it requires TLS (RFC 7672 §2.2)"
+        }
         Precedence::Sts => "DANE absent: MTA-STS decides",
         #[allow(unreachable_patterns)]
         _ => "unknown precedence",

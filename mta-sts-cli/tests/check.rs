@@ -4,7 +4,9 @@
 mod common;
 
 use common::{Run, assert_usage_errors, run_in};
-use mta_sts_testkit::{Cert, DnsFault, Domain, Http, RecordType, Smtp, Txt, World};
+use mta_sts_testkit::{
+    Cert, DnsFault, Domain, Http, Record, RecordType, Smtp, Txt, World, WorldBuilder,
+};
 
 const D: &str = "example.com";
 const MX1: &str = "mx1.example.com";
@@ -473,5 +475,325 @@ fn check_mx_lookup_failure_exits_1() {
         !r.stdout.contains("enforcing senders defer all mail"),
         "{}",
         show(&r)
+    );
+}
+
+// ----- DANE (RFC 7672) and its precedence over MTA-STS (RFC 8461 §2, D7) -----
+
+const MX2: &str = "mx2.example.com";
+
+/// The healthy domain, its zone signed or not, with DANE-EE(3) SPKI SHA-256 TLSA records for
+/// both MX hosts; returns the world and the TLSA records as presentation format (`3 1 1 <hex>`).
+fn dane_world(
+    signed: bool,
+    builder: impl FnOnce(WorldBuilder) -> WorldBuilder,
+) -> (World, [String; 2]) {
+    let mut b = World::builder().domain(D, healthy());
+    if signed {
+        b = b.signed_zone(D);
+    }
+    let w = builder(b).build().expect("world");
+    let tlsa = [MX1, MX2].map(|mx| match w.publish_mx_tlsa(mx, 3, 1, 1).expect("TLSA") {
+        Record::Tlsa {
+            usage,
+            selector,
+            matching_type,
+            data,
+        } => {
+            let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{usage} {selector} {matching_type} {hex}")
+        }
+        other => panic!("not a TLSA record: {other:?}"),
+    });
+    (w, tlsa)
+}
+
+#[test]
+fn d7_check_dane_mandatory_shows_the_tlsa_records_and_dane_decides() {
+    let (w, tlsa) = dane_world(true, |b| b);
+    let r = check(&w, &[]);
+    // DANE lines never change the exit code: the MTA-STS deployment is healthy.
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    assert!(r.stdout.contains("\nDANE (RFC 7672)\n"), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "ok",
+            "DANE mandatory: every MX host has usable, authenticated TLSA"
+        ),
+        "{}",
+        show(&r)
+    );
+    for (mx, t) in [MX1, MX2].iter().zip(&tlsa) {
+        assert!(
+            r.has_line("ok", &format!("MX {mx}: TLSA {t}, authenticated")),
+            "{}",
+            show(&r)
+        );
+    }
+    assert!(
+        r.has_line(
+            "ok",
+            "decides: DANE-mandatory; MTA-STS policy not applied (RFC 8461 §2)"
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("info", "senders that implement DANE: DANE-mandatory"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.stdout.contains("healthy: no problem found"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn d7_check_dane_mandatory_json() {
+    let (w, tlsa) = dane_world(true, |b| b);
+    let r = check(&w, &["--json", "--no-tls-probe"]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    let v = r.json();
+    let dane = &v["dane"];
+    let mut keys: Vec<&str> = dane
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["decides", "hosts", "reason", "state", "tls_required"]
+    );
+    assert_eq!(dane["state"], "mandatory");
+    assert_eq!(dane["tls_required"], true);
+    assert_eq!(
+        dane["decides"],
+        "DANE-mandatory; MTA-STS policy not applied (RFC 8461 §2)"
+    );
+    assert!(
+        dane["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("MX {MX1}: TLSA 3 1 1 ")),
+        "{dane}"
+    );
+    assert_eq!(
+        dane["hosts"],
+        serde_json::json!([
+            {"name": MX1, "coverage": "usable", "tlsa": [tlsa[0]], "reason": null},
+            {"name": MX2, "coverage": "usable", "tlsa": [tlsa[1]], "reason": null},
+        ])
+    );
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["section"] == "dane" && c["status"] == "ok"),
+        "{v}"
+    );
+    // The MTA-STS outcome is reported as without DANE.
+    assert_eq!(v["outcome"], "policy");
+}
+
+#[test]
+fn d7_check_dane_opportunistic_when_one_mx_has_no_tlsa() {
+    let (w, tlsa) = dane_world(true, |b| b);
+    w.remove_records(&mta_sts_testkit::tlsa_name(MX2));
+    let r = check(&w, &["--no-tls-probe"]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    assert!(
+        r.has_line("ok", &format!("MX {MX1}: TLSA {}, authenticated", tlsa[0])),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line(
+            "info",
+            &format!("MX {MX2}: not covered by DANE (no TLSA records, authenticated)")
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("ok", "decides: DANE-opportunistic"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn d7_check_unsigned_zone_dane_absent_mta_sts_decides_exit_unchanged() {
+    let (w, _) = dane_world(false, |b| b);
+    let r = check(&w, &[]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "info",
+            "DANE absent: MX records not authenticated (insecure)"
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_line("info", "decides: DANE absent: MTA-STS decides"),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        !r.stdout.contains("senders that implement DANE"),
+        "{}",
+        show(&r)
+    );
+    let v = check(&w, &["--json", "--no-tls-probe"]).json();
+    assert_eq!(v["dane"]["state"], "absent");
+    assert_eq!(v["dane"]["tls_required"], false);
+    assert_eq!(v["dane"]["decides"], "DANE absent: MTA-STS decides");
+    assert_eq!(v["dane"]["hosts"], serde_json::json!([]));
+    assert_eq!(v["healthy"], true);
+}
+
+#[test]
+fn d7_check_dane_absent_keeps_a_failing_check_failing() {
+    // DANE absent never changes today's exit code, either way.
+    let w = world(healthy().no_txt());
+    let r = check(&w, &["--no-tls-probe"]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    assert!(
+        r.has_line("info", "decides: DANE absent: MTA-STS decides"),
+        "{}",
+        show(&r)
+    );
+}
+
+#[test]
+fn d7_check_bogus_tlsa_is_indeterminate_a_warning_with_a_fix() {
+    let (w, _) = dane_world(true, |b| {
+        b.dns_fault(
+            &mta_sts_testkit::tlsa_name(MX1),
+            Some(RecordType::Tlsa),
+            DnsFault::Bogus,
+        )
+    });
+    let r = check(&w, &["--no-tls-probe"]);
+    assert_eq!(r.code, Some(0), "a warning, not a failure: {}", show(&r));
+    assert!(
+        r.has_line(
+            "warn",
+            "DANE indeterminate: TLSA _25._tcp.mx1.example.com: DNS server failure (SERVFAIL)"
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_fix("a validating resolver must answer"),
+        "{}",
+        show(&r)
+    );
+    assert!(r.has_fix("usually means bogus DNSSEC"), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "warn",
+            "decides: indeterminate: delivery defers (never a fall-back to MTA-STS)"
+        ),
+        "{}",
+        show(&r)
+    );
+    let v = check(&w, &["--json", "--no-tls-probe"]).json();
+    assert_eq!(v["dane"]["state"], "indeterminate");
+    assert!(
+        v["dane"]["decides"]
+            .as_str()
+            .unwrap()
+            .starts_with("indeterminate: delivery defers"),
+        "{v}"
+    );
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["section"] == "dane"
+                && c["status"] == "warn"
+                && c["fix"]
+                    .as_str()
+                    .is_some_and(|f| f.contains("bogus DNSSEC"))),
+        "{v}"
+    );
+}
+
+#[test]
+fn d7_check_no_dane_is_not_checked_and_asks_no_tlsa() {
+    let (w, _) = dane_world(true, |b| b);
+    let r = check(&w, &["--no-dane", "--no-tls-probe"]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    assert!(
+        r.has_line("info", "DANE not checked (--no-dane)"),
+        "{}",
+        show(&r)
+    );
+    let v = check(&w, &["--no-dane", "--json", "--no-tls-probe"]).json();
+    assert_eq!(v["dane"]["state"], "not-checked");
+    assert_eq!(v["dane"]["hosts"], serde_json::json!([]));
+    assert_eq!(
+        w.queries(&mta_sts_testkit::tlsa_name(MX1), RecordType::Tlsa),
+        0,
+        "no DANE lookup with --no-dane"
+    );
+}
+
+#[test]
+fn d7_check_unusable_tlsa_is_a_warning_with_the_problem() {
+    let (w, _) = dane_world(true, |b| b);
+    for mx in [MX1, MX2] {
+        let name = mta_sts_testkit::tlsa_name(mx);
+        w.remove_records(&name);
+        w.add_record(
+            &name,
+            Record::Tlsa {
+                usage: 1,
+                selector: 1,
+                matching_type: 1,
+                data: vec![0xab; 32],
+            },
+        );
+    }
+    let r = check(&w, &["--no-tls-probe"]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    let hex = "ab".repeat(32);
+    assert!(
+        r.has_line(
+            "warn",
+            &format!(
+                "MX {MX1}: TLSA 1 1 1 {hex}, authenticated, none usable (certificate usage 1 is \
+                 not DANE-TA(2) or DANE-EE(3))"
+            )
+        ),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.has_fix("TLSA records of usage DANE-TA(2) or DANE-EE(3)"),
+        "{}",
+        show(&r)
+    );
+    // Under the enforce policy, its answer applies: it requires TLS.
+    assert!(
+        r.has_line(
+            "info",
+            "decides: TLSA present but unusable: the MTA-STS policy (enforce) decides"
+        ),
+        "{}",
+        show(&r)
+    );
+    let v = check(&w, &["--json", "--no-tls-probe"]).json();
+    assert_eq!(v["dane"]["hosts"][0]["coverage"], "unusable");
+    assert_eq!(
+        v["dane"]["hosts"][0]["tlsa"],
+        serde_json::json!([format!("1 1 1 {hex}")])
     );
 }
