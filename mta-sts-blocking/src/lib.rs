@@ -118,14 +118,14 @@ impl Client {
     /// indeterminate, from the DNSSEC-validated MX, address and TLSA records, blocking for at
     /// most the DANE DNS timeout per query round; cached like [`mta_sts_net::Client::dane`].
     /// `None` when DANE is off ([`mta_sts_net::ClientBuilder::dane`]).
-    pub fn dane(&self, domain: &str) -> Option<mta_sts_core::DaneState> {
+    pub fn dane(&self, domain: &str) -> Option<DaneState> {
         block_on(self.inner.dane(domain))
     }
 
     /// [`policy`](Self::policy) and [`dane`](Self::dane) of `domain` together: the MTA-STS
     /// outcome and the DANE state (`None` when DANE is off), as
     /// [`mta_sts_net::Client::policy_and_dane`].
-    pub fn policy_and_dane(&self, domain: &str) -> (Outcome, Option<mta_sts_core::DaneState>) {
+    pub fn policy_and_dane(&self, domain: &str) -> (Outcome, Option<DaneState>) {
         block_on(self.inner.policy_and_dane(domain))
     }
 
