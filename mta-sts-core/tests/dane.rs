@@ -870,6 +870,60 @@ fn d6_the_cache_is_bounded() {
     assert!(cache.is_empty());
 }
 
+/// D6: the cache is bounded in bytes too: a hostile zone can publish 64 KiB of TLSA data per MX
+/// host, so counting destinations alone would not bound memory.
+#[test]
+fn d6_the_cache_is_bounded_in_bytes_too() {
+    // 64 usable exact-match records of 1,000 bytes each (a DER SEQUENCE): about 66 KB a state.
+    let mut big = vec![0x30, 0x82, 0x03, 0xe4];
+    big.resize(1_000, 0xab);
+    let records: Vec<Tlsa> = (0..64)
+        .map(|i| {
+            let mut data = big.clone();
+            data[4] = i;
+            Tlsa::new(3, 1, 0, data)
+        })
+        .collect();
+    assert!(records.iter().all(Tlsa::is_usable));
+    let mut dns = Dns::default();
+    dns.host("mx.example.com", secure(3600, DnssecData::Tlsa(records)));
+    let mut config = DaneConfig::default();
+    config.max_bytes = 200_000;
+    let mut cache = DaneCache::new(config.clone());
+    for i in 0..10 {
+        let domain = format!("d{i}.example");
+        dns.set(
+            &domain,
+            DnssecType::Mx,
+            secure(3600, DnssecData::Mx(vec![(10, "mx.example.com".into())])),
+        );
+        let DaneBegin::Started(lookup) = cache.begin(&domain, T0) else {
+            panic!()
+        };
+        let res = drive_resolution(&dns, lookup).expect("the lookup ends");
+        let s = cache.apply(res, T0);
+        assert_eq!(s.name(), "mandatory");
+        assert!(cache.bytes() <= config.max_bytes, "{} bytes", cache.bytes());
+        assert!(cache.len() <= 3, "{} states", cache.len());
+        // The newest stays; the oldest went.
+        assert!(matches!(cache.begin(&domain, T0), DaneBegin::Ready(_)));
+    }
+    assert!(matches!(
+        cache.begin("d0.example", T0),
+        DaneBegin::Started(_)
+    ));
+    // A state larger than the whole budget is answered, not cached.
+    config.max_bytes = 10_000;
+    let mut cache = DaneCache::new(config);
+    let DaneBegin::Started(lookup) = cache.begin("d0.example", T0) else {
+        panic!()
+    };
+    let res = drive_resolution(&dns, lookup).expect("the lookup ends");
+    assert_eq!(cache.apply(res, T0).name(), "mandatory");
+    assert!(cache.is_empty());
+    assert_eq!(cache.bytes(), 0);
+}
+
 #[test]
 fn d6_a_dane_state_never_touches_the_cached_policy_and_applies_at_once() {
     let mut policies = PolicyCache::new(Config::default());

@@ -24,6 +24,28 @@ struct CacheEntry {
     state: DaneState,
     /// The last use, a key of `recency`.
     used: u64,
+    /// What the entry counts against [`DaneConfig::max_bytes`].
+    bytes: usize,
+}
+
+/// The bytes a cached state holds, roughly: its key, host names and TLSA data, and a fixed
+/// overhead per entry, host and record.
+fn state_bytes(domain: &str, state: &DaneState) -> usize {
+    use super::state::HostCoverage;
+    let hosts: usize = state
+        .hosts()
+        .iter()
+        .map(|h| {
+            let tlsa: usize = match h.coverage() {
+                HostCoverage::Usable(t) | HostCoverage::Unusable(t) => {
+                    t.iter().map(|r| 32 + r.data().len()).sum()
+                }
+                _ => 0,
+            };
+            64 + h.name().len() + tlsa
+        })
+        .sum();
+    128 + domain.len() + hosts
 }
 
 /// The DANE states of recent destinations (D6).
@@ -53,6 +75,8 @@ pub struct DaneCache {
     /// Last use → domain, oldest first.
     recency: BTreeMap<u64, String>,
     tick: u64,
+    /// The sum of the entries' `bytes`.
+    bytes: usize,
 }
 
 impl DaneCache {
@@ -63,6 +87,7 @@ impl DaneCache {
             entries: HashMap::new(),
             recency: BTreeMap::new(),
             tick: 0,
+            bytes: 0,
         }
     }
 
@@ -111,15 +136,21 @@ impl DaneCache {
         }
         self.remove(&domain);
         let cacheable = state.expires_at().is_some_and(|at| now < at);
-        if !cacheable || self.config.capacity == 0 {
+        let bytes = state_bytes(&domain, &state);
+        if !cacheable || self.config.capacity == 0 || bytes > self.config.max_bytes {
             return state;
         }
-        while self.entries.len() >= self.config.capacity {
+        while self.entries.len() >= self.config.capacity
+            || self.bytes + bytes > self.config.max_bytes
+        {
             let Some((_, oldest)) = self.recency.pop_first() else {
                 break;
             };
-            self.entries.remove(&oldest);
+            if let Some(entry) = self.entries.remove(&oldest) {
+                self.bytes -= entry.bytes;
+            }
         }
+        self.bytes += bytes;
         self.tick += 1;
         self.recency.insert(self.tick, domain.clone());
         self.entries.insert(
@@ -127,6 +158,7 @@ impl DaneCache {
             CacheEntry {
                 state: state.clone(),
                 used: self.tick,
+                bytes,
             },
         );
         state
@@ -142,10 +174,19 @@ impl DaneCache {
         self.entries.is_empty()
     }
 
+    /// The bytes the cached states hold, as counted against [`DaneConfig::max_bytes`].
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     fn touch(&mut self, domain: &str, used: u64) {
-        self.recency.remove(&used);
+        // The key moves to its new place: no allocation on a hit.
+        let key = self
+            .recency
+            .remove(&used)
+            .unwrap_or_else(|| domain.to_owned());
         self.tick += 1;
-        self.recency.insert(self.tick, domain.to_owned());
+        self.recency.insert(self.tick, key);
         if let Some(entry) = self.entries.get_mut(domain) {
             entry.used = self.tick;
         }
@@ -154,6 +195,7 @@ impl DaneCache {
     fn remove(&mut self, domain: &str) {
         if let Some(entry) = self.entries.remove(domain) {
             self.recency.remove(&entry.used);
+            self.bytes -= entry.bytes;
         }
     }
 }

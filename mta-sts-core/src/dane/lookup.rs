@@ -46,6 +46,11 @@ pub struct DaneConfig {
     pub max_ttl: Duration,
     /// The timeout of each DNSSEC query ([`DnssecQuery::timeout`]; default 10 s).
     pub dns_timeout: Duration,
+    /// The most bytes the cached states may hold, host names and TLSA data counted (default
+    /// 16 MiB): a hostile zone can publish up to 64 KiB of TLSA data per MX host, so the count
+    /// of destinations alone does not bound memory. Least recently used states go first; a
+    /// state larger than this on its own is not cached.
+    pub max_bytes: usize,
 }
 
 impl Default for DaneConfig {
@@ -54,6 +59,7 @@ impl Default for DaneConfig {
             capacity: 10_000,
             max_ttl: Duration::from_secs(86_400),
             dns_timeout: DEFAULT_DNS_TIMEOUT,
+            max_bytes: 16 << 20,
         }
     }
 }

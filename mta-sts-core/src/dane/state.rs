@@ -266,9 +266,12 @@ impl fmt::Display for DaneHost {
 }
 
 /// The MX hosts a DANE state was decided from, and until when it holds.
+///
+/// Shared, not copied, by the clones of a state: a cache hit costs a reference count, not the
+/// hosts and their records.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DaneHosts {
-    hosts: Vec<DaneHost>,
+    hosts: std::sync::Arc<[DaneHost]>,
     omitted: usize,
     expires_at: Option<UnixTime>,
 }
@@ -276,7 +279,7 @@ pub struct DaneHosts {
 impl DaneHosts {
     pub(crate) fn new(hosts: Vec<DaneHost>, omitted: usize, expires_at: Option<UnixTime>) -> Self {
         Self {
-            hosts,
+            hosts: hosts.into(),
             omitted,
             expires_at,
         }
