@@ -271,8 +271,10 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
                 cache,
                 waiters: HashMap::new(),
                 refreshes: 0,
-                dane: DaneCache::new(self.dane_config.clone()),
-                dane_flights: HashMap::new(),
+            }),
+            dane_table: Mutex::new(DaneTable {
+                cache: DaneCache::new(self.dane_config.clone()),
+                flights: HashMap::new(),
             }),
             dane: self.dane.unwrap_or_else(|| resolver.supports_dnssec()),
             resolver,
@@ -344,6 +346,8 @@ struct Inner<R> {
     saving: async_lock::Mutex<()>,
     /// Whether DANE states are looked up ([`ClientBuilder::dane`]).
     dane: bool,
+    /// The DANE states and lookups.
+    dane_table: Mutex<DaneTable>,
 }
 
 /// What the client keeps behind its mutex (never held across I/O).
@@ -355,12 +359,16 @@ struct State {
     waiters: HashMap<FlightId, Arc<Waiters>>,
     /// How many refresh lookups have finished, for [`Client::wait_refreshes`].
     refreshes: u64,
-    /// The DANE states of destinations, apart from the policies (a DANE state never changes a
-    /// cached policy).
-    dane: DaneCache,
+}
+
+/// The DANE side, behind a mutex of its own (a delivery takes both; one lock for both made them
+/// contend): the DANE states of destinations, apart from the policies (a DANE state never
+/// changes a cached policy), and the lookups under way.
+struct DaneTable {
+    cache: DaneCache,
     /// Per domain whose DANE lookup is under way, what the other callers for it wait on: one
     /// lookup per domain at a time, however many deliveries ask.
-    dane_flights: HashMap<String, Arc<Waiters<DaneState>>>,
+    flights: HashMap<String, Arc<Waiters<DaneState>>>,
 }
 
 /// The DANE lookup this caller drives; if dropped before it finished, the callers waiting on it
@@ -375,7 +383,7 @@ struct DaneDriving<'a, R> {
 impl<R> Drop for DaneDriving<'_, R> {
     fn drop(&mut self) {
         if !self.done {
-            lock(&self.inner.state).dane_flights.remove(&self.domain);
+            lock(&self.inner.dane_table).flights.remove(&self.domain);
             self.waiters.end(None);
         }
     }
@@ -532,14 +540,14 @@ impl<R: Runtime> Client<R> {
         loop {
             let next = {
                 let now = inner.now();
-                let mut st = inner.lock();
-                match st.dane.begin(domain, now) {
+                let mut st = lock(&inner.dane_table);
+                match st.cache.begin(domain, now) {
                     DaneBegin::Ready(state) => DaneNext::Ready(state),
-                    DaneBegin::Started(lookup) => match st.dane_flights.get(lookup.domain()) {
+                    DaneBegin::Started(lookup) => match st.flights.get(lookup.domain()) {
                         Some(waiters) => DaneNext::Wait(Arc::clone(waiters)),
                         None => {
                             let waiters = Arc::new(Waiters::default());
-                            st.dane_flights
+                            st.flights
                                 .insert(lookup.domain().to_owned(), Arc::clone(&waiters));
                             DaneNext::Drive(lookup, waiters)
                         }
@@ -556,7 +564,7 @@ impl<R: Runtime> Client<R> {
                         done: false,
                     };
                     let state = Box::pin(inner.drive_dane(lookup)).await;
-                    lock(&inner.state).dane_flights.remove(&driving.domain);
+                    lock(&inner.dane_table).flights.remove(&driving.domain);
                     driving.done = true;
                     driving.waiters.end(Some(state.clone()));
                     return Some(state);
@@ -963,8 +971,8 @@ impl<R: Runtime> Inner<R> {
                     }
                 }
                 DaneStep::Done(resolution) => {
-                    let mut st = self.lock();
-                    return st.dane.apply(resolution, self.now());
+                    let now = self.now();
+                    return lock(&self.dane_table).cache.apply(resolution, now);
                 }
             }
         }

@@ -22,8 +22,12 @@ pub enum DaneBegin {
 #[derive(Debug)]
 struct CacheEntry {
     state: DaneState,
-    /// The last use, a key of `recency`.
+    /// The last use.
     used: u64,
+    /// The entry's key in `recency`: its last use when it was listed there, which a hit does not
+    /// move (so that a hit costs no change to the map); eviction lists it again at `used` when
+    /// it finds the two differ.
+    listed: u64,
     /// What the entry counts against [`DaneConfig::max_bytes`].
     bytes: usize,
 }
@@ -72,7 +76,7 @@ fn state_bytes(domain: &str, state: &DaneState) -> usize {
 pub struct DaneCache {
     config: DaneConfig,
     entries: HashMap<String, CacheEntry>,
-    /// Last use → domain, oldest first.
+    /// Listed use → domain, oldest first (see `CacheEntry::listed`).
     recency: BTreeMap<u64, String>,
     tick: u64,
     /// The sum of the entries' `bytes`.
@@ -105,16 +109,16 @@ impl DaneCache {
                 return DaneBegin::Ready(DaneState::Absent(why, DaneHosts::default()));
             }
         };
-        if let Some(entry) = self.entries.get(name.as_ref()) {
+        if let Some(entry) = self.entries.get_mut(name.as_ref()) {
             if entry
                 .state
                 .expires_at()
                 .is_some_and(|expires| now < expires)
             {
-                let state = entry.state.clone();
-                let used = entry.used;
-                self.touch(&name, used);
-                return DaneBegin::Ready(state);
+                // A hit only notes its use: the recency order is mended when evicting.
+                self.tick += 1;
+                entry.used = self.tick;
+                return DaneBegin::Ready(entry.state.clone());
             }
             self.remove(&name);
         }
@@ -143,11 +147,22 @@ impl DaneCache {
         while self.entries.len() >= self.config.capacity
             || self.bytes + bytes > self.config.max_bytes
         {
-            let Some((_, oldest)) = self.recency.pop_first() else {
+            let Some((listed, oldest)) = self.recency.pop_first() else {
                 break;
             };
-            if let Some(entry) = self.entries.remove(&oldest) {
-                self.bytes -= entry.bytes;
+            match self.entries.get_mut(&oldest) {
+                // Used since it was listed: list it again at its last use (each entry is
+                // listed once, so this ends).
+                Some(entry) if entry.used != listed => {
+                    entry.listed = entry.used;
+                    self.recency.insert(entry.used, oldest);
+                }
+                Some(_) => {
+                    if let Some(entry) = self.entries.remove(&oldest) {
+                        self.bytes -= entry.bytes;
+                    }
+                }
+                None => {}
             }
         }
         self.bytes += bytes;
@@ -158,6 +173,7 @@ impl DaneCache {
             CacheEntry {
                 state: state.clone(),
                 used: self.tick,
+                listed: self.tick,
                 bytes,
             },
         );
@@ -179,22 +195,9 @@ impl DaneCache {
         self.bytes
     }
 
-    fn touch(&mut self, domain: &str, used: u64) {
-        // The key moves to its new place: no allocation on a hit.
-        let key = self
-            .recency
-            .remove(&used)
-            .unwrap_or_else(|| domain.to_owned());
-        self.tick += 1;
-        self.recency.insert(self.tick, key);
-        if let Some(entry) = self.entries.get_mut(domain) {
-            entry.used = self.tick;
-        }
-    }
-
     fn remove(&mut self, domain: &str) {
         if let Some(entry) = self.entries.remove(domain) {
-            self.recency.remove(&entry.used);
+            self.recency.remove(&entry.listed);
             self.bytes -= entry.bytes;
         }
     }
