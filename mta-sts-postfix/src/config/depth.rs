@@ -58,6 +58,9 @@ struct Key {
 struct Flow {
     sequence: bool,
     pair: bool,
+    /// The deepest nesting reached in the current entry: a key's collections are scanned before
+    /// the `:` that makes the entry a single-pair mapping around them.
+    entry_peak: usize,
 }
 
 struct Scanner<'a> {
@@ -204,6 +207,10 @@ impl<'a> Scanner<'a> {
         if let Some(k) = &mut self.key {
             k.peak = k.peak.max(depth);
         }
+        // At most `limit` + 1 flows are open (one more is refused), so this stays bounded.
+        for f in &mut self.flows {
+            f.entry_peak = f.entry_peak.max(depth);
+        }
         if depth > self.limit {
             return Err(TooDeep);
         }
@@ -266,7 +273,10 @@ impl<'a> Scanner<'a> {
         match self.flows.last_mut() {
             Some(f) if f.sequence && !f.pair => {
                 f.pair = true;
-                self.open()
+                let peak = f.entry_peak;
+                self.open()?;
+                // The entry's key, scanned before, was inside the new mapping.
+                self.reached(peak + 1)
             }
             _ => Ok(()),
         }
@@ -322,6 +332,7 @@ impl<'a> Scanner<'a> {
                 self.flows.push(Flow {
                     sequence: c == b'[',
                     pair: false,
+                    entry_peak: 0,
                 });
                 self.simple_key_allowed = true;
                 self.skip();
@@ -341,6 +352,10 @@ impl<'a> Scanner<'a> {
                 {
                     f.pair = false;
                     self.depth -= 1;
+                }
+                let depth = self.depth;
+                if let Some(f) = self.flows.last_mut() {
+                    f.entry_peak = depth;
                 }
                 self.simple_key_allowed = true;
                 self.skip();
@@ -661,6 +676,11 @@ mod tests {
             ("[a: b, c, ? d]", 2),
             ("[a: [b: [c]]]", 5),
             ("{a: [b, c]}", 2),
+            // A collection as the key of such a pair is inside that mapping (found by the
+            // config fuzz target: the check counted one level short).
+            ("[[[x]]: o]", 4),
+            ("[[a]: [b]]", 3),
+            ("[a, [[b]]: c]", 4),
         ] {
             assert_eq!(max_depth(text), depth, "{text:?}");
         }
