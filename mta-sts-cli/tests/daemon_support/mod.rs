@@ -126,6 +126,18 @@ impl Daemon {
 
     /// Starts the daemon, run by `sh -c` after the `shell` commands if any, without waiting.
     pub fn spawn_after(world: &World, dir: &Path, config: &Path, shell: Option<&str>) -> Self {
+        Self::spawn_with(world, world.dns_addr(), dir, config, shell)
+    }
+
+    /// [`Daemon::spawn_after`] with the DNS server `resolver` (the policy hosts stay the
+    /// world's: its HTTPS port and CA).
+    fn spawn_with(
+        world: &World,
+        resolver: SocketAddr,
+        dir: &Path,
+        config: &Path,
+        shell: Option<&str>,
+    ) -> Self {
         let ca = dir.join("ca.pem");
         std::fs::write(&ca, world.ca_pem()).expect("write the CA");
         let bin = env!("CARGO_BIN_EXE_mta-sts");
@@ -144,7 +156,7 @@ impl Daemon {
             .arg("--config")
             .arg(config)
             .arg("--resolver")
-            .arg(world.dns_addr().to_string())
+            .arg(resolver.to_string())
             .arg("--ca-file")
             .arg(&ca)
             .arg("--https-port")
@@ -522,43 +534,6 @@ impl Daemon {
         dir: &Path,
         yaml: &str,
     ) -> Self {
-        let config = write_config(dir, yaml);
-        let ca = dir.join("ca.pem");
-        std::fs::write(&ca, world.ca_pem()).expect("write the CA");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mta-sts"))
-            .arg("daemon")
-            .arg("--config")
-            .arg(&config)
-            .arg("--resolver")
-            .arg(resolver.to_string())
-            .arg("--ca-file")
-            .arg(&ca)
-            .arg("--https-port")
-            .arg(world.https_port().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run mta-sts daemon");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, log) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            log,
-            lines: Vec::new(),
-            addr: None,
-            metrics: None,
-            config,
-            dir: dir.to_path_buf(),
-        }
-        .started()
+        Self::spawn_with(world, resolver, dir, &write_config(dir, yaml), None).started()
     }
 }
