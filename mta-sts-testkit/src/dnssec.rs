@@ -271,13 +271,14 @@ pub fn tools_available() -> Result<(), StackError> {
 /// [`REQUIRE_TOOLS_ENV`] is `1`.
 ///
 /// # Panics
-/// When a tool is missing and [`REQUIRE_TOOLS_ENV`] is `1`: the test fails.
+/// When a tool is missing and [`REQUIRE_TOOLS_ENV`] is `1`, or under CI
+/// ([`must_not_skip`](crate::must_not_skip)): the test fails.
 pub fn tools_or_skip(test: &str) -> bool {
     let Err(e) = tools_available() else {
         return true;
     };
-    if std::env::var(REQUIRE_TOOLS_ENV).as_deref() == Ok("1") {
-        panic!("{test}: {e}, and {REQUIRE_TOOLS_ENV}=1 requires the DNSSEC tools");
+    if crate::must_not_skip(REQUIRE_TOOLS_ENV) {
+        panic!("{test}: {e}, and {REQUIRE_TOOLS_ENV}=1 (or CI) requires the DNSSEC tools");
     }
     eprintln!(
         "\n**********\n** SKIPPED {test}: {e}.\n** Set {REQUIRE_TOOLS_ENV}=1 to make this a failure.\n**********\n"

@@ -90,3 +90,18 @@ pub struct ReadmeDoctests;
 
 /// The path of the policy file on a policy host (RFC 8461 §3.2).
 pub const POLICY_PATH: &str = https::POLICY_PATH;
+
+/// Whether a test whose program is missing (Postfix's `postmap`, nsd, unbound) must fail rather
+/// than skip: when the variable `require` is `1`, or under CI (`CI` set to `true` or `1`, as CI
+/// services and the project's `.ci/run` set it).
+///
+/// ```
+/// // Neither variable set here: a missing program may be skipped.
+/// # if std::env::var_os("CI").is_none() {
+/// assert!(!mta_sts_testkit::must_not_skip("MTA_STS_TESTKIT_DOC_NEVER_SET"));
+/// # }
+/// ```
+pub fn must_not_skip(require: &str) -> bool {
+    let set = |name: &str| matches!(std::env::var(name).as_deref(), Ok("1" | "true"));
+    set(require) || set("CI")
+}
