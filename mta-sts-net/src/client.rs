@@ -483,23 +483,15 @@ impl<R: Runtime> Client<R> {
     /// ([`Evaluation::outcome`]).
     ///
     /// With DANE on ([`ClientBuilder::dane`]) the destination's DANE state is looked up at the
-    /// same time as the policy, and decides first ([`Evaluation::dane`], [`Candidate::dane`]
-    /// (mta_sts_core::Candidate::dane)): MTA-STS never overrides DANE (RFC 8461 §2).
+    /// same time as the policy, and decides first ([`Evaluation::dane`],
+    /// [`Candidate::dane`](mta_sts_core::Candidate::dane)): MTA-STS never overrides DANE (RFC 8461 §2).
     pub async fn evaluate<I>(&self, domain: &str, mx_hosts: I) -> Evaluation
     where
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
         let (outcome, dane) = self.policy_and_dane(domain).await;
-        let mut st = self.inner.lock();
-        let evaluation = match &dane {
-            Some(dane) => st
-                .cache
-                .evaluate_with_dane(domain, &outcome, dane, mx_hosts),
-            None => st.cache.evaluate(domain, &outcome, mx_hosts),
-        };
-        export_metrics(&st.cache.stats());
-        evaluation
+        self.inner.decide(domain, &outcome, dane.as_ref(), mx_hosts)
     }
 
     /// [`evaluate`](Self::evaluate) with a DANE state the caller found itself (an MTA that
@@ -515,12 +507,7 @@ impl<R: Runtime> Client<R> {
         I::Item: AsRef<str>,
     {
         let outcome = self.policy(domain).await;
-        let mut st = self.inner.lock();
-        let evaluation = st
-            .cache
-            .evaluate_with_dane(domain, &outcome, dane, mx_hosts);
-        export_metrics(&st.cache.stats());
-        evaluation
+        self.inner.decide(domain, &outcome, Some(dane), mx_hosts)
     }
 
     /// Whether this client looks up DANE states ([`ClientBuilder::dane`]).
@@ -937,6 +924,27 @@ impl<R: Runtime> Inner<R> {
                 }
             }
         }
+    }
+
+    /// The core's evaluation of `outcome` (under `dane` when there is one), counted and exported.
+    fn decide<I>(
+        &self,
+        domain: &str,
+        outcome: &Outcome,
+        dane: Option<&DaneState>,
+        mx_hosts: I,
+    ) -> Evaluation
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let mut st = self.lock();
+        let evaluation = match dane {
+            Some(dane) => st.cache.evaluate_with_dane(domain, outcome, dane, mx_hosts),
+            None => st.cache.evaluate(domain, outcome, mx_hosts),
+        };
+        export_metrics(&st.cache.stats());
+        evaluation
     }
 
     /// Drives one DANE lookup: its queries of each round at once, each bounded by its timeout.

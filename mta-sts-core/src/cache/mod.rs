@@ -425,6 +425,15 @@ impl PolicyCache {
         }
     }
 
+    /// The settings of `domain` (its overrides, else the defaults; the defaults for a name that
+    /// is not a policy domain).
+    fn settings_for(&self, domain: &str) -> crate::config::DomainSettings {
+        match PolicyDomain::normalised(domain) {
+            Ok(d) => self.config.settings_for_str(&d),
+            Err(_) => self.config.defaults,
+        }
+    }
+
     /// Evaluates an outcome for the MX hosts of `domain` in priority order, with the domain's
     /// settings, and counts the decisions (see [`Evaluation`]).
     pub fn evaluate<I>(&mut self, domain: &str, outcome: &Outcome, mx_hosts: I) -> Evaluation
@@ -432,10 +441,7 @@ impl PolicyCache {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let settings = match PolicyDomain::normalised(domain) {
-            Ok(d) => self.config.settings_for_str(&d),
-            Err(_) => self.config.defaults,
-        };
+        let settings = self.settings_for(domain);
         let evaluation = Evaluation::new(outcome, &settings, mx_hosts);
         self.count(domain, &evaluation, outcome);
         evaluation
@@ -455,10 +461,7 @@ impl PolicyCache {
         I: IntoIterator,
         I::Item: AsRef<str>,
     {
-        let settings = match PolicyDomain::normalised(domain) {
-            Ok(d) => self.config.settings_for_str(&d),
-            Err(_) => self.config.defaults,
-        };
+        let settings = self.settings_for(domain);
         let evaluation = Evaluation::with_dane(outcome, dane, &settings, mx_hosts);
         let d = &mut self.stats.decisions;
         match evaluation.precedence() {
