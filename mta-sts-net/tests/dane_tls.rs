@@ -7,10 +7,8 @@
 //!
 //! Requirement D12 (REQUIREMENTS.md).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::{BufReader, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use mta_sts_core::Tlsa;
 use mta_sts_net::rustls::client::danger::{
@@ -18,11 +16,10 @@ use mta_sts_net::rustls::client::danger::{
 };
 use mta_sts_net::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use mta_sts_net::rustls::{
-    self, CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme,
-    StreamOwned,
+    self, CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme,
 };
-use mta_sts_net::{DaneVerifyError, dane_starttls_config, server_name};
-use mta_sts_testkit::{Cert, Domain, World};
+use mta_sts_net::{DaneVerifyError, dane_starttls_config};
+use mta_sts_testkit::{Cert, Domain, World, probe};
 use ring::digest;
 
 const MX: &str = "mx1.example.com";
@@ -38,49 +35,13 @@ fn world() -> World {
         .unwrap()
 }
 
-fn read_reply(r: &mut impl BufRead) -> Vec<String> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        assert!(r.read_line(&mut line).unwrap() > 0, "connection closed");
-        let last = line.as_bytes().get(3) != Some(&b'-');
-        lines.push(line.trim_end().to_owned());
-        if last {
-            return lines;
-        }
-    }
-}
-
-fn command(s: &mut BufReader<TcpStream>, line: &str) -> Vec<String> {
-    s.get_mut()
-        .write_all(format!("{line}\r\n").as_bytes())
-        .unwrap();
-    read_reply(s)
-}
-
 /// Greeting, EHLO, STARTTLS, then the TLS handshake with `config` and SNI `host`; after the
 /// handshake, EHLO again under TLS.
 fn starttls(w: &World, config: Arc<ClientConfig>, host: &str) -> Result<(), rustls::Error> {
-    let tcp = TcpStream::connect(w.smtp_addr()).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut s = BufReader::new(tcp);
-    assert!(read_reply(&mut s)[0].starts_with("220 "));
-    let ehlo = command(&mut s, "EHLO client.example");
-    assert!(ehlo.iter().any(|l| l == "250-STARTTLS"), "{ehlo:?}");
-    assert!(command(&mut s, "STARTTLS")[0].starts_with("220 "));
-    let conn = ClientConnection::new(config, server_name(host).unwrap()).unwrap();
-    let mut tls = StreamOwned::new(conn, s.into_inner());
-    while tls.conn.is_handshaking() {
-        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-            let inner = e
-                .into_inner()
-                .and_then(|e| e.downcast::<rustls::Error>().ok());
-            return Err(inner.map_or(rustls::Error::HandshakeNotComplete, |e| *e));
-        }
-    }
+    let tls = probe::smtp_starttls(w, config, host)?;
     let mut tls = BufReader::new(tls);
     tls.get_mut().write_all(b"EHLO client.example\r\n").unwrap();
-    assert!(read_reply(&mut tls)[0].starts_with("250"));
+    assert!(probe::read_smtp_reply(&mut tls)[0].starts_with("250"));
     Ok(())
 }
 

@@ -1,11 +1,11 @@
 //! Small blocking clients for checking a world (or any DNS/HTTPS server) by hand: a DNS client
-//! on hickory-proto's codec and an HTTPS/1.1 client on rustls.
+//! on hickory-proto's codec, an HTTPS/1.1 client on rustls and an SMTP STARTTLS client.
 //!
 //! They exist to test the world itself and to let embedders look at what it serves; they make
 //! no MTA-STS decisions.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
@@ -541,4 +541,71 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, ProbeError> {
         rest = &rest[size + 2..];
     }
     Err(ProbeError::Http("missing last chunk".into()))
+}
+
+/// Reads one SMTP reply, all its lines (without their line ends), from `r`.
+///
+/// # Panics
+/// When the connection closes or fails before the reply ends (a probe for tests).
+pub fn read_smtp_reply(r: &mut impl BufRead) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).expect("read an SMTP reply") > 0,
+            "connection closed"
+        );
+        let last = line.as_bytes().get(3) != Some(&b'-');
+        lines.push(line.trim_end().to_owned());
+        if last {
+            return lines;
+        }
+    }
+}
+
+/// Sends one SMTP command line and reads its reply.
+///
+/// # Panics
+/// When the connection fails (a probe for tests).
+pub fn smtp_command(s: &mut BufReader<TcpStream>, line: &str) -> Vec<String> {
+    s.get_mut()
+        .write_all(format!("{line}\r\n").as_bytes())
+        .expect("send an SMTP command");
+    read_smtp_reply(s)
+}
+
+/// Connects to the world's fake MX, reads its greeting, sends EHLO and STARTTLS, and does the
+/// TLS handshake with `config` and SNI `host`: the stream, or the handshake's rustls error.
+///
+/// # Panics
+/// When the MX cannot be reached, or does not greet, offer STARTTLS or accept it (a probe for
+/// tests; the TLS handshake is what it reports).
+pub fn smtp_starttls(
+    world: &World,
+    config: Arc<ClientConfig>,
+    host: &str,
+) -> Result<TlsStream, rustls::Error> {
+    let tcp = TcpStream::connect(world.smtp_addr()).expect("connect to the fake MX");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    let mut s = BufReader::new(tcp);
+    assert!(
+        read_smtp_reply(&mut s)[0].starts_with("220 "),
+        "no greeting"
+    );
+    let ehlo = smtp_command(&mut s, "EHLO client.example");
+    assert!(ehlo.iter().any(|l| l == "250-STARTTLS"), "{ehlo:?}");
+    assert!(smtp_command(&mut s, "STARTTLS")[0].starts_with("220 "));
+    let name = ServerName::try_from(host.to_owned()).expect("a host name");
+    let conn = ClientConnection::new(config, name).expect("a TLS client");
+    let mut tls = StreamOwned::new(conn, s.into_inner());
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            let inner = e
+                .into_inner()
+                .and_then(|e| e.downcast::<rustls::Error>().ok());
+            return Err(inner.map_or(rustls::Error::HandshakeNotComplete, |e| *e));
+        }
+    }
+    Ok(tls)
 }

@@ -1,13 +1,12 @@
 //! The fake MX: greeting, EHLO with and without STARTTLS, STARTTLS with a certificate per MX
 //! host (by SNI), limits, counters and shutdown.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
 use mta_sts_testkit::{Cert, Domain, SMTP_MAX_LINE, Smtp, World};
-use rustls::pki_types::ServerName;
 use rustls::{CertificateError, ClientConnection, ProtocolVersion, StreamOwned};
 
 const MX: &str = "mx1.example.com";
@@ -20,26 +19,7 @@ fn world(smtp: Smtp) -> World {
         .unwrap()
 }
 
-/// Reads one SMTP reply (all its lines) from `r`.
-fn read_reply(r: &mut impl BufRead) -> Vec<String> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        assert!(r.read_line(&mut line).unwrap() > 0, "connection closed");
-        let last = line.as_bytes().get(3) != Some(&b'-');
-        lines.push(line.trim_end().to_owned());
-        if last {
-            return lines;
-        }
-    }
-}
-
-fn command(s: &mut BufReader<TcpStream>, line: &str) -> Vec<String> {
-    s.get_mut()
-        .write_all(format!("{line}\r\n").as_bytes())
-        .unwrap();
-    read_reply(s)
-}
+use mta_sts_testkit::probe::{read_smtp_reply as read_reply, smtp_command as command};
 
 fn connect(w: &World) -> BufReader<TcpStream> {
     let tcp = TcpStream::connect(w.smtp_addr()).unwrap();
@@ -54,25 +34,7 @@ fn starttls(
     w: &World,
     sni: &str,
 ) -> Result<StreamOwned<ClientConnection, TcpStream>, rustls::Error> {
-    let mut s = connect(w);
-    assert!(
-        command(&mut s, "EHLO client.example")
-            .iter()
-            .any(|l| l == "250-STARTTLS")
-    );
-    assert!(command(&mut s, "STARTTLS")[0].starts_with("220 "));
-    let name = ServerName::try_from(sni.to_owned()).unwrap();
-    let conn = ClientConnection::new(Arc::new(w.client_config()), name).unwrap();
-    let mut tls = StreamOwned::new(conn, s.into_inner());
-    while tls.conn.is_handshaking() {
-        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-            let inner = e
-                .into_inner()
-                .and_then(|e| e.downcast::<rustls::Error>().ok());
-            return Err(inner.map_or(rustls::Error::HandshakeNotComplete, |e| *e));
-        }
-    }
-    Ok(tls)
+    mta_sts_testkit::probe::smtp_starttls(w, Arc::new(w.client_config()), sni)
 }
 
 #[test]
