@@ -18,9 +18,16 @@ use mta_sts_testkit::{DnsFault, Domain, Http, World};
 /// How long a test waits for a log line before failing (a bound, not a synchronisation).
 pub const LOG_WAIT: Duration = Duration::from_secs(60);
 
-/// The world of the end-to-end tests: one domain per kind of answer.
+/// The world of the end-to-end tests: one domain per kind of answer, every record with TTL 0.
 pub fn world() -> World {
+    world_with_ttl(0)
+}
+
+/// [`world`] with this TTL on every record: with TTL 0 a DANE state is never cached, so every
+/// request looks it up again (D6), which a test of something else may not want.
+pub fn world_with_ttl(ttl: u32) -> World {
     World::builder()
+        .ttl(ttl)
         .domain(
             "enforce.test",
             Domain::enforce(["mx1.enforce.test", "*.pool.enforce.test"]).txt_id("1"),
