@@ -239,6 +239,8 @@ mod policy_domain;
 mod snapshot;
 mod stats;
 mod time;
+#[cfg(feature = "tlsrpt")]
+pub mod tlsrpt;
 mod txt;
 
 #[cfg(feature = "wire")]

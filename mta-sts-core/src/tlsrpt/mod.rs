@@ -1,0 +1,22 @@
+//! TLSRPT (RFC 8460): what a sending MTA saw of MTA-STS and DANE, reported to the domain.
+//!
+//! - [`model`]: the result model of §4.3 ([`PolicyType`], [`ResultType`]) and the JSON report
+//!   of §4.4 ([`Report`]).
+//! - [`record`]: the `_smtp._tls.<domain>` TXT record (§3).
+//! - [`read`]: the reader of received reports (`.json`, `.json.gz`, a whole mail), with the
+//!   warnings real reporters earn.
+//! - [`aggregate`]: sessions counted per policy domain, policy and UTC day, closed into reports.
+//! - [`output`]: the report as JSON, gzip, §5.3 file name, HTTPS POST and mail message.
+//! - [`deliver`]: the submission schedule (discovery, POST or mail, retries for 24 hours).
+
+pub mod aggregate;
+pub mod deliver;
+pub mod model;
+pub mod output;
+pub mod read;
+pub mod record;
+
+pub use model::{
+    DateRange, FailureDetail, PolicyDescription, PolicyReport, PolicyType, Report, ResultType,
+    Summary, UnknownName,
+};
