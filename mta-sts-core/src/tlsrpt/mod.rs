@@ -20,3 +20,11 @@ pub use model::{
     DateRange, FailureDetail, PolicyDescription, PolicyReport, PolicyType, Report, ResultType,
     Summary, UnknownName,
 };
+
+// deliver (helper tlsrpt-deliver)
+pub use deliver::{
+    DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, MAX_TARGETS, OUTBOX_SNAPSHOT_FORMAT,
+    OUTBOX_SNAPSHOT_VERSION, Outbox, OutboxConfig, OutboxFull, OutboxSnapshot, OutboxSnapshotError,
+    PendingReport, PostResponse, PostResult, REPORT_MEDIA_TYPE, ReportMail, ReportPost,
+    RestoreReport, is_report_mail, report_mail,
+};
