@@ -359,9 +359,14 @@ pub fn report_mail(
     let message = MessageBuilder::new()
         .from(from.as_str())
         .to(to.as_str())
-        .subject(format!(
-            "Report Domain: {domain} Submitter: {submitter} Report-ID: <{id}>"
-        ))
+        // Raw, not mail-builder's `subject`: that one encodes a line over 77 characters as
+        // encoded-words, and §5.3 wants the words themselves, folded at spaces.
+        .header(
+            "Subject",
+            Raw::new(format!(
+                "Report Domain: {domain} Submitter: {submitter} Report-ID: <{id}>"
+            )),
+        )
         .date(date.as_secs().min(MAX_MAIL_DATE))
         .message_id(message_id)
         .header("TLS-Report-Domain", Raw::new(domain))
@@ -1462,4 +1467,166 @@ pub struct RestoreReport {
     pub skipped: usize,
     /// Valid entries over [`OutboxConfig::max_reports`] or [`OutboxConfig::max_bytes`].
     pub not_loaded: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders};
+
+    fn report() -> PendingReport {
+        PendingReport::new(
+            "example.net",
+            "mail.sender.example",
+            "2026-01-01.example.net.1",
+            UnixTime::from_secs(1_767_225_600),
+            UnixTime::from_secs(1_767_311_999),
+            "mail.sender.example!example.net!1767225600!1767311999!1.json.gz",
+            // Bytes that need base64 (and contain every value once).
+            (0..=255u8).chain(0..=255u8).collect(),
+        )
+    }
+
+    fn mail() -> ReportMail {
+        report_mail(
+            &report(),
+            "tlsrpt@mail.sender.example",
+            "reports@example.net",
+            UnixTime::from_secs(1_767_240_000), // 2026-01-01T04:00:00Z
+            "<tlsrpt.1@mail.sender.example>",
+        )
+    }
+
+    fn header<'a>(message: &'a mail_parser::Message<'a>, name: &'a str) -> Option<&'a str> {
+        message.header(name).and_then(HeaderValue::as_text)
+    }
+
+    #[test]
+    fn t9_mail_parsed_back() {
+        let mail = mail();
+        assert_eq!(mail.to, "reports@example.net");
+        assert_eq!(mail.from, "tlsrpt@mail.sender.example");
+        let raw = String::from_utf8(mail.message.clone()).expect("ASCII");
+        // CRLF line ends only, lines within RFC 5322's limit.
+        assert!(!raw.replace("\r\n", "").contains(['\r', '\n']));
+        assert!(raw.split("\r\n").all(|l| l.len() <= 998));
+        // The Subject as §5.3 writes it: words, not encoded-words, folded at a space.
+        assert!(!raw.contains("=?"), "{raw}");
+        assert!(
+            raw.replace("\r\n\t", "").contains(
+                "\r\nSubject: Report Domain: example.net Submitter: mail.sender.example \
+                 Report-ID: <2026-01-01.example.net.1@mail.sender.example>\r\n"
+            ),
+            "{raw}"
+        );
+
+        let message = MessageParser::default()
+            .parse(&mail.message)
+            .expect("a message");
+        let addr = |a: Option<&Address<'_>>| {
+            a.and_then(Address::first)
+                .and_then(|a| a.address())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            addr(message.from()).as_deref(),
+            Some("tlsrpt@mail.sender.example")
+        );
+        assert_eq!(addr(message.to()).as_deref(), Some("reports@example.net"));
+        assert_eq!(
+            message.subject(),
+            Some(
+                "Report Domain: example.net Submitter: mail.sender.example \
+                 Report-ID: <2026-01-01.example.net.1@mail.sender.example>"
+            )
+        );
+        assert_eq!(message.message_id(), Some("tlsrpt.1@mail.sender.example"));
+        assert_eq!(
+            message.date().map(|d| d.to_timestamp()),
+            Some(1_767_240_000)
+        );
+        assert_eq!(header(&message, "TLS-Report-Domain"), Some("example.net"));
+        assert_eq!(
+            header(&message, "TLS-Report-Submitter"),
+            Some("mail.sender.example")
+        );
+        assert_eq!(header(&message, "TLS-Required"), Some("No"));
+
+        let ct = message.content_type().expect("Content-Type");
+        assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
+        assert_eq!(ct.attribute("report-type"), Some("tlsrpt"));
+
+        // The human-readable part first, then the report.
+        assert_eq!(message.text_body_count(), 1);
+        let text = message.body_text(0).expect("a text part");
+        assert!(text.contains("from mail.sender.example"), "{text}");
+        assert!(text.contains("2026-01-01T00:00:00Z"), "{text}");
+        assert_eq!(message.attachment_count(), 1);
+        let part = message.attachment(0).expect("the report");
+        let ct = part.content_type().expect("its Content-Type");
+        assert_eq!(
+            (ct.ctype(), ct.subtype()),
+            ("application", Some("tlsrpt+gzip"))
+        );
+        assert_eq!(
+            part.attachment_name(),
+            Some("mail.sender.example!example.net!1767225600!1767311999!1.json.gz")
+        );
+        assert_eq!(part.content_transfer_encoding(), Some("base64"));
+        assert_eq!(part.contents(), report().gzip.as_slice());
+    }
+
+    #[test]
+    fn t9_mail_is_deterministic_and_cannot_be_injected() {
+        assert_eq!(mail(), mail());
+        // A report id with an "@" is the Report-ID as it is.
+        let mut r = report();
+        r.report_id = "abc@sender.example".into();
+        let m = report_mail(&r, "a@b.example", "c@d.example", UnixTime::EPOCH, "x@y");
+        let parsed = MessageParser::default()
+            .parse(&m.message)
+            .expect("a message");
+        assert!(
+            parsed
+                .subject()
+                .is_some_and(|s| s.ends_with("Report-ID: <abc@sender.example>"))
+        );
+
+        // Names and addresses with line ends and spaces cannot add header fields.
+        let mut evil = report();
+        evil.policy_domain = "example.net\r\nBcc: victim@example.org".into();
+        evil.submitter = "s.example\nX-Injected: 1".into();
+        evil.file_name = "a\"b\r\nc.json.gz".into();
+        let m = report_mail(
+            &evil,
+            "a@b.example\r\nX-From-Injected: 1",
+            "c@d.example\r\nCc: x@y.example",
+            UnixTime::MAX,
+            "id\r\nX-Id: 1",
+        );
+        let raw = String::from_utf8_lossy(&m.message);
+        for injected in [
+            "\nBcc:",
+            "\nX-Injected:",
+            "\nX-From-Injected:",
+            "\nCc:",
+            "\nX-Id:",
+        ] {
+            assert!(!raw.contains(injected), "{injected}: {raw}");
+        }
+        let parsed = MessageParser::default()
+            .parse(&m.message)
+            .expect("a message");
+        assert_eq!(
+            header(&parsed, "TLS-Report-Domain"),
+            Some("example.netBcc:victim@example.org")
+        );
+        // The date is capped, not wrapped.
+        assert_eq!(
+            parsed.date().map(|d| d.year),
+            Some(9999),
+            "{:?}",
+            parsed.date()
+        );
+    }
 }
