@@ -26,15 +26,13 @@ use serde::{Deserialize, Serialize};
 use crate::io::{FetchFailure, TxtAnswer, TxtQuery, TxtResult};
 use crate::time::UnixTime;
 
+use super::record::{MAX_URIS, ReportUri, TlsRptRecord, record_name};
+
 /// The `User-Agent` of a report POST (the same as the policy fetch's).
 const USER_AGENT: &str = concat!("mta-sts/", env!("CARGO_PKG_VERSION"));
 
 /// The media type of a gzip report (RFC 8460 §6.4).
 pub const REPORT_MEDIA_TYPE: &str = "application/tlsrpt+gzip";
-
-/// The most `rua` URIs of one record a report is delivered to; further URIs are ignored (the
-/// record parser caps the list as well).
-pub const MAX_TARGETS: usize = 8;
 
 /// The `format` tag of an [`OutboxSnapshot`]: anything else is refused as foreign.
 pub const OUTBOX_SNAPSHOT_FORMAT: &str = "mta-sts-tlsrpt-outbox";
@@ -636,7 +634,7 @@ enum Dest {
 impl Dest {
     fn uri(&self) -> String {
         match self {
-            Self::Mail { to } => format!("mailto:{to}"),
+            Self::Mail { to } => ReportUri::Mailto(to.clone()).to_string(),
             Self::Post { url, .. } => url.clone(),
         }
     }
@@ -724,7 +722,8 @@ impl Entry {
 /// reports about the delivery of its reports.
 ///
 /// Memory is bounded: [`OutboxConfig::max_reports`] reports and
-/// [`OutboxConfig::max_bytes`] gzip bytes, [`MAX_TARGETS`] URIs each.
+/// [`OutboxConfig::max_bytes`] gzip bytes, each delivered to at most
+/// [`MAX_URIS`](super::record::MAX_URIS) URIs (a record with more is invalid).
 ///
 /// ```
 /// use mta_sts_core::UnixTime;
@@ -1206,12 +1205,8 @@ fn post_failure(failure: &FetchFailure) -> String {
     }
 }
 
-/// The name of the TLSRPT record of `domain`.
-fn record_name(domain: &str) -> String {
-    format!("_smtp._tls.{domain}")
-}
-
-/// The URIs to deliver to, from the answer for `_smtp._tls.<domain>`; or why there are none.
+/// The URIs to deliver to, from the answer for `_smtp._tls.<domain>` (RFC 8460 §3, the
+/// default profile of [`TlsRptRecord::discover`]); or why there are none.
 fn discover(domain: &str, answer: &TxtAnswer) -> Result<Vec<Dest>, String> {
     let name = record_name(domain);
     let records = match answer {
@@ -1219,47 +1214,26 @@ fn discover(domain: &str, answer: &TxtAnswer) -> Result<Vec<Dest>, String> {
         TxtAnswer::NxDomain => return Err(format!("{name} does not exist (NXDOMAIN)")),
         TxtAnswer::NoData => return Err(format!("{name} has no TXT record")),
     };
-    let found: Vec<&Vec<u8>> = records
-        .iter()
-        .filter(|r| r.starts_with(b"v=TLSRPTv1;") || r.starts_with(b"v=TLSRPTv1 "))
-        .collect();
-    let [record] = found[..] else {
-        return Err(format!(
-            "{name} has {} v=TLSRPTv1 records, not one",
-            found.len()
-        ));
-    };
-    let record = core::str::from_utf8(record).map_err(|_| format!("{name}: not UTF-8"))?;
-    let rua = record
-        .split(';')
-        .map(str::trim)
-        .find_map(|f| f.strip_prefix("rua="))
-        .ok_or_else(|| format!("{name}: no rua"))?;
-    let mut dests = Vec::new();
-    for uri in rua.split(',').map(str::trim) {
-        let dest = if let Some(to) = uri.strip_prefix("mailto:") {
-            Dest::Mail { to: to.to_owned() }
-        } else if let Some(rest) = uri.strip_prefix("https://") {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let (host, port) = match authority.rsplit_once(':') {
-                Some((h, p)) => (h, p.parse().map_err(|_| format!("{name}: bad port"))?),
-                None => (authority, 443),
-            };
-            Dest::Post {
-                url: uri.to_owned(),
-                host: host.to_owned(),
+    let record = TlsRptRecord::discover(records).map_err(|e| format!("{name}: {e}"))?;
+    let mut dests: Vec<Dest> = Vec::with_capacity(record.rua().len());
+    for uri in record.rua() {
+        let dest = match uri {
+            ReportUri::Mailto(to) => Dest::Mail { to: to.clone() },
+            ReportUri::Https {
+                url,
+                host,
                 port,
-                path: if path.is_empty() { "/" } else { path }.to_owned(),
-            }
-        } else {
-            continue;
+                path,
+            } => Dest::Post {
+                url: url.clone(),
+                host: host.clone(),
+                port: *port,
+                path: path.clone(),
+            },
         };
-        if !dests.contains(&dest) && dests.len() < MAX_TARGETS {
+        if !dests.contains(&dest) {
             dests.push(dest);
         }
-    }
-    if dests.is_empty() {
-        return Err(format!("{name}: no usable rua URI"));
     }
     Ok(dests)
 }
@@ -1401,7 +1375,7 @@ impl OutboxEntry {
             && self.discovery.done == self.targets.is_some()
             && self.targets.as_ref().is_none_or(|ts| {
                 !ts.is_empty()
-                    && ts.len() <= MAX_TARGETS
+                    && ts.len() <= MAX_URIS
                     && ts.iter().any(|t| !t.task.done)
             });
         if !consistent {

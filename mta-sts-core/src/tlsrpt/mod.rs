@@ -21,9 +21,15 @@ pub use model::{
     Summary, UnknownName,
 };
 
+// record: the `_smtp._tls` TXT record (§3).
+pub use record::{
+    MAX_RECORD_LEN, MAX_URIS, ReportUri, TlsRptError, TlsRptErrorKind, TlsRptLayout, TlsRptRecord,
+    TlsRptWarning, TlsRptWarningKind, UriProblem, record_name,
+};
+
 // deliver (helper tlsrpt-deliver)
 pub use deliver::{
-    DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, MAX_TARGETS, OUTBOX_SNAPSHOT_FORMAT,
+    DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, OUTBOX_SNAPSHOT_FORMAT,
     OUTBOX_SNAPSHOT_VERSION, Outbox, OutboxConfig, OutboxFull, OutboxSnapshot, OutboxSnapshotError,
     PendingReport, PostResponse, PostResult, REPORT_MEDIA_TYPE, ReportMail, ReportPost,
     RestoreReport, is_report_mail, report_mail,
