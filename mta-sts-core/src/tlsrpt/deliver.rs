@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::io::{FetchFailure, TxtAnswer, TxtQuery, TxtResult};
 use crate::time::UnixTime;
 
+use super::output::{DayReport, fnv1a};
 use super::record::{MAX_URIS, ReportUri, TlsRptRecord, record_name};
 
 /// The `User-Agent` of a report POST (the same as the policy fetch's).
@@ -616,6 +617,21 @@ pub enum DeliveryEvent {
     },
 }
 
+impl From<&DayReport> for PendingReport {
+    /// The report of the aggregator, gzip-compressed, with its §5.1 file name.
+    fn from(day: &DayReport) -> Self {
+        Self::new(
+            day.policy_domain.as_str(),
+            day.submitter.as_str(),
+            day.report_id(),
+            day.day_start,
+            day.day_end,
+            day.file_name(),
+            day.gzip(),
+        )
+    }
+}
+
 /// Where a report is sent: one `rua` URI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -1129,7 +1145,7 @@ impl Outbox {
         &mut self,
         snapshot: OutboxSnapshot,
         now: UnixTime,
-    ) -> Result<RestoreReport, OutboxSnapshotError> {
+    ) -> Result<OutboxRestoreReport, OutboxSnapshotError> {
         if snapshot.format != OUTBOX_SNAPSHOT_FORMAT {
             return Err(OutboxSnapshotError::Foreign {
                 format: snapshot.format,
@@ -1138,9 +1154,9 @@ impl Outbox {
         if snapshot.version != OUTBOX_SNAPSHOT_VERSION {
             return Err(OutboxSnapshotError::UnsupportedVersion(snapshot.version));
         }
-        let mut report = RestoreReport {
+        let mut report = OutboxRestoreReport {
             skipped: snapshot.malformed,
-            ..RestoreReport::default()
+            ..OutboxRestoreReport::default()
         };
         for e in snapshot.entries {
             let Some(valid) = e.check() else {
@@ -1238,25 +1254,12 @@ fn discover(domain: &str, answer: &TxtAnswer) -> Result<Vec<Dest>, String> {
     Ok(dests)
 }
 
-/// FNV-1a (64 bits) of the parts, each followed by a 0 byte: a fixed hash, so that a report's
-/// slot and boundary are the same in every run and version.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in part.iter().chain(&[0]) {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
-}
-
 /// The pending reports of an [`Outbox`], to keep them across restarts ([`Outbox::snapshot`],
 /// [`Outbox::restore`]).
 ///
 /// It implements serde's `Serialize` and `Deserialize`, so an adapter stores it in any serde
 /// format (JSON with `serde_json`). An entry of the wrong shape does not refuse the document:
-/// it is left out and counted ([`RestoreReport::skipped`]).
+/// it is left out and counted ([`OutboxRestoreReport::skipped`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutboxSnapshot {
     format: String,
@@ -1432,7 +1435,7 @@ impl std::error::Error for OutboxSnapshotError {}
 /// What [`Outbox::restore`] did with a snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct RestoreReport {
+pub struct OutboxRestoreReport {
     /// Reports loaded.
     pub loaded: usize,
     /// Reports whose retry window had ended.
@@ -1602,5 +1605,58 @@ mod tests {
             "{:?}",
             parsed.date()
         );
+    }
+
+    #[test]
+    fn t9_day_report_mailed_and_posted() {
+        use super::super::{Aggregator, Reporter, Session, SessionPolicy, SessionResult};
+        use std::io::Read as _;
+
+        let mut aggregator = Aggregator::new(Default::default());
+        let time = UnixTime::from_secs(1_767_225_600 + 3_600);
+        let policy = SessionPolicy::no_policy_found("example.net");
+        let _ = aggregator.record(&Session::new(time, policy, SessionResult::Success));
+        let reporter = Reporter::new("Example Org", "tlsrpt@sender.example", "sender.example");
+        let days = aggregator.close(UnixTime::from_secs(1_767_312_000), &reporter);
+        let [day] = &days[..] else { panic!("{days:?}") };
+        let pending = PendingReport::from(day);
+        assert_eq!(pending.file_name, day.file_name());
+        assert_eq!(pending.report_id, day.report_id());
+
+        let mut outbox = Outbox::new(OutboxConfig::default());
+        outbox.push(pending, day.day_end).expect("room");
+        let now = outbox.poll_timeout().expect("scheduled");
+        let (id, _) = outbox.poll_io(now).expect("discovery");
+        let record = b"v=TLSRPTv1; rua=mailto:tlsrpt@example.net,https://r.example.net/".to_vec();
+        let answer = DeliveryResult::Discover(Ok(TxtAnswer::Records(vec![record])));
+        assert!(outbox.handle(id, answer, now).is_empty());
+
+        let Some((_, DeliveryIo::Mail(mail))) = outbox.poll_io(now) else {
+            panic!("the mail first, in record order")
+        };
+        let message = MessageParser::default()
+            .parse(&mail.message)
+            .expect("a message");
+        assert_eq!(
+            header(&message, "TLS-Report-Submitter"),
+            Some("sender.example")
+        );
+        let subject = message.subject().expect("Subject");
+        assert!(
+            subject.contains(&format!("Report-ID: <{}", day.report_id())),
+            "{subject}"
+        );
+        let part = message.attachment(0).expect("the report");
+        assert_eq!(part.attachment_name(), Some(day.file_name().as_str()));
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(part.contents())
+            .read_to_end(&mut json)
+            .expect("gzip");
+        assert_eq!(json, day.json());
+
+        let Some((_, DeliveryIo::Post(post))) = outbox.poll_io(now) else {
+            panic!("then the POST")
+        };
+        assert_eq!(post.body, day.gzip());
     }
 }

@@ -30,7 +30,16 @@ pub use record::{
 // deliver (helper tlsrpt-deliver)
 pub use deliver::{
     DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, OUTBOX_SNAPSHOT_FORMAT,
-    OUTBOX_SNAPSHOT_VERSION, Outbox, OutboxConfig, OutboxFull, OutboxSnapshot, OutboxSnapshotError,
-    PendingReport, PostResponse, PostResult, REPORT_MEDIA_TYPE, ReportMail, ReportPost,
-    RestoreReport, is_report_mail, report_mail,
+    OUTBOX_SNAPSHOT_VERSION, Outbox, OutboxConfig, OutboxFull, OutboxRestoreReport, OutboxSnapshot,
+    OutboxSnapshotError, PendingReport, PostResponse, PostResult, REPORT_MEDIA_TYPE, ReportMail,
+    ReportPost, is_report_mail, report_mail,
 };
+
+// tlsrpt-aggregate: the aggregator and the report as written.
+pub use aggregate::{
+    AGGREGATE_FORMAT, AGGREGATE_VERSION, AggregateSnapshot, AggregateSnapshotError, Aggregator,
+    AggregatorLimits, Dropped, Failure, MAX_AGGREGATE_SNAPSHOT, MAX_DETAIL_TEXT, MAX_POLICY_TEXT,
+    Recorded, Reporter, RestoreProblem, RestoreReport, Session, SessionPolicy, SessionResult,
+    TlsFailure,
+};
+pub use output::{DayReport, format_datetime, utc_day_start};
