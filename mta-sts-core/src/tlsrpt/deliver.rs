@@ -7,7 +7,7 @@
 //!   to [`handle`](Outbox::handle), which says what happened ([`DeliveryEvent`]).
 //! - [`ReportPost`]: the HTTPS POST an adapter carries out like a policy fetch; its request
 //!   bytes ([`ReportPost::request`]) and the response parser
-//!   ([`PostResponseParser`](crate::wire::http::PostResponseParser), feature `wire`).
+//!   (`wire::http::PostResponseParser`, feature `wire`).
 //! - [`report_mail`]: the whole RFC 5322 message for a `mailto:` URI, for the embedding MTA to
 //!   queue; [`is_report_mail`] recognises such a message so that its TLS results are not
 //!   recorded (a report never reports on its own delivery).
@@ -739,7 +739,7 @@ impl Entry {
 ///
 /// Memory is bounded: [`OutboxConfig::max_reports`] reports and
 /// [`OutboxConfig::max_bytes`] gzip bytes, each delivered to at most
-/// [`MAX_URIS`](super::record::MAX_URIS) URIs (a record with more is invalid).
+/// [`MAX_URIS`] URIs (a record with more is invalid).
 ///
 /// ```
 /// use mta_sts_core::UnixTime;
