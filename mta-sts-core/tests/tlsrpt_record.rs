@@ -637,6 +637,18 @@ fn t1_non_ascii_and_non_utf8_refused_with_column() {
         err_both("v=TLSRPTv1; x=é; rua=mailto:a@b.example"),
         (TlsRptErrorKind::NonAscii, Some(15))
     );
+    // Columns count characters, not bytes, after a non-ASCII one too.
+    let r = ok(
+        "v=TLSRPTv1; rua=mailto:ü@b.example?x=1;; e=1",
+        Profile::Default,
+    );
+    let cols: Vec<usize> = r.warnings().iter().map(|w| w.column()).collect();
+    assert_eq!(cols, [17, 35, 40]);
+    let e = err("v=TLSRPTv1; rua=mailto:ü@b.example; e=ü", Profile::Default);
+    assert_eq!(
+        (e.kind(), e.column()),
+        (&TlsRptErrorKind::NonAscii, Some(39))
+    );
     let e = TlsRptRecord::parse_bytes(b"v=TLSRPTv1; rua=mailto:a\xff@b.example", Profile::Default)
         .unwrap_err();
     assert_eq!(

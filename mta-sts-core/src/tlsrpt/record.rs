@@ -25,6 +25,7 @@
 //!   allows it; strict refuses it).
 //! - Columns are 1-based character columns.
 
+use std::cell::Cell;
 use std::fmt;
 
 use nom::bytes::complete::{tag, take_while, take_while1};
@@ -553,6 +554,10 @@ fn is_local_part(local: &str) -> bool {
 /// The parse of one record.
 struct Parser<'a> {
     record: &'a str,
+    /// The record is ASCII: a byte offset is a character column.
+    ascii: bool,
+    /// The last byte offset turned into a column, and its column.
+    last_col: Cell<(usize, usize)>,
     profile: Profile,
     warnings: Vec<TlsRptWarning>,
     rua: Vec<ReportUri>,
@@ -566,10 +571,22 @@ impl<'a> Parser<'a> {
     /// The 1-based character column where `at` (a slice of the record) begins.
     fn col(&self, at: &str) -> usize {
         let off = (at.as_ptr() as usize).wrapping_sub(self.record.as_ptr() as usize);
-        self.record
-            .get(..off)
-            .map_or(off, |before| before.chars().count())
-            + 1
+        if self.ascii {
+            return off + 1;
+        }
+        // Columns are asked for mostly in increasing order: count on from the last one.
+        let (last_off, last_col) = self.last_col.get();
+        let (from, base) = if off >= last_off {
+            (last_off, last_col)
+        } else {
+            (0, 1)
+        };
+        let col = match self.record.get(from..off) {
+            Some(between) => base + between.chars().count(),
+            None => off + 1,
+        };
+        self.last_col.set((off, col));
+        col
     }
 
     fn err(&self, at: &str, kind: TlsRptErrorKind) -> TlsRptError {
@@ -921,6 +938,8 @@ impl TlsRptRecord {
     pub fn parse_with(record: &str, profile: Profile) -> Result<Self, TlsRptError> {
         Parser {
             record,
+            ascii: record.is_ascii(),
+            last_col: Cell::new((0, 1)),
             profile,
             warnings: Vec::new(),
             rua: Vec::new(),
