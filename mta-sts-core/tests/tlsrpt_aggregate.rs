@@ -648,6 +648,25 @@ fn t5_a_closed_day_stays_closed_after_restore() {
     assert_eq!(b.record(&success(DAY1 + 5, &sts)), Recorded::DroppedDay);
     assert_eq!(b.dropped().late, 1);
     assert_eq!(b.next_close(), Some(at(DAY1 + 2 * DAY)));
+    // A mark in the future (a damaged snapshot, a clock set back) lasts until the next close.
+    let json = String::from_utf8(b.to_json()).unwrap();
+    let far = json.replace(
+        &format!("\"first_open_day\":{}", DAY1 + DAY),
+        "\"first_open_day\":9767225600",
+    );
+    assert_ne!(far, json);
+    let (mut c, report) =
+        Aggregator::from_json(far.as_bytes(), AggregatorLimits::default()).unwrap();
+    assert_eq!(
+        report.skipped, 2,
+        "the entries of the day after the first are before the mark"
+    );
+    assert_eq!(
+        c.record(&success(DAY1 + DAY + 5, &sts)),
+        Recorded::DroppedDay
+    );
+    assert!(c.close(at(DAY1 + DAY + 60), &reporter()).is_empty());
+    assert_eq!(c.record(&success(DAY1 + DAY + 65, &sts)), Recorded::Counted);
 }
 
 #[test]
