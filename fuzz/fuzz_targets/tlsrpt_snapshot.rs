@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
         let read: Report = serde_json::from_slice(&day.json()).expect("a report");
         assert_eq!(read, day.report);
         for p in &read.policies {
-            let details: u64 = p.failure_details.iter().map(|d| d.failed_session_count).sum();
+            let details: u64 = p
+                .failure_details
+                .iter()
+                .map(|d| d.failed_session_count)
+                .sum();
             assert!(details <= p.summary.total_failure_session_count);
         }
     }
