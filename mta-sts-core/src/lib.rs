@@ -222,6 +222,14 @@
 //! assert!(matches!(cache.begin("example.com", now), DaneBegin::Ready(_)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # TLSRPT
+//!
+//! With the feature `tlsrpt` (default), `mta_sts_core::tlsrpt` reports what the sender saw to each policy
+//! domain (RFC 8460): the `_smtp._tls` record, the result types of what the engine and the MTA
+//! saw, the aggregator that closes each UTC day into reports, the report as JSON, gzip, HTTPS
+//! POST and mail, the submission schedule with its retries, and the reader of the reports a
+//! domain receives. Its module docs have the driving loop.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
