@@ -20,3 +20,9 @@ pub use model::{
     DateRange, FailureDetail, PolicyDescription, PolicyReport, PolicyType, Report, ResultType,
     Summary, UnknownName,
 };
+
+// read: the reader of received reports.
+pub use read::{
+    MAX_WARNINGS, ReadError, ReadErrorKind, ReadLimits, ReadReport, ReportFormat, ReportWarning,
+    ReportWarningKind, parse_datetime, read_report, validate,
+};
