@@ -26,3 +26,9 @@ pub use record::{
     MAX_RECORD_LEN, MAX_URIS, ReportUri, TlsRptError, TlsRptErrorKind, TlsRptLayout, TlsRptRecord,
     TlsRptWarning, TlsRptWarningKind, UriProblem, record_name,
 };
+
+// read: the reader of received reports.
+pub use read::{
+    MAX_WARNINGS, ReadError, ReadErrorKind, ReadLimits, ReadReport, ReportFormat, ReportWarning,
+    ReportWarningKind, parse_datetime, read_report, validate,
+};
