@@ -32,3 +32,12 @@ pub use read::{
     MAX_WARNINGS, ReadError, ReadErrorKind, ReadLimits, ReadReport, ReportFormat, ReportWarning,
     ReportWarningKind, parse_datetime, read_report, validate,
 };
+
+// tlsrpt-aggregate: the aggregator and the report as written.
+pub use aggregate::{
+    AGGREGATE_FORMAT, AGGREGATE_VERSION, AggregateSnapshot, AggregateSnapshotError, Aggregator,
+    AggregatorLimits, Dropped, Failure, MAX_AGGREGATE_SNAPSHOT, MAX_DETAIL_TEXT, MAX_POLICY_TEXT,
+    Recorded, Reporter, RestoreProblem, RestoreReport, Session, SessionPolicy, SessionResult,
+    TlsFailure,
+};
+pub use output::{DayReport, format_datetime, utc_day_start};
