@@ -638,8 +638,8 @@ fn parse_json(bytes: &[u8], limits: &ReadLimits) -> Result<Report, ReadError> {
     };
     scan.deserialize(&mut de)
         .and_then(|()| de.end())
-        .map_err(|e| json_error(&e, state.hit.get()))?;
-    serde_json::from_str::<Report>(text).map_err(|e| json_error(&e, None))
+        .map_err(|e| json_error(bytes, &e, state.hit.get()))?;
+    serde_json::from_str::<Report>(text).map_err(|e| json_error(bytes, &e, None))
 }
 
 /// The 1-based line and byte column of `offset`.
@@ -655,7 +655,7 @@ fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-fn json_error(e: &serde_json::Error, hit: Option<LimitHit>) -> ReadError {
+fn json_error(text: &[u8], e: &serde_json::Error, hit: Option<LimitHit>) -> ReadError {
     let message = || {
         let text = e.to_string();
         let suffix = format!(" at line {} column {}", e.line(), e.column());
@@ -679,7 +679,23 @@ fn json_error(e: &serde_json::Error, hit: Option<LimitHit>) -> ReadError {
         },
     };
     let mut err = ReadError::new(kind);
-    if e.line() > 0 {
+    if e.line() > 1 && e.column() == 0 {
+        // serde_json puts a line break at column 0 of the next line: say where it is.
+        let starts = core::iter::once(0).chain(
+            text.iter()
+                .enumerate()
+                .filter(|&(_, &b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        if let Some(start) = starts.clone().nth(e.line() - 2) {
+            let end = starts
+                .clone()
+                .nth(e.line() - 1)
+                .map_or(text.len(), |s| s - 1);
+            err.line = Some(e.line() - 1);
+            err.column = Some(end - start + 1);
+        }
+    } else if e.line() > 0 {
         err.line = Some(e.line());
         err.column = Some(e.column());
     }
