@@ -33,6 +33,14 @@ pub use read::{
     ReportWarningKind, parse_datetime, read_report, validate,
 };
 
+// deliver (helper tlsrpt-deliver)
+pub use deliver::{
+    DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, OUTBOX_SNAPSHOT_FORMAT,
+    OUTBOX_SNAPSHOT_VERSION, Outbox, OutboxConfig, OutboxFull, OutboxRestoreReport, OutboxSnapshot,
+    OutboxSnapshotError, PendingReport, PostResponse, PostResult, REPORT_MEDIA_TYPE, ReportMail,
+    ReportPost, is_report_mail, report_mail,
+};
+
 // tlsrpt-aggregate: the aggregator and the report as written.
 pub use aggregate::{
     AGGREGATE_FORMAT, AGGREGATE_VERSION, AggregateSnapshot, AggregateSnapshotError, Aggregator,
