@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::run;
+use common::{TempDir, run};
 use mta_sts_core::tlsrpt::{ReadLimits, read_report};
 
 #[test]
@@ -62,9 +62,8 @@ fn demo_runs_offline_and_prints_every_step() {
 
 #[test]
 fn t14_demo_records_its_deliveries_and_outages_and_ends_with_the_days_report() {
-    let dir = std::env::temp_dir().join(format!("mta-sts-cli-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let r = run(&["demo", "--out", dir.to_str().unwrap()]);
+    let dir = TempDir::new("demo");
+    let r = run(&["demo", "--out", &dir.path("out")]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
     let out = &r.stdout;
     // Every delivery is a real STARTTLS session to the world's MX, recorded as a success.
@@ -109,11 +108,7 @@ fn t14_demo_records_its_deliveries_and_outages_and_ends_with_the_days_report() {
         assert!(report.contains(text), "{text:?} in\n{report}");
     }
     // Both days' reports written, each readable without a warning.
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = dir.files("out");
     assert_eq!(files.len(), 2, "{files:?}");
     let mut totals = Vec::new();
     for f in &files {
@@ -130,7 +125,6 @@ fn t14_demo_records_its_deliveries_and_outages_and_ends_with_the_days_report() {
         ));
     }
     assert_eq!(totals, [(3, 0), (2, 1)]);
-    let _ = std::fs::remove_dir_all(&dir);
     // Without --out, nothing is written and the demo says how.
     let r = run(&["demo"]);
     assert!(

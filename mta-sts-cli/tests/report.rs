@@ -5,10 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use common::{Run, assert_usage_errors, run};
+use common::{Run, TempDir, assert_usage_errors, run};
 use mta_sts_core::tlsrpt::{ReadLimits, read_report};
 use serde_json::Value;
 
@@ -22,43 +19,6 @@ fn data(name: &str) -> String {
 
 fn show(r: &Run) -> String {
     format!("exit {:?}\n{}\n{}", r.code, r.stdout, r.stderr)
-}
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mta-sts-cli-{what}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-
-    /// The files in it, sorted.
-    fn files(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.0)
-            .expect("read dir")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn domain<'a>(v: &'a Value, name: &str, policy_type: &str) -> &'a Value {
@@ -436,10 +396,7 @@ fn t14_report_build_writes_one_report_per_domain_and_lists_bad_lines() {
         o.contains("line 18: time \"yesterday\" is neither an RFC 3339 date-time nor Unix seconds"),
         "{o}"
     );
-    let written = std::fs::read_dir(out.0.join("reports"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect::<Vec<_>>();
+    let written = out.files("reports");
     assert_eq!(written.len(), 3, "{o}");
     for (domain, counts) in [
         (
@@ -543,7 +500,7 @@ fn t14_report_build_is_deterministic_and_needs_no_bad_line_to_exit_0() {
     };
     assert_eq!(names("a"), names("b"), "same events, same files");
     assert_eq!(
-        dir.files().len(),
+        dir.files("").len(),
         3,
         "events.jsonl, a, b: no temporary file left"
     );
@@ -564,12 +521,7 @@ fn t14_report_build_without_sessions_of_the_day_writes_nothing() {
         "{}",
         show(&r)
     );
-    assert!(
-        std::fs::read_dir(dir.0.join("out"))
-            .unwrap()
-            .next()
-            .is_none()
-    );
+    assert!(dir.files("out").is_empty());
 }
 
 #[test]

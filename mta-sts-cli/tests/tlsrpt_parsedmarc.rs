@@ -22,7 +22,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::run;
+use common::{TempDir, run};
 use mta_sts_core::UnixTime;
 use mta_sts_core::io::CertificateProblem;
 use mta_sts_core::tlsrpt::{
@@ -213,36 +213,6 @@ fn totals(read: &Value) -> Vec<Totals> {
         .collect()
 }
 
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "mta-sts-cli-parsedmarc-{what}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    fn files(&self, under: &str) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(self.0.join(under))
-            .expect("read dir")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 const STS: &str = r#""policy_string":["version: STSv1","mode: testing","mx: mx1.example.com","mx: *.mail.example.com","max_age: 604800"],"mx_host":["mx1.example.com","*.mail.example.com"]"#;
 
 fn line(domain: &str, policy: &str, result: &str, time: u64, extra: &str) -> String {
@@ -301,7 +271,7 @@ fn t16_parsedmarc_reads_report_build_reports_with_the_same_totals() {
         lines.push(line("example.net", none, "success", day + 300 + i, ""));
     }
     lines.push(line("example.net", none, "success", day - 1, "")); // the day before
-    let dir = TempDir::new("build");
+    let dir = TempDir::new("parsedmarc-build");
     let events = dir.0.join("events.jsonl");
     std::fs::write(&events, lines.join("\n")).unwrap();
     let out = dir.0.join("out");
@@ -363,7 +333,7 @@ fn t16_parsedmarc_reads_report_build_reports_with_the_same_totals() {
 #[test]
 fn t16_parsedmarc_reads_the_demo_reports_with_the_same_totals() {
     let Some(python) = python() else { return };
-    let dir = TempDir::new("demo");
+    let dir = TempDir::new("parsedmarc-demo");
     let out = dir.0.join("out");
     let r = run(&["demo", "--out", out.to_str().unwrap()]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
@@ -429,7 +399,7 @@ fn t16_parsedmarc_reads_a_report_mail_with_the_same_totals() {
         UnixTime::from_secs(day + 86_400 + 600),
         "r1@sender.example",
     );
-    let dir = TempDir::new("mail");
+    let dir = TempDir::new("parsedmarc-mail");
     let eml = dir.0.join("report.eml");
     std::fs::write(&eml, &mail.message).unwrap();
     let read = agrees(&python, &eml, &day_report.report);
