@@ -10,53 +10,9 @@
 
 mod daemon_support;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-use daemon_support::{Daemon, dane_world, scratch_dir, world};
-
-fn postmap_available() -> bool {
-    Command::new("postmap")
-        .arg("-c")
-        .arg("/nonexistent")
-        .output()
-        .is_ok()
-}
-
-/// `postmap -q KEY socketmap:inet:ADDR:NAME`, with a configuration directory of its own (an
-/// empty main.cf) so that no Postfix set-up is needed.
-fn postmap(conf: &Path, addr: std::net::SocketAddr, name: &str, key: &str) -> Output {
-    Command::new("postmap")
-        .arg("-c")
-        .arg(conf)
-        .arg("-q")
-        .arg(key)
-        .arg(format!("socketmap:inet:{addr}:{name}"))
-        .output()
-        .expect("run postmap")
-}
-
-/// `true` when postmap is installed; otherwise skips (`false`), or fails when
-/// `MTA_STS_REQUIRE_POSTMAP=1` or under CI.
-fn postmap_or_skip() -> bool {
-    if postmap_available() {
-        return true;
-    }
-    assert!(
-        !mta_sts_testkit::must_not_skip("MTA_STS_REQUIRE_POSTMAP"),
-        "postmap is missing and MTA_STS_REQUIRE_POSTMAP=1 (or CI): install Debian's postfix package"
-    );
-    eprintln!("skipped: postmap (Debian package postfix) is not installed");
-    false
-}
-
-/// A directory for postmap's configuration (an empty main.cf) under `dir`.
-fn postfix_conf(dir: &Path) -> std::path::PathBuf {
-    let conf = dir.join("postfix");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(conf.join("main.cf"), "").unwrap();
-    conf
-}
+use daemon_support::{
+    Daemon, dane_world, postfix_conf, postmap, postmap_or_skip, scratch_dir, world,
+};
 
 #[test]
 fn postmap_gets_the_tls_policy_of_enforce_testing_none_no_policy_and_failing_domains() {

@@ -231,6 +231,8 @@ mod dane;
 mod domain;
 mod evaluate;
 pub mod io;
+#[cfg(any(feature = "serde", feature = "tlsrpt"))]
+mod lenient;
 mod lookup;
 mod mx;
 mod outcome;

@@ -54,34 +54,19 @@ pub struct Snapshot {
 #[cfg(feature = "serde")]
 impl<'de> serde::Deserialize<'de> for Snapshot {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        /// An entry as read: a well-formed one, or anything else (kept out, counted).
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Slot {
-            Entry(SnapshotEntry),
-            Malformed(serde::de::IgnoredAny),
-        }
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Document {
             format: String,
             version: u32,
-            entries: Vec<Slot>,
+            entries: crate::lenient::Lenient<SnapshotEntry>,
         }
         let document = Document::deserialize(deserializer)?;
-        let mut entries = Vec::with_capacity(document.entries.len());
-        let mut malformed = Vec::new();
-        for (position, slot) in document.entries.into_iter().enumerate() {
-            match slot {
-                Slot::Entry(e) => entries.push(e),
-                Slot::Malformed(_) => malformed.push(position),
-            }
-        }
         Ok(Self {
             format: document.format,
             version: document.version,
-            entries,
-            malformed,
+            entries: document.entries.items,
+            malformed: document.entries.malformed,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! TLSRPT report delivery (REQUIREMENTS.md section J, T8–T10): the HTTPS POST and its response,
 //! report mail, and the outbox's schedule, retries, discovery and persistence, in virtual time.
+#![cfg(all(feature = "tlsrpt", feature = "wire"))]
 
 use core::time::Duration;
 

@@ -1,6 +1,7 @@
 //! T1: the `_smtp._tls` TXT record (RFC 8460 §3): the RFC examples, real-world records, the
 //! cases of peers' parser tests (Stalwart mail-auth, mox), every error kind with its column,
 //! discovery, the two profiles, and property tests.
+#![cfg(feature = "tlsrpt")]
 
 use mta_sts_core::tlsrpt::{
     MAX_RECORD_LEN, MAX_URIS, ReportUri, TlsRptError, TlsRptErrorKind, TlsRptLayout, TlsRptRecord,

@@ -544,3 +544,49 @@ impl Daemon {
         Self::spawn_with(world, resolver, dir, &write_config(dir, yaml), None).started()
     }
 }
+
+// Postfix's own socketmap client, `postmap -q` (Debian package postfix).
+
+/// Whether `postmap` can be run.
+pub fn postmap_available() -> bool {
+    Command::new("postmap")
+        .arg("-c")
+        .arg("/nonexistent")
+        .output()
+        .is_ok()
+}
+
+/// `postmap -q KEY socketmap:inet:ADDR:NAME`, with a configuration directory of its own (an
+/// empty main.cf) so that no Postfix set-up is needed.
+pub fn postmap(conf: &Path, addr: SocketAddr, name: &str, key: &str) -> std::process::Output {
+    Command::new("postmap")
+        .arg("-c")
+        .arg(conf)
+        .arg("-q")
+        .arg(key)
+        .arg(format!("socketmap:inet:{addr}:{name}"))
+        .output()
+        .expect("run postmap")
+}
+
+/// `true` when postmap is installed; otherwise skips (`false`), or fails when
+/// `MTA_STS_REQUIRE_POSTMAP=1` or under CI.
+pub fn postmap_or_skip() -> bool {
+    if postmap_available() {
+        return true;
+    }
+    assert!(
+        !mta_sts_testkit::must_not_skip("MTA_STS_REQUIRE_POSTMAP"),
+        "postmap is missing and MTA_STS_REQUIRE_POSTMAP=1 (or CI): install Debian's postfix package"
+    );
+    eprintln!("skipped: postmap (Debian package postfix) is not installed");
+    false
+}
+
+/// A directory for postmap's configuration (an empty main.cf) under `dir`.
+pub fn postfix_conf(dir: &Path) -> PathBuf {
+    let conf = dir.join("postfix");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("main.cf"), "").unwrap();
+    conf
+}

@@ -33,6 +33,7 @@ use super::model::{
 use super::output::{DAY, DayReport, fnv1a, format_datetime};
 use crate::dane::Tlsa;
 use crate::io::{CertificateProblem, FetchFailure};
+use crate::lenient::Lenient;
 use crate::outcome::{FetchProblem, Outcome};
 use crate::policy::Policy;
 use crate::policy_domain::{PolicyDomain, PolicyDomainError};
@@ -955,13 +956,6 @@ struct SnapshotDetail {
 
 impl<'de> Deserialize<'de> for AggregateSnapshot {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        /// An entry as read: a well-formed one, or anything else (kept out, counted).
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Slot {
-            Entry(SnapshotDomainDay),
-            Malformed(serde::de::IgnoredAny),
-        }
         #[derive(Deserialize)]
         struct Document {
             format: String,
@@ -971,17 +965,13 @@ impl<'de> Deserialize<'de> for AggregateSnapshot {
             #[serde(default)]
             dropped: Dropped,
             #[serde(default)]
-            entries: Vec<Slot>,
+            entries: Lenient<SnapshotDomainDay>,
         }
         let document = Document::deserialize(deserializer)?;
-        let mut entries = Vec::new();
-        let mut malformed = Vec::new();
-        for (position, slot) in document.entries.into_iter().enumerate() {
-            match slot {
-                Slot::Entry(e) => entries.push(e),
-                Slot::Malformed(_) => malformed.push(position),
-            }
-        }
+        let Lenient {
+            items: entries,
+            malformed,
+        } = document.entries;
         Ok(Self {
             format: document.format,
             version: document.version,

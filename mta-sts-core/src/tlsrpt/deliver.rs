@@ -24,6 +24,7 @@ use mail_parser::{MessageParser, MimeHeaders};
 use serde::{Deserialize, Serialize};
 
 use crate::io::{FetchFailure, TxtAnswer, TxtQuery, TxtResult};
+use crate::lenient::Lenient;
 use crate::time::UnixTime;
 
 use super::output::{DayReport, fnv1a};
@@ -1288,33 +1289,18 @@ impl OutboxSnapshot {
 
 impl<'de> Deserialize<'de> for OutboxSnapshot {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        /// An entry as read: a well-formed one, or anything else (left out, counted).
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Slot {
-            Entry(Box<OutboxEntry>),
-            Malformed(serde::de::IgnoredAny),
-        }
         #[derive(Deserialize)]
         struct Document {
             format: String,
             version: u32,
-            entries: Vec<Slot>,
+            entries: Lenient<OutboxEntry>,
         }
         let document = Document::deserialize(deserializer)?;
-        let mut entries = Vec::with_capacity(document.entries.len());
-        let mut malformed = 0;
-        for slot in document.entries {
-            match slot {
-                Slot::Entry(e) => entries.push(*e),
-                Slot::Malformed(_) => malformed += 1,
-            }
-        }
         Ok(Self {
             format: document.format,
             version: document.version,
-            entries,
-            malformed,
+            entries: document.entries.items,
+            malformed: document.entries.malformed.len(),
         })
     }
 }

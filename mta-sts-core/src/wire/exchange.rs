@@ -366,8 +366,8 @@ impl Exchange {
 
     /// The exchange for a [`DnssecQuery`] (its name, type and total timeout) with message id
     /// `id`: the query of [`DnsQuery::dnssec`] (DO and AD bits), whose exchange ends with a
-    /// [`DnsAnswer::Dnssec`](super::dns::DnsAnswer::Dnssec) (narrow it with
-    /// [`DnsAnswer::into_dnssec`](super::dns::DnsAnswer::into_dnssec)). UDP first, TCP after a
+    /// [`DnsAnswer::Dnssec`] (narrow it with
+    /// [`DnsAnswer::into_dnssec`]). UDP first, TCP after a
     /// truncated answer, like every exchange.
     ///
     /// ```
