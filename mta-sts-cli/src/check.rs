@@ -15,6 +15,9 @@
 //! shared with `query`). DANE lines never fail the check (exit 1 stays for MTA-STS problems): an
 //! absent state is a fact, an indeterminate one a warning (the failing answer may come from the
 //! resolver on this side as well as from the domain's zone), unusable TLSA records a warning.
+//!
+//! The TLSRPT record (RFC 8460 §3, `_smtp._tls.<domain>`) is checked beside the MTA-STS ones
+//! ([`crate::tlsrpt_check`]): its absence is a warning, a record senders ignore a failure.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -37,6 +40,7 @@ use crate::probe::{self, Probe, ProbeResult};
 use crate::query;
 use crate::report::{self, Progress, Status, Style};
 use crate::tls::{CertInfo, Tls};
+use crate::tlsrpt_check::{self, TlsRptCheck};
 use mta_sts_blocking::{BlockingRuntime, StubResolver, block_on};
 use mta_sts_net::FetchTrace;
 
@@ -113,6 +117,8 @@ struct Check {
     dane: Option<DaneState>,
     /// The MX hosts were given with `--mx` (DANE still looks at the domain's own MX records).
     mx_given: bool,
+    /// The `_smtp._tls` record and its `rua` URIs.
+    tlsrpt: TlsRptCheck,
     lines: Vec<Line>,
 }
 
@@ -270,8 +276,14 @@ fn collect(
         evaluation,
         dane,
         mx_given: !args.mx.is_empty(),
+        tlsrpt: TlsRptCheck::default(),
         lines: Vec::new(),
     };
+    progress.step(format!(
+        "looking up the TLSRPT record of {domain} (_smtp._tls, RFC 8460)"
+    ));
+    let testing = effective_policy(&check).is_some_and(|p| p.mode() == Mode::Testing);
+    check.tlsrpt = tlsrpt_check::check(domain, resolvers, step, testing);
     if !args.no_tls_probe {
         for m in &mut check.mx {
             if m.host == "." {
@@ -958,6 +970,10 @@ fn judge(check: &Check, no_probe: bool) -> Vec<Line> {
             None,
         );
     }
+    // ----- TLSRPT -----
+    for (status, message, fix) in check.tlsrpt.lines() {
+        add("tlsrpt", *status, message.clone(), fix.clone());
+    }
     if no_probe {
         add(
             "starttls",
@@ -969,7 +985,7 @@ fn judge(check: &Check, no_probe: bool) -> Vec<Line> {
     lines
 }
 
-const SECTIONS: [(&str, &str); 7] = [
+const SECTIONS: [(&str, &str); 8] = [
     ("txt", "TXT record"),
     ("fetch", "Policy fetch"),
     ("policy", "Policy"),
@@ -977,6 +993,7 @@ const SECTIONS: [(&str, &str); 7] = [
     ("starttls", "STARTTLS"),
     ("dane", "DANE (RFC 7672)"),
     ("decision", "Delivery decisions"),
+    ("tlsrpt", "TLSRPT (RFC 8460)"),
 ];
 
 /// The TLSA records of a host in presentation format, each prefixed `TLSA`, comma-separated.
@@ -1285,6 +1302,7 @@ fn to_json(check: &Check, healthy: bool) -> Value {
         "policy": policy,
         "mx": mx,
         "dane": dane_json(check.dane.as_ref(), &check.outcome),
+        "tlsrpt": check.tlsrpt.to_json(),
         "checks": checks,
     })
 }

@@ -1,9 +1,9 @@
 //! `mta-sts`: check a domain's MTA-STS (RFC 8461) deployment, query what a sender decides, lint,
-//! match and generate policies, a demo on a loopback test world (the default feature `demo`), and
-//! the Postfix policy daemon of mta-sts-postfix.
+//! match and generate policies, read and build TLSRPT (RFC 8460) reports, a demo on a loopback
+//! test world (the default feature `demo`), and the Postfix policy daemon of mta-sts-postfix.
 //!
-//! Exit status: 0 when the answer is "healthy" / "valid" / "matches" / "a policy applies", 1 when
-//! it is not, 2 for usage errors.
+//! Exit status: 0 when the answer is "healthy" / "valid" / "matches" / "a policy applies" / "a
+//! report was read", 1 when it is not, 2 for usage errors.
 #![forbid(unsafe_code)]
 
 mod check;
@@ -15,6 +15,9 @@ mod probe;
 mod query;
 mod report;
 mod tls;
+mod tlsrpt;
+mod tlsrpt_build;
+mod tlsrpt_check;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -27,7 +30,7 @@ use serde_json::{Value, json};
 #[command(
     name = "mta-sts",
     version,
-    about = "MTA-STS (RFC 8461): check domains, query policies, lint, match and generate policies"
+    about = "MTA-STS (RFC 8461): check domains, query policies, lint, match and generate policies; TLSRPT (RFC 8460) reports"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -46,7 +49,11 @@ enum Command {
     /// Walk through discovery, fetch, cache, MX evaluation, a policy change and outages on a
     /// loopback test world started in this process (no network needed).
     #[cfg(feature = "demo")]
-    Demo,
+    Demo(demo::DemoArgs),
+    /// Summarise received TLSRPT reports (RFC 8460) per policy domain, with a rollout verdict
+    /// for a domain in mode testing; or, with `build`, write one day's reports from JSON lines
+    /// of delivery attempts. Exit 0 when a report was read (or every line was), 1 if not.
+    Report(tlsrpt::ReportArgs),
     /// Check a policy file (or, with --txt, a `_mta-sts` TXT answer): errors and warnings with
     /// their positions. Exit 0 when valid, 1 when invalid.
     Lint {
@@ -124,7 +131,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Query(args) => query::run(args),
         #[cfg(feature = "demo")]
-        Command::Demo => demo::run(),
+        Command::Demo(args) => demo::run(&args),
+        Command::Report(args) => tlsrpt::run(args),
         Command::Lint {
             profile,
             json,

@@ -797,3 +797,243 @@ fn d7_check_unusable_tlsa_is_a_warning_with_the_problem() {
         serde_json::json!([format!("1 1 1 {hex}")])
     );
 }
+
+// ----- TLSRPT (RFC 8460 §3, T15) -----
+
+const TLSRPT_NAME: &str = "_smtp._tls.example.com";
+
+/// The healthy domain with these TXT records at `_smtp._tls.example.com`, and `extra` records.
+fn tlsrpt_world(records: &[&str], extra: &[(&str, Record)]) -> World {
+    let mut b = World::builder().domain(D, healthy());
+    for r in records {
+        b = b.record(TLSRPT_NAME, Record::Txt(Txt::new(r)));
+    }
+    for (name, record) in extra {
+        b = b.record(name, record.clone());
+    }
+    b.build().expect("world")
+}
+
+fn tlsrpt_lines(r: &Run) -> String {
+    let out = &r.stdout;
+    out.find("\nTLSRPT (RFC 8460)\n").map_or_else(
+        || format!("no TLSRPT section in\n{out}"),
+        |i| out[i..].to_owned(),
+    )
+}
+
+#[test]
+fn t15_check_without_tlsrpt_record_warns_and_stays_healthy() {
+    let w = world(healthy());
+    let r = check(&w, &["--no-tls-probe", "--no-dane"]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "warn",
+            "no TLSRPT record at _smtp._tls.example.com: example.com receives no TLS reports"
+        ),
+        "{}",
+        tlsrpt_lines(&r)
+    );
+    assert!(
+        r.has_fix(
+            "publish \"v=TLSRPTv1; rua=mailto:tlsrpt@example.com\" (or an https: URL) at \
+             _smtp._tls.example.com"
+        ),
+        "{}",
+        tlsrpt_lines(&r)
+    );
+    // One lookup of the record, as dig would make it.
+    assert_eq!(w.queries(TLSRPT_NAME, RecordType::Txt), 1);
+    let v = check(&w, &["--no-tls-probe", "--no-dane", "--json"]).json();
+    let t = &v["tlsrpt"];
+    let keys: Vec<&str> = t.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["errors", "record", "rua", "warnings"]);
+    assert_eq!(t["record"], serde_json::Value::Null);
+    assert_eq!(t["rua"], serde_json::json!([]));
+    assert_eq!(t["errors"], serde_json::json!([]));
+    assert!(
+        t["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no TLSRPT record at _smtp._tls.example.com")
+    );
+}
+
+#[test]
+fn t15_check_testing_mode_without_tlsrpt_record_says_why_reports_matter() {
+    let w = world(Domain::testing([MX1]).txt_id("7"));
+    let r = check(&w, &["--no-tls-probe", "--no-dane"]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "warn",
+            "(in mode testing, the reports tell whether enforce is safe)"
+        ),
+        "{}",
+        tlsrpt_lines(&r)
+    );
+}
+
+#[test]
+fn t15_check_valid_tlsrpt_record_with_usable_mailto_and_https() {
+    let w = tlsrpt_world(
+        &[
+            "v=spf1 -all",
+            "v=TLSRPTv1; rua=mailto:tlsrpt@example.com,https://reports.example.com/v1/tlsrpt",
+        ],
+        &[(
+            "reports.example.com",
+            Record::A("127.0.0.1".parse().unwrap()),
+        )],
+    );
+    let r = check(&w, &["--no-tls-probe", "--no-dane"]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    let section = tlsrpt_lines(&r);
+    assert!(
+        r.has_line(
+            "info",
+            "TXT _smtp._tls.example.com: \"v=TLSRPTv1; rua=mailto:tlsrpt@example.com,https://reports.example.com/v1/tlsrpt\""
+        ),
+        "{section}"
+    );
+    assert!(
+        r.has_line(
+            "ok",
+            "one valid TLSRPT record: rua mailto:tlsrpt@example.com, https://reports.example.com/v1/tlsrpt"
+        ),
+        "{section}"
+    );
+    assert!(
+        r.has_line(
+            "ok",
+            "rua mailto:tlsrpt@example.com: example.com has MX 10 mx1.example.com, 20 mx2.example.com"
+        ),
+        "{section}"
+    );
+    assert!(
+        r.has_line(
+            "ok",
+            "rua https://reports.example.com/v1/tlsrpt: reports.example.com resolves to 127.0.0.1"
+        ),
+        "{section}"
+    );
+    assert!(
+        !section.contains("spf1"),
+        "only TLSRPT candidates listed: {section}"
+    );
+    let v = check(&w, &["--no-tls-probe", "--no-dane", "--json"]).json();
+    let t = &v["tlsrpt"];
+    assert_eq!(
+        t["record"],
+        "v=TLSRPTv1; rua=mailto:tlsrpt@example.com,https://reports.example.com/v1/tlsrpt"
+    );
+    assert_eq!(t["rua"][0]["scheme"], "mailto");
+    assert_eq!(t["rua"][0]["host"], "example.com");
+    assert_eq!(t["rua"][0]["usable"], true);
+    assert_eq!(t["rua"][1]["uri"], "https://reports.example.com/v1/tlsrpt");
+    assert_eq!(t["rua"][1]["host"], "reports.example.com");
+    assert_eq!(t["rua"][1]["usable"], true);
+    assert_eq!(t["errors"], serde_json::json!([]));
+    assert_eq!(t["warnings"], serde_json::json!([]));
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["section"] == "tlsrpt" && c["status"] == "ok")
+    );
+}
+
+#[test]
+fn t15_check_tlsrpt_uris_that_cannot_receive_reports_fail() {
+    // An https host that does not resolve and a mailto domain with a null MX (RFC 7505).
+    let w = tlsrpt_world(
+        &["v=TLSRPTv1; rua=https://nowhere.example.com/r,mailto:r@example.net"],
+        &[("example.net", Record::Mx(0, String::new()))], // the root: a null MX
+    );
+    let r = check(&w, &["--no-tls-probe", "--no-dane"]);
+    assert_eq!(r.code, Some(1), "{}", show(&r));
+    let section = tlsrpt_lines(&r);
+    assert!(
+        r.has_line(
+            "warn",
+            "rua https://nowhere.example.com/r: the host does not resolve"
+        ),
+        "{section}"
+    );
+    assert!(
+        r.has_line(
+            "warn",
+            "rua mailto:r@example.net: example.net has a null MX (RFC 7505): it accepts no mail"
+        ),
+        "{section}"
+    );
+    assert!(
+        r.has_line(
+            "FAIL",
+            "no rua URI of the TLSRPT record can receive reports"
+        ),
+        "{section}"
+    );
+    let t = &check(&w, &["--no-tls-probe", "--no-dane", "--json"]).json()["tlsrpt"];
+    assert_eq!(t["rua"][0]["usable"], false);
+    assert_eq!(t["rua"][1]["usable"], false);
+    assert_eq!(
+        t["errors"][0]["message"],
+        "no rua URI of the TLSRPT record can receive reports"
+    );
+    assert_eq!(t["warnings"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn t15_check_tlsrpt_record_senders_ignore_fails_with_the_column() {
+    for (records, message, fix) in [
+        (
+            &[
+                "v=TLSRPTv1; rua=mailto:a@example.com",
+                "v=TLSRPTv1; rua=mailto:b@example.com",
+            ][..],
+            "TLSRPT record: ",
+            "keep exactly one record beginning with \"v=TLSRPTv1\"",
+        ),
+        (
+            &["v=TLSRPTv1; rua=ftp://reports.example.com/"][..],
+            "(senders send no reports)",
+            "publish \"v=TLSRPTv1; rua=mailto:tlsrpt@example.com\"",
+        ),
+    ] {
+        let w = tlsrpt_world(records, &[]);
+        let r = check(&w, &["--no-tls-probe", "--no-dane"]);
+        assert_eq!(r.code, Some(1), "{}", show(&r));
+        assert!(r.has_line("FAIL", message), "{}", tlsrpt_lines(&r));
+        assert!(r.has_fix(fix), "{}", tlsrpt_lines(&r));
+        let t = &check(&w, &["--no-tls-probe", "--no-dane", "--json"]).json()["tlsrpt"];
+        assert_eq!(t["errors"].as_array().unwrap().len(), 1, "{t:#}");
+        assert_eq!(t["record"], records[0]);
+    }
+}
+
+#[test]
+fn t15_check_tlsrpt_deviation_senders_accept_is_a_warning() {
+    // A space after "rua=": the strict profile refuses it, senders read it.
+    let w = tlsrpt_world(&["v=TLSRPTv1; rua= mailto:tlsrpt@example.com"], &[]);
+    let r = check(&w, &["--no-tls-probe", "--no-dane"]);
+    assert_eq!(r.code, Some(0), "{}", show(&r));
+    assert!(
+        r.has_line(
+            "warn",
+            "(senders still accept it: rua mailto:tlsrpt@example.com)"
+        ),
+        "{}",
+        tlsrpt_lines(&r)
+    );
+    assert!(
+        r.has_line("ok", "rua mailto:tlsrpt@example.com: example.com has MX"),
+        "{}",
+        tlsrpt_lines(&r)
+    );
+    let t = &check(&w, &["--no-tls-probe", "--no-dane", "--json"]).json()["tlsrpt"];
+    assert_eq!(t["errors"], serde_json::json!([]));
+    assert!(t["warnings"][0]["column"].is_u64(), "{t:#}");
+}

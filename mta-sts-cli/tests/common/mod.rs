@@ -102,3 +102,41 @@ pub fn run_in(world: &World, command: &str, domain: &str, extra: &[&str]) -> Run
     args.extend_from_slice(extra);
     run(&args)
 }
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty directory whose name says `what` it is for.
+    pub fn new(what: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "mta-sts-cli-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        Self(dir)
+    }
+
+    /// The path of `name` in it, as a string for the command line.
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+
+    /// The files in its subdirectory `under` (`""` for itself), sorted.
+    pub fn files(&self, under: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.0.join(under))
+            .expect("read the directory")
+            .map(|e| e.expect("directory entry").path())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -98,6 +98,12 @@ pub use record::{
     TlsRptWarning, TlsRptWarningKind, UriProblem, record_name,
 };
 
+// read: the reader of received reports.
+pub use read::{
+    MAX_WARNINGS, ReadError, ReadErrorKind, ReadLimits, ReadReport, ReportFormat, ReportWarning,
+    ReportWarningKind, parse_datetime, read_report, validate,
+};
+
 // deliver (helper tlsrpt-deliver)
 pub use deliver::{
     DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, OUTBOX_SNAPSHOT_FORMAT,

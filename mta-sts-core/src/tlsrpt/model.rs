@@ -3,6 +3,7 @@
 use core::fmt;
 use core::str::FromStr;
 
+use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The type of policy a session was evaluated under (RFC 8460 §4.4 `policy-type`).
@@ -156,27 +157,39 @@ impl FromStr for ResultType {
 ///
 /// Written by [`Report`]'s `Serialize`: exact §4.4 names, fields with no value left out, the MX
 /// patterns as a JSON array under `mx-host`. Read leniently: missing fields take their default
-/// (empty, 0) so that a reader can warn about them rather than refuse the report, and
-/// `mx-host` / `mx-host-pattern` are accepted as a string or an array. Names and times are
-/// kept as written; [`PolicyType`], [`ResultType`] and the date-time helpers interpret them.
+/// (empty, 0), and so do fields written as `null`, so that a reader can warn about them rather
+/// than refuse the report, and `mx-host` / `mx-host-pattern` are accepted as a string or an
+/// array. Names and times are kept as written; [`PolicyType`], [`ResultType`] and the date-time helpers interpret them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub struct Report {
     /// `organization-name`: who wrote the report.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub organization_name: String,
     /// `date-range`: the UTC day the report covers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub date_range: DateRange,
     /// `contact-info`: an address of the report's author.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub contact_info: String,
     /// `report-id`: unique per report.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub report_id: String,
     /// `policies`: one entry per policy applied.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub policies: Vec<PolicyReport>,
 }
 
@@ -186,10 +199,10 @@ pub struct Report {
 #[non_exhaustive]
 pub struct DateRange {
     /// `start-datetime`, e.g. `2016-04-01T00:00:00Z`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub start_datetime: String,
     /// `end-datetime`, e.g. `2016-04-01T23:59:59Z`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub end_datetime: String,
 }
 
@@ -199,13 +212,17 @@ pub struct DateRange {
 #[non_exhaustive]
 pub struct PolicyReport {
     /// `policy`: what was applied.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub policy: PolicyDescription,
     /// `summary`: the session counts.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub summary: Summary,
     /// `failure-details`: failures grouped by result type, addresses and MX.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub failure_details: Vec<FailureDetail>,
 }
 
@@ -215,13 +232,17 @@ pub struct PolicyReport {
 #[non_exhaustive]
 pub struct PolicyDescription {
     /// `policy-type`: `sts`, `tlsa` or `no-policy-found` ([`PolicyType`]), as written.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub policy_type: String,
     /// `policy-string`: the policy, one string per line (or per TLSA record).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub policy_string: Vec<String>,
     /// `policy-domain`: the policy domain in A-labels.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub policy_domain: String,
     /// `mx-host`: the policy's MX patterns. Read from `mx-host` or `mx-host-pattern`, as a
     /// string or an array of strings.
@@ -240,10 +261,10 @@ pub struct PolicyDescription {
 #[non_exhaustive]
 pub struct Summary {
     /// `total-successful-session-count`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total_successful_session_count: u64,
     /// `total-failure-session-count`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total_failure_session_count: u64,
 }
 
@@ -253,7 +274,7 @@ pub struct Summary {
 #[non_exhaustive]
 pub struct FailureDetail {
     /// `result-type` ([`ResultType`]), as written.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub result_type: String,
     /// `sending-mta-ip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -268,7 +289,7 @@ pub struct FailureDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiving_ip: Option<String>,
     /// `failed-session-count`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub failed_session_count: u64,
     /// `additional-information`: a URI with more about the failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,18 +299,44 @@ pub struct FailureDetail {
     pub failure_reason_code: Option<String>,
 }
 
-/// `mx-host` as one string (the §4.4 example) or an array of strings (the §4.4 text).
+/// `mx-host` as one string (the §4.4 example) or an array of strings (the §4.4 text); `null`
+/// as none.
 fn string_or_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+    struct OneOrMany;
+
+    impl<'de> Visitor<'de> for OneOrMany {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or an array of strings")
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(vec![s.to_owned()])
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut all = Vec::new();
+            while let Some(s) = seq.next_element()? {
+                all.push(s);
+            }
+            Ok(all)
+        }
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
+
+    d.deserialize_any(OneOrMany)
+}
+
+/// A field written as `null` read as if it were missing: some reporters write `null` for what
+/// they do not know; the reader then warns about it as about a missing field.
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 #[cfg(test)]
