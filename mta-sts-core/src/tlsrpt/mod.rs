@@ -20,3 +20,9 @@ pub use model::{
     DateRange, FailureDetail, PolicyDescription, PolicyReport, PolicyType, Report, ResultType,
     Summary, UnknownName,
 };
+
+// record: the `_smtp._tls` TXT record (§3).
+pub use record::{
+    MAX_RECORD_LEN, MAX_URIS, ReportUri, TlsRptError, TlsRptErrorKind, TlsRptLayout, TlsRptRecord,
+    TlsRptWarning, TlsRptWarningKind, UriProblem, record_name,
+};
