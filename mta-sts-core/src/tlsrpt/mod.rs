@@ -26,3 +26,12 @@ pub use record::{
     MAX_RECORD_LEN, MAX_URIS, ReportUri, TlsRptError, TlsRptErrorKind, TlsRptLayout, TlsRptRecord,
     TlsRptWarning, TlsRptWarningKind, UriProblem, record_name,
 };
+
+// tlsrpt-aggregate: the aggregator and the report as written.
+pub use aggregate::{
+    AGGREGATE_FORMAT, AGGREGATE_VERSION, AggregateSnapshot, AggregateSnapshotError, Aggregator,
+    AggregatorLimits, Dropped, Failure, MAX_AGGREGATE_SNAPSHOT, MAX_DETAIL_TEXT, MAX_POLICY_TEXT,
+    Recorded, Reporter, RestoreProblem, RestoreReport, Session, SessionPolicy, SessionResult,
+    TlsFailure,
+};
+pub use output::{DayReport, format_datetime, utc_day_start};
