@@ -35,3 +35,12 @@ pub use aggregate::{
     TlsFailure,
 };
 pub use output::{DayReport, format_datetime, utc_day_start};
+
+// deliver (helper tlsrpt-deliver). Its RestoreReport stays at deliver::RestoreReport here
+// (tlsrpt-net's merge): aggregate's has the name at this level.
+pub use deliver::{
+    DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, MAX_TARGETS, OUTBOX_SNAPSHOT_FORMAT,
+    OUTBOX_SNAPSHOT_VERSION, Outbox, OutboxConfig, OutboxFull, OutboxSnapshot, OutboxSnapshotError,
+    PendingReport, PostResponse, PostResult, REPORT_MEDIA_TYPE, ReportMail, ReportPost,
+    is_report_mail, report_mail,
+};

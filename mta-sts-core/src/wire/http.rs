@@ -1,5 +1,6 @@
 //! HTTP/1.1 for a [`PolicyFetch`]: the GET request bytes, and an incremental parser of the
-//! response that yields a [`FetchResult`].
+//! response that yields a [`FetchResult`]. With the feature `tlsrpt`, the same for a TLSRPT
+//! report POST ([`post_request`], [`PostResponseParser`]).
 //!
 //! The parser is fed the bytes as they arrive (any split) and says when it is done. It enforces
 //! every limit while reading: the head is capped at [`MAX_HEAD_SIZE`] bytes and [`MAX_HEADERS`]
@@ -29,6 +30,8 @@
 use core::fmt;
 
 use crate::io::{FetchFailure, FetchResponse, FetchResult, POLICY_PATH, PolicyFetch};
+#[cfg(feature = "tlsrpt")]
+use crate::tlsrpt::{PostResponse, PostResult, ReportPost};
 
 /// The `User-Agent` sent: `mta-sts/<crate version>`.
 ///
@@ -220,6 +223,9 @@ enum Chunk {
 #[derive(Debug, Clone)]
 pub struct ResponseParser {
     fetch: PolicyFetch,
+    /// A policy response must be 200 `text/plain`; a report POST's response may have any final
+    /// status ([`PostResponseParser`]).
+    any_status: bool,
     state: State,
     /// The chunk-size or trailer line being read.
     line: Vec<u8>,
@@ -239,6 +245,7 @@ impl ResponseParser {
     pub fn new(fetch: &PolicyFetch) -> Self {
         Self {
             fetch: fetch.clone(),
+            any_status: false,
             state: State::Head {
                 buf: Vec::new(),
                 interim: 0,
@@ -437,9 +444,10 @@ impl ResponseParser {
             };
             return;
         }
-        if let Err(failure) = self
-            .fetch
-            .check_head(head.status, head.content_type.as_deref())
+        if !self.any_status
+            && let Err(failure) = self
+                .fetch
+                .check_head(head.status, head.content_type.as_deref())
         {
             return self.fail(failure);
         }
@@ -685,6 +693,120 @@ fn parse_length(v: &str) -> Result<u64, FetchFailure> {
     }
     // All digits: the only possible error is overflow, which is certainly over any cap.
     Ok(v.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+/// The request bytes of a TLSRPT report [`ReportPost`] (RFC 8460 §5.4): the same as
+/// [`ReportPost::request`], here beside the policy fetch's [`request`] so that adapters find
+/// both codecs in one place.
+///
+/// ```
+/// use mta_sts_core::tlsrpt::ReportPost;
+/// use mta_sts_core::wire::http::post_request;
+///
+/// let post = ReportPost::new("tlsrpt.example.net", 443, "/v1/report", vec![0x1f, 0x8b]);
+/// let bytes = post_request(&post);
+/// assert!(bytes.starts_with(b"POST /v1/report HTTP/1.1\r\nHost: tlsrpt.example.net\r\n"));
+/// assert!(bytes.ends_with(b"\r\n\r\n\x1f\x8b"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "tlsrpt")]
+pub fn post_request(post: &ReportPost) -> Vec<u8> {
+    post.request()
+}
+
+/// Where a [`PostResponseParser`] stands after [`feed`](PostResponseParser::feed).
+#[cfg(feature = "tlsrpt")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use = "a complete response ends the reading"]
+pub enum PostProgress {
+    /// More bytes are needed (or the end of the connection: [`PostResponseParser::finish`]).
+    Partial,
+    /// The response is complete, or failed: stop reading and close the connection.
+    Complete(PostResult),
+}
+
+/// An incremental parser of the response to a report [`ReportPost`]: the same HTTP/1.x reader
+/// as [`ResponseParser`] (head capped at [`MAX_HEAD_SIZE`] bytes and [`MAX_HEADERS`] fields,
+/// interim 1xx responses skipped, `Content-Length`, chunked or close-delimited bodies), with
+/// the body capped at the post's `max_response` bytes and never kept.
+///
+/// Every final status is a [`PostResponse`]: the [`Outbox`](crate::tlsrpt::Outbox) counts a
+/// 2xx as delivered and anything else (a 3xx is never followed) as a failure to retry. A body
+/// over the cap, a response that is not HTTP, or a connection closed mid-response is a
+/// [`FetchFailure`] (a failure as well).
+///
+/// ```
+/// use mta_sts_core::tlsrpt::ReportPost;
+/// use mta_sts_core::wire::http::{PostProgress, PostResponseParser};
+///
+/// let post = ReportPost::new("tlsrpt.example.net", 443, "/", Vec::new());
+/// let mut parser = PostResponseParser::new(&post);
+/// assert_eq!(parser.feed(b"HTTP/1.1 202 Accepted\r\n"), PostProgress::Partial);
+/// let PostProgress::Complete(result) = parser.feed(b"Content-Length: 2\r\n\r\nok") else {
+///     panic!("the whole response is in");
+/// };
+/// assert_eq!(result?.status, 202);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "tlsrpt")]
+#[derive(Debug, Clone)]
+pub struct PostResponseParser {
+    inner: ResponseParser,
+}
+
+#[cfg(feature = "tlsrpt")]
+impl PostResponseParser {
+    /// A parser for the response to `post` (its `max_response` caps the body).
+    pub fn new(post: &ReportPost) -> Self {
+        let fetch = PolicyFetch {
+            max_body: post.max_response,
+            content_type: crate::io::ContentTypeCheck::Lenient,
+            ..PolicyFetch::new(post.host.as_str())
+        };
+        let mut inner = ResponseParser::new(&fetch);
+        inner.any_status = true;
+        Self { inner }
+    }
+
+    /// Parses a whole response at once: [`feed`](Self::feed) then [`finish`](Self::finish).
+    ///
+    /// ```
+    /// use mta_sts_core::tlsrpt::ReportPost;
+    /// use mta_sts_core::wire::http::PostResponseParser;
+    /// let post = ReportPost::new("tlsrpt.example.net", 443, "/", Vec::new());
+    /// let moved = b"HTTP/1.1 301 Moved\r\nLocation: https://elsewhere.example/\r\n\r\n";
+    /// // Not followed: the status is handed on, and the outbox counts it as a failure.
+    /// assert_eq!(PostResponseParser::parse(&post, moved)?.status, 301);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn parse(post: &ReportPost, response: &[u8]) -> PostResult {
+        let mut parser = Self::new(post);
+        match parser.feed(response) {
+            PostProgress::Complete(result) => result,
+            PostProgress::Partial => parser.finish(),
+        }
+    }
+
+    /// Takes the next bytes read from the connection (any amount, including none). Once
+    /// [`PostProgress::Complete`], every later call returns the same result.
+    pub fn feed(&mut self, data: &[u8]) -> PostProgress {
+        match self.inner.feed(data) {
+            Progress::Partial => PostProgress::Partial,
+            Progress::Complete(result) => PostProgress::Complete(post_result(result)),
+        }
+    }
+
+    /// The connection was closed (end of stream): ends a close-delimited body, and fails a
+    /// response that is not complete.
+    pub fn finish(&mut self) -> PostResult {
+        post_result(self.inner.finish())
+    }
+}
+
+#[cfg(feature = "tlsrpt")]
+fn post_result(result: FetchResult) -> PostResult {
+    result.map(|response| PostResponse::new(response.status))
 }
 
 #[cfg(test)]
