@@ -394,7 +394,7 @@ fn serve_conn(shared: &CollectorShared, config: &Arc<ServerConfig>, tcp: TcpStre
     let report = gunzip(&body);
     let allow = [("Allow", "POST".to_owned())];
     let response = simple(status, if status == 405 { &allow } else { &[] });
-    let written = stream.write_all(&response);
+    // Recorded before the answer goes out: once a client has its answer, the request is there.
     shared.record(Post {
         sni,
         method: head.method,
@@ -404,7 +404,7 @@ fn serve_conn(shared: &CollectorShared, config: &Arc<ServerConfig>, tcp: TcpStre
         report,
         status,
     });
-    if written.is_ok() {
+    if stream.write_all(&response).is_ok() {
         finish(stream);
     }
 }
