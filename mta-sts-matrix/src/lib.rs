@@ -871,6 +871,15 @@ pub mod tlsrpt {
         fn stats(&self) -> TlsRptStats;
     }
 
+    /// A policy's successful and failed session counts.
+    fn totals(p: &mta_sts_core::tlsrpt::PolicyReport) -> (u64, u64) {
+        let s = &p.summary;
+        (
+            s.total_successful_session_count,
+            s.total_failure_session_count,
+        )
+    }
+
     fn report(post: &Post) -> Report {
         let json = post.report.as_deref().expect("a gzip body");
         serde_json::from_slice(json).expect("a JSON report")
@@ -959,13 +968,7 @@ pub mod tlsrpt {
         let p = &r.policies[0];
         assert_eq!(p.policy.policy_type, "sts");
         assert_eq!(p.policy.mx_host, MX);
-        assert_eq!(
-            (
-                p.summary.total_successful_session_count,
-                p.summary.total_failure_session_count
-            ),
-            (3, 1)
-        );
+        assert_eq!(totals(p), (3, 1));
         let f = &p.failure_details[..];
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].result_type, "certificate-expired");
@@ -975,13 +978,7 @@ pub mod tlsrpt {
         assert_eq!(f[0].failed_session_count, 1);
         let p = &of("broken.test").policies[0];
         assert_eq!(p.policy.policy_type, "sts");
-        assert_eq!(
-            (
-                p.summary.total_successful_session_count,
-                p.summary.total_failure_session_count
-            ),
-            (0, 1)
-        );
+        assert_eq!(totals(p), (0, 1));
         assert_eq!(p.failure_details[0].result_type, "sts-policy-fetch-error");
 
         let mail = setup
@@ -1027,5 +1024,39 @@ pub mod tlsrpt {
         assert!(setup.gone.posts().iter().all(|p| p.status == 404));
         assert_eq!(setup.ok.count(), 2, "delivered reports are not sent again");
         assert_eq!(setup.flaky.count(), 2);
+    }
+
+    /// The reporting task of a client made by [`tlsrpt_client!`] on `setup`, started by the
+    /// adapter before: sessions of [`DAY`], then the clock passes midnight and a session of
+    /// the next day is recorded, which wakes the task; it closes the day and the report of
+    /// `reports.test` reaches the collector without any call to `report_due`. `wait(collector,
+    /// n)` waits for `n` requests at the collector (the adapter's way: blocking, or a future
+    /// on its runtime).
+    pub fn check_reporter_task(
+        setup: &Setup,
+        c: &impl Reporting,
+        wait: impl Fn(&Collector, usize) -> Vec<Post>,
+    ) {
+        assert!(matches!(c.policy("reports.test"), Outcome::Fetched(_)));
+        let ok = TlsResult::success("reports.test", MX[0]);
+        let expired = TlsFailure::Certificate(CertificateProblem::Expired);
+        let failed = TlsResult::failure("reports.test", MX[1], expired);
+        for result in [&ok, &ok, &failed] {
+            assert_eq!(c.record(result), Some(PolicyType::Sts));
+        }
+        setup.set_time(UnixTime::from_secs(DAY + 86_401));
+        assert_eq!(c.record(&ok), Some(PolicyType::Sts));
+        let posts = wait(&setup.ok, 1);
+        assert_eq!(posts.len(), 1, "the reporting task sent nothing");
+        assert_eq!(
+            posts[0].header("content-type"),
+            Some("application/tlsrpt+gzip")
+        );
+        let r = report(&posts[0]);
+        let p = &r.policies[0];
+        assert_eq!(p.policy.policy_domain, "reports.test");
+        assert_eq!(r.date_range.start_datetime, "2026-01-01T00:00:00Z");
+        assert_eq!(totals(p), (2, 1));
+        assert_eq!(p.failure_details[0].result_type, "certificate-expired");
     }
 }

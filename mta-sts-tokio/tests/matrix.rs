@@ -1,5 +1,7 @@
 //! The shared scenario matrix and load scenario (mta-sts-matrix) against the tokio adapter.
 
+use std::time::Duration;
+
 use mta_sts_matrix::load;
 use mta_sts_tokio::Client;
 use tokio::runtime::Runtime;
@@ -123,4 +125,31 @@ fn t13_tlsrpt_reports_reach_the_collector_retried_until_2xx_tokio_multi_thread()
     let setup = mta_sts_matrix::tlsrpt::setup();
     let client = mta_sts_matrix::tlsrpt_client!(Client, &setup);
     mta_sts_matrix::tlsrpt::check(&setup, &Tlsrpt(&rt, client));
+}
+
+#[test]
+fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_tokio() {
+    for rt in [
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    ] {
+        let setup = mta_sts_matrix::tlsrpt::setup();
+        let client = mta_sts_matrix::tlsrpt_client!(Client, &setup);
+        let task = rt.block_on(async { client.spawn_reporter() });
+        let c = Tlsrpt(&rt, client);
+        mta_sts_matrix::tlsrpt::check_reporter_task(&setup, &c, |collector, n| {
+            let wait = collector.posts_async(n);
+            rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), wait).await })
+                .unwrap_or_default()
+        });
+        rt.block_on(task.shutdown());
+        assert!(c.1.tlsrpt_stats().delivered >= 1);
+    }
 }
