@@ -20,6 +20,9 @@
 //!   [`ClientBuilder::resolver`] (its futures are driven by [`block_on`] on the calling thread).
 //! - [`mx_starttls_config`] / [`server_name`]: the rustls configuration for the STARTTLS
 //!   connection to an MX under a policy (PKIX against the MX host name, TLS 1.2+).
+//! - TLSRPT (RFC 8460): [`ClientBuilder::tlsrpt`], [`Client::record_tls_result`] after each
+//!   STARTTLS session, [`Client::spawn_reporter`] (a thread that sends each day's reports),
+//!   [`Client::tlsrpt_stats`].
 //!
 //! # In an MTA's delivery path
 //!

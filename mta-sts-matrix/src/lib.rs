@@ -647,9 +647,16 @@ pub const DANE_MX: &str = "mx.dane.test";
 /// host), `bogus.test` (signed, the TLSA query answers bogus) and `plain.test` (unsigned), each
 /// with an `enforce` policy for its own MX host.
 pub fn dane_world() -> World {
+    dane_world_with_ttl(0)
+}
+
+/// [`dane_world`] serving its records with this TTL (a DANE state is cached for the smallest
+/// TTL of its answers: none with 0).
+pub fn dane_world_with_ttl(ttl: u32) -> World {
     use mta_sts_testkit::{Record, RecordType};
     let localhost = Record::A(std::net::Ipv4Addr::LOCALHOST);
     let mut builder = World::builder()
+        .ttl(ttl)
         .signed_zone("dane.test")
         .signed_zone("bogus.test");
     for d in ["dane.test", "bogus.test", "plain.test"] {

@@ -797,8 +797,9 @@ impl<R: Runtime> Client<R> {
     /// session (connection attempt) with STARTTLS, successful or not, to a host of a domain
     /// this client evaluated. The client knows the policy that applied and counts the session
     /// under it: DANE when the domain's DANE state (cached by [`dane`](Self::dane) or
-    /// [`evaluate`](Self::evaluate)) has usable TLSA records for the host (`tlsa`), else the
-    /// cached MTA-STS policy (`sts`), else `no-policy-found`. Nothing is recorded under a policy
+    /// [`evaluate`](Self::evaluate) for the TTL of its answers) has usable TLSA records for the
+    /// host (`tlsa`), else the unexpired cached MTA-STS policy (`sts`), else `no-policy-found`.
+    /// Call it soon after the evaluation the delivery followed, while both are cached. Nothing is recorded under a policy
     /// in mode `none` (RFC 8461 §5), nor without [`ClientBuilder::tlsrpt`].
     ///
     /// The client records the policy fetch failures it meets by itself (`sts-policy-fetch-error`,

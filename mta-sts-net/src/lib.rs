@@ -5,7 +5,9 @@
 //! feature); the policy fetch over any runtime ([`fetch_policy`]); the rustls configurations for
 //! policy fetches and for the STARTTLS connection to an MX under a policy; trust anchors
 //! (webpki-roots plus PEM files); the system's resolvers from `/etc/resolv.conf`; the mapping of
-//! TLS errors to the core's [`FetchFailure`]; the cache file; the metrics.
+//! TLS errors to the core's [`FetchFailure`]; the cache file; the metrics; TLSRPT (RFC 8460): the
+//! report POST ([`post_report`]), the client's counting and reporting task ([`TlsRptSettings`],
+//! [`Client::record_tls_result`], [`Client::spawn_reporter`], [`TlsRptStats`]).
 //!
 //! An adapter implements [`Runtime`] (timers, UDP and TCP sockets, spawning, somewhere to
 //! block) and names `Client<ItsRuntime>`; it has no client logic of its own. This crate never
