@@ -25,6 +25,7 @@
 //!   allows it; strict refuses it).
 //! - Columns are 1-based character columns.
 
+use std::cell::Cell;
 use std::fmt;
 
 use nom::bytes::complete::{tag, take_while, take_while1};
@@ -68,8 +69,9 @@ pub enum ReportUri {
     /// `mailto:` with the address: the percent-decoded addr-spec, its domain in lowercase
     /// A-labels; header fields dropped with a warning.
     Mailto(String),
-    /// `https:` URL as written (host in lowercase A-labels, fragment removed), with its host,
-    /// port (443 if absent) and path with query (`/` if empty).
+    /// `https:` URL as written (host in lowercase A-labels, raw non-ASCII percent-encoded,
+    /// fragment removed), with its host, port (443 if absent) and path with query (`/` if
+    /// empty).
     Https {
         /// The URL to POST to, e.g. `https://reporting.example.com/v1/tlsrpt`.
         url: String,
@@ -244,7 +246,7 @@ pub enum UriProblem {
     MissingHost,
     /// `https://user@host`: credentials in the URI are refused.
     Userinfo,
-    /// An IP address or address literal as the host.
+    /// An IP address or address literal as the `https:` host or `mailto:` domain.
     IpLiteral,
     /// A port that is not 1 to 65535.
     BadPort,
@@ -493,6 +495,21 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `s` with every non-ASCII character percent-encoded (UTF-8).
+fn encode_non_ascii(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
 /// The length of a DMARC-style size suffix at the end of `uri` (`!` 1*DIGIT [k/m/g/t]), if any.
 fn size_suffix_len(uri: &str) -> Option<usize> {
     let at = uri.rfind('!')?;
@@ -537,6 +554,10 @@ fn is_local_part(local: &str) -> bool {
 /// The parse of one record.
 struct Parser<'a> {
     record: &'a str,
+    /// The record is ASCII: a byte offset is a character column.
+    ascii: bool,
+    /// The last byte offset turned into a column, and its column.
+    last_col: Cell<(usize, usize)>,
     profile: Profile,
     warnings: Vec<TlsRptWarning>,
     rua: Vec<ReportUri>,
@@ -547,18 +568,33 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
-    /// The 1-based character column where `rest` (a tail of the record) begins.
-    fn col(&self, rest: &str) -> usize {
-        let off = self.record.len() - rest.len();
-        self.record[..off].chars().count() + 1
+    /// The 1-based character column where `at` (a slice of the record) begins.
+    fn col(&self, at: &str) -> usize {
+        let off = (at.as_ptr() as usize).wrapping_sub(self.record.as_ptr() as usize);
+        if self.ascii {
+            return off + 1;
+        }
+        // Columns are asked for mostly in increasing order: count on from the last one.
+        let (last_off, last_col) = self.last_col.get();
+        let (from, base) = if off >= last_off {
+            (last_off, last_col)
+        } else {
+            (0, 1)
+        };
+        let col = match self.record.get(from..off) {
+            Some(between) => base + between.chars().count(),
+            None => off + 1,
+        };
+        self.last_col.set((off, col));
+        col
     }
 
-    fn err(&self, rest: &str, kind: TlsRptErrorKind) -> TlsRptError {
-        TlsRptError::at(Some(self.col(rest)), kind)
+    fn err(&self, at: &str, kind: TlsRptErrorKind) -> TlsRptError {
+        TlsRptError::at(Some(self.col(at)), kind)
     }
 
-    fn warn(&mut self, rest: &str, kind: TlsRptWarningKind) {
-        let column = self.col(rest);
+    fn warn(&mut self, at: &str, kind: TlsRptWarningKind) {
+        let column = self.col(at);
         self.warnings.push(TlsRptWarning { column, kind });
     }
 
@@ -804,8 +840,12 @@ impl<'a> Parser<'a> {
         if !is_local_part(local) {
             return Err(bad(self, UriProblem::BadLocalPart));
         }
-        let domain = domain::normalise(domain).map_err(|p| bad(self, UriProblem::BadHost(p)))?;
-        Ok(ReportUri::Mailto(format!("{local}@{}", domain.name)))
+        let domain = match domain::normalise(domain) {
+            Ok(n) => n.name,
+            Err(NameProblem::AddressLiteral) => return Err(bad(self, UriProblem::IpLiteral)),
+            Err(p) => return Err(bad(self, UriProblem::BadHost(p))),
+        };
+        Ok(ReportUri::Mailto(format!("{local}@{domain}")))
     }
 
     fn https(&mut self, tok: &'a str, body: &'a str) -> Result<ReportUri, TlsRptError> {
@@ -841,6 +881,8 @@ impl<'a> Parser<'a> {
             Err(NameProblem::AddressLiteral) => return Err(bad(self, UriProblem::IpLiteral)),
             Err(p) => return Err(bad(self, UriProblem::BadHost(p))),
         };
+        // Raw non-ASCII (an IRI, warned about already) is sent percent-encoded.
+        let path = encode_non_ascii(path);
         let url = match port_text {
             Some(p) if !p.is_empty() => format!("https://{host}:{p}{path}"),
             _ => format!("https://{host}{path}"),
@@ -896,6 +938,8 @@ impl TlsRptRecord {
     pub fn parse_with(record: &str, profile: Profile) -> Result<Self, TlsRptError> {
         Parser {
             record,
+            ascii: record.is_ascii(),
+            last_col: Cell::new((0, 1)),
             profile,
             warnings: Vec::new(),
             rua: Vec::new(),
