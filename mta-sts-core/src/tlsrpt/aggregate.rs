@@ -771,7 +771,10 @@ impl Aggregator {
     /// reports, one per policy domain and day with all that domain's policies in it, and
     /// removes them. Sessions of those days recorded later are dropped as late
     /// ([`Dropped::late`]), so that a day is reported once: an MTA whose sessions are
-    /// recorded after they end closes a few minutes after midnight.
+    /// recorded after they end closes a few minutes after midnight. Call it at every UTC
+    /// midnight (or more often), also when [`Aggregator::next_close`] is `None`: the mark of
+    /// the closed days is `now`'s day, taken from each call, so that a clock set back (or a
+    /// damaged mark in a snapshot) reopens the days after it rather than dropping sessions.
     ///
     /// Reports come in order of day, then policy domain; policies and failure details in a
     /// canonical order, so that the same counts give the same bytes and `report-id`.
@@ -800,7 +803,9 @@ impl Aggregator {
                 reports.push(day_report(day, &domain, entry, reporter));
             }
         }
-        self.first_open_day = self.first_open_day.max(open);
+        // The mark follows the clock, back as well: a mark in the future (a clock set back, a
+        // damaged snapshot) would otherwise drop every session as late until that day.
+        self.first_open_day = open;
         reports
     }
 
@@ -1251,7 +1256,9 @@ impl Aggregator {
     /// day, policy type, result type or address, a day already closed, a repeated domain and
     /// day, more details than failures) is skipped and listed; what exceeds the limits is
     /// left out and counted; the rest loads. A snapshot of another format or version loads
-    /// nothing ([`RestoreReport::refused`]). Never panics.
+    /// nothing ([`RestoreReport::refused`]). The days before the snapshot's mark of closed days
+    /// stay closed until the next [`Aggregator::close`] sets the mark from its `now`. Never
+    /// panics.
     pub fn restore(snapshot: AggregateSnapshot, limits: AggregatorLimits) -> (Self, RestoreReport) {
         let mut aggregator = Self::new(limits);
         let mut report = RestoreReport::default();
