@@ -5,6 +5,7 @@ use core::time::Duration;
 
 use mta_sts_core::UnixTime;
 use mta_sts_core::io::{DnsFailure, FetchFailure, TxtAnswer};
+use mta_sts_core::tlsrpt::MAX_URIS;
 use mta_sts_core::tlsrpt::{
     DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, Outbox, OutboxConfig, OutboxFull,
     OutboxSnapshot, OutboxSnapshotError, PendingReport, PostResponse, ReportPost, is_report_mail,
@@ -475,15 +476,18 @@ fn t10_discovery_failures() {
         "NXDOMAIN",
     );
     no_record(DeliveryResult::Discover(Ok(TxtAnswer::NoData)), "no TXT");
-    no_record(records(&["v=spf1 -all"]), "0 v=TLSRPTv1");
+    no_record(records(&["v=spf1 -all"]), "no TXT record begins with");
     no_record(
         records(&[
             "v=TLSRPTv1; rua=mailto:a@example.net",
             "v=TLSRPTv1; rua=mailto:b@example.net",
         ]),
-        "2 v=TLSRPTv1",
+        "2",
     );
-    no_record(records(&["v=TLSRPTv1; rua=ftp://x.example/"]), "rua");
+    no_record(
+        records(&["v=TLSRPTv1; rua=ftp://x.example/"]),
+        "column 17: URI scheme \"ftp\" is not supported",
+    );
 
     // A temporary DNS failure is retried; the record found later is used.
     let mut outbox = Outbox::new(OutboxConfig::default());
@@ -571,19 +575,39 @@ fn t10_outbox_is_bounded() {
     assert!(full.unwrap_err().to_string().contains("2 reports"));
     assert_eq!(outbox.len(), 2);
 
-    // A record with many URIs: at most MAX_TARGETS are used.
+    // A record lists at most MAX_URIS URIs; each is delivered once.
     let mut outbox = Outbox::new(OutboxConfig::default());
-    let many: Vec<String> = (0..20).map(|n| format!("https://r{n}.example/")).collect();
+    let mut many: Vec<String> = (0..MAX_URIS - 1)
+        .map(|n| format!("https://r{n}.example/"))
+        .collect();
+    many.push("https://r0.example/".into()); // repeated: one POST
     let now = discovered(
         &mut outbox,
         report("example.net", "r1"),
         &format!("v=TLSRPTv1; rua={}", many.join(",")),
     );
-    let mut posts = 0;
-    while outbox.poll_io(now).is_some() {
-        posts += 1;
+    let mut hosts = Vec::new();
+    while let Some((_, io)) = outbox.poll_io(now) {
+        let DeliveryIo::Post(post) = io else {
+            panic!("{io:?}")
+        };
+        hosts.push(post.host);
     }
-    assert_eq!(posts, mta_sts_core::tlsrpt::MAX_TARGETS);
+    assert_eq!(hosts.len(), MAX_URIS - 1, "{hosts:?}");
+    // One more URI makes the record invalid: no report.
+    let mut outbox = Outbox::new(OutboxConfig::default());
+    outbox.push(report("example.net", "r1"), DAY_END).unwrap();
+    let now = outbox.poll_timeout().unwrap();
+    let (id, _) = outbox.poll_io(now).unwrap();
+    let too_many: Vec<String> = (0..=MAX_URIS)
+        .map(|n| format!("https://r{n}.example/"))
+        .collect();
+    let record = format!("v=TLSRPTv1; rua={}", too_many.join(","));
+    let events = outbox.handle(id, records(&[&record]), now);
+    assert!(
+        matches!(&events[..], [DeliveryEvent::NoRecord { error, .. }] if error.contains("more than 16")),
+        "{events:?}"
+    );
 }
 
 #[test]

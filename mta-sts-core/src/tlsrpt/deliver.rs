@@ -7,7 +7,7 @@
 //!   to [`handle`](Outbox::handle), which says what happened ([`DeliveryEvent`]).
 //! - [`ReportPost`]: the HTTPS POST an adapter carries out like a policy fetch; its request
 //!   bytes ([`ReportPost::request`]) and the response parser
-//!   ([`PostResponseParser`](crate::wire::http::PostResponseParser), feature `wire`).
+//!   (`wire::http::PostResponseParser`, feature `wire`).
 //! - [`report_mail`]: the whole RFC 5322 message for a `mailto:` URI, for the embedding MTA to
 //!   queue; [`is_report_mail`] recognises such a message so that its TLS results are not
 //!   recorded (a report never reports on its own delivery).
@@ -26,15 +26,14 @@ use serde::{Deserialize, Serialize};
 use crate::io::{FetchFailure, TxtAnswer, TxtQuery, TxtResult};
 use crate::time::UnixTime;
 
+use super::output::{DayReport, fnv1a};
+use super::record::{MAX_URIS, ReportUri, TlsRptRecord, record_name};
+
 /// The `User-Agent` of a report POST (the same as the policy fetch's).
 const USER_AGENT: &str = concat!("mta-sts/", env!("CARGO_PKG_VERSION"));
 
 /// The media type of a gzip report (RFC 8460 §6.4).
 pub const REPORT_MEDIA_TYPE: &str = "application/tlsrpt+gzip";
-
-/// The most `rua` URIs of one record a report is delivered to; further URIs are ignored (the
-/// record parser caps the list as well).
-pub const MAX_TARGETS: usize = 8;
 
 /// The `format` tag of an [`OutboxSnapshot`]: anything else is refused as foreign.
 pub const OUTBOX_SNAPSHOT_FORMAT: &str = "mta-sts-tlsrpt-outbox";
@@ -618,6 +617,21 @@ pub enum DeliveryEvent {
     },
 }
 
+impl From<&DayReport> for PendingReport {
+    /// The report of the aggregator, gzip-compressed, with its §5.1 file name.
+    fn from(day: &DayReport) -> Self {
+        Self::new(
+            day.policy_domain.as_str(),
+            day.submitter.as_str(),
+            day.report_id(),
+            day.day_start,
+            day.day_end,
+            day.file_name(),
+            day.gzip(),
+        )
+    }
+}
+
 /// Where a report is sent: one `rua` URI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -636,7 +650,7 @@ enum Dest {
 impl Dest {
     fn uri(&self) -> String {
         match self {
-            Self::Mail { to } => format!("mailto:{to}"),
+            Self::Mail { to } => ReportUri::Mailto(to.clone()).to_string(),
             Self::Post { url, .. } => url.clone(),
         }
     }
@@ -724,7 +738,8 @@ impl Entry {
 /// reports about the delivery of its reports.
 ///
 /// Memory is bounded: [`OutboxConfig::max_reports`] reports and
-/// [`OutboxConfig::max_bytes`] gzip bytes, [`MAX_TARGETS`] URIs each.
+/// [`OutboxConfig::max_bytes`] gzip bytes, each delivered to at most
+/// [`MAX_URIS`] URIs (a record with more is invalid).
 ///
 /// ```
 /// use mta_sts_core::UnixTime;
@@ -1130,7 +1145,7 @@ impl Outbox {
         &mut self,
         snapshot: OutboxSnapshot,
         now: UnixTime,
-    ) -> Result<RestoreReport, OutboxSnapshotError> {
+    ) -> Result<OutboxRestoreReport, OutboxSnapshotError> {
         if snapshot.format != OUTBOX_SNAPSHOT_FORMAT {
             return Err(OutboxSnapshotError::Foreign {
                 format: snapshot.format,
@@ -1139,9 +1154,9 @@ impl Outbox {
         if snapshot.version != OUTBOX_SNAPSHOT_VERSION {
             return Err(OutboxSnapshotError::UnsupportedVersion(snapshot.version));
         }
-        let mut report = RestoreReport {
+        let mut report = OutboxRestoreReport {
             skipped: snapshot.malformed,
-            ..RestoreReport::default()
+            ..OutboxRestoreReport::default()
         };
         for e in snapshot.entries {
             let Some(valid) = e.check() else {
@@ -1206,12 +1221,8 @@ fn post_failure(failure: &FetchFailure) -> String {
     }
 }
 
-/// The name of the TLSRPT record of `domain`.
-fn record_name(domain: &str) -> String {
-    format!("_smtp._tls.{domain}")
-}
-
-/// The URIs to deliver to, from the answer for `_smtp._tls.<domain>`; or why there are none.
+/// The URIs to deliver to, from the answer for `_smtp._tls.<domain>` (RFC 8460 §3, the
+/// default profile of [`TlsRptRecord::discover`]); or why there are none.
 fn discover(domain: &str, answer: &TxtAnswer) -> Result<Vec<Dest>, String> {
     let name = record_name(domain);
     let records = match answer {
@@ -1219,62 +1230,28 @@ fn discover(domain: &str, answer: &TxtAnswer) -> Result<Vec<Dest>, String> {
         TxtAnswer::NxDomain => return Err(format!("{name} does not exist (NXDOMAIN)")),
         TxtAnswer::NoData => return Err(format!("{name} has no TXT record")),
     };
-    let found: Vec<&Vec<u8>> = records
-        .iter()
-        .filter(|r| r.starts_with(b"v=TLSRPTv1;") || r.starts_with(b"v=TLSRPTv1 "))
-        .collect();
-    let [record] = found[..] else {
-        return Err(format!(
-            "{name} has {} v=TLSRPTv1 records, not one",
-            found.len()
-        ));
-    };
-    let record = core::str::from_utf8(record).map_err(|_| format!("{name}: not UTF-8"))?;
-    let rua = record
-        .split(';')
-        .map(str::trim)
-        .find_map(|f| f.strip_prefix("rua="))
-        .ok_or_else(|| format!("{name}: no rua"))?;
-    let mut dests = Vec::new();
-    for uri in rua.split(',').map(str::trim) {
-        let dest = if let Some(to) = uri.strip_prefix("mailto:") {
-            Dest::Mail { to: to.to_owned() }
-        } else if let Some(rest) = uri.strip_prefix("https://") {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let (host, port) = match authority.rsplit_once(':') {
-                Some((h, p)) => (h, p.parse().map_err(|_| format!("{name}: bad port"))?),
-                None => (authority, 443),
-            };
-            Dest::Post {
-                url: uri.to_owned(),
-                host: host.to_owned(),
+    let record = TlsRptRecord::discover(records).map_err(|e| format!("{name}: {e}"))?;
+    let mut dests: Vec<Dest> = Vec::with_capacity(record.rua().len());
+    for uri in record.rua() {
+        let dest = match uri {
+            ReportUri::Mailto(to) => Dest::Mail { to: to.clone() },
+            ReportUri::Https {
+                url,
+                host,
                 port,
-                path: if path.is_empty() { "/" } else { path }.to_owned(),
-            }
-        } else {
-            continue;
+                path,
+            } => Dest::Post {
+                url: url.clone(),
+                host: host.clone(),
+                port: *port,
+                path: path.clone(),
+            },
         };
-        if !dests.contains(&dest) && dests.len() < MAX_TARGETS {
+        if !dests.contains(&dest) {
             dests.push(dest);
         }
     }
-    if dests.is_empty() {
-        return Err(format!("{name}: no usable rua URI"));
-    }
     Ok(dests)
-}
-
-/// FNV-1a (64 bits) of the parts, each followed by a 0 byte: a fixed hash, so that a report's
-/// slot and boundary are the same in every run and version.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in part.iter().chain(&[0]) {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
 }
 
 /// The pending reports of an [`Outbox`], to keep them across restarts ([`Outbox::snapshot`],
@@ -1282,7 +1259,7 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 ///
 /// It implements serde's `Serialize` and `Deserialize`, so an adapter stores it in any serde
 /// format (JSON with `serde_json`). An entry of the wrong shape does not refuse the document:
-/// it is left out and counted ([`RestoreReport::skipped`]).
+/// it is left out and counted ([`OutboxRestoreReport::skipped`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutboxSnapshot {
     format: String,
@@ -1401,7 +1378,7 @@ impl OutboxEntry {
             && self.discovery.done == self.targets.is_some()
             && self.targets.as_ref().is_none_or(|ts| {
                 !ts.is_empty()
-                    && ts.len() <= MAX_TARGETS
+                    && ts.len() <= MAX_URIS
                     && ts.iter().any(|t| !t.task.done)
             });
         if !consistent {
@@ -1458,7 +1435,7 @@ impl std::error::Error for OutboxSnapshotError {}
 /// What [`Outbox::restore`] did with a snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct RestoreReport {
+pub struct OutboxRestoreReport {
     /// Reports loaded.
     pub loaded: usize,
     /// Reports whose retry window had ended.
@@ -1628,5 +1605,58 @@ mod tests {
             "{:?}",
             parsed.date()
         );
+    }
+
+    #[test]
+    fn t9_day_report_mailed_and_posted() {
+        use super::super::{Aggregator, Reporter, Session, SessionPolicy, SessionResult};
+        use std::io::Read as _;
+
+        let mut aggregator = Aggregator::new(Default::default());
+        let time = UnixTime::from_secs(1_767_225_600 + 3_600);
+        let policy = SessionPolicy::no_policy_found("example.net");
+        let _ = aggregator.record(&Session::new(time, policy, SessionResult::Success));
+        let reporter = Reporter::new("Example Org", "tlsrpt@sender.example", "sender.example");
+        let days = aggregator.close(UnixTime::from_secs(1_767_312_000), &reporter);
+        let [day] = &days[..] else { panic!("{days:?}") };
+        let pending = PendingReport::from(day);
+        assert_eq!(pending.file_name, day.file_name());
+        assert_eq!(pending.report_id, day.report_id());
+
+        let mut outbox = Outbox::new(OutboxConfig::default());
+        outbox.push(pending, day.day_end).expect("room");
+        let now = outbox.poll_timeout().expect("scheduled");
+        let (id, _) = outbox.poll_io(now).expect("discovery");
+        let record = b"v=TLSRPTv1; rua=mailto:tlsrpt@example.net,https://r.example.net/".to_vec();
+        let answer = DeliveryResult::Discover(Ok(TxtAnswer::Records(vec![record])));
+        assert!(outbox.handle(id, answer, now).is_empty());
+
+        let Some((_, DeliveryIo::Mail(mail))) = outbox.poll_io(now) else {
+            panic!("the mail first, in record order")
+        };
+        let message = MessageParser::default()
+            .parse(&mail.message)
+            .expect("a message");
+        assert_eq!(
+            header(&message, "TLS-Report-Submitter"),
+            Some("sender.example")
+        );
+        let subject = message.subject().expect("Subject");
+        assert!(
+            subject.contains(&format!("Report-ID: <{}", day.report_id())),
+            "{subject}"
+        );
+        let part = message.attachment(0).expect("the report");
+        assert_eq!(part.attachment_name(), Some(day.file_name().as_str()));
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(part.contents())
+            .read_to_end(&mut json)
+            .expect("gzip");
+        assert_eq!(json, day.json());
+
+        let Some((_, DeliveryIo::Post(post))) = outbox.poll_io(now) else {
+            panic!("then the POST")
+        };
+        assert_eq!(post.body, day.gzip());
     }
 }

@@ -27,6 +27,14 @@ pub use record::{
     TlsRptWarning, TlsRptWarningKind, UriProblem, record_name,
 };
 
+// deliver (helper tlsrpt-deliver)
+pub use deliver::{
+    DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, OUTBOX_SNAPSHOT_FORMAT,
+    OUTBOX_SNAPSHOT_VERSION, Outbox, OutboxConfig, OutboxFull, OutboxRestoreReport, OutboxSnapshot,
+    OutboxSnapshotError, PendingReport, PostResponse, PostResult, REPORT_MEDIA_TYPE, ReportMail,
+    ReportPost, is_report_mail, report_mail,
+};
+
 // tlsrpt-aggregate: the aggregator and the report as written.
 pub use aggregate::{
     AGGREGATE_FORMAT, AGGREGATE_VERSION, AggregateSnapshot, AggregateSnapshotError, Aggregator,
@@ -35,12 +43,3 @@ pub use aggregate::{
     TlsFailure,
 };
 pub use output::{DayReport, format_datetime, utc_day_start};
-
-// deliver (helper tlsrpt-deliver). Its RestoreReport stays at deliver::RestoreReport here
-// (tlsrpt-net's merge): aggregate's has the name at this level.
-pub use deliver::{
-    DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, MAX_TARGETS, OUTBOX_SNAPSHOT_FORMAT,
-    OUTBOX_SNAPSHOT_VERSION, Outbox, OutboxConfig, OutboxFull, OutboxSnapshot, OutboxSnapshotError,
-    PendingReport, PostResponse, PostResult, REPORT_MEDIA_TYPE, ReportMail, ReportPost,
-    is_report_mail, report_mail,
-};
