@@ -25,7 +25,6 @@ use mta_sts_core::tlsrpt::deliver::{
     DeliveryEvent, DeliveryId, DeliveryIo, DeliveryResult, Outbox, OutboxConfig, OutboxSnapshot,
     PendingReport, PostResult, ReportMail, ReportPost,
 };
-use mta_sts_core::tlsrpt::output::DayReport;
 use mta_sts_core::wire::http::{PostProgress, PostResponseParser, post_request};
 use rustls::ClientConfig;
 
@@ -561,7 +560,7 @@ impl Reporting {
         let closed = reports.len();
         for report in reports {
             let domain = report.policy_domain.clone();
-            if let Err(e) = st.outbox.push(pending(&report), now) {
+            if let Err(e) = st.outbox.push(PendingReport::from(&report), now) {
                 tracing::warn!(domain, error = %e, "TLSRPT report refused");
                 st.stats.refused += 1;
             }
@@ -719,19 +718,6 @@ fn log_load<T>(what: &str, path: &Path, report: &crate::persist::StateFileReport
     if report.has_problems() {
         tracing::warn!(path = %path.display(), "TLSRPT {what} file: {report}");
     }
-}
-
-/// The outbox's view of a closed day's report.
-fn pending(report: &DayReport) -> PendingReport {
-    PendingReport::new(
-        report.policy_domain.clone(),
-        report.submitter.clone(),
-        report.report_id(),
-        report.day_start,
-        report.day_end,
-        report.file_name(),
-        report.gzip(),
-    )
 }
 
 /// What a reporting round carries out its deliveries with: the client's runtime, resolver,
