@@ -20,6 +20,9 @@
 //!   [`ClientBuilder::resolver`] (its futures are driven by [`block_on`] on the calling thread).
 //! - [`mx_starttls_config`] / [`server_name`]: the rustls configuration for the STARTTLS
 //!   connection to an MX under a policy (PKIX against the MX host name, TLS 1.2+).
+//! - TLSRPT (RFC 8460): [`ClientBuilder::tlsrpt`], [`Client::record_tls_result`] after each
+//!   STARTTLS session, [`Client::spawn_reporter`] (a thread that sends each day's reports),
+//!   [`Client::tlsrpt_stats`].
 //!
 //! # In an MTA's delivery path
 //!
@@ -149,15 +152,9 @@ impl Client {
     /// built (by the refresher or [`Client::refresh_due`]), or until `timeout` has passed;
     /// returns the number finished.
     pub fn wait_refreshes(&self, n: u64, timeout: Duration) -> u64 {
-        let deadline = Instant::now().checked_add(timeout);
-        let wait = self.inner.wait_refreshes(n);
-        match deadline {
-            Some(deadline) => block_on(futures_lite::future::or(wait, async move {
-                BlockingRuntime.sleep_until(deadline).await;
-                self.inner.refreshes()
-            })),
-            None => block_on(wait),
-        }
+        within(timeout, self.inner.wait_refreshes(n), async {
+            self.inner.refreshes()
+        })
     }
 
     /// Starts the background refresher: a thread that sleeps until the cache's next refresh is
@@ -185,6 +182,79 @@ impl Client {
     /// The cache's counters (also exported through the `metrics` facade).
     pub fn stats(&self) -> Stats {
         self.inner.stats()
+    }
+
+    /// Records the MTA's TLS session to an MX host for TLSRPT, under the policy that applied
+    /// (see [`mta_sts_net::Client::record_tls_result`]); returns the policy type it was counted
+    /// under, `None` when it was not. Never call it for the delivery of a report mail
+    /// ([`is_report_mail`]). Does no I/O.
+    pub fn record_tls_result(&self, result: &TlsResult) -> Option<PolicyType> {
+        self.inner.record_tls_result(result)
+    }
+
+    /// The TLSRPT counters (also exported through the `metrics` facade).
+    pub fn tlsrpt_stats(&self) -> TlsRptStats {
+        self.inner.tlsrpt_stats()
+    }
+
+    /// Runs one TLSRPT reporting round now (see [`mta_sts_net::Client::report_due`]): the days
+    /// ended are closed into reports, the deliveries due carried out (each bounded by its
+    /// timeout), the state saved. Returns how many deliveries ran.
+    pub fn report_due(&self) -> usize {
+        block_on(self.inner.report_due())
+    }
+
+    /// When the reporting thread has something to do next, if anything.
+    pub fn next_report_due(&self) -> Option<UnixTime> {
+        self.inner.next_report_due()
+    }
+
+    /// Waits until at least `n` report deliveries have finished since the client was built
+    /// (by the reporting thread or [`Client::report_due`]), or until `timeout` has passed;
+    /// returns the number finished.
+    pub fn wait_reports(&self, n: u64, timeout: Duration) -> u64 {
+        // Waiting for none answers at once with the number finished.
+        within(
+            timeout,
+            self.inner.wait_reports(n),
+            self.inner.wait_reports(0),
+        )
+    }
+
+    /// Starts the TLSRPT reporting thread (see [`mta_sts_net::Client::spawn_reporter`]): it
+    /// sleeps until something is due, woken early when a session of a later day is recorded,
+    /// and runs a round. It stops, and is joined, on [`ReporterTask::shutdown`] or when the
+    /// handle is dropped. Fails only if the operating system cannot start a thread.
+    pub fn spawn_reporter(&self) -> io::Result<ReporterTask> {
+        self.inner
+            .try_spawn_reporter()
+            .map(|inner| ReporterTask { inner })
+    }
+}
+
+/// `wait`'s output, or once `timeout` has passed, `then`'s.
+fn within<T>(timeout: Duration, wait: impl Future<Output = T>, then: impl Future<Output = T>) -> T {
+    match Instant::now().checked_add(timeout) {
+        Some(deadline) => block_on(futures_lite::future::or(wait, async move {
+            BlockingRuntime.sleep_until(deadline).await;
+            then.await
+        })),
+        None => block_on(wait),
+    }
+}
+
+/// The TLSRPT reporting thread started by [`Client::spawn_reporter`]. Dropping it stops and
+/// joins the thread, like [`ReporterTask::shutdown`].
+#[derive(Debug)]
+pub struct ReporterTask {
+    inner: mta_sts_net::ReporterTask<BlockingRuntime>,
+}
+
+impl ReporterTask {
+    /// Stops the reporting thread and joins it: the deliveries under way are finished first
+    /// (each bounded by its timeout) and the state saved.
+    pub fn shutdown(self) {
+        block_on(self.inner.shutdown());
     }
 }
 

@@ -52,3 +52,45 @@ fn ten_thousand_callers_over_a_thousand_domains_fetch_each_once_within_the_bound
     });
     load::check(&world, &outcomes, &client.stats());
 }
+
+/// The TLSRPT scenario's calls on a blocking client.
+struct Tlsrpt(Client);
+
+impl mta_sts_matrix::tlsrpt::Reporting for Tlsrpt {
+    fn policy(&self, domain: &str) -> Outcome {
+        self.0.policy(domain)
+    }
+    fn record(&self, result: &mta_sts_blocking::TlsResult) -> Option<mta_sts_blocking::PolicyType> {
+        self.0.record_tls_result(result)
+    }
+    fn report_due(&self) -> usize {
+        self.0.report_due()
+    }
+    fn next_due(&self) -> Option<mta_sts_blocking::UnixTime> {
+        self.0.next_report_due()
+    }
+    fn stats(&self) -> mta_sts_blocking::TlsRptStats {
+        self.0.tlsrpt_stats()
+    }
+}
+
+#[test]
+fn t13_tlsrpt_reports_reach_the_collector_retried_until_2xx_blocking() {
+    let setup = mta_sts_matrix::tlsrpt::setup();
+    let client = mta_sts_matrix::tlsrpt_client!(Client, &setup);
+    mta_sts_matrix::tlsrpt::check(&setup, &Tlsrpt(client));
+}
+
+#[test]
+fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_blocking() {
+    let setup = mta_sts_matrix::tlsrpt::setup();
+    let c = Tlsrpt(mta_sts_matrix::tlsrpt_client!(Client, &setup));
+    let task = c.0.spawn_reporter().expect("the reporting thread");
+    mta_sts_matrix::tlsrpt::check_reporter_task(&setup, &c, |collector, n| {
+        collector.wait_posts(n, std::time::Duration::from_secs(10))
+    });
+    // The thread is joined; the deliveries it finished are counted.
+    task.shutdown();
+    assert!(c.0.wait_reports(2, std::time::Duration::ZERO) >= 2);
+    assert_eq!(c.0.tlsrpt_stats().delivered, 1);
+}

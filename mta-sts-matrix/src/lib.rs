@@ -647,9 +647,16 @@ pub const DANE_MX: &str = "mx.dane.test";
 /// host), `bogus.test` (signed, the TLSA query answers bogus) and `plain.test` (unsigned), each
 /// with an `enforce` policy for its own MX host.
 pub fn dane_world() -> World {
+    dane_world_with_ttl(0)
+}
+
+/// [`dane_world`] serving its records with this TTL (a DANE state is cached for the smallest
+/// TTL of its answers: none with 0).
+pub fn dane_world_with_ttl(ttl: u32) -> World {
     use mta_sts_testkit::{Record, RecordType};
     let localhost = Record::A(std::net::Ipv4Addr::LOCALHOST);
     let mut builder = World::builder()
+        .ttl(ttl)
         .signed_zone("dane.test")
         .signed_zone("bogus.test");
     for d in ["dane.test", "bogus.test", "plain.test"] {
@@ -719,4 +726,344 @@ pub fn check_dane(world: &World, evaluate: impl Fn(&str, &[&str]) -> mta_sts_cor
     assert_eq!(e.candidates()[0].decision(), MxDecision::Enforce);
     assert_eq!(e.candidates()[1].decision(), MxDecision::Skip);
     assert_eq!(e.verdict(), Verdict::Deliver);
+}
+
+/// The TLSRPT scenario every adapter runs (T13): a client with a virtual clock counts the
+/// sessions of a day (successes, an MX certificate failure, a policy fetch failure it meets by
+/// itself), the clock passes midnight, and the reports reach the testkit's collectors: POSTed
+/// with `Content-Type: application/tlsrpt+gzip` and the right totals, retried after a 500
+/// until a 200, never counted delivered on a 404, mailed through the embedder's callback for a
+/// `mailto:` URI, dropped for a domain without a record.
+pub mod tlsrpt {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::Duration;
+
+    use mta_sts_core::io::{CertificateProblem, FetchFailure};
+    use mta_sts_core::tlsrpt::{
+        OutboxConfig, PolicyType, Report, ReportMail, Reporter, TlsFailure, is_report_mail,
+    };
+    use mta_sts_core::{FetchProblem, Mode, NoPolicyReason, Outcome, UnixTime};
+    use mta_sts_net::{Clock, TlsResult, TlsRptSettings, TlsRptStats};
+    use mta_sts_testkit::{Collector, Domain, Http, Post, Record, Txt, World, tlsrpt_name};
+
+    /// 2026-01-01T00:00:00Z: the day whose sessions are reported.
+    pub const DAY: u64 = 1_767_225_600;
+    /// The MX hosts of the reported domains.
+    pub const MX: [&str; 2] = ["mx1.reports.test", "mx2.reports.test"];
+    /// How long the first retry waits ([`OutboxConfig::first_retry`]).
+    pub const FIRST_RETRY: Duration = Duration::from_secs(300);
+
+    /// The world of the scenario, its collectors, the virtual clock and the mail the client
+    /// handed over.
+    #[derive(Debug)]
+    pub struct Setup {
+        /// The world: `reports.test`, `broken.test` (its policy host answers 500), `none.test`
+        /// (mode none), `retry.test`, `gone.test`, `mail.test` (a `mailto:` record) and
+        /// `unreported.test` (no record).
+        pub world: World,
+        /// Answers 200: the reports of `reports.test`, `broken.test` and `none.test`.
+        pub ok: Collector,
+        /// Answers 500 once, then 200: `retry.test`'s.
+        pub flaky: Collector,
+        /// Answers 404, always: `gone.test`'s.
+        pub gone: Collector,
+        /// The virtual clock, in Unix seconds.
+        pub now: Arc<AtomicU64>,
+        /// The messages handed to the `mailto` callback.
+        pub mail: Arc<Mutex<Vec<ReportMail>>>,
+    }
+
+    /// The world and collectors of the scenario, the clock at noon of [`DAY`].
+    pub fn setup() -> Setup {
+        let enforce = || Domain::enforce(MX).txt_id("1");
+        let world = World::builder()
+            .domain("reports.test", enforce())
+            .domain("broken.test", enforce().http(Http::Status(500)))
+            .domain("none.test", Domain::none().txt_id("1"))
+            .domain("retry.test", enforce())
+            .domain("gone.test", enforce())
+            .domain("mail.test", enforce())
+            .domain("unreported.test", enforce())
+            .build()
+            .expect("start the testkit world");
+        let ok = world.collector("collector.test").expect("a collector");
+        let flaky = world
+            .collector("flaky.collector.test")
+            .expect("a collector");
+        let gone = world.collector("gone.collector.test").expect("a collector");
+        for d in ["reports.test", "broken.test", "none.test"] {
+            ok.publish(d);
+        }
+        flaky.respond([500]);
+        flaky.publish("retry.test");
+        gone.set_default_status(404);
+        gone.publish("gone.test");
+        world.add_record(
+            &tlsrpt_name("mail.test"),
+            Record::Txt(Txt::new("v=TLSRPTv1; rua=mailto:tlsrpt@mail.test")),
+        );
+        Setup {
+            world,
+            ok,
+            flaky,
+            gone,
+            now: Arc::new(AtomicU64::new(DAY + 12 * 3600)),
+            mail: Arc::default(),
+        }
+    }
+
+    impl Setup {
+        /// The client's clock: [`now`](Self::now).
+        pub fn clock(&self) -> Clock {
+            let now = Arc::clone(&self.now);
+            Arc::new(move || UnixTime::from_secs(now.load(Ordering::SeqCst)))
+        }
+
+        /// Sets the virtual clock.
+        pub fn set_time(&self, t: UnixTime) {
+            self.now.store(t.as_secs(), Ordering::SeqCst);
+        }
+
+        /// The TLSRPT settings: reports first sent at midnight (no spread), retried after
+        /// [`FIRST_RETRY`], `mailto:` reports kept in [`mail`](Self::mail).
+        pub fn settings(&self) -> TlsRptSettings {
+            let mut outbox = OutboxConfig::default();
+            outbox.spread = Duration::ZERO;
+            outbox.first_retry = FIRST_RETRY;
+            outbox.post_timeout = super::FETCH_TIMEOUT;
+            let mail = Arc::clone(&self.mail);
+            TlsRptSettings::new(Reporter::new(
+                "mta-sts matrix",
+                "tlsrpt@sender.test",
+                "sender.test",
+            ))
+            .outbox(outbox)
+            .mailto(move |m| {
+                mail.lock().unwrap_or_else(PoisonError::into_inner).push(m);
+                Ok(())
+            })
+        }
+    }
+
+    /// The client of the scenario: `<$client>::builder()` with the world as its only resolver,
+    /// its CA as its only trust anchor, [`config`](crate::config), the virtual clock and the
+    /// TLSRPT settings of `$setup` (a `&Setup`).
+    #[macro_export]
+    macro_rules! tlsrpt_client {
+        ($client:ty, $setup:expr) => {{
+            let setup: &$crate::tlsrpt::Setup = $setup;
+            <$client>::builder()
+                .resolvers([setup.world.dns_addr()])
+                .trust_anchors($crate::anchors(&setup.world))
+                .config($crate::config(&setup.world))
+                .clock(setup.clock())
+                .tlsrpt(setup.settings())
+                .build()
+                .expect("build the client")
+        }};
+    }
+
+    /// What the scenario asks of an adapter's client, made synchronous.
+    pub trait Reporting {
+        /// `Client::policy`.
+        fn policy(&self, domain: &str) -> Outcome;
+        /// `Client::record_tls_result`.
+        fn record(&self, result: &TlsResult) -> Option<PolicyType>;
+        /// `Client::report_due`.
+        fn report_due(&self) -> usize;
+        /// `Client::next_report_due`.
+        fn next_due(&self) -> Option<UnixTime>;
+        /// `Client::tlsrpt_stats`.
+        fn stats(&self) -> TlsRptStats;
+    }
+
+    /// A policy's successful and failed session counts.
+    fn totals(p: &mta_sts_core::tlsrpt::PolicyReport) -> (u64, u64) {
+        let s = &p.summary;
+        (
+            s.total_successful_session_count,
+            s.total_failure_session_count,
+        )
+    }
+
+    fn report(post: &Post) -> Report {
+        let json = post.report.as_deref().expect("a gzip body");
+        serde_json::from_slice(json).expect("a JSON report")
+    }
+
+    /// The sessions of [`DAY`]: three successes and a certificate failure for `reports.test`
+    /// (under its `sts` policy), the fetch failure of `broken.test` (recorded by the client
+    /// itself), nothing for `none.test` (mode none), a success for each other domain.
+    pub fn record_day(c: &impl Reporting) {
+        assert!(
+            matches!(c.policy("reports.test"), Outcome::Fetched(p) if p.mode() == Mode::Enforce)
+        );
+        assert!(matches!(
+            c.policy("broken.test"),
+            Outcome::NoPolicy(NoPolicyReason::FetchFailed(FetchProblem::Fetch(
+                FetchFailure::Status(500)
+            )))
+        ));
+        assert!(matches!(c.policy("none.test"), Outcome::Fetched(p) if p.mode() == Mode::None));
+        let ip = |s: &str| s.parse().expect("an address");
+        for _ in 0..3 {
+            let ok = TlsResult::success("reports.test", MX[0]).receiving_ip(ip("127.0.0.1"));
+            assert_eq!(c.record(&ok), Some(PolicyType::Sts));
+        }
+        let expired = TlsFailure::Certificate(CertificateProblem::Expired);
+        let failed = TlsResult::failure("reports.test", MX[1], expired)
+            .receiving_ip(ip("192.0.2.25"))
+            .sending_ip(ip("198.51.100.7"));
+        assert_eq!(c.record(&failed), Some(PolicyType::Sts));
+        assert_eq!(c.record(&TlsResult::success("none.test", MX[0])), None);
+        for d in ["retry.test", "gone.test", "mail.test", "unreported.test"] {
+            assert!(matches!(c.policy(d), Outcome::Fetched(_)), "{d}");
+            assert_eq!(
+                c.record(&TlsResult::success(d, MX[0])),
+                Some(PolicyType::Sts)
+            );
+        }
+        // A domain the client never looked up: no policy known.
+        assert_eq!(
+            c.record(&TlsResult::success("unknown.test", "mx.unknown.test")),
+            Some(PolicyType::NoPolicyFound)
+        );
+        let s = c.stats();
+        assert_eq!((s.successful_sessions, s.failed_sessions), (3 + 4 + 1, 2));
+    }
+
+    /// The whole scenario on `c`, a client made by [`tlsrpt_client!`] on `setup`.
+    pub fn check(setup: &Setup, c: &impl Reporting) {
+        record_day(c);
+        // Nothing is sent before the day is over.
+        let midnight = UnixTime::from_secs(DAY + 86_400);
+        assert_eq!(c.next_due(), Some(midnight));
+        setup.set_time(UnixTime::from_secs(DAY + 86_399));
+        assert_eq!(c.report_due(), 0);
+        assert_eq!(setup.ok.count(), 0);
+
+        // Past midnight: each domain's record is discovered and its report sent.
+        setup.set_time(UnixTime::from_secs(DAY + 86_401));
+        // Discoveries of 7 domains (unknown.test has none: NXDOMAIN), then 3 POSTs to `ok`, one
+        // to each other collector and one mail. (none.test had no session: no report.)
+        let ran = c.report_due();
+        let s = c.stats();
+        assert_eq!(s.reports, 7, "{s:?}");
+        assert_eq!(ran, 7 + 2 + 1 + 1 + 1, "{s:?}");
+        let posts = setup.ok.wait_posts(2, Duration::ZERO);
+        assert_eq!(posts.len(), 2, "{posts:?}");
+        for post in &posts {
+            assert_eq!(post.method, "POST");
+            assert_eq!(post.path, "/tlsrpt");
+            assert_eq!(post.header("content-type"), Some("application/tlsrpt+gzip"));
+            assert_eq!(post.status, 200);
+        }
+        let reports: Vec<Report> = posts.iter().map(report).collect();
+        let of = |domain: &str| {
+            reports
+                .iter()
+                .find(|r| r.policies[0].policy.policy_domain == domain)
+                .unwrap_or_else(|| panic!("no report for {domain}: {reports:?}"))
+        };
+        let r = of("reports.test");
+        assert_eq!(r.organization_name, "mta-sts matrix");
+        assert_eq!(r.contact_info, "tlsrpt@sender.test");
+        assert_eq!(r.date_range.start_datetime, "2026-01-01T00:00:00Z");
+        assert_eq!(r.date_range.end_datetime, "2026-01-01T23:59:59Z");
+        assert_eq!(r.policies.len(), 1);
+        let p = &r.policies[0];
+        assert_eq!(p.policy.policy_type, "sts");
+        assert_eq!(p.policy.mx_host, MX);
+        assert_eq!(totals(p), (3, 1));
+        let f = &p.failure_details[..];
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].result_type, "certificate-expired");
+        assert_eq!(f[0].receiving_mx_hostname.as_deref(), Some(MX[1]));
+        assert_eq!(f[0].receiving_ip.as_deref(), Some("192.0.2.25"));
+        assert_eq!(f[0].sending_mta_ip.as_deref(), Some("198.51.100.7"));
+        assert_eq!(f[0].failed_session_count, 1);
+        let p = &of("broken.test").policies[0];
+        assert_eq!(p.policy.policy_type, "sts");
+        assert_eq!(totals(p), (0, 1));
+        assert_eq!(p.failure_details[0].result_type, "sts-policy-fetch-error");
+
+        let mail = setup
+            .mail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        assert_eq!(mail.len(), 1);
+        assert_eq!(mail[0].to, "tlsrpt@mail.test");
+        assert_eq!(mail[0].policy_domain, "mail.test");
+        assert!(is_report_mail(&mail[0].message));
+
+        // The 500 and the 404 are failures to retry; the domains without a record are dropped.
+        assert_eq!(setup.flaky.posts()[0].status, 500);
+        assert_eq!(setup.gone.posts()[0].status, 404);
+        let s = c.stats();
+        assert_eq!(
+            (s.delivered, s.retry, s.failed, s.no_record),
+            (3, 2, 0, 2),
+            "{s:?}"
+        );
+        assert_eq!(s.pending, 2);
+
+        // The retry: the 500 collector now answers 200, the 404 one still 404.
+        let retry_at = c.next_due().expect("retries are due");
+        assert_eq!(retry_at.as_secs(), DAY + 86_401 + FIRST_RETRY.as_secs());
+        setup.set_time(retry_at);
+        assert_eq!(c.report_due(), 2);
+        assert_eq!(setup.flaky.wait_posts(2, Duration::ZERO)[1].status, 200);
+        let s = c.stats();
+        assert_eq!((s.delivered, s.retry, s.failed), (4, 3, 0), "{s:?}");
+
+        // The 404 is retried within 24 hours, then given up: never delivered.
+        for _ in 0..64 {
+            let Some(due) = c.next_due() else { break };
+            setup.set_time(due);
+            c.report_due();
+        }
+        let s = c.stats();
+        assert_eq!((s.delivered, s.failed, s.pending), (4, 1, 0), "{s:?}");
+        assert_eq!(s.retry as usize, 1 + setup.gone.count() - 1, "{s:?}");
+        assert!(setup.gone.count() > 3, "retried: {}", setup.gone.count());
+        assert!(setup.gone.posts().iter().all(|p| p.status == 404));
+        assert_eq!(setup.ok.count(), 2, "delivered reports are not sent again");
+        assert_eq!(setup.flaky.count(), 2);
+    }
+
+    /// The reporting task of a client made by [`tlsrpt_client!`] on `setup`, started by the
+    /// adapter before: sessions of [`DAY`], then the clock passes midnight and a session of
+    /// the next day is recorded, which wakes the task; it closes the day and the report of
+    /// `reports.test` reaches the collector without any call to `report_due`. `wait(collector,
+    /// n)` waits for `n` requests at the collector (the adapter's way: blocking, or a future
+    /// on its runtime).
+    pub fn check_reporter_task(
+        setup: &Setup,
+        c: &impl Reporting,
+        wait: impl Fn(&Collector, usize) -> Vec<Post>,
+    ) {
+        assert!(matches!(c.policy("reports.test"), Outcome::Fetched(_)));
+        let ok = TlsResult::success("reports.test", MX[0]);
+        let expired = TlsFailure::Certificate(CertificateProblem::Expired);
+        let failed = TlsResult::failure("reports.test", MX[1], expired);
+        for result in [&ok, &ok, &failed] {
+            assert_eq!(c.record(result), Some(PolicyType::Sts));
+        }
+        setup.set_time(UnixTime::from_secs(DAY + 86_401));
+        assert_eq!(c.record(&ok), Some(PolicyType::Sts));
+        let posts = wait(&setup.ok, 1);
+        assert_eq!(posts.len(), 1, "the reporting task sent nothing");
+        assert_eq!(
+            posts[0].header("content-type"),
+            Some("application/tlsrpt+gzip")
+        );
+        let r = report(&posts[0]);
+        let p = &r.policies[0];
+        assert_eq!(p.policy.policy_domain, "reports.test");
+        assert_eq!(r.date_range.start_datetime, "2026-01-01T00:00:00Z");
+        assert_eq!(totals(p), (2, 1));
+        assert_eq!(p.failure_details[0].result_type, "certificate-expired");
+    }
 }

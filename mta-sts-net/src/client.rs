@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
@@ -14,7 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use event_listener::Event;
-use mta_sts_core::io::{DnsFailure, DnssecResult, DnssecType, Io};
+use mta_sts_core::io::{DnsFailure, DnssecResult, DnssecType, Io, TxtQuery, TxtResult};
+use mta_sts_core::tlsrpt::PolicyType;
+use mta_sts_core::tlsrpt::aggregate::{Session, SessionPolicy};
 use mta_sts_core::{
     Begin, Config, DaneBegin, DaneCache, DaneConfig, DaneIndeterminate, DaneLookup, DaneQueryId,
     DaneState, DaneStep, Evaluation, FlightId, IoResult, Lookup, Outcome, PolicyCache,
@@ -22,6 +25,7 @@ use mta_sts_core::{
 };
 
 use crate::dns::{Resolver, StubResolver};
+use crate::report::{DeliveryIoContext, Reporting, TlsResult, TlsRptSettings, TlsRptStats};
 use crate::runtime::{BoxFuture, Runtime, until};
 use crate::{
     PersistError, ResolverConfError, TlsSetupError, TrustAnchors, export_cached_metric,
@@ -101,6 +105,7 @@ pub struct ClientBuilder<R, C = Client<R>> {
     max_concurrent_lookups: usize,
     dane: Option<bool>,
     dane_config: DaneConfig,
+    tlsrpt: Option<TlsRptSettings>,
     _client: PhantomData<fn() -> C>,
 }
 
@@ -117,6 +122,7 @@ impl<R: fmt::Debug, C> fmt::Debug for ClientBuilder<R, C> {
             .field("clock", &self.clock.as_ref().map(|_| "custom"))
             .field("max_concurrent_lookups", &self.max_concurrent_lookups)
             .field("dane", &self.dane)
+            .field("tlsrpt", &self.tlsrpt)
             .finish()
     }
 }
@@ -144,6 +150,7 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
             max_concurrent_lookups: DEFAULT_MAX_CONCURRENT_LOOKUPS,
             dane: None,
             dane_config: DaneConfig::default(),
+            tlsrpt: None,
             _client: PhantomData,
         }
     }
@@ -227,6 +234,15 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
         self
     }
 
+    /// Turns on TLSRPT (RFC 8460): the client counts the sessions it is told of and the policy
+    /// fetch failures it meets, and its reporting task ([`Client::spawn_reporter`]) sends each
+    /// policy domain a report of each UTC day. See [`Client::record_tls_result`].
+    #[must_use]
+    pub fn tlsrpt(mut self, settings: TlsRptSettings) -> Self {
+        self.tlsrpt = Some(settings);
+        self
+    }
+
     /// The wall clock of the MTA-STS decisions (default: the system clock). For tests.
     #[must_use]
     pub fn clock(mut self, clock: Clock) -> Self {
@@ -265,6 +281,9 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
                 tracing::info!(path = %path.display(), "MTA-STS cache file: {report}");
             }
         }
+        let tlsrpt = self
+            .tlsrpt
+            .map(|settings| Reporting::new(settings, clock()));
         let inner = Inner {
             runtime: self.runtime,
             state: Mutex::new(State {
@@ -284,6 +303,7 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
             changed: Event::new(),
             permits: async_lock::Semaphore::new(self.max_concurrent_lookups.max(1)),
             saving: async_lock::Mutex::new(()),
+            tlsrpt,
         };
         Ok(C::from(Client {
             inner: Arc::new(inner),
@@ -348,6 +368,8 @@ struct Inner<R> {
     dane: bool,
     /// The DANE states and lookups.
     dane_table: Mutex<DaneTable>,
+    /// TLSRPT, when turned on ([`ClientBuilder::tlsrpt`]).
+    tlsrpt: Option<Reporting>,
 }
 
 /// What the client keeps behind its mutex (never held across I/O).
@@ -661,38 +683,63 @@ impl<R: Runtime> Client<R> {
 
     /// [`spawn_refresher`](Self::spawn_refresher), or why the runtime could not start it.
     pub fn try_spawn_refresher(&self) -> io::Result<Refresher<R>> {
-        let control = Arc::new(RefresherControl::default());
-        let client = self.clone();
+        self.spawn_task(|client, control| Box::pin(async move { client.refresher(&control).await }))
+            .map(|handle| Refresher { handle })
+    }
+
+    /// Starts `run(client, control)` on the runtime: a task that says it is done once `run` has
+    /// finished and dropped its client.
+    fn spawn_task(
+        &self,
+        run: impl FnOnce(Self, Arc<TaskControl>) -> BoxFuture<'static, ()>,
+    ) -> io::Result<TaskHandle<R>> {
+        let control = Arc::new(TaskControl::default());
+        // The client goes (with `run`'s future) before the task says it is done: a shutdown
+        // that waits for it leaves the client's other handles as the only ones.
+        let work = run(self.clone(), Arc::clone(&control));
         let task_control = Arc::clone(&control);
         let task = self.inner.runtime.spawn(Box::pin(async move {
-            client.refresher(&task_control).await;
-            // The client goes before the refresher says it is done: a shutdown that waits for
-            // it leaves the client's other handles as the only ones.
-            drop(client);
+            work.await;
             task_control.done.store(true, Ordering::SeqCst);
             task_control.wake.notify(usize::MAX);
         }))?;
-        Ok(Refresher {
+        Ok(TaskHandle {
             control,
             task: Some(task),
         })
     }
 
-    async fn refresher(&self, control: &RefresherControl) {
+    async fn refresher(&self, control: &TaskControl) {
+        let inner = &*self.inner;
+        let due = || inner.lock().cache.poll_timeout();
+        let round = || self.refresh_round(Some(&control.stop));
+        self.background(control, &inner.changed, due, round).await;
+    }
+
+    /// A background task's loop until it is told to stop: it sleeps until `due()` (at most
+    /// [`MAX_REFRESHER_SLEEP`], so that the wall clock is read again), woken early by `changed`
+    /// or the stop, and runs `round()` once something is due.
+    async fn background<F: Future<Output = usize>>(
+        &self,
+        control: &TaskControl,
+        changed: &Event,
+        due: impl Fn() -> Option<UnixTime>,
+        round: impl Fn() -> F,
+    ) {
         let inner = &*self.inner;
         while !control.stop.load(Ordering::SeqCst) {
             // Listen before reading the schedule and the flag, so that a change in between is
             // not missed.
-            let changed = inner.changed.listen();
+            let changed = changed.listen();
             let stopping = control.wake.listen();
             if control.stop.load(Ordering::SeqCst) {
                 break;
             }
             let now = inner.now();
-            let wait = inner.lock().cache.poll_timeout().map(|due| due.since(now));
+            let wait = due().map(|due| due.since(now));
             let wait = wait.map_or(MAX_REFRESHER_SLEEP, |w| w.min(MAX_REFRESHER_SLEEP));
             if wait.is_zero() {
-                self.refresh_round(Some(&control.stop)).await;
+                round().await;
                 continue;
             }
             let deadline = inner.runtime.now().checked_add(wait);
@@ -705,6 +752,13 @@ impl<R: Runtime> Client<R> {
     /// Writes the cache to the persistence file, if one was configured (atomically, where the
     /// runtime allows blocking; one save at a time, each with the cache as it is then).
     pub async fn save(&self) -> Result<(), PersistError> {
+        if let Some(tlsrpt) = &self.inner.tlsrpt {
+            let now = self.inner.now();
+            tlsrpt
+                .save(&self.inner.runtime, now)
+                .await
+                .map_err(PersistError::Io)?;
+        }
         let Some(path) = self.inner.persistence.clone() else {
             return Ok(());
         };
@@ -738,37 +792,207 @@ impl<R: Runtime> Client<R> {
     pub fn runtime(&self) -> &R {
         &self.inner.runtime
     }
+
+    /// Records the MTA's TLS session to an MX host for TLSRPT (RFC 8460 §4): call it once per
+    /// session (connection attempt) with STARTTLS, successful or not, to a host of a domain
+    /// this client evaluated. The client knows the policy that applied and counts the session
+    /// under it: DANE when the domain's DANE state (cached by [`dane`](Self::dane) or
+    /// [`evaluate`](Self::evaluate) for the TTL of its answers) has usable TLSA records for the
+    /// host (`tlsa`), else the unexpired cached MTA-STS policy (`sts`), else `no-policy-found`.
+    /// Call it soon after the evaluation the delivery followed, while both are cached. Nothing is recorded under a policy
+    /// in mode `none` (RFC 8461 §5), nor without [`ClientBuilder::tlsrpt`].
+    ///
+    /// The client records the policy fetch failures it meets by itself (`sts-policy-fetch-error`,
+    /// `sts-webpki-invalid`, `sts-policy-invalid`), once per failed fetch; the MTA records only
+    /// its sessions to MX hosts. Never record the delivery of a report: a message that
+    /// [`is_report_mail`](mta_sts_core::tlsrpt::deliver::is_report_mail) recognises (the
+    /// reports this client POSTs are not sessions at all).
+    ///
+    /// Returns the policy type the session was counted under; `None` when it was not counted
+    /// (TLSRPT off, mode `none`, the aggregator's caps, an invalid domain).
+    pub fn record_tls_result(&self, result: &TlsResult) -> Option<PolicyType> {
+        let tlsrpt = self.inner.tlsrpt.as_ref()?;
+        let now = self.inner.now();
+        let policy = self
+            .inner
+            .applied_policy(&result.policy_domain, &result.mx_host, now)?;
+        let policy_type = policy.policy_type;
+        tlsrpt
+            .record(&result.session(policy, now), now)
+            .then_some(policy_type)
+    }
+
+    /// The TLSRPT counters (also exported through the `metrics` facade: see [`TlsRptStats`]);
+    /// all zero without [`ClientBuilder::tlsrpt`].
+    pub fn tlsrpt_stats(&self) -> TlsRptStats {
+        self.inner
+            .tlsrpt
+            .as_ref()
+            .map(Reporting::stats)
+            .unwrap_or_default()
+    }
+
+    /// Runs one reporting round now: what the reporting task does when something is due. The
+    /// UTC days that ended by now are closed into reports (one per policy domain and day) and
+    /// put into the outbox; every delivery due is carried out (the `_smtp._tls` TXT lookup
+    /// through the client's resolver, a POST per `https:` URI like a policy fetch, the
+    /// [`mailto`](TlsRptSettings::mailto) callback per `mailto:` URI) and its result handed to
+    /// the outbox, which schedules retries; the state is saved if anything changed. Returns
+    /// how many deliveries ran (0 without [`ClientBuilder::tlsrpt`]).
+    pub async fn report_due(&self) -> usize {
+        self.report_round(None).await
+    }
+
+    async fn report_round(&self, stop: Option<&AtomicBool>) -> usize {
+        let inner = &*self.inner;
+        let Some(tlsrpt) = &inner.tlsrpt else {
+            return 0;
+        };
+        let clock = &inner.clock;
+        let now = move || clock();
+        let io = DeliveryIoContext {
+            runtime: &inner.runtime,
+            resolver: &*inner.resolver,
+            tls: &inner.tls,
+            now: &now,
+        };
+        tlsrpt.round(&io, stop).await
+    }
+
+    /// When the reporting task has something to do next (a day to close, a delivery, a save),
+    /// if anything.
+    pub fn next_report_due(&self) -> Option<UnixTime> {
+        self.inner.tlsrpt.as_ref().and_then(Reporting::next_due)
+    }
+
+    /// Waits until at least `n` report deliveries (discoveries, POSTs, mails) have finished
+    /// since the client was built, by the reporting task or [`report_due`](Self::report_due);
+    /// returns the number finished. Never finishes without [`ClientBuilder::tlsrpt`] (unless
+    /// `n` is 0).
+    pub async fn wait_reports(&self, n: u64) -> u64 {
+        let Some(tlsrpt) = &self.inner.tlsrpt else {
+            if n == 0 {
+                return 0;
+            }
+            return std::future::pending().await;
+        };
+        wait_until(&tlsrpt.changed, || {
+            Some(tlsrpt.handled()).filter(|done| *done >= n)
+        })
+        .await
+    }
+
+    /// Starts the TLSRPT reporting task on the runtime: it sleeps until something is due
+    /// ([`next_report_due`](Self::next_report_due)), then runs a round
+    /// ([`report_due`](Self::report_due)). It wakes early when a session of a later day is
+    /// recorded (the day before can be closed) and at least every [`MAX_REFRESHER_SLEEP`] (60
+    /// s) to read the wall clock again. It stops when the returned handle is dropped or
+    /// [`ReporterTask::shutdown`] is called. Without [`ClientBuilder::tlsrpt`] it has nothing to
+    /// do and ends at once.
+    ///
+    /// # Panics
+    /// If the runtime cannot start a task; see [`try_spawn_reporter`](Self::try_spawn_reporter).
+    pub fn spawn_reporter(&self) -> ReporterTask<R> {
+        match self.try_spawn_reporter() {
+            Ok(r) => r,
+            Err(e) => panic!("cannot start the TLSRPT reporting task: {e}"),
+        }
+    }
+
+    /// [`spawn_reporter`](Self::spawn_reporter), or why the runtime could not start it.
+    pub fn try_spawn_reporter(&self) -> io::Result<ReporterTask<R>> {
+        self.spawn_task(|client, control| Box::pin(async move { client.reporter(&control).await }))
+            .map(|handle| ReporterTask { handle })
+    }
+
+    async fn reporter(&self, control: &TaskControl) {
+        let inner = &*self.inner;
+        let Some(tlsrpt) = &inner.tlsrpt else {
+            return;
+        };
+        let round = || self.report_round(Some(&control.stop));
+        self.background(control, &tlsrpt.changed, || tlsrpt.next_due(), round)
+            .await;
+        if let Err(e) = tlsrpt.save(&inner.runtime, inner.now()).await {
+            tracing::warn!(error = %e, "cannot save the TLSRPT state");
+        }
+    }
 }
 
 /// The background refresher started by [`Client::spawn_refresher`]. Dropping it stops the
 /// refresher like [`shutdown`](Self::shutdown) without waiting for it, except on a runtime whose
 /// task is a thread (the blocking adapter), which joins it.
 pub struct Refresher<R: Runtime> {
-    control: Arc<RefresherControl>,
-    task: Option<R::Task>,
+    handle: TaskHandle<R>,
 }
 
 impl<R: Runtime> fmt::Debug for Refresher<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Refresher")
-            .field("control", &self.control)
+            .field("control", &self.handle.control)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, Default)]
-struct RefresherControl {
-    stop: AtomicBool,
-    done: AtomicBool,
-    /// Fires when `stop` or `done` is set.
-    wake: Event,
 }
 
 impl<R: Runtime> Refresher<R> {
     /// Stops the refresher and waits until it has stopped: a refresh lookup under way is
     /// finished (it is bounded by the DNS and fetch timeouts) and the cache saved if it ran;
     /// no new one starts. The same in every adapter.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await;
+    }
+
+    /// Whether the refresher has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.handle.is_stopped()
+    }
+}
+
+/// The TLSRPT reporting task started by [`Client::spawn_reporter`]. Dropping it stops the task
+/// like [`shutdown`](Self::shutdown) without waiting for it, except on a runtime whose task is
+/// a thread (the blocking adapter), which joins it.
+pub struct ReporterTask<R: Runtime> {
+    handle: TaskHandle<R>,
+}
+
+impl<R: Runtime> fmt::Debug for ReporterTask<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReporterTask")
+            .field("control", &self.handle.control)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> ReporterTask<R> {
+    /// Stops the reporting task and waits until it has stopped: the deliveries under way are
+    /// finished (each bounded by its timeout) and the state saved; no new one starts.
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await;
+    }
+
+    /// Whether the task has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.handle.is_stopped()
+    }
+}
+
+/// What a background task and its handle share.
+#[derive(Debug, Default)]
+struct TaskControl {
+    stop: AtomicBool,
+    done: AtomicBool,
+    /// Fires when `stop` or `done` is set.
+    wake: Event,
+}
+
+/// A background task: told to stop on [`shutdown`](Self::shutdown) or drop.
+struct TaskHandle<R: Runtime> {
+    control: Arc<TaskControl>,
+    task: Option<R::Task>,
+}
+
+impl<R: Runtime> TaskHandle<R> {
+    async fn shutdown(mut self) {
         self.stop();
         let control = &self.control;
         wait_until(&control.wake, || {
@@ -778,8 +1002,7 @@ impl<R: Runtime> Refresher<R> {
         drop(self.task.take());
     }
 
-    /// Whether the refresher has stopped.
-    pub fn is_stopped(&self) -> bool {
+    fn is_stopped(&self) -> bool {
         self.control.done.load(Ordering::SeqCst)
     }
 
@@ -789,7 +1012,7 @@ impl<R: Runtime> Refresher<R> {
     }
 }
 
-impl<R: Runtime> Drop for Refresher<R> {
+impl<R: Runtime> Drop for TaskHandle<R> {
     fn drop(&mut self) {
         self.stop();
         drop(self.task.take());
@@ -800,6 +1023,9 @@ impl<R> Drop for Inner<R> {
     /// The last handle is gone: keep the cache for the next start (best effort; a failure is
     /// logged, as there is no caller to tell).
     fn drop(&mut self) {
+        if let Some(tlsrpt) = &self.tlsrpt {
+            tlsrpt.save_now((self.clock)());
+        }
         let Some(path) = &self.persistence else {
             return;
         };
@@ -838,6 +1064,50 @@ impl<R: Runtime> Inner<R> {
 
     fn now(&self) -> UnixTime {
         (self.clock)()
+    }
+
+    /// Records the policy fetch failure a lookup's outcome implies, if any (TLSRPT on).
+    fn report_outcome(&self, domain: &str, outcome: &Outcome) {
+        let Some(tlsrpt) = &self.tlsrpt else { return };
+        let now = self.now();
+        if let Some(session) = Session::from_outcome(domain, outcome, now) {
+            let _ = tlsrpt.record(&session, now);
+        }
+    }
+
+    /// The policy a session to `mx_host` of `domain` was under at `now`: DANE when the cached
+    /// DANE state has usable TLSA records for the host, else the cached MTA-STS policy (`None`
+    /// in mode `none`: not reported), else no policy.
+    fn applied_policy(&self, domain: &str, mx_host: &str, now: UnixTime) -> Option<SessionPolicy> {
+        let domain = match PolicyDomain::parse(domain) {
+            Ok(d) => d.as_str().to_owned(),
+            Err(_) => domain.to_ascii_lowercase(),
+        };
+        let domain = domain.as_str();
+        if self.dane {
+            // A cached state only: a miss starts no lookup (the lookup handed back is dropped).
+            let cached = match lock(&self.dane_table).cache.begin(domain, now) {
+                DaneBegin::Ready(state) => Some(state),
+                DaneBegin::Started(_) => None,
+            };
+            let host = mx_host.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(tlsa) = cached
+                .as_ref()
+                .and_then(|s| s.host(&host))
+                .and_then(|h| h.usable_tlsa())
+            {
+                let mut policy = SessionPolicy::tlsa(domain, tlsa);
+                policy.mx_host = vec![host];
+                return Some(policy);
+            }
+        }
+        let st = self.lock();
+        match st.cache.peek(domain) {
+            Some(cached) if now <= cached.expires_at() => (cached.mode()
+                != mta_sts_core::Mode::None)
+                .then(|| SessionPolicy::sts(domain, cached.policy())),
+            _ => Some(SessionPolicy::no_policy_found(domain)),
+        }
     }
 
     /// What a caller for `domain` does next: take the answer, drive a new flight, or wait on
@@ -920,6 +1190,7 @@ impl<R: Runtime> Inner<R> {
                     driving.done = true;
                     driving.waiters.end(Some(outcome.clone()));
                     self.changed.notify(usize::MAX);
+                    self.report_outcome(driving.domain.as_str(), &outcome);
                     return outcome;
                 }
             }
@@ -991,11 +1262,7 @@ impl<R: Runtime> Inner<R> {
         match io {
             // Bounded here too, whatever resolver answers: the core's DNS timeout.
             Io::Txt(query) => {
-                let now = self.runtime.now();
-                let deadline = now.checked_add(query.timeout);
-                let deadline = deadline.unwrap_or_else(|| crate::dns::far(now));
-                let answer = until(&self.runtime, deadline, self.resolver.txt(query)).await;
-                IoResult::Txt(answer.unwrap_or(Err(DnsFailure::Timeout)))
+                IoResult::Txt(txt_within(&self.runtime, &*self.resolver, query).await)
             }
             // Boxed: the TLS handshake's state is large, and a delivery task's future stays
             // small (and cheap to move) without it.
@@ -1012,9 +1279,23 @@ impl<R: Runtime> Inner<R> {
     }
 }
 
+/// The TXT records of `query` from `resolver`, bounded by the query's timeout on `rt`'s clock
+/// whatever resolver answers.
+pub(crate) async fn txt_within<R: Runtime>(
+    rt: &R,
+    resolver: &dyn Resolver,
+    query: &TxtQuery,
+) -> TxtResult {
+    let now = rt.now();
+    let deadline = now.checked_add(query.timeout);
+    let deadline = deadline.unwrap_or_else(|| crate::dns::far(now));
+    let answer = until(rt, deadline, resolver.txt(query)).await;
+    answer.unwrap_or(Err(DnsFailure::Timeout))
+}
+
 /// The output of the first of `futures` to finish, which is removed; the others go on when
 /// awaited again. Never finishes while `futures` is empty.
-async fn first_of<T>(futures: &mut Vec<BoxFuture<'_, T>>) -> T {
+pub(crate) async fn first_of<T>(futures: &mut Vec<BoxFuture<'_, T>>) -> T {
     std::future::poll_fn(|cx| {
         for i in 0..futures.len() {
             if let std::task::Poll::Ready(value) = futures[i].as_mut().poll(cx) {

@@ -14,9 +14,10 @@ use futures_lite::AsyncWriteExt;
 use mta_sts_core::io::{FetchFailure, FetchResult, PolicyFetch};
 use mta_sts_core::wire::http::ResponseParser;
 use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 
 use crate::dns::{Resolver, far, is_timeout};
-use crate::runtime::{Runtime, until};
+use crate::runtime::{Runtime, TlsStream, until};
 use crate::{
     ConnectErrors, classify_tls_error, connect_attempt_timeout, policy_request, poll_response_read,
 };
@@ -96,8 +97,44 @@ async fn get<R: Runtime>(
     trace: &mut FetchTrace,
 ) -> FetchResult {
     let (name, request) = policy_request(fetch)?;
-    let host = &fetch.host;
-    let addrs = match resolver.addresses(host, fetch.timeout).await {
+    let target = Target {
+        host: &fetch.host,
+        name,
+        port: fetch.port,
+        timeout: fetch.timeout,
+        deadline,
+    };
+    let mut tls = open_tls(rt, resolver, tls, target, trace).await?;
+    send(&mut tls, &request).await?;
+    let mut parser = ResponseParser::new(fetch);
+    // Read within each poll into the thread's read buffer: a fetch waiting for its server holds
+    // no buffer of its own. A close without TLS close_notify is an error (it could be a
+    // truncation), not an end.
+    poll_fn(|cx| poll_response_read(&mut parser, |buf| Pin::new(&mut tls).poll_read(cx, buf))).await
+}
+
+/// Where an HTTPS request goes: the host (resolved through the client's resolver), its TLS
+/// name, the port, the request's timeout and the deadline of the whole request.
+pub(crate) struct Target<'a> {
+    pub(crate) host: &'a str,
+    pub(crate) name: ServerName<'static>,
+    pub(crate) port: u16,
+    pub(crate) timeout: Duration,
+    pub(crate) deadline: Instant,
+}
+
+/// A TLS connection to `target`: its addresses from `resolver`, one connection attempt per
+/// address ([`connect_any`]), the handshake with `tls` on `rt`. What a policy fetch and a
+/// TLSRPT report POST share.
+pub(crate) async fn open_tls<R: Runtime>(
+    rt: &R,
+    resolver: &dyn Resolver,
+    tls: &Arc<ClientConfig>,
+    target: Target<'_>,
+    trace: &mut FetchTrace,
+) -> Result<Box<dyn TlsStream>, FetchFailure> {
+    let host = target.host;
+    let addrs = match resolver.addresses(host, target.timeout).await {
         Ok(a) if a.is_empty() => {
             return Err(FetchFailure::Resolve(format!(
                 "{host}: no A or AAAA record"
@@ -107,25 +144,24 @@ async fn get<R: Runtime>(
         Err(e) => return Err(FetchFailure::Resolve(format!("{host}: {e}"))),
     };
 
-    let (addr, mut tcp) = connect_any(rt, &addrs, fetch.port, fetch.timeout, deadline)
+    let (addr, mut tcp) = connect_any(rt, &addrs, target.port, target.timeout, target.deadline)
         .await
         .map_err(ConnectErrors::into_failure)?;
     trace.addr = Some(addr);
-    rt.set_deadline(&mut tcp, deadline);
+    rt.set_deadline(&mut tcp, target.deadline);
 
-    let mut tls = rt
-        .connect_tls(Arc::clone(tls), name, tcp)
+    let tls = rt
+        .connect_tls(Arc::clone(tls), target.name, tcp)
         .await
         .map_err(|e| classify_tls_error(&e))?;
     trace.tls_version = tls.protocol_version();
-    // Flushed: the TLS stream may keep records it could not write yet.
-    tls.write_all(&request)
+    Ok(tls)
+}
+
+/// Writes a whole request, flushed: the TLS stream may keep records it could not write yet.
+pub(crate) async fn send(tls: &mut Box<dyn TlsStream>, request: &[u8]) -> Result<(), FetchFailure> {
+    tls.write_all(request)
         .await
         .map_err(|e| classify_tls_error(&e))?;
-    tls.flush().await.map_err(|e| classify_tls_error(&e))?;
-    let mut parser = ResponseParser::new(fetch);
-    // Read within each poll into the thread's read buffer: a fetch waiting for its server holds
-    // no buffer of its own. A close without TLS close_notify is an error (it could be a
-    // truncation), not an end.
-    poll_fn(|cx| poll_response_read(&mut parser, |buf| Pin::new(&mut tls).poll_read(cx, buf))).await
+    tls.flush().await.map_err(|e| classify_tls_error(&e))
 }

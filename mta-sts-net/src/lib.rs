@@ -5,7 +5,9 @@
 //! feature); the policy fetch over any runtime ([`fetch_policy`]); the rustls configurations for
 //! policy fetches and for the STARTTLS connection to an MX under a policy; trust anchors
 //! (webpki-roots plus PEM files); the system's resolvers from `/etc/resolv.conf`; the mapping of
-//! TLS errors to the core's [`FetchFailure`]; the cache file; the metrics.
+//! TLS errors to the core's [`FetchFailure`]; the cache file; the metrics; TLSRPT (RFC 8460): the
+//! report POST ([`post_report`]), the client's counting and reporting task ([`TlsRptSettings`],
+//! [`Client::record_tls_result`], [`Client::spawn_reporter`], [`TlsRptStats`]).
 //!
 //! An adapter implements [`Runtime`] (timers, UDP and TCP sockets, spawning, somewhere to
 //! block) and names `Client<ItsRuntime>`; it has no client logic of its own. This crate never
@@ -51,21 +53,31 @@ mod fetch;
 #[cfg(feature = "hickory")]
 mod hickory;
 mod persist;
+mod report;
 mod runtime;
 mod transfer;
 
 /// Every name an adapter's API mentions, for `pub use mta_sts_net::api::*;`: the outcome and
 /// decision types of the core, its configuration, the clock and time, the DNS seam, trust
-/// anchors, the MX STARTTLS configuration and the errors. The adapters name their `Client`,
-/// `ClientBuilder` and `Refresher` themselves.
+/// anchors, the MX STARTTLS configuration, TLSRPT (the settings, the MTA's TLS results, the
+/// counters, and the core's [`tlsrpt`](mta_sts_core::tlsrpt) module with the names an MTA
+/// uses) and the errors. The adapters name their `Client`, `ClientBuilder`, `Refresher` and
+/// `ReporterTask` themselves.
 pub mod api {
     pub use crate::{
         BoxFuture, ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, IoFuture,
-        MAX_REFRESHER_SLEEP, PersistError, PollIo, Resolver, Runtime, StubResolver, TlsSetupError,
-        TlsStream, TrustAnchors, dane_starttls_config, mx_starttls_config, rustls, server_name,
-        system_clock,
+        MAX_REFRESHER_SLEEP, MailSink, PersistError, PollIo, Resolver, Runtime, StubResolver,
+        TlsResult, TlsRptSettings, TlsRptStats, TlsSetupError, TlsStream, TrustAnchors,
+        dane_starttls_config, mx_starttls_config, rustls, server_name, system_clock,
     };
-    pub use mta_sts_core::io::{DnsFailure, DnssecQuery, DnssecResult, FetchFailure};
+    pub use mta_sts_core::io::{
+        CertificateProblem, DnsFailure, DnssecQuery, DnssecResult, FetchFailure,
+    };
+    pub use mta_sts_core::tlsrpt;
+    pub use mta_sts_core::tlsrpt::{
+        AggregatorLimits, OutboxConfig, PolicyType, ReportMail, Reporter, TlsFailure,
+        is_report_mail,
+    };
     pub use mta_sts_core::{
         CacheReason, CachedPolicy, Candidate, CandidateDane, Config, DaneConfig, DaneHost,
         DaneState, DeferReason, DnsTempFailure, DomainSettings, Evaluation, FetchProblem,
@@ -97,12 +109,15 @@ macro_rules! adapter {
 
         /// The background refresher started by [`Client::spawn_refresher`].
         pub type Refresher = $crate::Refresher<$runtime>;
+
+        /// The TLSRPT reporting task started by [`Client::spawn_reporter`].
+        pub type ReporterTask = $crate::ReporterTask<$runtime>;
     };
 }
 
 pub use client::{
     Client, ClientBuilder, ClientError, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, MAX_REFRESHER_SLEEP,
-    Refresher, system_clock,
+    Refresher, ReporterTask, system_clock,
 };
 pub use dane::{
     ChainProblem, DaneMatch, DaneVerifyError, MatchedBy, dane_starttls_config, verify_dane,
@@ -112,6 +127,10 @@ pub use fetch::{FetchTrace, connect_any, fetch_policy, fetch_policy_traced};
 pub use futures_rustls;
 pub use persist::{
     CacheFileReport, MAX_CACHE_FILE, PersistError, load_cache_file, load_snapshot, save_snapshot,
+};
+pub use report::{
+    MAX_CONCURRENT_DELIVERIES, MailSink, STATE_SAVE_INTERVAL, TlsResult, TlsRptSettings,
+    TlsRptStats, post_report,
 };
 pub use runtime::{BoxFuture, IoFuture, PollIo, Runtime, TlsStream};
 pub use transfer::{

@@ -63,6 +63,12 @@ pub fn load_snapshot(path: &Path) -> Result<Option<Snapshot>, PersistError> {
 /// over `path`, so that a crash leaves either the old file or the new one, never half of one.
 pub fn save_snapshot(path: &Path, snapshot: &Snapshot) -> Result<(), PersistError> {
     let json = serde_json::to_vec(snapshot).map_err(|e| PersistError::Format(e.to_string()))?;
+    write_atomically(path, &json).map_err(PersistError::Io)
+}
+
+/// Writes `bytes` to `path` atomically: to a temporary file beside it, flushed to disk, then
+/// renamed over `path`. The temporary file is removed if anything fails.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     // Unique per process and per call: two threads of one process saving at once must not
     // write into the same temporary file.
     static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -70,14 +76,106 @@ pub fn save_snapshot(path: &Path, snapshot: &Snapshot) -> Result<(), PersistErro
     let tmp = temporary(path, &n.to_string());
     let write = || -> io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&json)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        PersistError::Io(e)
     })
+}
+
+/// What [`load_state_file`] found and did with a state file other than the cache's (the TLSRPT
+/// aggregate and outbox): the value restored from it, if any, and the same problems as a
+/// [`CacheFileReport`].
+#[derive(Debug)]
+pub(crate) struct StateFileReport<T> {
+    /// What `restore` made of the file; `None` without a usable file.
+    pub(crate) loaded: Option<T>,
+    /// The file could not be used: why, and where it was moved.
+    pub(crate) set_aside: Option<(String, Option<PathBuf>)>,
+    /// The file exists but could not be read.
+    pub(crate) unreadable: Option<io::Error>,
+    /// Temporary files of interrupted saves that were removed.
+    pub(crate) stale_temporaries: usize,
+    /// Why the file cannot be written, if a trial write beside it failed.
+    pub(crate) not_writable: Option<io::Error>,
+}
+
+/// Loads a state file the way [`load_cache_file`] loads the cache file: stale temporary files
+/// removed, a file of at most `max` bytes handed to `restore`, a file `restore` refuses (or a
+/// longer one) set aside, an unreadable one reported, a trial write beside it.
+pub(crate) fn load_state_file<T>(
+    path: &Path,
+    now: UnixTime,
+    max: u64,
+    restore: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> StateFileReport<T> {
+    let mut report = StateFileReport {
+        loaded: None,
+        set_aside: None,
+        unreadable: None,
+        stale_temporaries: remove_stale_temporaries(path),
+        not_writable: None,
+    };
+    let read = std::fs::File::open(path).and_then(|file| {
+        let mut bytes = Vec::new();
+        file.take(max + 1).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    });
+    let whole_problem = match read {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            report.unreadable = Some(e);
+            None
+        }
+        Ok(bytes) if bytes.len() as u64 > max => Some(format!("longer than {max} bytes")),
+        Ok(bytes) => match restore(&bytes) {
+            Ok(value) => {
+                report.loaded = Some(value);
+                None
+            }
+            Err(why) => Some(why),
+        },
+    };
+    if let Some(why) = whole_problem {
+        report.set_aside = Some((why, set_aside(path, now).ok()));
+    }
+    report.not_writable = trial_write(path).err();
+    report
+}
+
+impl<T> fmt::Display for StateFileReport<T> {
+    /// The problems in one line for the log (empty when there is none).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some((why, aside)) = &self.set_aside {
+            parts.push(match aside {
+                Some(p) => format!("the file is unusable ({why}), moved to {}", p.display()),
+                None => format!("the file is unusable ({why}) and could not be moved"),
+            });
+        }
+        if let Some(e) = &self.unreadable {
+            parts.push(format!("the file cannot be read ({e})"));
+        }
+        if self.stale_temporaries > 0 {
+            parts.push(format!(
+                "{} temporary files of interrupted saves removed",
+                self.stale_temporaries
+            ));
+        }
+        if let Some(e) = &self.not_writable {
+            parts.push(format!("the file cannot be written ({e})"));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl<T> StateFileReport<T> {
+    /// Whether anything is worth a warning.
+    pub(crate) fn has_problems(&self) -> bool {
+        self.set_aside.is_some() || self.unreadable.is_some() || self.not_writable.is_some()
+    }
 }
 
 /// What [`load_cache_file`] found and did.

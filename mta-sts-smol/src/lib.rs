@@ -17,6 +17,9 @@
 //!   [`ClientBuilder::resolver`].
 //! - [`mx_starttls_config`] / [`server_name`]: the rustls configuration for the STARTTLS
 //!   connection to an MX under a policy (PKIX against the MX host name, TLS 1.2+).
+//! - TLSRPT (RFC 8460): [`ClientBuilder::tlsrpt`], [`Client::record_tls_result`],
+//!   [`Client::spawn_reporter`] (see `mta-sts-tokio`'s crate documentation for an example; the
+//!   API is the same).
 //!
 //! No particular executor is needed: the sockets and timers run on async-io's reactor, which
 //! drives itself when nobody else does, so a [`Client`] works under `smol::block_on`, smol's

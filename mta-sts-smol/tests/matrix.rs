@@ -87,3 +87,43 @@ fn ten_thousand_callers_over_a_thousand_domains_fetch_each_once_within_the_bound
         async_std::task::block_on,
     );
 }
+
+/// The TLSRPT scenario's calls on a smol client, each driven by `smol::block_on`.
+struct Tlsrpt(Client);
+
+impl mta_sts_matrix::tlsrpt::Reporting for Tlsrpt {
+    fn policy(&self, domain: &str) -> Outcome {
+        smol::block_on(self.0.policy(domain))
+    }
+    fn record(&self, result: &mta_sts_smol::TlsResult) -> Option<mta_sts_smol::PolicyType> {
+        self.0.record_tls_result(result)
+    }
+    fn report_due(&self) -> usize {
+        smol::block_on(self.0.report_due())
+    }
+    fn next_due(&self) -> Option<mta_sts_smol::UnixTime> {
+        self.0.next_report_due()
+    }
+    fn stats(&self) -> mta_sts_smol::TlsRptStats {
+        self.0.tlsrpt_stats()
+    }
+}
+
+#[test]
+fn t13_tlsrpt_reports_reach_the_collector_retried_until_2xx_smol() {
+    let setup = mta_sts_matrix::tlsrpt::setup();
+    let client = mta_sts_matrix::tlsrpt_client!(Client, &setup);
+    mta_sts_matrix::tlsrpt::check(&setup, &Tlsrpt(client));
+}
+
+#[test]
+fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_smol() {
+    let setup = mta_sts_matrix::tlsrpt::setup();
+    let c = Tlsrpt(mta_sts_matrix::tlsrpt_client!(Client, &setup));
+    // On smol's global executor threads: the collector is waited on from this one.
+    let task = c.0.spawn_reporter();
+    mta_sts_matrix::tlsrpt::check_reporter_task(&setup, &c, |collector, n| {
+        collector.wait_posts(n, std::time::Duration::from_secs(10))
+    });
+    smol::block_on(task.shutdown());
+}

@@ -174,7 +174,7 @@ fn serve_conn(shared: &Shared, configs: &Configs, mut tcp: TcpStream, guard: &Co
 
 /// Sends close_notify, half-closes and waits briefly for the client to close, so that the
 /// client reads the whole response before the socket goes away.
-fn finish(mut stream: StreamOwned<ServerConnection, TcpStream>) {
+pub(crate) fn finish(mut stream: StreamOwned<ServerConnection, TcpStream>) {
     stream.conn.send_close_notify();
     if stream.flush().is_err() {
         return;
@@ -287,7 +287,7 @@ fn head(status: u16, headers: &[(&str, String)], extra: &[(String, String)]) -> 
 }
 
 /// A complete response with a short text body (none where the status forbids one).
-fn simple(status: u16, headers: &[(&str, String)]) -> Vec<u8> {
+pub(crate) fn simple(status: u16, headers: &[(&str, String)]) -> Vec<u8> {
     simple_with(status, headers, &[])
 }
 

@@ -12,6 +12,9 @@
 //! - an **SMTP server** with STARTTLS, the fake MX of every MX host ([`World::smtp_addr`],
 //!   [`Smtp`], [`World::set_mx_cert`]).
 //!
+//! On demand, a TLSRPT report [`Collector`] ([`World::collector`]): an HTTPS server of its own
+//! that records the reports POSTed to it and answers scripted statuses.
+//!
 //! Scenarios are data ([`Domain`], [`Http`], [`Cert`], [`DnsFault`], [`TlsVersions`]) and can
 //! be changed while the world runs ([`World::set_txt_id`], [`World::set_http`],
 //! [`World::set_dns_fault`], [`World::update`], …), so a test can model a policy change with a
@@ -65,6 +68,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod collector;
 mod dns;
 pub mod dnssec;
 mod https;
@@ -76,6 +80,9 @@ mod state;
 mod sup;
 mod world;
 
+pub use collector::{
+    COLLECTOR_PATH, Collector, MAX_GUNZIPPED, MAX_POST_BODY, MAX_POSTS_KEPT, Post, tlsrpt_name,
+};
 pub use pki::IssuedCert;
 pub use scenario::{Cert, DnsFault, Domain, Http, Mode, Record, RecordType, TlsVersions, Txt};
 pub use smtp::{MAX_COMMANDS as SMTP_MAX_COMMANDS, MAX_LINE as SMTP_MAX_LINE, Smtp};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 
+use crate::collector::Collector;
 use crate::dns;
 use crate::https;
 use crate::pki::{IssuedCert, Pki};
@@ -88,6 +89,17 @@ impl Default for WorldBuilder {
             https_bind: None,
             smtp_bind: None,
         }
+    }
+}
+
+impl Shared {
+    /// Adds a record at `name`, besides the records the domains define.
+    pub(crate) fn add_record_at(&self, name: &str, record: Record) {
+        write(&self.state)
+            .records
+            .entry(normalize(name))
+            .or_default()
+            .push(record);
     }
 }
 
@@ -556,11 +568,21 @@ impl World {
 
     /// Adds a record at `name`, besides the records the domains define.
     pub fn add_record(&self, name: &str, record: Record) {
-        write(&self.shared.state)
-            .records
-            .entry(normalize(name))
-            .or_default()
-            .push(record);
+        self.shared.add_record_at(name, record);
+    }
+
+    /// Starts a TLSRPT report [`Collector`] for `host` (RFC 8460 §5.4): an HTTPS server on an
+    /// ephemeral port of 127.0.0.1 with a certificate for `host` from the world's CA, accepting
+    /// reports at [`COLLECTOR_PATH`](crate::COLLECTOR_PATH) (`/tlsrpt`). `host` gets an A
+    /// record `127.0.0.1` in the world's DNS; [`Collector::publish`] names the collector in a
+    /// domain's `_smtp._tls` record.
+    pub fn collector(&self, host: &str) -> io::Result<Collector> {
+        Collector::start(&self.shared, host, crate::COLLECTOR_PATH)
+    }
+
+    /// [`collector`](Self::collector) accepting reports at `path` instead.
+    pub fn collector_at(&self, host: &str, path: &str) -> io::Result<Collector> {
+        Collector::start(&self.shared, host, path)
     }
 
     /// Removes the records added at `name` with [`add_record`](Self::add_record) or

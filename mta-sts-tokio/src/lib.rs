@@ -58,6 +58,51 @@
 //! client.shutdown().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # TLSRPT (RFC 8460)
+//!
+//! With [`ClientBuilder::tlsrpt`] the client counts, per policy domain and UTC day, the policy
+//! fetch failures it meets by itself and the TLS sessions the MTA tells it of
+//! ([`Client::record_tls_result`]), and its reporting task ([`Client::spawn_reporter`]) sends
+//! each domain the report of each day after midnight: the domain's `_smtp._tls` record is
+//! looked up, each `https:` URI gets a POST (`application/tlsrpt+gzip`; only a 2xx answer is
+//! delivered, anything else is retried for 24 hours) and each `mailto:` URI a message handed
+//! to your callback. Counters: [`Client::tlsrpt_stats`] and the `metrics` facade
+//! (`mta_sts_tlsrpt_reports_total{result}`, see [`TlsRptStats`]).
+//!
+//! ```no_run
+//! use mta_sts_tokio::{
+//!     CertificateProblem, Client, Reporter, TlsFailure, TlsResult, TlsRptSettings, is_report_mail,
+//! };
+//!
+//! # fn queue_without_tls(_from: &str, _to: &str, _message: &[u8]) -> Result<(), String> { Ok(()) }
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let tlsrpt = TlsRptSettings::new(Reporter::new(
+//!     "Example Mail",            // organization-name
+//!     "tlsrpt@mail.example.net", // contact-info
+//!     "mail.example.net",        // the submitter: this MTA's domain
+//! ))
+//! .persistence("/var/lib/mta/tlsrpt.json") // the day's counts and pending reports
+//! .mailto(|mail| queue_without_tls(&mail.from, &mail.to, &mail.message));
+//! let client = Client::builder().tlsrpt(tlsrpt).build()?;
+//! let reporter = client.spawn_reporter();
+//!
+//! // After each STARTTLS session to an MX host of example.com (never for a report mail:
+//! // `is_report_mail(&message)`):
+//! # let message: &[u8] = b"";
+//! if !is_report_mail(message) {
+//!     let ok = TlsResult::success("example.com", "mx1.example.com")
+//!         .receiving_ip("192.0.2.25".parse()?);
+//!     client.record_tls_result(&ok);
+//!     let expired = TlsFailure::Certificate(CertificateProblem::Expired);
+//!     client.record_tls_result(&TlsResult::failure("example.com", "mx2.example.com", expired));
+//! }
+//!
+//! // On the way out: the task saves the state when it stops.
+//! reporter.shutdown().await;
+//! client.shutdown().await?;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -1,5 +1,7 @@
 //! The shared scenario matrix and load scenario (mta-sts-matrix) against the tokio adapter.
 
+use std::time::Duration;
+
 use mta_sts_matrix::load;
 use mta_sts_tokio::Client;
 use tokio::runtime::Runtime;
@@ -78,4 +80,76 @@ fn ten_thousand_callers_over_a_thousand_domains_fetch_each_once_within_the_bound
         .build()
         .unwrap();
     load_on(&rt);
+}
+
+/// The TLSRPT scenario's calls on a tokio client.
+struct Tlsrpt<'a>(&'a Runtime, Client);
+
+impl mta_sts_matrix::tlsrpt::Reporting for Tlsrpt<'_> {
+    fn policy(&self, domain: &str) -> mta_sts_tokio::Outcome {
+        self.0.block_on(self.1.policy(domain))
+    }
+    fn record(&self, result: &mta_sts_tokio::TlsResult) -> Option<mta_sts_tokio::PolicyType> {
+        self.1.record_tls_result(result)
+    }
+    fn report_due(&self) -> usize {
+        self.0.block_on(self.1.report_due())
+    }
+    fn next_due(&self) -> Option<mta_sts_tokio::UnixTime> {
+        self.1.next_report_due()
+    }
+    fn stats(&self) -> mta_sts_tokio::TlsRptStats {
+        self.1.tlsrpt_stats()
+    }
+}
+
+#[test]
+fn t13_tlsrpt_reports_reach_the_collector_retried_until_2xx_tokio_current_thread() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let setup = mta_sts_matrix::tlsrpt::setup();
+    let client = mta_sts_matrix::tlsrpt_client!(Client, &setup);
+    mta_sts_matrix::tlsrpt::check(&setup, &Tlsrpt(&rt, client));
+    assert_eq!(rt.metrics().num_alive_tasks(), 0);
+}
+
+#[test]
+fn t13_tlsrpt_reports_reach_the_collector_retried_until_2xx_tokio_multi_thread() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let setup = mta_sts_matrix::tlsrpt::setup();
+    let client = mta_sts_matrix::tlsrpt_client!(Client, &setup);
+    mta_sts_matrix::tlsrpt::check(&setup, &Tlsrpt(&rt, client));
+}
+
+#[test]
+fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_tokio() {
+    for rt in [
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap(),
+    ] {
+        let setup = mta_sts_matrix::tlsrpt::setup();
+        let client = mta_sts_matrix::tlsrpt_client!(Client, &setup);
+        let task = rt.block_on(async { client.spawn_reporter() });
+        let c = Tlsrpt(&rt, client);
+        mta_sts_matrix::tlsrpt::check_reporter_task(&setup, &c, |collector, n| {
+            let wait = collector.posts_async(n);
+            rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), wait).await })
+                .unwrap_or_default()
+        });
+        rt.block_on(task.shutdown());
+        assert!(c.1.tlsrpt_stats().delivered >= 1);
+    }
 }
