@@ -49,11 +49,6 @@ pub(crate) struct TlsRptCheck {
     lines: Vec<Line>,
 }
 
-/// Whether a TXT record is a TLSRPT candidate (RFC 8460 §3: it begins with `v=TLSRPTv1`).
-fn is_candidate(record: &[u8]) -> bool {
-    record.starts_with(b"v=TLSRPTv1")
-}
-
 /// Looks up and judges the TLSRPT record of `domain`. `testing`: the policy's mode is testing
 /// (reports are then how the operator learns whether `enforce` is safe).
 pub(crate) fn check(
@@ -84,7 +79,13 @@ pub(crate) fn check(
         Ok(TxtAnswer::Records(r)) => r,
         Ok(_) => Vec::new(),
     };
-    let candidates: Vec<&Vec<u8>> = records.iter().filter(|r| is_candidate(r)).collect();
+    // Looser than the senders' rule (`TlsRptRecord::is_candidate`: `v=TLSRPTv1` then `;`), so
+    // that a near miss such as `v=TLSRPTv1 rua=…` is shown as a record senders ignore, with
+    // why, rather than as no record at all.
+    let candidates: Vec<&Vec<u8>> = records
+        .iter()
+        .filter(|r| r.starts_with(b"v=TLSRPTv1"))
+        .collect();
     if candidates.is_empty() {
         let message = format!(
             "no TLSRPT record at {name}: {} receives no TLS reports{}",

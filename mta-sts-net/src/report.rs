@@ -742,7 +742,6 @@ impl<R: Runtime> DeliveryIoContext<'_, R> {
                 Some(sink) => sink(message),
                 None => Err("no mailto callback configured (TlsRptSettings::mailto)".into()),
             }),
-            _ => DeliveryResult::Mail(Err("a delivery this client does not know".into())),
         }
     }
 }

@@ -452,8 +452,10 @@ impl fmt::Display for DeliveryId {
 }
 
 /// What an [`Outbox`] asks the adapter to do.
+///
+/// Deliberately exhaustive, like [`Io`](crate::io::Io): an adapter must carry out every kind,
+/// so a new kind is a change the compiler points out in every driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum DeliveryIo {
     /// Look up the TXT records of `_smtp._tls.<policy domain>`; answer with
     /// [`DeliveryResult::Discover`].
@@ -467,7 +469,6 @@ pub enum DeliveryIo {
 
 /// The result of a [`DeliveryIo`], handed to [`Outbox::handle`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum DeliveryResult {
     /// The TXT lookup's result.
     Discover(TxtResult),

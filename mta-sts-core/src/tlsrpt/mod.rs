@@ -70,7 +70,6 @@
 //!             DeliveryResult::Post(Ok(PostResponse::new(200)))
 //!         }
 //!         DeliveryIo::Mail(_) => unreachable!("no mailto URI here"),
-//!         _ => unreachable!(),
 //!     };
 //!     for event in outbox.handle(id, result, now) {
 //!         delivered |= matches!(event, DeliveryEvent::Delivered { .. });

@@ -426,8 +426,8 @@ impl fmt::Display for TlsRptWarningKind {
 }
 
 /// Whether a record is a TLSRPT candidate (RFC 8460 §3): it begins with exactly `v=TLSRPTv1`,
-/// then optional spaces or tabs, then `;`.
-pub(crate) fn is_candidate(record: &[u8]) -> bool {
+/// then optional spaces or tabs, then `;`. See [`TlsRptRecord::is_candidate`].
+fn is_candidate(record: &[u8]) -> bool {
     match record.strip_prefix(b"v=TLSRPTv1") {
         Some(rest) => {
             let after = rest
@@ -948,6 +948,20 @@ impl TlsRptRecord {
             skipped: None,
         }
         .run()
+    }
+
+    /// Whether a TXT record (its character-strings joined) is a TLSRPT candidate, the records
+    /// [`discover`](Self::discover) keeps (RFC 8460 §3): it begins with exactly `v=TLSRPTv1`,
+    /// then optional spaces or tabs, then `;`.
+    ///
+    /// ```
+    /// use mta_sts_core::tlsrpt::TlsRptRecord;
+    /// assert!(TlsRptRecord::is_candidate(b"v=TLSRPTv1; rua=mailto:r@example.com"));
+    /// assert!(!TlsRptRecord::is_candidate(b"v=TLSRPTv10; rua=mailto:r@example.com"));
+    /// assert!(!TlsRptRecord::is_candidate(b"v=spf1 -all"));
+    /// ```
+    pub fn is_candidate(record: &[u8]) -> bool {
+        is_candidate(record)
     }
 
     /// Selects and parses the TLSRPT record of a TXT answer with the default profile (RFC 8460
