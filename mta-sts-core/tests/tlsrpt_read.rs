@@ -593,7 +593,7 @@ fn t11_mail_warnings_and_the_media_types_real_reporters_use() {
             "message: the mail is multipart/mixed, not multipart/report; report-type=tlsrpt (RFC 8460 §5.3)",
             "message header TLS-Report-Domain: missing or empty (RFC 8460 §5.3)",
             "message header TLS-Report-Submitter: missing or empty (RFC 8460 §5.3)",
-            "message part 3 (application/octet-stream \"r.json.gz\"): the report is a application/octet-stream part named \"r.json.gz\", not application/tlsrpt+gzip or application/tlsrpt+json; read anyway",
+            "message part 3 (application/octet-stream \"r.json.gz\"): the report is in a part of type application/octet-stream named \"r.json.gz\", not application/tlsrpt+gzip or application/tlsrpt+json; read anyway",
             mx,
         ]
     );
@@ -618,7 +618,7 @@ fn t11_mail_warnings_and_the_media_types_real_reporters_use() {
         warnings(&read(&m)),
         [
             "message: 2 report parts; the first was read",
-            "message part 2 (application/tlsrpt+gzip): a application/tlsrpt+gzip part holds JSON; read as JSON",
+            "message part 2 (application/tlsrpt+gzip): the application/tlsrpt+gzip part holds JSON; read as JSON",
             mx,
         ]
     );
@@ -753,7 +753,7 @@ fn t12_gzip_bomb_stops_at_the_cap_quickly() {
     );
     assert_eq!(
         err.to_string(),
-        "gzip: the gunzipped report is larger than the limit of 16777216 bytes"
+        "the gunzipped report is larger than the limit of 16777216 bytes"
     );
     // 16 MiB inflated, not 1 GiB (about 0.1 s optimised, a few seconds in a debug build).
     assert!(elapsed.as_secs() < 60, "{elapsed:?}");
@@ -979,7 +979,8 @@ fn t12_mail_without_the_report_part_names_its_parts() {
                 "text/plain".to_owned(),
                 "image/png \"logo.png\"".to_owned(),
                 "application/octet-stream".to_owned(),
-            ]
+            ],
+            more: 0,
         }
     );
     assert_eq!(
@@ -996,8 +997,20 @@ fn t12_mail_without_the_report_part_names_its_parts() {
     assert_eq!(
         err.kind(),
         &ReadErrorKind::NoReportPart {
-            parts: vec!["text/plain".to_owned()]
+            parts: vec!["text/plain".to_owned()],
+            more: 0,
         }
+    );
+    // A mail of many parts: the first 20 are named, the rest counted.
+    let many = vec![TEXT_PART; 30];
+    let err = read_report(&mail(REPORT_HEADERS, &many), &ReadLimits::default()).unwrap_err();
+    assert!(
+        matches!(err.kind(), ReadErrorKind::NoReportPart { parts, more: 11 } if parts.len() == 20),
+        "{err}"
+    );
+    assert!(
+        err.to_string().ends_with(", text/plain and 11 more)"),
+        "{err}"
     );
 }
 
@@ -1014,7 +1027,7 @@ fn t12_truncated_and_corrupt_gzip() {
     let err = read_report(&gz[..gz.len() / 2], &ReadLimits::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "gzip: gzip: truncated (the data ends before the gzip trailer)"
+        "gzip: truncated (the data ends before the gzip trailer)"
     );
     let mut corrupt = gz.clone();
     let at = corrupt.len() - 6; // in the CRC
