@@ -1087,3 +1087,71 @@ fn t12_empty_oversized_and_unknown_input() {
         "neither a JSON report, gzip nor a mail (it begins with \"hello world\")"
     );
 }
+
+#[test]
+fn t11_the_reports_this_project_writes_read_back_without_warnings() {
+    use mta_sts_core::io::CertificateProblem;
+    use mta_sts_core::tlsrpt::{
+        Aggregator, AggregatorLimits, Failure, PendingReport, Reporter, Session, SessionPolicy,
+        SessionResult, TlsFailure, format_datetime, report_mail,
+    };
+    use mta_sts_core::{Policy, UnixTime};
+
+    const DAY1: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let policy = Policy::parse(
+        "version: STSv1\nmode: testing\nmx: mx.example.com\nmx: *.backup.example.com\nmax_age: 86400\n",
+    )
+    .unwrap();
+    let policy = SessionPolicy::sts("example.com", &policy);
+    let mut a = Aggregator::new(AggregatorLimits::default());
+    for t in [DAY1 + 1, DAY1 + 2] {
+        let _ = a.record(&Session::new(
+            UnixTime::from_secs(t),
+            policy.clone(),
+            SessionResult::Success,
+        ));
+    }
+    let expired = Failure::from_tls(&TlsFailure::Certificate(CertificateProblem::Expired))
+        .with_sending_mta_ip("198.51.100.1".parse().unwrap())
+        .with_receiving_mx_hostname("mx.example.com")
+        .with_receiving_ip("192.0.2.25".parse().unwrap());
+    let _ = a.record(&Session::new(
+        UnixTime::from_secs(DAY1 + 3),
+        policy,
+        SessionResult::Failure(expired),
+    ));
+    let reporter = Reporter::new("Example Org", "tlsrpt@sender.example", "sender.example");
+    let day = a
+        .close(UnixTime::from_secs(DAY1 + 86_400), &reporter)
+        .remove(0);
+
+    let json = read(&day.json());
+    assert_eq!(json.format, ReportFormat::Json);
+    assert_eq!(warnings(&json), Vec::<String>::new());
+    let p = &json.report.policies[0];
+    assert_eq!(p.summary.total_successful_session_count, 2);
+    assert_eq!(p.summary.total_failure_session_count, 1);
+    assert_eq!(p.failure_details[0].result_type, "certificate-expired");
+
+    let gz = read(&day.gzip());
+    assert_eq!((gz.format, gz.warnings.len()), (ReportFormat::Gzip, 0));
+    assert_eq!(gz.report, json.report);
+
+    let mail = report_mail(
+        &PendingReport::from(&day),
+        "tlsrpt@sender.example",
+        "tlsrpt@example.com",
+        UnixTime::from_secs(DAY1 + 86_400 + 3600),
+        "1@sender.example",
+    );
+    let from_mail = read(&mail.message);
+    assert_eq!(from_mail.format, ReportFormat::Mail);
+    assert_eq!(warnings(&from_mail), Vec::<String>::new());
+    assert_eq!(from_mail.report, json.report);
+
+    // The writer's date-times are the reader's.
+    for t in [0, DAY1, DAY1 + 86_399, 253_402_300_799] {
+        let t = UnixTime::from_secs(t);
+        assert_eq!(parse_datetime(&format_datetime(t)), Some(t));
+    }
+}
