@@ -593,7 +593,7 @@ fn t11_mail_warnings_and_the_media_types_real_reporters_use() {
             "message: the mail is multipart/mixed, not multipart/report; report-type=tlsrpt (RFC 8460 §5.3)",
             "message header TLS-Report-Domain: missing or empty (RFC 8460 §5.3)",
             "message header TLS-Report-Submitter: missing or empty (RFC 8460 §5.3)",
-            "message part 3 (application/octet-stream \"r.json.gz\"): the report is a application/octet-stream part named \"r.json.gz\", not application/tlsrpt+gzip or application/tlsrpt+json; read anyway",
+            "message part 3 (application/octet-stream \"r.json.gz\"): the report is in a part of type application/octet-stream named \"r.json.gz\", not application/tlsrpt+gzip or application/tlsrpt+json; read anyway",
             mx,
         ]
     );
@@ -618,7 +618,7 @@ fn t11_mail_warnings_and_the_media_types_real_reporters_use() {
         warnings(&read(&m)),
         [
             "message: 2 report parts; the first was read",
-            "message part 2 (application/tlsrpt+gzip): a application/tlsrpt+gzip part holds JSON; read as JSON",
+            "message part 2 (application/tlsrpt+gzip): the application/tlsrpt+gzip part holds JSON; read as JSON",
             mx,
         ]
     );
@@ -753,7 +753,7 @@ fn t12_gzip_bomb_stops_at_the_cap_quickly() {
     );
     assert_eq!(
         err.to_string(),
-        "gzip: the gunzipped report is larger than the limit of 16777216 bytes"
+        "the gunzipped report is larger than the limit of 16777216 bytes"
     );
     // 16 MiB inflated, not 1 GiB (about 0.1 s optimised, a few seconds in a debug build).
     assert!(elapsed.as_secs() < 60, "{elapsed:?}");
@@ -979,7 +979,8 @@ fn t12_mail_without_the_report_part_names_its_parts() {
                 "text/plain".to_owned(),
                 "image/png \"logo.png\"".to_owned(),
                 "application/octet-stream".to_owned(),
-            ]
+            ],
+            more: 0,
         }
     );
     assert_eq!(
@@ -996,8 +997,20 @@ fn t12_mail_without_the_report_part_names_its_parts() {
     assert_eq!(
         err.kind(),
         &ReadErrorKind::NoReportPart {
-            parts: vec!["text/plain".to_owned()]
+            parts: vec!["text/plain".to_owned()],
+            more: 0,
         }
+    );
+    // A mail of many parts: the first 20 are named, the rest counted.
+    let many = vec![TEXT_PART; 30];
+    let err = read_report(&mail(REPORT_HEADERS, &many), &ReadLimits::default()).unwrap_err();
+    assert!(
+        matches!(err.kind(), ReadErrorKind::NoReportPart { parts, more: 11 } if parts.len() == 20),
+        "{err}"
+    );
+    assert!(
+        err.to_string().ends_with(", text/plain and 11 more)"),
+        "{err}"
     );
 }
 
@@ -1014,7 +1027,7 @@ fn t12_truncated_and_corrupt_gzip() {
     let err = read_report(&gz[..gz.len() / 2], &ReadLimits::default()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "gzip: gzip: truncated (the data ends before the gzip trailer)"
+        "gzip: truncated (the data ends before the gzip trailer)"
     );
     let mut corrupt = gz.clone();
     let at = corrupt.len() - 6; // in the CRC
@@ -1073,4 +1086,72 @@ fn t12_empty_oversized_and_unknown_input() {
         err.to_string(),
         "neither a JSON report, gzip nor a mail (it begins with \"hello world\")"
     );
+}
+
+#[test]
+fn t11_the_reports_this_project_writes_read_back_without_warnings() {
+    use mta_sts_core::io::CertificateProblem;
+    use mta_sts_core::tlsrpt::{
+        Aggregator, AggregatorLimits, Failure, PendingReport, Reporter, Session, SessionPolicy,
+        SessionResult, TlsFailure, format_datetime, report_mail,
+    };
+    use mta_sts_core::{Policy, UnixTime};
+
+    const DAY1: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let policy = Policy::parse(
+        "version: STSv1\nmode: testing\nmx: mx.example.com\nmx: *.backup.example.com\nmax_age: 86400\n",
+    )
+    .unwrap();
+    let policy = SessionPolicy::sts("example.com", &policy);
+    let mut a = Aggregator::new(AggregatorLimits::default());
+    for t in [DAY1 + 1, DAY1 + 2] {
+        let _ = a.record(&Session::new(
+            UnixTime::from_secs(t),
+            policy.clone(),
+            SessionResult::Success,
+        ));
+    }
+    let expired = Failure::from_tls(&TlsFailure::Certificate(CertificateProblem::Expired))
+        .with_sending_mta_ip("198.51.100.1".parse().unwrap())
+        .with_receiving_mx_hostname("mx.example.com")
+        .with_receiving_ip("192.0.2.25".parse().unwrap());
+    let _ = a.record(&Session::new(
+        UnixTime::from_secs(DAY1 + 3),
+        policy,
+        SessionResult::Failure(expired),
+    ));
+    let reporter = Reporter::new("Example Org", "tlsrpt@sender.example", "sender.example");
+    let day = a
+        .close(UnixTime::from_secs(DAY1 + 86_400), &reporter)
+        .remove(0);
+
+    let json = read(&day.json());
+    assert_eq!(json.format, ReportFormat::Json);
+    assert_eq!(warnings(&json), Vec::<String>::new());
+    let p = &json.report.policies[0];
+    assert_eq!(p.summary.total_successful_session_count, 2);
+    assert_eq!(p.summary.total_failure_session_count, 1);
+    assert_eq!(p.failure_details[0].result_type, "certificate-expired");
+
+    let gz = read(&day.gzip());
+    assert_eq!((gz.format, gz.warnings.len()), (ReportFormat::Gzip, 0));
+    assert_eq!(gz.report, json.report);
+
+    let mail = report_mail(
+        &PendingReport::from(&day),
+        "tlsrpt@sender.example",
+        "tlsrpt@example.com",
+        UnixTime::from_secs(DAY1 + 86_400 + 3600),
+        "1@sender.example",
+    );
+    let from_mail = read(&mail.message);
+    assert_eq!(from_mail.format, ReportFormat::Mail);
+    assert_eq!(warnings(&from_mail), Vec::<String>::new());
+    assert_eq!(from_mail.report, json.report);
+
+    // The writer's date-times are the reader's.
+    for t in [0, DAY1, DAY1 + 86_399, 253_402_300_799] {
+        let t = UnixTime::from_secs(t);
+        assert_eq!(parse_datetime(&format_datetime(t)), Some(t));
+    }
 }

@@ -302,14 +302,14 @@ impl fmt::Display for ReportWarningKind {
                 media_type,
                 filename,
             } => {
-                write!(f, "the report is a {media_type} part")?;
+                write!(f, "the report is in a part of type {media_type}")?;
                 if let Some(name) = filename {
                     write!(f, " named {name:?}")?;
                 }
                 f.write_str(", not application/tlsrpt+gzip or application/tlsrpt+json; read anyway")
             }
             Self::ContentMismatch { media_type, found } => {
-                write!(f, "a {media_type} part holds {found}; read as {found}")
+                write!(f, "the {media_type} part holds {found}; read as {found}")
             }
             Self::MoreReportParts { count } => {
                 write!(f, "{count} report parts; the first was read")
@@ -444,8 +444,10 @@ pub enum ReadErrorKind {
     },
     /// The mail has no part that holds a report.
     NoReportPart {
-        /// The parts it has: media type and file name (at most 20).
+        /// The parts it has: media type and file name (the first 20).
         parts: Vec<String>,
+        /// How many more parts there are.
+        more: usize,
     },
 }
 
@@ -484,7 +486,7 @@ impl fmt::Display for ReadErrorKind {
                 f,
                 "more policy-string and mx-host strings than the limit of {max}"
             ),
-            Self::NoReportPart { parts } => {
+            Self::NoReportPart { parts, more } => {
                 f.write_str(
                     "the mail has no application/tlsrpt+gzip or application/tlsrpt+json part (",
                 )?;
@@ -497,6 +499,9 @@ impl fmt::Display for ReadErrorKind {
                             f.write_str(", ")?;
                         }
                         f.write_str(p)?;
+                    }
+                    if *more > 0 {
+                        write!(f, " and {more} more")?;
                     }
                 }
                 f.write_str(")")
@@ -545,8 +550,8 @@ pub fn read_report(bytes: &[u8], limits: &ReadLimits) -> Result<ReadReport, Read
             max: limits.max_input,
         }));
     }
-    let (report, format, mut warnings) = if is_gzip(bytes) {
-        let json = gunzip(bytes, limits).map_err(|e| e.within(|| "gzip".to_owned()))?;
+    let (report, format, warnings) = if is_gzip(bytes) {
+        let json = gunzip(bytes, limits)?;
         let report =
             parse_json(&json, limits).map_err(|e| e.within(|| "gunzipped report".to_owned()))?;
         (report, ReportFormat::Gzip, Vec::new())
@@ -561,7 +566,7 @@ pub fn read_report(bytes: &[u8], limits: &ReadLimits) -> Result<ReadReport, Read
         }
     };
     let mut collected = Warnings {
-        list: core::mem::take(&mut warnings),
+        list: warnings,
         omitted: 0,
     };
     validate_into(&report, &mut collected);
@@ -943,18 +948,31 @@ fn read_mail(bytes: &[u8], limits: &ReadLimits) -> Result<(Report, Vec<ReportWar
     let Some(message) = parser.parse(bytes) else {
         return Err(ReadError::new(ReadErrorKind::NoReportPart {
             parts: Vec::new(),
+            more: 0,
         }));
     };
     let mut candidates = Vec::new();
     let mut seen = Vec::new();
-    collect_parts(&message, "message part", 0, &mut candidates, &mut seen);
+    let mut count = 0;
+    collect_parts(
+        &message,
+        "message part",
+        0,
+        &mut candidates,
+        &mut seen,
+        &mut count,
+    );
+    let no_part = |parts: Vec<String>| {
+        let more = count - parts.len();
+        ReadError::new(ReadErrorKind::NoReportPart { parts, more })
+    };
     let best = candidates.iter().map(|c| c.rank).min();
     let Some(best) = best else {
-        return Err(ReadError::new(ReadErrorKind::NoReportPart { parts: seen }));
+        return Err(no_part(seen));
     };
     let same_rank = candidates.iter().filter(|c| c.rank == best).count();
     let Some(part) = candidates.into_iter().find(|c| c.rank == best) else {
-        return Err(ReadError::new(ReadErrorKind::NoReportPart { parts: seen }));
+        return Err(no_part(seen));
     };
 
     let mut warnings = Vec::new();
@@ -1033,6 +1051,7 @@ fn collect_parts<'a>(
     nesting: usize,
     candidates: &mut Vec<Candidate<'a>>,
     seen: &mut Vec<String>,
+    count: &mut usize,
 ) {
     for (i, part) in message.parts.iter().enumerate() {
         let media_type = part.content_type().map_or_else(
@@ -1049,10 +1068,7 @@ fn collect_parts<'a>(
         let filename = part
             .attachment_name()
             .map(|n| truncate_for_display(n, MAX_QUOTED));
-        let describe = match &filename {
-            Some(name) => format!("{prefix} {} ({media_type} {name:?})", i + 1),
-            None => format!("{prefix} {} ({media_type})", i + 1),
-        };
+        *count += 1;
         if seen.len() < MAX_LISTED_PARTS {
             seen.push(match &filename {
                 Some(name) => format!("{media_type} {name:?}"),
@@ -1066,7 +1082,7 @@ fn collect_parts<'a>(
                 // A forwarded report: mail-parser nests at most a few levels.
                 if nesting < 4 {
                     let inner_prefix = format!("{prefix} {}, message part", i + 1);
-                    collect_parts(inner, &inner_prefix, nesting + 1, candidates, seen);
+                    collect_parts(inner, &inner_prefix, nesting + 1, candidates, seen, count);
                 }
                 continue;
             }
@@ -1081,6 +1097,10 @@ fn collect_parts<'a>(
             "application/json" => (1, Some(ReportFormat::Json)),
             "application/octet-stream" if named_report => (1, None),
             _ => continue,
+        };
+        let describe = match &filename {
+            Some(name) => format!("{prefix} {} ({media_type} {name:?})", i + 1),
+            None => format!("{prefix} {} ({media_type})", i + 1),
         };
         candidates.push(Candidate {
             rank,
