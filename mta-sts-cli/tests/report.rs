@@ -101,14 +101,10 @@ fn t14_report_json_sums_google_microsoft_and_parsedmarc_layouts_into_a_blocked_v
         text.contains("validation-failure at example.com (3 sessions, reported by Example Inc.)"),
         "{text}"
     );
-    // What the reports get wrong is listed, not refused.
+    // These three layouts break no rule the reader warns about (Google's leaves out `mx-host`
+    // but quotes the `mx:` lines in policy-string): no problem listed.
     let problems = v["problems"].as_array().unwrap();
-    assert!(
-        problems
-            .iter()
-            .all(|p| p["kind"] == "warning" && p["message"].as_str().unwrap().contains("mx-host")),
-        "{problems:#?}"
-    );
+    assert!(problems.is_empty(), "{problems:#?}");
 
     let text = run(&args[..1]
         .iter()
@@ -134,7 +130,7 @@ fn t14_report_json_sums_google_microsoft_and_parsedmarc_layouts_into_a_blocked_v
     );
     assert!(text.has_line("warn", "not ready for mode enforce"), "{out}");
     assert!(
-        text.has_line("warn", "an sts policy without mx-host"),
+        !text.has_line("warn", "an sts policy without mx-host"),
         "{out}"
     );
 }

@@ -1318,9 +1318,16 @@ fn validate_into(report: &Report, w: &mut Warnings) {
                     },
                 ),
                 Ok(PolicyType::Sts) => {
+                    // The MX patterns are also in the policy's `mx:` lines: a report that quotes
+                    // them there (Google's never write `mx-host`) loses nothing, so only a report
+                    // with neither is warned about.
+                    let mx_lines = d
+                        .policy_string
+                        .iter()
+                        .any(|l| l.trim_start().starts_with("mx:"));
                     for (field, empty) in [
                         ("policy-string", d.policy_string.is_empty()),
-                        ("mx-host", d.mx_host.is_empty()),
+                        ("mx-host", d.mx_host.is_empty() && !mx_lines),
                     ] {
                         if empty {
                             w.push(
