@@ -55,6 +55,7 @@ mod hickory;
 mod persist;
 mod report;
 mod runtime;
+mod store;
 mod transfer;
 
 /// Every name an adapter's API mentions, for `pub use mta_sts_net::api::*;`: the outcome and
@@ -133,6 +134,7 @@ pub use report::{
     TlsRptStats, post_report,
 };
 pub use runtime::{BoxFuture, IoFuture, PollIo, Runtime, TlsStream};
+pub use store::{PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
 pub use transfer::{
     ConnectErrors, READ_BUFFER_LEN, policy_request, poll_exchange_read, poll_response_read,
     read_progress, udp_bind_addr, udp_socket, with_read_buffer,

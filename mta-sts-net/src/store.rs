@@ -1,0 +1,133 @@
+//! The policy store seam: a shared place below the in-memory cache (Redis, SQLite, PostgreSQL,
+//! one per fleet) where policies are kept as bytes with their fetch time.
+//!
+//! A store decides nothing: it keeps and returns [`StoredPolicy`] values (the TXT id, the policy
+//! text, when it was fetched). What a stored entry may be used for (is it fresh, is it newer
+//! than the local one, is the text a valid policy at all) is decided by the core when the
+//! client adopts it. Every byte a store returns is hostile: an entry that cannot be read is a
+//! [`StoreErrorKind::Corrupt`] error, ignored and overwritten, never a crash or a wrong policy.
+//!
+//! The trait is runtime-independent (boxed futures). An implementation that needs a runtime of
+//! its own (a tokio-based client library) says so in its docs.
+
+use std::fmt;
+
+use mta_sts_core::UnixTime;
+
+use crate::runtime::BoxFuture;
+
+/// One policy as a store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredPolicy {
+    /// The policy domain: lowercase A-labels, no trailing dot.
+    pub domain: String,
+    /// The TXT record's `id` the policy was fetched under.
+    pub id: String,
+    /// When the policy was fetched (its `max_age` counts from here).
+    pub fetched_at: UnixTime,
+    /// The policy as text, in the RFC 8461 §3.2 format (a store may keep it in another layout,
+    /// such as postfix-mta-sts-resolver's JSON, and give it back as text).
+    pub policy: String,
+}
+
+impl StoredPolicy {
+    /// An entry with these fields.
+    pub fn new(
+        domain: impl Into<String>,
+        id: impl Into<String>,
+        fetched_at: UnixTime,
+        policy: impl Into<String>,
+    ) -> Self {
+        Self {
+            domain: domain.into(),
+            id: id.into(),
+            fetched_at,
+            policy: policy.into(),
+        }
+    }
+}
+
+/// A shared policy store ([module docs](self)).
+///
+/// Every method is bounded by the caller's timeout (the client drops a future that takes longer
+/// than the lookup allows); an implementation should also bound its own connects and reads.
+pub trait PolicyStore: Send + Sync + fmt::Debug + 'static {
+    /// A short name for logs and metrics (`mta_sts_store_operations_total{store}`): `redis`,
+    /// `sqlite`, `postgres`, `memory`, …
+    fn name(&self) -> &'static str;
+
+    /// The entry of `domain`, or `None` when the store has none.
+    fn get<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredPolicy>, StoreError>>;
+
+    /// Keeps `entry`, replacing the domain's entry only when `entry.fetched_at` is newer (a host
+    /// that fetched earlier never overwrites a later fetch of another host).
+    fn put<'a>(&'a self, entry: &'a StoredPolicy) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Removes the entry of `domain`; true when there was one.
+    fn delete<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Up to `limit` entries, for the operator's tools (`mta-sts cache list`). Entries that
+    /// cannot be read are left out (and counted in the store's log), not returned as errors.
+    fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<StoredPolicy>, StoreError>>;
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The store could not be reached or did not answer (connection refused, timeout, the
+    /// server shutting down): the client goes on as `on_store_error` says.
+    Unavailable,
+    /// The store answered with data that is not an entry of this layout (truncated JSON, wrong
+    /// types, another program's key, a giant value): the entry is ignored and overwritten.
+    Corrupt,
+    /// The store refused the write (disk full, read-only, permission).
+    Refused,
+    /// Anything else the client library reported.
+    Other,
+}
+
+/// A store operation's failure: what kind, and what the store said, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    detail: String,
+}
+
+impl StoreError {
+    /// An error of `kind` with the store's own words.
+    pub fn new(kind: StoreErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// What kind of failure.
+    pub fn kind(&self) -> &StoreErrorKind {
+        &self.kind
+    }
+
+    /// What the store or its client library said.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            StoreErrorKind::Unavailable => "store unavailable",
+            StoreErrorKind::Corrupt => "unreadable store entry",
+            StoreErrorKind::Refused => "store refused the write",
+            StoreErrorKind::Other => "store error",
+        };
+        write!(f, "{what}: {}", self.detail)
+    }
+}
+
+impl std::error::Error for StoreError {}
