@@ -133,8 +133,12 @@ impl SqliteStore {
         Box::pin(blocking::unblock(move || {
             let mut conn = inner.take()?;
             let result = op(&mut conn);
-            // A connection whose operation failed is closed, as the peer's pool does.
-            if result.is_ok() {
+            // A connection whose SQLite call failed is closed, as the peer's pool does; one that
+            // only met unreadable data is kept.
+            if result
+                .as_ref()
+                .map_or_else(|e| e.kind() == &StoreErrorKind::Corrupt, |_| true)
+            {
                 inner.give_back(conn);
             }
             result
