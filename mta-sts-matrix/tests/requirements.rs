@@ -78,7 +78,7 @@ fn fn_names(source: &str) -> Vec<String> {
 }
 
 /// The ID kinds: `R` for RFC 8461 requirements, `D` for DANE precedence (section I).
-const KINDS: [char; 3] = ['R', 'D', 'T'];
+const KINDS: [char; 4] = ['R', 'D', 'T', 'S'];
 
 /// A requirement ID: its kind (`R` or `D`) and number.
 type Id = (char, u32);
