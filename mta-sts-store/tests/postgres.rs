@@ -419,3 +419,120 @@ async fn s6_a_bad_dsn_is_a_typed_error() {
     .expect_err("nobody listening");
     assert_eq!(*err.kind(), StoreErrorKind::Unavailable, "{err}");
 }
+
+/// Many callers at once on one store (one pipelined connection): every put lands, and for one
+/// domain the newest fetch wins whatever the order the writes arrive in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s6_concurrent_puts_keep_the_newest() {
+    let Some(server) = server() else { return };
+    let store = std::sync::Arc::new(store(&server).await);
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let store = std::sync::Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store
+                .put(&entry(&format!("d{i}.example"), "id", 1000 + i))
+                .await?;
+            // Fetch times 1000..1199 for one domain, in scrambled order.
+            let ts = 1000 + (i * 37) % 200;
+            store
+                .put(&entry("same.example", &format!("id{ts}"), ts))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task").expect("put");
+    }
+    let got = store
+        .get("same.example")
+        .await
+        .expect("get")
+        .expect("entry");
+    assert_eq!(
+        (got.id.as_str(), got.fetched_at.as_secs()),
+        ("id1199", 1199)
+    );
+    assert_eq!(store.list(1000).await.expect("list").len(), 201);
+    assert_eq!(store.list(5).await.expect("list").len(), 5);
+}
+
+/// A connection whose server stops answering mid-way (a frozen proxy): the operation gives up at
+/// the timeout with `Unavailable`, and once the server answers again the store reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s6_a_server_that_stops_answering_times_out_then_recovers() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let Some(server) = server() else { return };
+    let frozen = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy_port = listener.local_addr().expect("addr").port();
+    let upstream_port = server.port();
+    let proxy_frozen = Arc::clone(&frozen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let frozen = Arc::clone(&proxy_frozen);
+            tokio::spawn(async move {
+                let Ok(up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await
+                else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = up.into_split();
+                // Client to server always; server to client dropped while frozen (as a server
+                // that hangs: the connection stays open and nothing comes back).
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                        if uw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut buf = vec![0u8; 16384];
+                while let Ok(n @ 1..) = ur.read(&mut buf).await {
+                    if frozen.load(Ordering::SeqCst) {
+                        // Swallow the answer and hold the connection.
+                        std::future::pending::<()>().await;
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let timeout = Duration::from_millis(500);
+    let store = PostgresStore::connect_with_timeout(
+        &format!("postgres://postgres@127.0.0.1:{proxy_port}/postgres"),
+        timeout,
+    )
+    .await
+    .expect("connect through the proxy");
+    store
+        .put(&entry("a.example", "id1", 1000))
+        .await
+        .expect("put");
+    frozen.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let err = store.get("a.example").await.expect_err("frozen");
+    let took = started.elapsed();
+    eprintln!("frozen server: {err} after {took:?}");
+    assert_eq!(*err.kind(), StoreErrorKind::Unavailable, "{err}");
+    assert!(
+        took >= timeout && took < timeout + Duration::from_millis(500),
+        "took {took:?}"
+    );
+    // New connections hang too while frozen (the startup answer is swallowed).
+    let err = store.get("a.example").await.expect_err("still frozen");
+    assert_eq!(*err.kind(), StoreErrorKind::Unavailable, "{err}");
+    frozen.store(false, Ordering::SeqCst);
+    let got = store.get("a.example").await.expect("answers again");
+    assert_eq!(got.map(|e| e.id).as_deref(), Some("id1"));
+}

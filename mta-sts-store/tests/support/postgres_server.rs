@@ -211,6 +211,11 @@ impl PgServer {
         }
     }
 
+    /// The loopback port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// A DSN in the URL form both daemons take.
     pub(crate) fn dsn(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
