@@ -28,7 +28,9 @@
 //! spawned on that runtime. Without a runtime the methods return an error of kind
 //! [`StoreErrorKind::Other`]; without the time driver tokio panics.
 //!
-//! TLS is not supported yet: a DSN with `sslmode=require` is refused when connecting.
+//! TLS is not supported yet: a DSN with `sslmode=require` is refused by
+//! [`PostgresStore::connect`] ([`StoreErrorKind::Other`]); with `prefer` (libpq's default) and
+//! `disable` the connection is in clear text.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,6 +38,7 @@ use std::time::Duration;
 
 use mta_sts_core::UnixTime;
 use mta_sts_net::{BoxFuture, PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row};
 
@@ -145,6 +148,13 @@ impl PostgresStore {
                 format!("postgres DSN not readable: {e}"),
             )
         })?;
+        if !matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                "postgres DSN: sslmode=require (TLS to PostgreSQL) is not supported yet; \
+                 sslmode=prefer and disable connect without TLS",
+            ));
+        }
         config.connect_timeout(timeout);
         if config.get_application_name().is_none() {
             config.application_name("mta-sts");

@@ -277,6 +277,11 @@ async fn s3_hostile_rows_are_corrupt_and_overwritten() {
             "jsonb_build_object('mx', jsonb_build_array('a.example'), 'mode', 'enforce', 'version', 'STSv1', 'max_age', 60, 'pad', repeat('a', 8000000))",
         ),
     ];
+    // Rows list cannot name: no domain, a giant one.
+    server.psql(
+        "INSERT INTO sts_policy_cache (domain, ts, pol_id, pol_body) VALUES \
+         (NULL, 1, 'x', '{}'), (repeat('d', 100000), 1, 'x', '{}')",
+    );
     for (domain, ts, id, body) in cases {
         server.psql(&format!(
             "INSERT INTO sts_policy_cache (domain, ts, pol_id, pol_body) VALUES ('{domain}', {ts}, {id}, {body})"
@@ -301,7 +306,12 @@ async fn s3_hostile_rows_are_corrupt_and_overwritten() {
         );
         assert_policy(&got.policy);
     }
-    assert_eq!(store.list(100).await.expect("list").len(), cases.len() + 1);
+    let listed = store.list(100).await.expect("list");
+    assert_eq!(listed.len(), cases.len() + 1);
+    assert!(
+        listed.iter().all(|e| e.domain.len() < 100),
+        "no giant domain listed"
+    );
 }
 
 /// Broken JSON needs a text column (jsonb refuses it): a table altered behind our back.
@@ -409,6 +419,10 @@ async fn s6_a_bad_dsn_is_a_typed_error() {
     let err = PostgresStore::connect("postgres://[::1")
         .await
         .expect_err("bad dsn");
+    assert_eq!(*err.kind(), StoreErrorKind::Other, "{err}");
+    let err = PostgresStore::connect("postgres://u@127.0.0.1/db?sslmode=require")
+        .await
+        .expect_err("no TLS yet");
     assert_eq!(*err.kind(), StoreErrorKind::Other, "{err}");
     let port = postgres_server::free_port();
     let err = PostgresStore::connect_with_timeout(
