@@ -67,6 +67,9 @@ const SETUP: [&str; 4] = [
     "CREATE INDEX IF NOT EXISTS sts_policy_domain_ts ON sts_policy_cache (domain, ts)",
 ];
 
+/// The advisory lock key taken while creating the tables ("mtasts" in ASCII).
+const SETUP_LOCK: i64 = 0x6d74_6173_7473;
+
 /// The peer's upsert: a row is replaced only by a newer `ts`.
 const UPSERT: &str = "INSERT INTO sts_policy_cache (domain, ts, pol_id, pol_body) \
      VALUES ($1::text, $2::int4, $3::text, $4::text::jsonb) \
@@ -165,16 +168,41 @@ impl PostgresStore {
             client: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
         };
-        store
-            .bounded(async {
-                let client = store.client().await?;
-                client
-                    .batch_execute(&format!("BEGIN; {}; COMMIT", SETUP.join("; ")))
-                    .await
-                    .map_err(|e| store.error(&client, &e, "creating the table"))
-            })
-            .await?;
+        store.bounded(store.setup()).await?;
         Ok(store)
+    }
+
+    /// Creates the peer's tables when missing. Hosts starting together take turns (an advisory
+    /// lock): `CREATE TABLE IF NOT EXISTS` run at once by two sessions makes one of them fail
+    /// with a duplicate key in the catalog. The peer takes no such lock, so that error (and a
+    /// table created meanwhile) is retried a few times.
+    async fn setup(&self) -> Result<(), StoreError> {
+        let sql = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({SETUP_LOCK}); {}; COMMIT",
+            SETUP.join("; ")
+        );
+        let mut attempts = 0;
+        loop {
+            let client = self.client().await?;
+            let Err(e) = client.batch_execute(&sql).await else {
+                return Ok(());
+            };
+            // The rest of the batch was skipped inside the failed transaction: end it.
+            let _ = client.batch_execute("ROLLBACK").await;
+            let raced = e.code().is_some_and(|c| {
+                [
+                    SqlState::UNIQUE_VIOLATION,
+                    SqlState::DUPLICATE_TABLE,
+                    SqlState::DUPLICATE_OBJECT,
+                ]
+                .contains(c)
+            });
+            attempts += 1;
+            if !raced || attempts >= 5 {
+                return Err(self.error(&client, &e, "creating the table"));
+            }
+            tracing::debug!(error = %e, "postgres store: table created meanwhile, again");
+        }
     }
 
     /// The operation timeout.

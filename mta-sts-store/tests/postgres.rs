@@ -550,3 +550,19 @@ async fn s6_a_server_that_stops_answering_times_out_then_recovers() {
     let got = store.get("a.example").await.expect("answers again");
     assert_eq!(got.map(|e| e.id).as_deref(), Some("id1"));
 }
+
+/// A fleet starting at once on a fresh database: every host creates the tables, none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s6_hosts_connecting_at_once_to_a_fresh_database_all_succeed() {
+    let Some(server) = server() else { return };
+    let dsn = server.dsn();
+    let connects: Vec<_> = (0..8)
+        .map(|_| {
+            let dsn = dsn.clone();
+            tokio::spawn(async move { PostgresStore::connect_with_timeout(&dsn, TIMEOUT).await })
+        })
+        .collect();
+    for c in connects {
+        c.await.expect("task").expect("connect");
+    }
+}
