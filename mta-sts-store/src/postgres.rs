@@ -332,6 +332,47 @@ impl PostgresStore {
         })
         .await
     }
+
+    /// [`PolicyStore::put`] of a policy in its JSON form.
+    async fn put_json(
+        &self,
+        domain: &str,
+        id: &str,
+        ts: i32,
+        json: &str,
+    ) -> Result<(), StoreError> {
+        let written = self
+            .with_retry(|client| async move {
+                client
+                    .execute(UPSERT, &[&domain, &ts, &id, &json])
+                    .await
+                    .map_err(|e| self.error(&client, &e, "put"))
+            })
+            .await?;
+        if written > 0 {
+            return Ok(());
+        }
+        // Not written: the row is newer, or unreadable (then it is replaced).
+        let Some((_, row)) = self.get_row(domain).await? else {
+            return Ok(()); // deleted meanwhile; the next put writes it
+        };
+        let Err(e) = entry(domain, &row, 0) else {
+            return Ok(()); // a newer entry: kept
+        };
+        tracing::warn!(domain, error = %e, "postgres store: overwriting an unreadable row");
+        let ctid: Option<String> = row.try_get(3).ok().flatten();
+        self.with_retry(|client| {
+            let ctid = ctid.as_deref();
+            async move {
+                client
+                    .execute(OVERWRITE, &[&domain, &ts, &id, &json, &ctid])
+                    .await
+                    .map_err(|e| self.error(&client, &e, "put"))
+            }
+        })
+        .await?;
+        Ok(())
+    }
 }
 
 /// The kind of a client error, when it says one.
@@ -453,40 +494,9 @@ impl PolicyStore for PostgresStore {
                 )
             })?;
             let (domain, id) = (entry.domain.as_str(), entry.id.as_str());
-            let written = self
-                .with_retry(|client| {
-                    let json = json.as_str();
-                    async move {
-                        client
-                            .execute(UPSERT, &[&domain, &ts, &id, &json])
-                            .await
-                            .map_err(|e| self.error(&client, &e, "put"))
-                    }
-                })
-                .await?;
-            if written > 0 {
-                return Ok(());
-            }
-            // Not written: the row is newer, or unreadable (then it is replaced).
-            let Some((_, row)) = self.get_row(domain).await? else {
-                return Ok(()); // deleted meanwhile; the next put writes it
-            };
-            let Err(e) = self::entry(domain, &row, 0) else {
-                return Ok(()); // a newer entry: kept
-            };
-            tracing::warn!(domain, error = %e, "postgres store: overwriting an unreadable row");
-            let ctid: Option<String> = row.try_get(3).ok().flatten();
-            self.with_retry(|client| {
-                let (json, ctid) = (json.as_str(), ctid.as_deref());
-                async move {
-                    client
-                        .execute(OVERWRITE, &[&domain, &ts, &id, &json, &ctid])
-                        .await
-                        .map_err(|e| self.error(&client, &e, "put"))
-                }
-            })
-            .await?;
-            Ok(())
+            // One timeout for the whole put (upsert, and the re-read and overwrite of an
+            // unreadable row), not one per query.
+            self.bounded(self.put_json(domain, id, ts, &json)).await
         })
     }
 
