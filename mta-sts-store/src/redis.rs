@@ -51,7 +51,7 @@ use mta_sts_core::UnixTime;
 use mta_sts_net::{BoxFuture, PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, RedisResult};
 use tokio::sync::Mutex;
 
 use crate::layout;
@@ -253,7 +253,9 @@ impl RedisStore {
     }
 
     /// Runs `cmd` (a command or a transaction) on the connection, bounded by the command
-    /// timeout; a connection failure or timeout drops the connection.
+    /// timeout; a connection failure or timeout drops the connection, and so does `READONLY`
+    /// (after a Sentinel failover the old master is a replica: the next connection asks the
+    /// sentinels for the new one).
     async fn query<T, F, Fut>(&self, what: &str, cmd: F) -> Result<T, StoreError>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
@@ -262,7 +264,7 @@ impl RedisStore {
         let (generation, conn) = self.connection().await?;
         let result = bounded(self.options.command_timeout, what, cmd(conn)).await;
         if let Err(e) = &result
-            && e.kind() == &StoreErrorKind::Unavailable
+            && (e.kind() == &StoreErrorKind::Unavailable || e.detail().contains("READONLY"))
         {
             self.forget(generation).await;
         }
@@ -527,6 +529,8 @@ fn store_error(e: &RedisError, what: &str) -> StoreError {
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || matches!(code, "LOADING" | "MASTERDOWN" | "TRYAGAIN")
+        // The sentinels name no master that is up (a failover under way, or a wrong name).
+        || e.kind() == ErrorKind::MasterNameNotFoundBySentinel
     {
         StoreErrorKind::Unavailable
     } else if matches!(code, "READONLY" | "OOM" | "NOPERM" | "NOAUTH" | "MISCONF") {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use mta_sts_core::UnixTime;
 use mta_sts_net::{PolicyStore, StoreErrorKind, StoredPolicy};
 use mta_sts_store::redis::{RedisOptions, RedisStore};
-use support::redis_server::{RedisServer, Sentinel, redis_or_skip};
+use support::redis_server::{RedisServer, Sentinel, poll_until, redis_or_skip, reply};
 
 const ENFORCE: &str = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n";
 const TESTING: &str = "version: STSv1\r\nmode: testing\r\nmx: mx.example.org\r\nmax_age: 86400\r\n";
@@ -474,4 +474,57 @@ async fn s4_sentinel_master() {
     let other = RedisStore::sentinel(&[&sentinel.addr()], "nosuchmaster", quick()).unwrap();
     let e = other.get("example.com").await.unwrap_err();
     assert_ne!(e.kind(), &StoreErrorKind::Corrupt, "{e}");
+}
+
+#[tokio::test]
+async fn s4_sentinel_follows_a_failover() {
+    let begun = Instant::now();
+    let Some(mut master) = server_or_skip("s4_sentinel_follows_a_failover") else {
+        return;
+    };
+    let replica = RedisServer::replica_of(&master);
+    // The replica attached before the sentinel starts: its first INFO of the master lists it.
+    poll_until("the master lists the replica", || {
+        master
+            .reply(&["ROLE"])
+            .contains(&replica.port().to_string())
+    });
+    let sentinel = Sentinel::start(&master);
+    let name = Sentinel::MASTER_NAME;
+    let store = RedisStore::sentinel(&[&sentinel.addr()], name, quick()).unwrap();
+    put(&store, "example.com", "before", 1000, ENFORCE).await;
+    poll_until("the replica has the entry", || {
+        replica.raw(&[b"ZCARD", b"example.com"]) == ":1"
+    });
+    poll_until("the sentinel knows the replica", || {
+        reply(sentinel.port(), &["SENTINEL", "REPLICAS", name])
+            .contains(&replica.port().to_string())
+    });
+    // The master dies; the sentinel promotes the replica.
+    eprintln!("ready after {:?}", begun.elapsed());
+    master.kill();
+    let started = Instant::now();
+    // Done when the sentinel lists the replica as its master, up (redis-rs asks SENTINEL
+    // MASTERS and refuses a master flagged down; GET-MASTER-ADDR-BY-NAME answers earlier).
+    let promoted = format!("port\n{}\n", replica.port());
+    poll_until("the sentinel's master is the replica, up", || {
+        let m = reply(sentinel.port(), &["SENTINEL", "MASTER", name]);
+        m.contains(&promoted) && m.contains("flags\nmaster\n")
+    });
+    eprintln!("failover took {:?}", started.elapsed());
+    // At most one failure (the dead connection), then the store asks the sentinels again and
+    // reads and writes the new master.
+    let mut failures = Vec::new();
+    while let Err(e) = store
+        .put(&entry("example.com", "after", 2000, TESTING))
+        .await
+    {
+        assert_eq!(e.kind(), &StoreErrorKind::Unavailable, "{e}");
+        failures.push(e);
+        assert!(failures.len() <= 1, "{failures:?}");
+    }
+    eprintln!("failures after the failover: {failures:?}");
+    let direct = RedisStore::connect_with(&replica.url(), quick()).unwrap();
+    assert_eq!(id_of(&direct, "example.com").await, "after");
+    assert_eq!(id_of(&store, "example.com").await, "after");
 }

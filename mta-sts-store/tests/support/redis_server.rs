@@ -97,12 +97,23 @@ fn wait_pong(child: &mut Child, port: u16) -> bool {
     false
 }
 
-fn stderr_of(child: &mut Child) -> String {
+fn log_of(child: &mut Child) -> String {
     let mut out = String::new();
     if let Some(mut e) = child.stdout.take() {
         let _ = e.read_to_string(&mut out);
     }
     out
+}
+
+/// Polls `ready` (bounded attempts, about 10 s) until it holds; panics naming `what` if never.
+pub fn poll_until(what: &str, mut ready: impl FnMut() -> bool) {
+    for _ in 0..PING_ATTEMPTS {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(PING_INTERVAL);
+    }
+    panic!("{what}: not within {PING_ATTEMPTS} polls");
 }
 
 /// A running `redis-server` of this test.
@@ -116,10 +127,19 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one on a free port (a few tries if another process takes the port first).
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A replica of `master`.
+    pub fn replica_of(master: &Self) -> Self {
+        Self::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let dir = TempDir::new("redis");
         for _ in 0..5 {
             let port = free_port();
-            if let Some(child) = spawn_server(port, dir.path()) {
+            if let Some(child) = spawn_server(port, dir.path(), extra) {
                 return Self {
                     child: Some(child),
                     port,
@@ -161,7 +181,7 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.kill();
         for _ in 0..PING_ATTEMPTS {
-            if let Some(child) = spawn_server(self.port, self.dir.path()) {
+            if let Some(child) = spawn_server(self.port, self.dir.path(), &[]) {
                 self.child = Some(child);
                 return;
             }
@@ -172,27 +192,69 @@ impl RedisServer {
 
     /// `redis-cli`-free raw command with binary arguments (RESP array); the reply's first line.
     pub fn raw(&self, args: &[&[u8]]) -> String {
-        let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut req = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            req.extend_from_slice(a);
-            req.extend_from_slice(b"\r\n");
-        }
-        s.write_all(&req).unwrap();
-        let mut line = String::new();
-        BufReader::new(&mut s).read_line(&mut line).unwrap();
-        line.trim_end().to_owned()
+        command(self.port, args, false)
+    }
+
+    /// `args` as a command; the whole reply, its lines joined with `\n`.
+    pub fn reply(&self, args: &[&str]) -> String {
+        reply(self.port, args)
     }
 }
 
-fn spawn_server(port: u16, dir: &Path) -> Option<Child> {
+/// `args` as a command to the server on `port`; the whole reply, its lines joined with `\n`.
+pub fn reply(port: u16, args: &[&str]) -> String {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    command(port, &args, true)
+}
+
+/// Sends `args` to `port`; the reply's first line, or all of it (`whole`).
+fn command(port: u16, args: &[&[u8]], whole: bool) -> String {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        req.extend_from_slice(a);
+        req.extend_from_slice(b"\r\n");
+    }
+    s.write_all(&req).unwrap();
+    let mut r = BufReader::new(&mut s);
+    let mut out = Vec::new();
+    read_reply(&mut r, &mut out, whole);
+    out.join("\n")
+}
+
+/// One RESP2 reply into `out`, a line per simple value (arrays and bulk strings recursed).
+fn read_reply(r: &mut impl BufRead, out: &mut Vec<String>, whole: bool) {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let line = line.trim_end().to_owned();
+    if !whole {
+        out.push(line);
+        return;
+    }
+    let n: i64 = line.get(1..).and_then(|n| n.parse().ok()).unwrap_or(-1);
+    match line.as_bytes().first() {
+        Some(b'*') => (0..n.max(0)).for_each(|_| read_reply(r, out, true)),
+        Some(b'$') if n >= 0 => {
+            let mut buf = vec![0u8; usize::try_from(n).unwrap() + 2];
+            r.read_exact(&mut buf).unwrap();
+            buf.truncate(buf.len() - 2);
+            out.push(String::from_utf8_lossy(&buf).into_owned());
+        }
+        _ => out.push(line),
+    }
+}
+
+fn spawn_server(port: u16, dir: &Path, extra: &[&str]) -> Option<Child> {
     let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
+        // A replica is served at once (the default waits 5 s for more replicas to share a sync).
+        .args(["--repl-diskless-sync-delay", "0"])
         .arg("--dir")
         .arg(dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -205,7 +267,7 @@ fn spawn_server(port: u16, dir: &Path) -> Option<Child> {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let log = stderr_of(&mut child);
+    let log = log_of(&mut child);
     eprintln!("redis-server on {port} did not answer PING: {log}");
     None
 }
@@ -216,7 +278,8 @@ impl Drop for RedisServer {
     }
 }
 
-/// A `redis-sentinel` watching `master` under the name `mymaster`.
+/// A `redis-sentinel` watching `master` under the name `mymaster` (down after 500 ms, quorum 1:
+/// it fails over alone).
 #[derive(Debug)]
 pub struct Sentinel {
     child: Child,
@@ -235,10 +298,11 @@ impl Sentinel {
             std::fs::write(
                 &conf,
                 format!(
-                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {} 127.0.0.1 {} 1\n",
+                    "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {name} 127.0.0.1 {} 1\n\
+                     sentinel down-after-milliseconds {name} 500\n",
                     dir.path().display(),
-                    Self::MASTER_NAME,
-                    master.port()
+                    master.port(),
+                    name = Self::MASTER_NAME,
                 ),
             )
             .unwrap();
@@ -264,6 +328,10 @@ impl Sentinel {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 
