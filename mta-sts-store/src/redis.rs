@@ -50,8 +50,11 @@ use std::time::Duration;
 use mta_sts_core::UnixTime;
 use mta_sts_net::{BoxFuture, PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
 use redis::aio::MultiplexedConnection;
-use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, RedisResult};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError,
+    RedisResult, TlsMode,
+};
 use tokio::sync::Mutex;
 
 use crate::layout;
@@ -175,9 +178,10 @@ impl RedisStore {
     }
 
     /// A store on the master that the sentinels at `sentinels` (each `host:port` or a
-    /// `redis://` URL) name `master_name` (postfix-mta-sts-resolver's `sentinels` and
-    /// `sentinel_master_name`). Nothing is opened yet; each new connection asks the sentinels
-    /// again, so a failover is followed after the next connection failure.
+    /// `redis://` URL, which may carry the sentinels' password) name `master_name`
+    /// (postfix-mta-sts-resolver's `sentinels` and `sentinel_master_name`), connected to
+    /// without a password, database 0. Nothing is opened yet; each new connection asks the
+    /// sentinels again, so a failover is followed after the next connection failure.
     ///
     /// # Errors
     ///
@@ -185,6 +189,44 @@ impl RedisStore {
     pub fn sentinel(
         sentinels: &[&str],
         master_name: &str,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        Self::sentinel_client(sentinels, master_name, None, options)
+    }
+
+    /// [`sentinel`](Self::sentinel), connecting to the master with the username, password,
+    /// database and TLS (`rediss://`) of `master_url`; its host and port are not used (the
+    /// sentinels name the master): `redis://:secret@master/2`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreErrorKind::Other`] when `sentinels` is empty, or an address or `master_url` is
+    /// not valid.
+    pub fn sentinel_with_master(
+        sentinels: &[&str],
+        master_name: &str,
+        master_url: &str,
+        options: RedisOptions,
+    ) -> Result<Self, StoreError> {
+        let info = master_url.into_connection_info().map_err(|e| {
+            StoreError::new(StoreErrorKind::Other, format!("redis master url: {e}"))
+        })?;
+        let mut node = SentinelNodeConnectionInfo::default()
+            .set_redis_connection_info(info.redis_settings().clone());
+        if let ConnectionAddr::TcpTls { insecure, .. } = info.addr() {
+            node = node.set_tls_mode(if *insecure {
+                TlsMode::Insecure
+            } else {
+                TlsMode::Secure
+            });
+        }
+        Self::sentinel_client(sentinels, master_name, Some(node), options)
+    }
+
+    fn sentinel_client(
+        sentinels: &[&str],
+        master_name: &str,
+        node: Option<SentinelNodeConnectionInfo>,
         options: RedisOptions,
     ) -> Result<Self, StoreError> {
         let urls: Vec<String> = sentinels
@@ -197,7 +239,7 @@ impl RedisStore {
                 }
             })
             .collect();
-        let client = SentinelClient::build(urls, master_name, None, SentinelServerType::Master)
+        let client = SentinelClient::build(urls, master_name, node, SentinelServerType::Master)
             .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("redis sentinel: {e}")))?;
         Ok(Self::with_target(
             Target::Sentinel(Mutex::new(client)),
@@ -520,8 +562,9 @@ async fn bounded<T>(
     }
 }
 
-/// A redis-rs error as a [`StoreError`]: connection trouble is `Unavailable`, a read-only
-/// replica, out of memory or a permission `Refused`; the server's own code first in the detail.
+/// A redis-rs error as a [`StoreError`]: connection trouble (and a missing or wrong password) is
+/// `Unavailable`, a read-only replica, out of memory or an ACL denial `Refused`; the server's own
+/// code first in the detail.
 fn store_error(e: &RedisError, what: &str) -> StoreError {
     let code = e.code().unwrap_or("");
     let kind = if e.is_io_error()
@@ -531,9 +574,12 @@ fn store_error(e: &RedisError, what: &str) -> StoreError {
         || matches!(code, "LOADING" | "MASTERDOWN" | "TRYAGAIN")
         // The sentinels name no master that is up (a failover under way, or a wrong name).
         || e.kind() == ErrorKind::MasterNameNotFoundBySentinel
+        // No password or a wrong one: the store cannot be used at all.
+        || e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(code, "NOAUTH" | "WRONGPASS")
     {
         StoreErrorKind::Unavailable
-    } else if matches!(code, "READONLY" | "OOM" | "NOPERM" | "NOAUTH" | "MISCONF") {
+    } else if matches!(code, "READONLY" | "OOM" | "NOPERM" | "MISCONF") {
         StoreErrorKind::Refused
     } else {
         StoreErrorKind::Other

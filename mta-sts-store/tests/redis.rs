@@ -309,7 +309,24 @@ async fn s3_hostile_values_are_corrupt_then_overwritten() {
     not_a_policy.extend_from_slice(
         br#"["id", {"mx": [], "version": "STSv2", "mode": "enforce", "max_age": 86400}]"#,
     );
+    // A readable member under a score that is no fetch time.
+    let mut good = vec![7u8; 16];
+    good.extend_from_slice(
+        br#"["id", {"mx": ["mail.example.com"], "version": "STSv1", "mode": "enforce", "max_age": 86400}]"#,
+    );
     let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        (
+            "inf.example",
+            vec![b"ZADD".to_vec(), b"+inf".to_vec(), good.clone()],
+        ),
+        (
+            "huge.example",
+            vec![b"ZADD".to_vec(), b"1e300".to_vec(), good.clone()],
+        ),
+        (
+            "negative.example",
+            vec![b"ZADD".to_vec(), b"-5".to_vec(), good],
+        ),
         ("string.example", vec![b"SET".to_vec(), b"x".to_vec()]),
         (
             "hash.example",
@@ -527,4 +544,27 @@ async fn s4_sentinel_follows_a_failover() {
     let direct = RedisStore::connect_with(&replica.url(), quick()).unwrap();
     assert_eq!(id_of(&direct, "example.com").await, "after");
     assert_eq!(id_of(&store, "example.com").await, "after");
+}
+
+#[tokio::test]
+async fn s4_sentinel_master_with_password_and_db() {
+    if !redis_or_skip("s4_sentinel_master_with_password_and_db") {
+        return;
+    }
+    let master = RedisServer::start_with(&["--requirepass", "secret"]);
+    let sentinel = Sentinel::start_with(&master, "secret");
+    let name = Sentinel::MASTER_NAME;
+    let without = RedisStore::sentinel(&[&sentinel.addr()], name, quick()).unwrap();
+    let e = without.get("example.com").await.unwrap_err();
+    assert_eq!(e.kind(), &StoreErrorKind::Unavailable, "{e}");
+    eprintln!("without the master's password: {e}");
+    let store =
+        RedisStore::sentinel_with_master(&[&sentinel.addr()], name, "redis://:secret@x/2", quick())
+            .unwrap();
+    put(&store, "example.com", "db2", 1000, ENFORCE).await;
+    let db = |n: u8| format!("redis://:secret@127.0.0.1:{}/{n}", master.port());
+    let db2 = RedisStore::connect_with(&db(2), quick()).unwrap();
+    assert_eq!(id_of(&db2, "example.com").await, "db2");
+    let db0 = RedisStore::connect_with(&db(0), quick()).unwrap();
+    assert_eq!(db0.get("example.com").await.unwrap(), None);
 }

@@ -83,10 +83,11 @@ pub fn ask(port: u16, command: &str) -> Option<String> {
     Some(line.trim_end().to_owned())
 }
 
-/// Polls `port` with PING (bounded attempts) while `child` runs; true on PONG.
+/// Polls `port` with PING (bounded attempts) while `child` runs; true on PONG (or NOAUTH: a
+/// server with a password answers too).
 fn wait_pong(child: &mut Child, port: u16) -> bool {
     for _ in 0..PING_ATTEMPTS {
-        if ask(port, "PING").as_deref() == Some("+PONG") {
+        if ask(port, "PING").is_some_and(|r| r == "+PONG" || r.starts_with("-NOAUTH")) {
             return true;
         }
         if child.try_wait().ok().flatten().is_some() {
@@ -135,7 +136,8 @@ impl RedisServer {
         Self::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()])
     }
 
-    fn start_with(extra: &[&str]) -> Self {
+    /// Starts one with `extra` arguments (`--requirepass`, …).
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = TempDir::new("redis");
         for _ in 0..5 {
             let port = free_port();
@@ -291,6 +293,11 @@ impl Sentinel {
     pub const MASTER_NAME: &'static str = "mymaster";
 
     pub fn start(master: &RedisServer) -> Self {
+        Self::start_with(master, "")
+    }
+
+    /// One that monitors a master with `requirepass` (`auth-pass`), if not empty.
+    pub fn start_with(master: &RedisServer, auth_pass: &str) -> Self {
         let dir = TempDir::new("sentinel");
         for _ in 0..5 {
             let port = free_port();
@@ -299,10 +306,15 @@ impl Sentinel {
                 &conf,
                 format!(
                     "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {name} 127.0.0.1 {} 1\n\
-                     sentinel down-after-milliseconds {name} 500\n",
+                     sentinel down-after-milliseconds {name} 500\n{auth}",
                     dir.path().display(),
                     master.port(),
                     name = Self::MASTER_NAME,
+                    auth = if auth_pass.is_empty() {
+                        String::new()
+                    } else {
+                        format!("sentinel auth-pass {} {auth_pass}\n", Self::MASTER_NAME)
+                    },
                 ),
             )
             .unwrap();
