@@ -53,7 +53,7 @@ use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisError,
-    RedisResult, TlsMode,
+    RedisResult, TlsCertificates, TlsMode,
 };
 use tokio::sync::Mutex;
 
@@ -84,6 +84,9 @@ pub struct RedisOptions {
     /// Default: the prefix and [`layout::MAX_JSON_LEN`] (192 KiB: a policy file is at most
     /// 64 KiB, RFC 8461 §3.3, and its escaped JSON at most three times that).
     pub max_member_bytes: usize,
+    /// For `rediss://`: the CA certificates (PEM) that the server's certificate must chain to,
+    /// instead of the system's roots (redis-py's `ssl_ca_certs`). `None`: the system's roots.
+    pub tls_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for RedisOptions {
@@ -92,6 +95,7 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(5),
             max_member_bytes: MEMBER_PREFIX_LEN + layout::MAX_JSON_LEN,
+            tls_ca_pem: None,
         }
     }
 }
@@ -107,6 +111,12 @@ impl RedisOptions {
     /// These options with `max_member_bytes` set.
     pub fn with_max_member_bytes(mut self, max: usize) -> Self {
         self.max_member_bytes = max;
+        self
+    }
+
+    /// These options with `tls_ca_pem` set.
+    pub fn with_tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca_pem = Some(pem.into());
         self
     }
 }
@@ -172,8 +182,17 @@ impl RedisStore {
     ///
     /// [`StoreErrorKind::Other`] when `url` is not a Redis URL.
     pub fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let client = Client::open(url)
-            .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("redis url: {e}")))?;
+        let client = match &options.tls_ca_pem {
+            None => Client::open(url),
+            Some(pem) => Client::build_with_tls(
+                url,
+                TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        }
+        .map_err(|e| StoreError::new(StoreErrorKind::Other, format!("redis url: {e}")))?;
         Ok(Self::with_target(Target::Direct(client), options))
     }
 

@@ -568,3 +568,41 @@ async fn s4_sentinel_master_with_password_and_db() {
     let db0 = RedisStore::connect_with(&db(0), quick()).unwrap();
     assert_eq!(db0.get("example.com").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn s4_tls_and_unix_socket_urls() {
+    if !redis_or_skip("s4_tls_and_unix_socket_urls") {
+        return;
+    }
+    let dir = support::redis_server::TempDir::new("redis-tls");
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, signing_key.serialize_pem()).unwrap();
+    let socket = dir.path().join("redis.sock");
+    let tls_port = support::redis_server::free_port().to_string();
+    let server = RedisServer::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        cert_file.to_str().unwrap(),
+        "--tls-key-file",
+        key_file.to_str().unwrap(),
+        "--tls-auth-clients",
+        "no",
+        "--unixsocket",
+        socket.to_str().unwrap(),
+    ]);
+    let tls_url = format!("rediss://localhost:{tls_port}/0");
+    let tls = RedisStore::connect_with(&tls_url, quick().with_tls_ca_pem(cert.pem())).unwrap();
+    put(&tls, "example.com", "over-tls", 1000, ENFORCE).await;
+    // Without the CA: the system's roots do not know it.
+    let untrusted = RedisStore::connect_with(&tls_url, quick()).unwrap();
+    let e = untrusted.get("example.com").await.unwrap_err();
+    eprintln!("rediss:// without the CA: {e}");
+    assert_eq!(e.kind(), &StoreErrorKind::Unavailable, "{e}");
+    let unix = RedisStore::connect_with(&format!("unix://{}", socket.display()), quick()).unwrap();
+    assert_eq!(id_of(&unix, "example.com").await, "over-tls");
+    drop(server);
+}

@@ -66,7 +66,7 @@ pub fn redis_or_skip(test: &str) -> bool {
 }
 
 /// A free loopback port: bound, then released (the server binds it next; a race is retried).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
