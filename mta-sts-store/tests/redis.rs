@@ -606,3 +606,84 @@ async fn s4_tls_and_unix_socket_urls() {
     assert_eq!(id_of(&unix, "example.com").await, "over-tls");
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_killed_and_restarted_under_load() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+    let Some(mut server) = server_or_skip("s3_killed_and_restarted_under_load") else {
+        return;
+    };
+    let timeout = Duration::from_millis(500);
+    let store = Arc::new(
+        RedisStore::connect_with(
+            &server.url(),
+            RedisOptions::default().with_timeouts(timeout, timeout),
+        )
+        .unwrap(),
+    );
+    #[derive(Default)]
+    struct Counts {
+        ok: AtomicU64,
+        unavailable: AtomicU64,
+        other: AtomicU64,
+        slowest_us: AtomicU64,
+        stop: AtomicBool,
+    }
+    let counts = Arc::new(Counts::default());
+    let mut workers = Vec::new();
+    for w in 0..16u64 {
+        let (store, counts) = (Arc::clone(&store), Arc::clone(&counts));
+        workers.push(tokio::spawn(async move {
+            let domain = format!("w{w}.example");
+            let mut at = 1000;
+            while !counts.stop.load(Relaxed) {
+                at += 1;
+                let started = Instant::now();
+                let result = if at % 2 == 0 {
+                    store.put(&entry(&domain, "id", at, ENFORCE)).await
+                } else {
+                    store.get(&domain).await.map(drop)
+                };
+                let took = u64::try_from(started.elapsed().as_micros()).unwrap();
+                counts.slowest_us.fetch_max(took, Relaxed);
+                match result {
+                    Ok(()) => counts.ok.fetch_add(1, Relaxed),
+                    Err(e) if e.kind() == &StoreErrorKind::Unavailable => {
+                        counts.unavailable.fetch_add(1, Relaxed)
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        counts.other.fetch_add(1, Relaxed)
+                    }
+                };
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let wait_for = |what: &str, counter: &AtomicU64, at_least: u64| {
+        poll_until(what, || counter.load(Relaxed) >= at_least);
+    };
+    wait_for("load running", &counts.ok, 500);
+    server.kill();
+    wait_for("errors while down", &counts.unavailable, 200);
+    let ok_while_down = counts.ok.load(Relaxed);
+    server.restart();
+    wait_for("load after the restart", &counts.ok, ok_while_down + 500);
+    counts.stop.store(true, Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let slowest = Duration::from_micros(counts.slowest_us.load(Relaxed));
+    eprintln!(
+        "ok {}, unavailable {}, other {}, slowest {slowest:?}",
+        counts.ok.load(Relaxed),
+        counts.unavailable.load(Relaxed),
+        counts.other.load(Relaxed),
+    );
+    assert_eq!(counts.other.load(Relaxed), 0);
+    assert!(slowest <= timeout * 2, "{slowest:?}");
+    // Re-filled by the writes after the restart.
+    assert_eq!(store.list(100).await.unwrap().len(), 16);
+}
