@@ -7,7 +7,7 @@
 //!
 //! - key: the policy domain, lowercase, no trailing dot;
 //! - value: a sorted set holding one member, 16 random bytes followed by Python's
-//!   `json.dumps([policy_id, policy])` ([`layout`](crate::layout)), scored by the fetch time in
+//!   `json.dumps([policy_id, policy])` ([`layout`]), scored by the fetch time in
 //!   seconds (a float; postfix-mta-sts-resolver writes `time.time()`, this store whole seconds);
 //! - written with `MULTI ZADD key score member; ZREMRANGEBYRANK key 0 -2; EXEC`, which keeps
 //!   only the highest score: a write older than the entry in place removes itself, in the same
