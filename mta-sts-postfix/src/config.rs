@@ -15,7 +15,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+mod cache;
 mod depth;
+
+use cache::RawCache;
+pub use cache::{Cache, CacheBackend, MAX_SENTINELS, RedisConnection, StoreErrorPolicy};
 
 /// Where postfix-mta-sts-resolver looks for its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
@@ -125,15 +129,6 @@ impl fmt::Display for Listen {
             Self::Unix { path, .. } => write!(f, "unix {}", path.display()),
         }
     }
-}
-
-/// The policy cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cache {
-    /// Most policies kept.
-    pub size: usize,
-    /// `type: file`: the snapshot file that keeps policies across restarts.
-    pub file: Option<PathBuf>,
 }
 
 /// `proactive_policy_fetching`.
@@ -471,13 +466,6 @@ struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct RawCache {
-    #[serde(rename = "type")]
-    kind: Option<Scalar>,
-    options: Option<BTreeMap<String, Option<Scalar>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
 struct RawProactive {
     enabled: Option<Scalar>,
     interval: Option<Scalar>,
@@ -666,30 +654,7 @@ impl RawConfig {
                 reuse_port: boolean("reuse_port", self.reuse_port.as_ref(), defaults::REUSE_PORT)?,
             },
         };
-        let cache = self.cache.unwrap_or_default();
-        let options = cache.options.unwrap_or_default();
-        let option = |name: &str| options.get(name).and_then(Option::as_ref);
-        let size = positive(
-            "cache.options.cache_size",
-            option("cache_size"),
-            defaults::INTERNAL_CACHE_SIZE,
-        )?;
-        let kind = text(cache.kind.as_ref()).unwrap_or_else(|| "internal".into());
-        let file = match kind.as_str() {
-            "internal" => None,
-            "file" => Some(PathBuf::from(text(option("path")).ok_or_else(|| {
-                err("cache.options.path", "type file needs the path of its file")
-            })?)),
-            other => {
-                return Err(err(
-                    "cache.type",
-                    format!(
-                        "{other:?} is not supported: use internal (memory) or file \
-                         (memory, kept in a file across restarts)"
-                    ),
-                ));
-            }
-        };
+        let cache = self.cache.unwrap_or_default().check()?;
         let p = self.proactive_policy_fetching.unwrap_or_default();
         let interval = int_or(
             "proactive_policy_fetching.interval",
@@ -778,7 +743,7 @@ impl RawConfig {
                 self.shutdown_timeout.as_ref(),
                 defaults::SHUTDOWN_TIMEOUT_SECS,
             )?,
-            cache: Cache { size, file },
+            cache,
             proactive,
             default_zone,
             zones,
@@ -866,13 +831,10 @@ zones:
         );
         assert_eq!(c.cache_grace, Duration::from_secs(60));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(20));
-        assert_eq!(
-            c.cache,
-            Cache {
-                size: 10_000,
-                file: None
-            }
-        );
+        assert_eq!(c.cache, Cache::default());
+        assert_eq!(c.cache.size, 10_000);
+        assert_eq!(c.cache.backend, CacheBackend::Internal);
+        assert_eq!(c.cache.on_store_error, StoreErrorPolicy::Local);
         assert_eq!(c.proactive.interval, Duration::from_secs(86_400));
         assert_eq!(c.proactive.concurrency_limit, 100);
         assert!((c.proactive.grace_ratio - 2.0).abs() < f64::EPSILON);
@@ -973,13 +935,14 @@ zones:
     }
 
     #[test]
-    fn cache_type_file_keeps_a_path_and_other_backends_are_refused() {
+    fn cache_type_file_keeps_a_path_and_unknown_types_are_refused() {
         let c = parse("cache:\n  type: file\n  options:\n    path: /var/lib/mta-sts/cache.json\n    cache_size: 500\n").unwrap();
+        assert_eq!(c.cache.size, 500);
+        assert_eq!(c.cache.file, Some("/var/lib/mta-sts/cache.json".into()));
         assert_eq!(
-            c.cache,
-            Cache {
-                size: 500,
-                file: Some("/var/lib/mta-sts/cache.json".into())
+            c.cache.backend,
+            CacheBackend::File {
+                path: "/var/lib/mta-sts/cache.json".into()
             }
         );
         let e = parse("cache:\n  type: file\n").unwrap_err();
@@ -987,8 +950,11 @@ zones:
             matches!(e.kind(), ConfigErrorKind::Value { key, .. } if key == "cache.options.path"),
             "{e}"
         );
-        let e = parse("cache:\n  type: sqlite\n  options:\n    filename: /x.db\n").unwrap_err();
-        assert!(e.to_string().contains("\"sqlite\" is not supported"), "{e}");
+        let e = parse("cache:\n  type: memcached\n").unwrap_err();
+        assert!(
+            e.to_string().contains("\"memcached\" is not supported"),
+            "{e}"
+        );
     }
 
     #[test]
