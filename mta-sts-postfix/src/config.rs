@@ -1212,6 +1212,346 @@ zones:
         );
     }
 
+    /// postfix-mta-sts-resolver's `config_examples/mta-sts-daemon.yml.sqlite` (Debian's
+    /// default `/etc/mta-sts-daemon.yml`).
+    const EXAMPLE_SQLITE: &str = "\
+host: 127.0.0.1
+port: 8461
+reuse_port: true
+shutdown_timeout: 20
+# tlsrpt: true
+cache:
+  type: sqlite
+  options:
+    filename: \"/var/lib/mta-sts/cache.db\"
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    /// Its `config_examples/mta-sts-daemon.yml.sqlite_unixsock`.
+    const EXAMPLE_SQLITE_UNIXSOCK: &str = "\
+path: \"/var/run/mta-sts.sock\"
+mode: 0666
+shutdown_timeout: 20
+# tlsrpt: true
+cache:
+  type: sqlite
+  options:
+    filename: \"/var/lib/mta-sts/cache.db\"
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    /// Its `config_examples/mta-sts-daemon.yml.redis`.
+    const EXAMPLE_REDIS: &str = "\
+host: 127.0.0.1
+port: 8461
+reuse_port: true
+shutdown_timeout: 20
+cache:
+  type: redis
+  options:
+    url: \"redis://127.0.0.1/0\"
+    max_connections: 25
+    socket_timeout: 1.0
+    socket_connect_timeout: 1.0
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    /// Its `config_examples/mta-sts-daemon.yml.redis_sentinel`.
+    const EXAMPLE_REDIS_SENTINEL: &str = "\
+host: 127.0.0.1
+port: 8461
+reuse_port: true
+shutdown_timeout: 20
+# tlsrpt: true
+cache:
+  type: redis_sentinel
+  options:
+    sentinel_master_name: \"mymaster\"
+    sentinels:
+      - [\"sentinel1\", 26379]
+      - [\"sentinel2\", 26379]
+      - [\"sentinel3\", 26379]
+    password: \"StrongPassword\"
+    max_connections: 25
+    socket_timeout: 1.0
+    socket_connect_timeout: 1.0
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    /// Its `config_examples/mta-sts-daemon.yml.postgres`.
+    const EXAMPLE_POSTGRES: &str = "\
+host: 127.0.0.1
+port: 8461
+reuse_port: true
+shutdown_timeout: 20
+# tlsrpt: true
+cache:
+  type: postgres
+  options:
+    dsn: postgres://user@%2Frun%2Fpostgresql/user
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    fn value_key(text: &str) -> String {
+        match parse(text).unwrap_err().kind() {
+            ConfigErrorKind::Value { key, .. } => key.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn s7_the_peers_sqlite_examples_are_read() {
+        for example in [EXAMPLE_SQLITE, EXAMPLE_SQLITE_UNIXSOCK] {
+            let c = parse(example).unwrap();
+            assert_eq!(
+                c.cache.backend,
+                CacheBackend::Sqlite {
+                    filename: "/var/lib/mta-sts/cache.db".into(),
+                    timeout: Duration::from_secs(5),
+                }
+            );
+            assert_eq!(c.cache.size, 10_000);
+            assert_eq!(c.cache.file, None);
+            assert_eq!(c.cache.on_store_error, StoreErrorPolicy::Local);
+            assert!(c.cache.warnings.is_empty(), "{:?}", c.cache.warnings);
+        }
+        let c =
+            parse("cache: {type: sqlite, options: {filename: /x.db, timeout: 0.5, threads: 8}}")
+                .unwrap();
+        assert!(
+            matches!(c.cache.backend, CacheBackend::Sqlite { timeout, .. } if timeout == Duration::from_millis(500))
+        );
+        assert_eq!(c.cache.warnings.len(), 1);
+        assert!(
+            c.cache.warnings[0].starts_with("cache.options.threads: ignored"),
+            "{:?}",
+            c.cache.warnings
+        );
+    }
+
+    #[test]
+    fn s7_the_peers_redis_example_is_read_and_its_pool_size_warned_about() {
+        let c = parse(EXAMPLE_REDIS).unwrap();
+        let CacheBackend::Redis { url, connection } = &c.cache.backend else {
+            panic!("{:?}", c.cache.backend);
+        };
+        assert_eq!(url, "redis://127.0.0.1/0");
+        assert_eq!(connection.timeout, Duration::from_secs(1));
+        assert_eq!(connection.connect_timeout, Duration::from_secs(1));
+        assert_eq!(connection.ca_file, None);
+        assert_eq!(c.cache.warnings.len(), 1, "{:?}", c.cache.warnings);
+        assert!(c.cache.warnings[0].starts_with("cache.options.max_connections: ignored"));
+        // The peer's defaults; password, username and db fill in what the URL lacks.
+        let c = parse(
+            "cache: {type: redis, options: {url: 'redis://r.example', password: 'p@ss', db: 3}}",
+        )
+        .unwrap();
+        let CacheBackend::Redis { url, connection } = &c.cache.backend else {
+            panic!();
+        };
+        assert_eq!(url, "redis://:p%40ss@r.example/3");
+        assert_eq!(connection.timeout, Duration::from_secs(5));
+        assert_eq!(connection.connect_timeout, Duration::from_secs(5));
+        let c = parse(
+            "cache: {type: redis, options: {url: 'redis://u:x@r.example/1', password: y, db: 3}}",
+        )
+        .unwrap();
+        assert!(
+            matches!(&c.cache.backend, CacheBackend::Redis { url, .. } if url == "redis://u:x@r.example/1")
+        );
+        let c =
+            parse("cache: {type: redis, options: {url: 'unix:///run/redis.sock', db: 2}}").unwrap();
+        assert!(
+            matches!(&c.cache.backend, CacheBackend::Redis { url, .. } if url == "unix:///run/redis.sock?db=2")
+        );
+    }
+
+    #[test]
+    fn s7_the_peers_redis_sentinel_example_is_read() {
+        let c = parse(EXAMPLE_REDIS_SENTINEL).unwrap();
+        let CacheBackend::RedisSentinel {
+            sentinels,
+            master_name,
+            master_url,
+            connection,
+        } = &c.cache.backend
+        else {
+            panic!("{:?}", c.cache.backend);
+        };
+        assert_eq!(
+            sentinels,
+            &["sentinel1:26379", "sentinel2:26379", "sentinel3:26379"]
+        );
+        assert_eq!(master_name, "mymaster");
+        assert_eq!(
+            master_url.as_deref(),
+            Some("redis://:StrongPassword@master")
+        );
+        assert_eq!(connection.timeout, Duration::from_secs(1));
+        assert_eq!(c.cache.warnings.len(), 1, "{:?}", c.cache.warnings);
+        let c = parse("cache: {type: redis_sentinel, options: {sentinel_master_name: m, sentinels: [['::1', 26380], 'h:1']}}").unwrap();
+        assert!(
+            matches!(&c.cache.backend, CacheBackend::RedisSentinel { sentinels, master_url: None, .. } if sentinels == &["[::1]:26380", "h:1"])
+        );
+    }
+
+    #[test]
+    fn s7_the_peers_postgres_example_is_read() {
+        let c = parse(EXAMPLE_POSTGRES).unwrap();
+        assert_eq!(
+            c.cache.backend,
+            CacheBackend::Postgres {
+                dsn: "postgres://user@%2Frun%2Fpostgresql/user".into(),
+                timeout: Duration::from_secs(5),
+            }
+        );
+        assert!(c.cache.warnings.is_empty());
+        // asyncpg's separate keywords make a libpq DSN; its pool settings are warned about.
+        let c = parse("cache: {type: postgres, options: {host: db, port: 5433, user: mta, password: \"it's\", database: sts, min_size: 1, max_size: 10, timeout: 2}}").unwrap();
+        assert_eq!(
+            c.cache.backend,
+            CacheBackend::Postgres {
+                dsn: r"host='db' port='5433' user='mta' password='it\'s' dbname='sts'".into(),
+                timeout: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(c.cache.warnings.len(), 2, "{:?}", c.cache.warnings);
+    }
+
+    #[test]
+    fn s7_unknown_cache_options_are_warned_about_not_refused() {
+        let c = parse(
+            "cache: {type: internal, options: {cache_size: 5, colour: blue, nested: {a: [1]}}}",
+        )
+        .unwrap();
+        assert_eq!(c.cache.size, 5);
+        assert_eq!(
+            c.cache.warnings,
+            [
+                "cache.options.colour: unknown for type internal, ignored",
+                "cache.options.nested: unknown for type internal, ignored"
+            ]
+        );
+        assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn s7_unusable_cache_values_are_refused_with_their_key() {
+        for (text, key) in [
+            ("cache: {type: sqlite}", "cache.options.filename"),
+            (
+                "cache: {type: sqlite, options: {filename: ''}}",
+                "cache.options.filename",
+            ),
+            (
+                "cache: {type: sqlite, options: {filename: /x, timeout: -1}}",
+                "cache.options.timeout",
+            ),
+            (
+                "cache: {type: sqlite, options: {filename: /x, timeout: 0}}",
+                "cache.options.timeout",
+            ),
+            (
+                "cache: {type: sqlite, options: {filename: [a]}}",
+                "cache.options.filename",
+            ),
+            ("cache: {type: redis}", "cache.options.url"),
+            (
+                "cache: {type: redis, options: {url: 127.0.0.1}}",
+                "cache.options.url",
+            ),
+            (
+                "cache: {type: redis, options: {url: 'redis://h', socket_timeout: x}}",
+                "cache.options.socket_timeout",
+            ),
+            (
+                "cache: {type: redis, options: {url: 'redis://h', db: -1}}",
+                "cache.options.db",
+            ),
+            (
+                "cache: {type: redis_sentinel, options: {sentinels: [[h, 1]]}}",
+                "cache.options.sentinel_master_name",
+            ),
+            (
+                "cache: {type: redis_sentinel, options: {sentinel_master_name: m}}",
+                "cache.options.sentinels",
+            ),
+            (
+                "cache: {type: redis_sentinel, options: {sentinel_master_name: m, sentinels: []}}",
+                "cache.options.sentinels",
+            ),
+            (
+                "cache: {type: redis_sentinel, options: {sentinel_master_name: m, sentinels: [[h, 99999]]}}",
+                "cache.options.sentinels[0]",
+            ),
+            (
+                "cache: {type: redis_sentinel, options: {sentinel_master_name: m, sentinels: [[h, 1], {a: b}]}}",
+                "cache.options.sentinels[1]",
+            ),
+            ("cache: {type: postgres}", "cache.options.dsn"),
+            (
+                "cache: {type: postgres, options: {dsn: 'postgres://h/d', user: u}}",
+                "cache.options.user",
+            ),
+            (
+                "cache: {type: postgres, options: {dsn: 'postgres://h/d', timeout: 1e13}}",
+                "cache.options.timeout",
+            ),
+            (
+                "cache: {type: internal, on_store_error: later}",
+                "cache.on_store_error",
+            ),
+            ("cache: {type: redis_cluster}", "cache.type"),
+        ] {
+            assert_eq!(value_key(text), key, "{text}");
+        }
+        let many = format!(
+            "cache: {{type: redis_sentinel, options: {{sentinel_master_name: m, sentinels: [{}]}}}}",
+            vec!["[h, 1]"; MAX_SENTINELS + 1].join(", ")
+        );
+        assert_eq!(value_key(&many), "cache.options.sentinels");
+    }
+
+    #[test]
+    fn s7_on_store_error_is_local_unless_defer() {
+        let c = parse("cache: {type: sqlite, options: {filename: /x.db}, on_store_error: defer}")
+            .unwrap();
+        assert_eq!(c.cache.on_store_error, StoreErrorPolicy::Defer);
+        let c = parse("cache: {type: sqlite, options: {filename: /x.db}, on_store_error: local}")
+            .unwrap();
+        assert_eq!(c.cache.on_store_error, StoreErrorPolicy::Local);
+    }
+
     #[test]
     fn unknown_keys_are_listed_for_a_warning() {
         let c = parse("host: 127.0.0.1\nloglevel: debug\n").unwrap();
