@@ -94,3 +94,20 @@ fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_bloc
     assert!(c.0.wait_reports(2, std::time::Duration::ZERO) >= 2);
     assert_eq!(c.0.tlsrpt_stats().delivered, 1);
 }
+
+#[test]
+fn s1_two_clients_share_one_store_blocking() {
+    let world = mta_sts_matrix::world();
+    let store = std::sync::Arc::new(mta_sts_blocking::MemoryStore::new());
+    let (a, b): (Client, Client) = (
+        mta_sts_matrix::store_client!(Client, &world, store),
+        mta_sts_matrix::store_client!(Client, &world, store),
+    );
+    mta_sts_matrix::check_shared_store(
+        &world,
+        &store,
+        |d| a.policy(d),
+        || a.wait_store_writes(),
+        |d| b.policy(d),
+    );
+}

@@ -1068,6 +1068,21 @@ pub mod tlsrpt {
     }
 }
 
+/// A client of an adapter (`$client`, with a `builder()`) on the matrix's `$world`, over the
+/// shared store `$store` (an `Arc<MemoryStore>`), for [`check_shared_store`].
+#[macro_export]
+macro_rules! store_client {
+    ($client:ty, $world:expr, $store:expr) => {
+        <$client>::builder()
+            .resolvers([$world.dns_addr()])
+            .trust_anchors($crate::anchors($world))
+            .config($crate::config($world))
+            .store($store.clone())
+            .build()
+            .expect("client")
+    };
+}
+
 /// The fleet scenario (issue 16, S1): two clients share one policy store. Client A (`a`) fetches
 /// the policy of `enforce.test` and writes it to the store (`a_written` waits until its store
 /// writes are done); client B (`b`), which has never seen the domain, answers from the store

@@ -525,6 +525,19 @@ struct Driving<'a, R> {
     done: bool,
 }
 
+impl<'a, R> Driving<'a, R> {
+    /// The caller of `inner` drives `lookup`'s flight, which `waiters` wait on.
+    fn new(inner: &'a Inner<R>, lookup: &Lookup, waiters: Arc<Waiters>) -> Self {
+        Self {
+            inner,
+            domain: lookup.domain().clone(),
+            flight: lookup.flight(),
+            waiters,
+            done: false,
+        }
+    }
+}
+
 impl<R> Drop for Driving<'_, R> {
     fn drop(&mut self) {
         if self.done {
@@ -1274,13 +1287,7 @@ impl<R: Runtime> Inner<R> {
     ) -> StoreNext {
         // Dropped before the end (cancelled, or an entry adopted): the flight is abandoned and
         // its waiters start over.
-        let mut driving = Driving {
-            inner: self,
-            domain: lookup.domain().clone(),
-            flight: lookup.flight(),
-            waiters,
-            done: false,
-        };
+        let mut driving = Driving::new(self, lookup, waiters);
         let domain = lookup.domain().as_str();
         let adopt = |e: &crate::StoredPolicy| {
             let now = self.now();
@@ -1361,13 +1368,7 @@ impl<R: Runtime> Inner<R> {
     /// Drives one lookup to its end, stores what it learned and hands the outcome to every
     /// caller waiting on it.
     async fn drive(&self, mut lookup: Lookup, waiters: Arc<Waiters>) -> Outcome {
-        let mut driving = Driving {
-            inner: self,
-            domain: lookup.domain().clone(),
-            flight: lookup.flight(),
-            waiters,
-            done: false,
-        };
+        let mut driving = Driving::new(self, &lookup, waiters);
         let _permit = self.permits.acquire().await;
         loop {
             match lookup.poll() {
