@@ -97,17 +97,9 @@ fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_bloc
 
 #[test]
 fn s1_two_clients_share_one_store_blocking() {
-    let world = mta_sts_matrix::world();
-    let store = std::sync::Arc::new(mta_sts_blocking::MemoryStore::new());
-    let (a, b): (Client, Client) = (
-        mta_sts_matrix::store_client!(Client, &world, store),
-        mta_sts_matrix::store_client!(Client, &world, store),
-    );
-    mta_sts_matrix::check_shared_store(
-        &world,
-        &store,
-        |d| a.policy(d),
-        || a.wait_store_writes(),
-        |d| b.policy(d),
+    mta_sts_matrix::check_shared_store_clients(
+        |world, store| mta_sts_matrix::store_client!(Client, world, store),
+        |c: &Client, d| c.policy(d),
+        Client::wait_store_writes,
     );
 }

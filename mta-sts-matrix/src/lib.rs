@@ -1083,6 +1083,25 @@ macro_rules! store_client {
     };
 }
 
+/// [`check_shared_store`] on a new world and store, with two clients made by `build` (such as
+/// [`store_client!`]), asked through `policy`; `wait_written` waits for a client's store writes.
+pub fn check_shared_store_clients<C>(
+    build: impl Fn(&World, &std::sync::Arc<mta_sts_net::MemoryStore>) -> C,
+    policy: impl Fn(&C, &str) -> Outcome,
+    wait_written: impl Fn(&C),
+) {
+    let world = world();
+    let store = std::sync::Arc::new(mta_sts_net::MemoryStore::new());
+    let (a, b) = (build(&world, &store), build(&world, &store));
+    check_shared_store(
+        &world,
+        &store,
+        |d| policy(&a, d),
+        || wait_written(&a),
+        |d| policy(&b, d),
+    );
+}
+
 /// The fleet scenario (issue 16, S1): two clients share one policy store. Client A (`a`) fetches
 /// the policy of `enforce.test` and writes it to the store (`a_written` waits until its store
 /// writes are done); client B (`b`), which has never seen the domain, answers from the store

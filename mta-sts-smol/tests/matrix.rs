@@ -130,17 +130,9 @@ fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_smol
 
 #[test]
 fn s1_two_clients_share_one_store_smol() {
-    let world = mta_sts_matrix::world();
-    let store = std::sync::Arc::new(mta_sts_smol::MemoryStore::new());
-    let (a, b): (Client, Client) = (
-        mta_sts_matrix::store_client!(Client, &world, store),
-        mta_sts_matrix::store_client!(Client, &world, store),
-    );
-    mta_sts_matrix::check_shared_store(
-        &world,
-        &store,
-        |d| smol::block_on(a.policy(d)),
-        || smol::block_on(a.wait_store_writes()),
-        |d| smol::block_on(b.policy(d)),
+    mta_sts_matrix::check_shared_store_clients(
+        |world, store| mta_sts_matrix::store_client!(Client, world, store),
+        |c: &Client, d| smol::block_on(c.policy(d)),
+        |c| smol::block_on(c.wait_store_writes()),
     );
 }

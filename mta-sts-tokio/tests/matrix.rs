@@ -156,22 +156,10 @@ fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_toki
 
 #[test]
 fn s1_two_clients_share_one_store_tokio() {
-    let world = mta_sts_matrix::world();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = std::sync::Arc::new(mta_sts_tokio::MemoryStore::new());
-    let (a, b): (Client, Client) = (
-        mta_sts_matrix::store_client!(Client, &world, store),
-        mta_sts_matrix::store_client!(Client, &world, store),
-    );
-    mta_sts_matrix::check_shared_store(
-        &world,
-        &store,
-        |d| rt.block_on(a.policy(d)),
-        || rt.block_on(a.wait_store_writes()),
-        |d| rt.block_on(b.policy(d)),
+    let rt = Runtime::new().unwrap();
+    mta_sts_matrix::check_shared_store_clients(
+        |world, store| mta_sts_matrix::store_client!(Client, world, store),
+        |c: &Client, d| rt.block_on(c.policy(d)),
+        |c| rt.block_on(c.wait_store_writes()),
     );
 }
