@@ -326,3 +326,30 @@ fn s11_store_operations_are_counted() {
         assert_eq!(get(result), Some(1), "get {result}: {seen:?}");
     }
 }
+
+#[test]
+fn s2_a_store_read_given_up_by_its_caller_ends_its_flight() {
+    let world = mta_sts_matrix::world();
+    let store = Arc::new(MemoryStore::new());
+    store.set_fault(Some(StoreFault::Hang));
+    let client = builder(&world, &store)
+        .store_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    // The caller drives the domain's flight, reading the store, and gives up (its future is
+    // dropped, as a delivery cancelled by its MTA).
+    let mut first = Box::pin(client.policy(DOMAIN));
+    assert!(smol::block_on(smol::future::poll_once(&mut first)).is_none());
+    assert_eq!(store.gets(), 1);
+    drop(first);
+    // The next caller is not left waiting on that flight: it reads the store again and, the
+    // store back, looks the policy up.
+    store.set_fault(None);
+    let bounded = smol::future::or(async { Some(client.policy(DOMAIN).await) }, async {
+        smol::Timer::after(Duration::from_secs(5)).await;
+        None
+    });
+    let outcome = smol::block_on(bounded).expect("answered, not stuck behind a dead flight");
+    assert!(matches!(outcome, Outcome::Fetched(_)), "{outcome:?}");
+    assert_eq!(store.gets(), 2);
+}
