@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mta_sts_tokio::{Client, Clock, Refresher};
+use mta_sts_tokio::{Client, Clock, OnStoreError, PolicyStore, Refresher};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::Error;
@@ -16,6 +16,7 @@ use crate::limits;
 use crate::metrics::MetricsServer;
 use crate::responder::Responder;
 use crate::server::{self, Bound, Serving, Shared};
+use crate::store::{self, ReopeningStore};
 use mta_sts_tokio::{ClientBuilder, system_clock};
 
 /// How often the cache is written to its file (`cache: {type: file}`), besides after each
@@ -155,6 +156,9 @@ fn load(options: &Options) -> Result<DaemonConfig, ConfigError> {
     for key in &cfg.unknown_keys {
         tracing::warn!("{}: unknown key {key:?} ignored", options.config.display());
     }
+    for warning in &cfg.cache.warnings {
+        tracing::warn!("{}: {warning}", options.config.display());
+    }
     Ok(cfg)
 }
 
@@ -214,6 +218,8 @@ pub struct Daemon {
     serving: Serving,
     metrics: Option<MetricsServer>,
     refresher: Option<Refresher>,
+    /// The shared store of `cache.type: sqlite | redis | redis_sentinel | postgres`.
+    store: Option<Arc<dyn PolicyStore>>,
 }
 
 impl Daemon {
@@ -236,7 +242,8 @@ impl Daemon {
             tracing::info!("open files: at most {}", files.now);
         }
         let max_connections = connection_limit(&cfg, files.now)?;
-        let client = build_client(&cfg, &clock)?;
+        let store = open_store(&cfg.cache).await?;
+        let client = build_client(&cfg, &clock, store.clone())?;
         let metrics = start_metrics(&cfg).await?;
         let bound = bind(&cfg).await?;
         let refresher = cfg.proactive.enabled.then(|| client.spawn_refresher());
@@ -250,6 +257,7 @@ impl Daemon {
             serving,
             metrics,
             refresher,
+            store,
         })
     }
 
@@ -307,12 +315,17 @@ impl Daemon {
             None
         };
         let client_changed = !same_client(&old, &new);
+        let store = if new.cache.backend == old.cache.backend {
+            self.store.clone()
+        } else {
+            open_store(&new.cache).await?
+        };
         let client = if client_changed {
             // The new client loads the cache file the old one leaves.
             if let Err(e) = current.client().save().await {
                 tracing::warn!("cannot save the cache before the reload: {e}");
             }
-            build_client(&new, &self.clock())?
+            build_client(&new, &self.clock(), store.clone())?
         } else {
             current.client().clone()
         };
@@ -348,6 +361,7 @@ impl Daemon {
         }
         self.shared.replace(Responder::new(client, new.clone()));
         self.config = new;
+        self.store = store;
         Ok(())
     }
 
@@ -466,12 +480,50 @@ fn same_client(a: &DaemonConfig, b: &DaemonConfig) -> bool {
         && a.cache_grace == b.cache_grace
 }
 
-/// The client for a configuration: the engine's settings from the file's keys.
-fn build_client(cfg: &DaemonConfig, clock: &Clock) -> Result<Client, Error> {
-    client_builder(cfg)
-        .clock(clock.clone())
-        .build()
-        .map_err(Error::Client)
+/// The client for a configuration: the engine's settings from the file's keys, and the shared
+/// store, if any.
+fn build_client(
+    cfg: &DaemonConfig,
+    clock: &Clock,
+    store: Option<Arc<dyn PolicyStore>>,
+) -> Result<Client, Error> {
+    let mut builder = client_builder(cfg).clock(clock.clone());
+    if let Some(store) = store {
+        builder = builder.store(store);
+    }
+    builder.build().map_err(Error::Client)
+}
+
+/// Opens the shared store of `cache` (none for `internal` and `file`). One that cannot be
+/// opened stops the start (or the reload) with `on_store_error: defer`; with `local` (the
+/// default) it is logged and the daemon goes on without it, trying again at most every
+/// [`store::REOPEN_EVERY`] while lookups go on as without a store.
+async fn open_store(cache: &config::Cache) -> Result<Option<Arc<dyn PolicyStore>>, Error> {
+    if !cache.backend.is_store() {
+        return Ok(None);
+    }
+    let kind = cache.backend.type_name();
+    let opened = match store::open_store(&cache.backend).await {
+        Ok(opened) => {
+            tracing::info!("cache: the {kind} store is open");
+            opened
+        }
+        Err(source) if cache.on_store_error == config::StoreErrorPolicy::Defer => {
+            return Err(Error::Store { kind, source });
+        }
+        Err(e) => {
+            tracing::warn!(
+                "cache: cannot open the {kind} store, going on without it (on_store_error: \
+                 local; tried again at most every {}s): {e}",
+                store::REOPEN_EVERY.as_secs()
+            );
+            None
+        }
+    };
+    Ok(Some(Arc::new(ReopeningStore::new(
+        cache.backend.clone(),
+        opened,
+    ))))
 }
 
 /// The builder of the client the daemon runs for `cfg`: the engine's settings from the file's
@@ -505,5 +557,9 @@ pub fn client_builder(cfg: &DaemonConfig) -> ClientBuilder {
     if let Some(file) = &cfg.cache.file {
         builder = builder.persistence(file);
     }
+    builder = builder.on_store_error(match cfg.cache.on_store_error {
+        config::StoreErrorPolicy::Local => OnStoreError::Local,
+        config::StoreErrorPolicy::Defer => OnStoreError::Defer,
+    });
     builder
 }

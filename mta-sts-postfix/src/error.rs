@@ -41,6 +41,14 @@ pub enum Error {
     Client(mta_sts_tokio::Error),
     /// The cache cannot be written to its file.
     Save(mta_sts_tokio::PersistError),
+    /// The shared store (`cache.type: sqlite`, `redis`, `redis_sentinel`, `postgres`) cannot be
+    /// opened, with `cache.on_store_error: defer` (with `local` the daemon starts without it).
+    Store {
+        /// `cache.type`.
+        kind: &'static str,
+        /// What the store said.
+        source: mta_sts_tokio::StoreError,
+    },
 }
 
 impl fmt::Display for Error {
@@ -59,6 +67,11 @@ impl fmt::Display for Error {
             }
             Self::Client(e) => write!(f, "cannot set up MTA-STS lookups: {e}"),
             Self::Save(e) => write!(f, "cannot save the cache: {e}"),
+            Self::Store { kind, source } => write!(
+                f,
+                "cannot open the {kind} store (cache.on_store_error: defer; with local the \
+                 daemon would start without it): {source}"
+            ),
         }
     }
 }
@@ -71,6 +84,7 @@ impl std::error::Error for Error {
             Self::Listen { source, .. } | Self::Metrics { source, .. } => Some(source),
             Self::Client(e) => Some(e),
             Self::Save(e) => Some(e),
+            Self::Store { source, .. } => Some(source),
         }
     }
 }

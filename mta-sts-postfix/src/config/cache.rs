@@ -165,7 +165,7 @@ pub enum StoreErrorPolicy {
 pub(super) enum OptionValue {
     Null,
     Scalar(String),
-    List(Vec<OptionValue>),
+    List(Vec<Self>),
     Map,
 }
 
