@@ -111,6 +111,12 @@ impl Client {
         block_on(self.inner.policy(domain))
     }
 
+    /// Waits until no write to the shared policy store is under way (each is bounded by the
+    /// store timeout), as [`mta_sts_net::Client::wait_store_writes`].
+    pub fn wait_store_writes(&self) {
+        block_on(self.inner.wait_store_writes());
+    }
+
     /// Re-checks the TXT id of `domain` before a message is failed permanently (R39): an
     /// unchanged id keeps the cached policy (keep the message queued); a new id is fetched.
     pub fn recheck(&self, domain: &str) -> Outcome {

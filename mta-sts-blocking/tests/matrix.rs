@@ -94,3 +94,12 @@ fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_bloc
     assert!(c.0.wait_reports(2, std::time::Duration::ZERO) >= 2);
     assert_eq!(c.0.tlsrpt_stats().delivered, 1);
 }
+
+#[test]
+fn s1_two_clients_share_one_store_blocking() {
+    mta_sts_matrix::check_shared_store_clients(
+        |world, store| mta_sts_matrix::store_client!(Client, world, store),
+        |c: &Client, d| c.policy(d),
+        Client::wait_store_writes,
+    );
+}

@@ -114,7 +114,7 @@ impl Drop for Progress {
 pub(crate) fn outcome_kind(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Fetched(_) | Outcome::Cached { .. } => "policy",
-        Outcome::TemporaryFailure(_) => "temporary-failure",
+        Outcome::TemporaryFailure(_) | Outcome::StoreUnavailable(_) => "temporary-failure",
         Outcome::Internal(_) => "internal-error",
         _ => "no-policy",
     }

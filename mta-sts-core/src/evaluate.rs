@@ -95,6 +95,9 @@ pub enum DeferReason {
     DnsTemporaryFailure,
     /// The lookup failed inside the adapter ([`Outcome::Internal`]): nothing is known.
     Internal,
+    /// The shared policy store could not be asked and the sender defers then
+    /// ([`Outcome::StoreUnavailable`]).
+    StoreUnavailable,
     /// The destination's DANE state is indeterminate (a DNSSEC answer that would decide it
     /// failed or was bogus): MTA-STS must not decide instead (RFC 8461 §2, D7).
     DaneIndeterminate,
@@ -308,6 +311,8 @@ impl Evaluation {
             Verdict::Deliver
         } else if matches!(outcome, Outcome::Internal(_)) {
             Verdict::Defer(DeferReason::Internal)
+        } else if matches!(outcome, Outcome::StoreUnavailable(_)) {
+            Verdict::Defer(DeferReason::StoreUnavailable)
         } else if settings.usage == StsUsage::Require && active.is_none() {
             Verdict::Defer(DeferReason::PolicyRequired)
         } else if policy.is_none()

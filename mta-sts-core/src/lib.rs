@@ -271,8 +271,8 @@ pub use lookup::{IoResult, Lookup, LookupError, LookupKind, Resolution, Step};
 pub use outcome::{CacheReason, CachedPolicy, FetchProblem, NoPolicyReason, Outcome, TxtProblem};
 pub use policy_domain::{PolicyDomain, PolicyDomainError};
 pub use snapshot::{
-    ImportReport, MAX_LISTED_PROBLEMS, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, Snapshot, SnapshotEntry,
-    SnapshotError,
+    AdoptError, ImportReport, MAX_LISTED_PROBLEMS, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, Snapshot,
+    SnapshotEntry, SnapshotError,
 };
 pub use stats::{DecisionStats, Stats};
 pub use time::UnixTime;

@@ -280,6 +280,12 @@ pub enum Outcome {
     /// never something the network did): nothing is known about the domain, so delivery defers
     /// ([`Verdict::Defer`](crate::Verdict::Defer)), whatever the settings.
     Internal(LookupError),
+    /// The shared policy store could not be asked (down, or slower than its timeout), no
+    /// unexpired policy is cached, and the sender chose to defer rather than look the policy up
+    /// itself (`on_store_error: defer`): delivery defers
+    /// ([`DeferReason::StoreUnavailable`](crate::DeferReason::StoreUnavailable)), whatever the
+    /// other settings. Holds what the store or the client said, for the log.
+    StoreUnavailable(String),
 }
 
 impl Outcome {
@@ -287,7 +293,10 @@ impl Outcome {
     pub fn policy(&self) -> Option<&CachedPolicy> {
         match self {
             Self::Fetched(p) | Self::Cached { policy: p, .. } => Some(p),
-            Self::NoPolicy(_) | Self::TemporaryFailure(_) | Self::Internal(_) => None,
+            Self::NoPolicy(_)
+            | Self::TemporaryFailure(_)
+            | Self::Internal(_)
+            | Self::StoreUnavailable(_) => None,
         }
     }
 
@@ -375,6 +384,7 @@ impl fmt::Display for Outcome {
             Self::NoPolicy(reason) => write!(f, "no policy: {reason}"),
             Self::TemporaryFailure(e) => write!(f, "temporary failure: {e}"),
             Self::Internal(e) => write!(f, "internal error of the lookup's driver (a bug): {e}"),
+            Self::StoreUnavailable(e) => write!(f, "temporary failure: policy store: {e}"),
         }
     }
 }

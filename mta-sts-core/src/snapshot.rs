@@ -343,6 +343,93 @@ impl PolicyCache {
     }
 }
 
+/// Why [`PolicyCache::adopt`] did not take an entry of a shared policy store: the entry is
+/// ignored (and overwritten by the next write of the domain's policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdoptError {
+    /// The entry's domain is not a valid policy domain.
+    InvalidDomain(PolicyDomainError),
+    /// The entry's TXT id is not a valid id.
+    InvalidId,
+    /// The entry's text is not a valid policy.
+    InvalidPolicy(PolicyError),
+    /// The entry was fetched after `now` (beyond five minutes of clock adjustment), which would
+    /// extend its life.
+    FromTheFuture,
+    /// The entry's policy has expired (its `max_age` counted from its fetch time has passed).
+    Expired,
+    /// The cache holds a policy of the domain fetched as late or later: it stays.
+    NotNewer,
+}
+
+impl fmt::Display for AdoptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidDomain(e) => write!(f, "stored entry: {e}"),
+            Self::InvalidId => f.write_str("stored entry: invalid policy id"),
+            Self::InvalidPolicy(e) => write!(f, "stored entry: invalid policy: {e}"),
+            Self::FromTheFuture => f.write_str("stored entry: fetch time lies in the future"),
+            Self::Expired => f.write_str("stored entry: policy expired"),
+            Self::NotNewer => f.write_str("stored entry: not newer than the cached policy"),
+        }
+    }
+}
+
+impl std::error::Error for AdoptError {}
+
+impl PolicyCache {
+    /// Adopts the entry of a shared policy store (fleet-wide cache) for `domain` at `now`: the
+    /// text is parsed as a policy, and the entry is refused when it is invalid, fetched in the
+    /// future (beyond five minutes of clock adjustment), expired, or not newer than the policy
+    /// cached for the domain. Otherwise it is cached like a policy loaded from a
+    /// [`Snapshot`] (refreshed when due; the usual TXT id checks apply to it) and returned.
+    ///
+    /// ```
+    /// use mta_sts_core::{AdoptError, Begin, Config, PolicyCache, UnixTime};
+    ///
+    /// let now = UnixTime::from_secs(1_700_000_000);
+    /// let text = "version: STSv1\nmode: enforce\nmx: mx.example.net\nmax_age: 86400\n";
+    /// let mut cache = PolicyCache::new(Config::default());
+    /// let adopted = cache.adopt("example.net", "20260101", now, text, now)?;
+    /// assert_eq!(adopted.id(), "20260101");
+    /// assert!(matches!(cache.begin("example.net", now), Begin::Ready(_)));
+    /// // The same entry again is not newer; hostile text is a typed error.
+    /// assert_eq!(cache.adopt("example.net", "20260101", now, text, now), Err(AdoptError::NotNewer));
+    /// assert!(matches!(
+    ///     cache.adopt("example.org", "1", now, "{\"mx\": 1}", now),
+    ///     Err(AdoptError::InvalidPolicy(_))
+    /// ));
+    /// # Ok::<(), AdoptError>(())
+    /// ```
+    pub fn adopt(
+        &mut self,
+        domain: &str,
+        id: &str,
+        fetched_at: UnixTime,
+        policy: &str,
+        now: UnixTime,
+    ) -> Result<CachedPolicy, AdoptError> {
+        let entry = SnapshotEntry::new(domain, id, fetched_at, fetched_at.min(now), policy);
+        let latest = now.saturating_add(MAX_CLOCK_SKEW);
+        let (domain, cached) =
+            check_entry(&entry, 0, latest, &mut HashSet::new()).map_err(|e| match e {
+                SnapshotError::InvalidDomain { error, .. } => AdoptError::InvalidDomain(error),
+                SnapshotError::InvalidPolicy { error, .. } => AdoptError::InvalidPolicy(error),
+                SnapshotError::FromTheFuture { .. } => AdoptError::FromTheFuture,
+                _ => AdoptError::InvalidId,
+            })?;
+        if !cached.is_fresh(now) {
+            return Err(AdoptError::Expired);
+        }
+        if self.insert_loaded(&domain, cached.clone(), now, now) {
+            Ok(cached)
+        } else {
+            Err(AdoptError::NotNewer)
+        }
+    }
+}
+
 /// An entry checked: its domain and policy, or why it is skipped.
 fn check_entry(
     e: &SnapshotEntry,

@@ -1067,3 +1067,75 @@ pub mod tlsrpt {
         assert_eq!(p.failure_details[0].result_type, "certificate-expired");
     }
 }
+
+/// A client of an adapter (`$client`, with a `builder()`) on the matrix's `$world`, over the
+/// shared store `$store` (an `Arc<MemoryStore>`), for [`check_shared_store`].
+#[macro_export]
+macro_rules! store_client {
+    ($client:ty, $world:expr, $store:expr) => {
+        <$client>::builder()
+            .resolvers([$world.dns_addr()])
+            .trust_anchors($crate::anchors($world))
+            .config($crate::config($world))
+            .store($store.clone())
+            .build()
+            .expect("client")
+    };
+}
+
+/// [`check_shared_store`] on a new world and store, with two clients made by `build` (such as
+/// [`store_client!`]), asked through `policy`; `wait_written` waits for a client's store writes.
+pub fn check_shared_store_clients<C>(
+    build: impl Fn(&World, &std::sync::Arc<mta_sts_net::MemoryStore>) -> C,
+    policy: impl Fn(&C, &str) -> Outcome,
+    wait_written: impl Fn(&C),
+) {
+    let world = world();
+    let store = std::sync::Arc::new(mta_sts_net::MemoryStore::new());
+    let (a, b) = (build(&world, &store), build(&world, &store));
+    check_shared_store(
+        &world,
+        &store,
+        |d| policy(&a, d),
+        || wait_written(&a),
+        |d| policy(&b, d),
+    );
+}
+
+/// The fleet scenario (issue 16, S1): two clients share one policy store. Client A (`a`) fetches
+/// the policy of `enforce.test` and writes it to the store (`a_written` waits until its store
+/// writes are done); client B (`b`), which has never seen the domain, answers from the store
+/// with the same policy, without any HTTPS fetch of its own.
+pub fn check_shared_store(
+    world: &World,
+    store: &mta_sts_net::MemoryStore,
+    a: impl Fn(&str) -> Outcome,
+    a_written: impl Fn(),
+    b: impl Fn(&str) -> Outcome,
+) {
+    const DOMAIN: &str = "enforce.test";
+    let before = world.total_fetches();
+    let first = a(DOMAIN);
+    let Outcome::Fetched(policy) = &first else {
+        panic!("client A fetches the policy: {first:?}")
+    };
+    assert_eq!(world.total_fetches(), before + 1, "one fetch by client A");
+    a_written();
+    let stored = store
+        .entry(DOMAIN)
+        .expect("client A wrote the policy to the store");
+    assert_eq!(
+        (stored.id.as_str(), stored.fetched_at),
+        (policy.id(), policy.fetched_at())
+    );
+    let second = b(DOMAIN);
+    match &second {
+        Outcome::Cached { policy: p, .. } => assert_eq!(p, policy, "the same policy"),
+        other => panic!("client B answers from the store: {other:?}"),
+    }
+    assert_eq!(
+        world.total_fetches(),
+        before + 1,
+        "client B fetched nothing: it answered from the store"
+    );
+}

@@ -10,7 +10,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -20,13 +20,17 @@ use mta_sts_core::tlsrpt::PolicyType;
 use mta_sts_core::tlsrpt::aggregate::{Session, SessionPolicy};
 use mta_sts_core::{
     Begin, Config, DaneBegin, DaneCache, DaneConfig, DaneIndeterminate, DaneLookup, DaneQueryId,
-    DaneState, DaneStep, Evaluation, FlightId, IoResult, Lookup, Outcome, PolicyCache,
-    PolicyDomain, Stats, Step, UnixTime,
+    DaneState, DaneStep, Evaluation, FlightId, IoResult, Lookup, LookupKind, Outcome, PolicyCache,
+    PolicyDomain, SnapshotEntry, Stats, Step, UnixTime,
 };
 
 use crate::dns::{Resolver, StubResolver};
 use crate::report::{DeliveryIoContext, Reporting, TlsResult, TlsRptSettings, TlsRptStats};
 use crate::runtime::{BoxFuture, Runtime, until};
+use crate::store::PolicyStore;
+use crate::store_client::{
+    DEFAULT_STORE_TIMEOUT, MAX_PENDING_STORE_WRITES, OnStoreError, StoreRead, StoreSettings,
+};
 use crate::{
     PersistError, ResolverConfError, TlsSetupError, TrustAnchors, export_cached_metric,
     export_metrics, fetch, load_cache_file, policy_fetch_config, system_resolvers,
@@ -106,6 +110,9 @@ pub struct ClientBuilder<R, C = Client<R>> {
     dane: Option<bool>,
     dane_config: DaneConfig,
     tlsrpt: Option<TlsRptSettings>,
+    store: Option<Arc<dyn PolicyStore>>,
+    on_store_error: OnStoreError,
+    store_timeout: Duration,
     _client: PhantomData<fn() -> C>,
 }
 
@@ -123,6 +130,9 @@ impl<R: fmt::Debug, C> fmt::Debug for ClientBuilder<R, C> {
             .field("max_concurrent_lookups", &self.max_concurrent_lookups)
             .field("dane", &self.dane)
             .field("tlsrpt", &self.tlsrpt)
+            .field("store", &self.store)
+            .field("on_store_error", &self.on_store_error)
+            .field("store_timeout", &self.store_timeout)
             .finish()
     }
 }
@@ -151,6 +161,9 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
             dane: None,
             dane_config: DaneConfig::default(),
             tlsrpt: None,
+            store: None,
+            on_store_error: OnStoreError::Local,
+            store_timeout: DEFAULT_STORE_TIMEOUT,
             _client: PhantomData,
         }
     }
@@ -243,6 +256,36 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
         self
     }
 
+    /// A policy store shared by a fleet (Redis, SQLite, PostgreSQL: see [`PolicyStore`]), below
+    /// the in-memory cache: asked (within [`store_timeout`](Self::store_timeout)) when the cache
+    /// has no unexpired policy for a domain, before any DNS or HTTPS lookup, and written after
+    /// every fetch and refresh (in the background: a delivery never waits for a write). The core
+    /// decides what a stored entry may be used for ([`PolicyCache::adopt`]): an invalid,
+    /// expired or future entry is ignored, and one never replaces a newer cached policy. Metrics:
+    /// `mta_sts_store_operations_total{store,op,result}` (see [`crate::store_client`]).
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn PolicyStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// What to do when the store cannot be read ([`OnStoreError::Local`], the default: go on
+    /// with the usual lookup; [`OnStoreError::Defer`]: answer a temporary failure). Either way
+    /// the in-memory cache is kept, and the error logged and counted.
+    #[must_use]
+    pub fn on_store_error(mut self, on_error: OnStoreError) -> Self {
+        self.on_store_error = on_error;
+        self
+    }
+
+    /// The longest one store operation may take (default [`DEFAULT_STORE_TIMEOUT`], 2 s): a
+    /// store slower than this counts as unavailable for that operation.
+    #[must_use]
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
     /// The wall clock of the MTA-STS decisions (default: the system clock). For tests.
     #[must_use]
     pub fn clock(mut self, clock: Clock) -> Self {
@@ -304,6 +347,13 @@ impl<R: Runtime, C: From<Client<R>>> ClientBuilder<R, C> {
             permits: async_lock::Semaphore::new(self.max_concurrent_lookups.max(1)),
             saving: async_lock::Mutex::new(()),
             tlsrpt,
+            store: self.store.map(|store| StoreSettings {
+                store,
+                on_error: self.on_store_error,
+                timeout: self.store_timeout,
+            }),
+            store_writes: Arc::new(StoreWrites::default()),
+            store_tasks: Mutex::new(Vec::new()),
         };
         Ok(C::from(Client {
             inner: Arc::new(inner),
@@ -370,6 +420,24 @@ struct Inner<R> {
     dane_table: Mutex<DaneTable>,
     /// TLSRPT, when turned on ([`ClientBuilder::tlsrpt`]).
     tlsrpt: Option<Reporting>,
+    /// The shared policy store, if any ([`ClientBuilder::store`]).
+    store: Option<StoreSettings>,
+    /// The store writes under way (shared with their tasks).
+    store_writes: Arc<StoreWrites>,
+    /// The tasks of the store writes, each with its "finished" flag: kept (not dropped at once)
+    /// because dropping a task of the blocking runtime joins it; finished ones are dropped at
+    /// the next write, the rest with the client (each bounded by the store timeout).
+    store_tasks: Mutex<Vec<StoreTask>>,
+}
+
+/// A store write's task (type-erased: only dropped) and its "finished" flag.
+type StoreTask = (Arc<AtomicBool>, Box<dyn Send>);
+
+/// The count of store writes under way, and the event fired when one ends.
+#[derive(Default)]
+struct StoreWrites {
+    pending: AtomicUsize,
+    ended: Event,
 }
 
 /// What the client keeps behind its mutex (never held across I/O).
@@ -457,6 +525,19 @@ struct Driving<'a, R> {
     done: bool,
 }
 
+impl<'a, R> Driving<'a, R> {
+    /// The caller of `inner` drives `lookup`'s flight, which `waiters` wait on.
+    fn new(inner: &'a Inner<R>, lookup: &Lookup, waiters: Arc<Waiters>) -> Self {
+        Self {
+            inner,
+            domain: lookup.domain().clone(),
+            flight: lookup.flight(),
+            waiters,
+            done: false,
+        }
+    }
+}
+
 impl<R> Drop for Driving<'_, R> {
     fn drop(&mut self) {
         if self.done {
@@ -470,6 +551,16 @@ impl<R> Drop for Driving<'_, R> {
         self.waiters.end(None);
         self.inner.changed.notify(usize::MAX);
     }
+}
+
+/// What a caller does after asking the store.
+enum StoreNext {
+    /// The stored entry was adopted: ask the cache again.
+    Again,
+    /// The store could not be read and the client defers: this outcome.
+    Answer(Outcome),
+    /// Go on with the lookup.
+    Lookup,
 }
 
 /// What a caller does next.
@@ -599,12 +690,30 @@ impl<R: Runtime> Client<R> {
 
     async fn run(&self, domain: &str, mut recheck: bool) -> Outcome {
         let inner = &*self.inner;
+        let mut store_asked = false;
         loop {
             match inner.start(domain, recheck) {
                 Next::Ready(outcome) => return outcome,
                 // Boxed: only the one caller that drives needs the lookup's state (DNS and TLS,
                 // several KiB); the callers waiting on it stay small.
                 Next::Drive(lookup, waiters) => {
+                    // A delivery lookup: no unexpired policy is cached. Ask the store first
+                    // (once per call: an entry adopted answers when the cache is asked again).
+                    if !store_asked
+                        && lookup.kind() == LookupKind::Delivery
+                        && let Some(store) = &inner.store
+                    {
+                        store_asked = true;
+                        let read = inner.read_store(store, &lookup, Arc::clone(&waiters));
+                        match Box::pin(read).await {
+                            StoreNext::Again => {
+                                recheck = false;
+                                continue;
+                            }
+                            StoreNext::Answer(outcome) => return outcome,
+                            StoreNext::Lookup => {}
+                        }
+                    }
                     return Box::pin(inner.drive(*lookup, waiters)).await;
                 }
                 Next::Wait(waiters) => match waiters.wait().await {
@@ -776,6 +885,17 @@ impl<R: Runtime> Client<R> {
     /// (Dropping the last handle of the client saves too, but cannot report a failure.)
     pub async fn shutdown(&self) -> Result<(), PersistError> {
         self.save().await
+    }
+
+    /// Waits until no store write is under way (each is bounded by the store timeout): after a
+    /// fetch, the policy is in the store once this returns (unless the write failed: see the
+    /// metrics). Returns at once without a store.
+    pub async fn wait_store_writes(&self) {
+        let writes = &self.inner.store_writes;
+        wait_until(&writes.ended, || {
+            (writes.pending.load(Ordering::SeqCst) == 0).then_some(())
+        })
+        .await;
     }
 
     /// How many proactive refresh lookups have finished since the client was built.
@@ -1155,16 +1275,100 @@ impl<R: Runtime> Inner<R> {
         }
     }
 
+    /// Asks the store for the entry of `lookup`'s domain, whose flight this caller drives, and
+    /// has the core adopt it. An entry adopted ends the flight (its waiters start over and find
+    /// the policy cached); a store error with [`OnStoreError::Defer`] ends it with a temporary
+    /// failure for every caller.
+    async fn read_store(
+        &self,
+        store: &StoreSettings,
+        lookup: &Lookup,
+        waiters: Arc<Waiters>,
+    ) -> StoreNext {
+        // Dropped before the end (cancelled, or an entry adopted): the flight is abandoned and
+        // its waiters start over.
+        let mut driving = Driving::new(self, lookup, waiters);
+        let domain = lookup.domain().as_str();
+        let adopt = |e: &crate::StoredPolicy| {
+            let now = self.now();
+            let mut st = self.lock();
+            st.cache.adopt(domain, &e.id, e.fetched_at, &e.policy, now)
+        };
+        match store.read(&self.runtime, domain, adopt).await {
+            StoreRead::Adopted(policy) => {
+                tracing::debug!(
+                    policy_domain = domain,
+                    id = policy.id(),
+                    store = store.store.name(),
+                    "MTA-STS policy adopted from the store"
+                );
+                StoreNext::Again
+            }
+            StoreRead::Lookup => {
+                driving.done = true;
+                StoreNext::Lookup
+            }
+            StoreRead::Unavailable(detail) => {
+                let outcome = Outcome::StoreUnavailable(detail);
+                if let Some(flight) = driving.flight {
+                    let mut st = self.lock();
+                    st.waiters.remove(&flight);
+                    st.cache.abandon(&driving.domain, flight);
+                }
+                driving.done = true;
+                driving.waiters.end(Some(outcome.clone()));
+                self.changed.notify(usize::MAX);
+                StoreNext::Answer(outcome)
+            }
+        }
+    }
+
+    /// Writes `entry` to the store in a task of its own, bounded by the store timeout; dropped
+    /// (and counted) when too many writes are under way or no task can be started.
+    fn write_store(&self, entry: SnapshotEntry) {
+        let Some(store) = &self.store else { return };
+        let writes = &self.store_writes;
+        if writes.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_STORE_WRITES {
+            writes.pending.fetch_sub(1, Ordering::SeqCst);
+            crate::store_client::count(store.store.name(), "put", "dropped");
+            return;
+        }
+        let work = crate::store_client::write(self.runtime.clone(), store, entry);
+        let finished = Arc::new(AtomicBool::new(false));
+        let (flag, shared) = (Arc::clone(&finished), Arc::clone(writes));
+        let task = self.runtime.spawn(Box::pin(async move {
+            work.await;
+            flag.store(true, Ordering::SeqCst);
+            shared.pending.fetch_sub(1, Ordering::SeqCst);
+            shared.ended.notify(usize::MAX);
+        }));
+        match task {
+            Ok(task) => {
+                // Taken out under the lock, dropped after it (dropping may join a thread).
+                let done: Vec<_> = {
+                    let mut tasks = lock(&self.store_tasks);
+                    let (done, running) = std::mem::take(&mut *tasks)
+                        .into_iter()
+                        .partition(|(f, _)| f.load(Ordering::SeqCst));
+                    *tasks = running;
+                    tasks.push((finished, Box::new(task)));
+                    done
+                };
+                drop(done);
+            }
+            Err(e) => {
+                writes.pending.fetch_sub(1, Ordering::SeqCst);
+                writes.ended.notify(usize::MAX);
+                crate::store_client::count(store.store.name(), "put", "dropped");
+                tracing::warn!(error = %e, "cannot start an MTA-STS policy store write");
+            }
+        }
+    }
+
     /// Drives one lookup to its end, stores what it learned and hands the outcome to every
     /// caller waiting on it.
     async fn drive(&self, mut lookup: Lookup, waiters: Arc<Waiters>) -> Outcome {
-        let mut driving = Driving {
-            inner: self,
-            domain: lookup.domain().clone(),
-            flight: lookup.flight(),
-            waiters,
-            done: false,
-        };
+        let mut driving = Driving::new(self, &lookup, waiters);
         let _permit = self.permits.acquire().await;
         loop {
             match lookup.poll() {
@@ -1178,18 +1382,30 @@ impl<R: Runtime> Inner<R> {
                     }
                 }
                 Step::Done(resolution) => {
-                    let outcome = {
+                    let (outcome, to_store) = {
                         let mut st = self.lock();
                         if let Some(flight) = driving.flight {
                             st.waiters.remove(&flight);
                         }
+                        let domain = driving.domain.as_str();
+                        let before = st.cache.peek(domain).map(|p| p.fetched_at());
                         let outcome = st.cache.apply(resolution, self.now());
                         export_metrics(&st.cache.stats());
-                        outcome
+                        // A policy fetched (a delivery's, a re-check's or a refresh's) goes to
+                        // the store.
+                        let to_store = self.store.as_ref().and_then(|_| {
+                            st.cache
+                                .store_entry(domain)
+                                .filter(|e| Some(e.fetched_at()) != before)
+                        });
+                        (outcome, to_store)
                     };
                     driving.done = true;
                     driving.waiters.end(Some(outcome.clone()));
                     self.changed.notify(usize::MAX);
+                    if let Some(entry) = to_store {
+                        self.write_store(entry);
+                    }
                     self.report_outcome(driving.domain.as_str(), &outcome);
                     return outcome;
                 }

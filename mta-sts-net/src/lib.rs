@@ -56,6 +56,7 @@ mod persist;
 mod report;
 mod runtime;
 mod store;
+pub mod store_client;
 mod transfer;
 
 /// Every name an adapter's API mentions, for `pub use mta_sts_net::api::*;`: the outcome and
@@ -66,10 +67,12 @@ mod transfer;
 /// `ReporterTask` themselves.
 pub mod api {
     pub use crate::{
-        BoxFuture, ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, IoFuture,
-        MAX_REFRESHER_SLEEP, MailSink, PersistError, PollIo, Resolver, Runtime, StubResolver,
-        TlsResult, TlsRptSettings, TlsRptStats, TlsSetupError, TlsStream, TrustAnchors,
-        dane_starttls_config, mx_starttls_config, rustls, server_name, system_clock,
+        BoxFuture, ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS,
+        DEFAULT_STORE_TIMEOUT, IoFuture, MAX_REFRESHER_SLEEP, MailSink, MemoryStore, OnStoreError,
+        PersistError, PolicyStore, PollIo, Resolver, Runtime, StoreError, StoreErrorKind,
+        StoreFault, StoredPolicy, StubResolver, TlsResult, TlsRptSettings, TlsRptStats,
+        TlsSetupError, TlsStream, TrustAnchors, dane_starttls_config, mx_starttls_config, rustls,
+        server_name, system_clock,
     };
     pub use mta_sts_core::io::{
         CertificateProblem, DnsFailure, DnssecQuery, DnssecResult, FetchFailure,
@@ -135,6 +138,9 @@ pub use report::{
 };
 pub use runtime::{BoxFuture, IoFuture, PollIo, Runtime, TlsStream};
 pub use store::{PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
+pub use store_client::{
+    DEFAULT_STORE_TIMEOUT, MAX_PENDING_STORE_WRITES, MemoryStore, OnStoreError, StoreFault,
+};
 pub use transfer::{
     ConnectErrors, READ_BUFFER_LEN, policy_request, poll_exchange_read, poll_response_read,
     read_progress, udp_bind_addr, udp_socket, with_read_buffer,

@@ -48,7 +48,8 @@ impl StoredPolicy {
     }
 }
 
-/// A shared policy store ([module docs](self)).
+/// A shared policy store: it keeps [`StoredPolicy`] values and decides nothing (the core decides
+/// what an entry may be used for when the client adopts it); every byte it returns is hostile.
 ///
 /// Every method is bounded by the caller's timeout (the client drops a future that takes longer
 /// than the lookup allows); an implementation should also bound its own connects and reads.
@@ -85,7 +86,7 @@ pub enum StoreErrorKind {
     /// The store answered with data that is not an entry of this layout (truncated JSON, wrong
     /// types, another program's key, a giant value): the entry is ignored and overwritten.
     Corrupt,
-    /// The store refused the write (disk full, read-only, permission).
+    /// The store refused the operation (disk full, read-only, permission, out of memory).
     Refused,
     /// Anything else the client library reported.
     Other,
@@ -123,7 +124,7 @@ impl fmt::Display for StoreError {
         let what = match self.kind {
             StoreErrorKind::Unavailable => "store unavailable",
             StoreErrorKind::Corrupt => "unreadable store entry",
-            StoreErrorKind::Refused => "store refused the write",
+            StoreErrorKind::Refused => "store refused the operation",
             StoreErrorKind::Other => "store error",
         };
         write!(f, "{what}: {}", self.detail)

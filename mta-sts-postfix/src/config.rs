@@ -15,7 +15,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+mod cache;
 mod depth;
+
+use cache::RawCache;
+pub use cache::{Cache, CacheBackend, MAX_SENTINELS, RedisConnection, StoreErrorPolicy};
 
 /// Where postfix-mta-sts-resolver looks for its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
@@ -125,15 +129,6 @@ impl fmt::Display for Listen {
             Self::Unix { path, .. } => write!(f, "unix {}", path.display()),
         }
     }
-}
-
-/// The policy cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cache {
-    /// Most policies kept.
-    pub size: usize,
-    /// `type: file`: the snapshot file that keeps policies across restarts.
-    pub file: Option<PathBuf>,
 }
 
 /// `proactive_policy_fetching`.
@@ -471,13 +466,6 @@ struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct RawCache {
-    #[serde(rename = "type")]
-    kind: Option<Scalar>,
-    options: Option<BTreeMap<String, Option<Scalar>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
 struct RawProactive {
     enabled: Option<Scalar>,
     interval: Option<Scalar>,
@@ -666,30 +654,7 @@ impl RawConfig {
                 reuse_port: boolean("reuse_port", self.reuse_port.as_ref(), defaults::REUSE_PORT)?,
             },
         };
-        let cache = self.cache.unwrap_or_default();
-        let options = cache.options.unwrap_or_default();
-        let option = |name: &str| options.get(name).and_then(Option::as_ref);
-        let size = positive(
-            "cache.options.cache_size",
-            option("cache_size"),
-            defaults::INTERNAL_CACHE_SIZE,
-        )?;
-        let kind = text(cache.kind.as_ref()).unwrap_or_else(|| "internal".into());
-        let file = match kind.as_str() {
-            "internal" => None,
-            "file" => Some(PathBuf::from(text(option("path")).ok_or_else(|| {
-                err("cache.options.path", "type file needs the path of its file")
-            })?)),
-            other => {
-                return Err(err(
-                    "cache.type",
-                    format!(
-                        "{other:?} is not supported: use internal (memory) or file \
-                         (memory, kept in a file across restarts)"
-                    ),
-                ));
-            }
-        };
+        let cache = self.cache.unwrap_or_default().check()?;
         let p = self.proactive_policy_fetching.unwrap_or_default();
         let interval = int_or(
             "proactive_policy_fetching.interval",
@@ -778,7 +743,7 @@ impl RawConfig {
                 self.shutdown_timeout.as_ref(),
                 defaults::SHUTDOWN_TIMEOUT_SECS,
             )?,
-            cache: Cache { size, file },
+            cache,
             proactive,
             default_zone,
             zones,
@@ -866,13 +831,10 @@ zones:
         );
         assert_eq!(c.cache_grace, Duration::from_secs(60));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(20));
-        assert_eq!(
-            c.cache,
-            Cache {
-                size: 10_000,
-                file: None
-            }
-        );
+        assert_eq!(c.cache, Cache::default());
+        assert_eq!(c.cache.size, 10_000);
+        assert_eq!(c.cache.backend, CacheBackend::Internal);
+        assert_eq!(c.cache.on_store_error, StoreErrorPolicy::Local);
         assert_eq!(c.proactive.interval, Duration::from_secs(86_400));
         assert_eq!(c.proactive.concurrency_limit, 100);
         assert!((c.proactive.grace_ratio - 2.0).abs() < f64::EPSILON);
@@ -973,13 +935,14 @@ zones:
     }
 
     #[test]
-    fn cache_type_file_keeps_a_path_and_other_backends_are_refused() {
+    fn cache_type_file_keeps_a_path_and_unknown_types_are_refused() {
         let c = parse("cache:\n  type: file\n  options:\n    path: /var/lib/mta-sts/cache.json\n    cache_size: 500\n").unwrap();
+        assert_eq!(c.cache.size, 500);
+        assert_eq!(c.cache.file, Some("/var/lib/mta-sts/cache.json".into()));
         assert_eq!(
-            c.cache,
-            Cache {
-                size: 500,
-                file: Some("/var/lib/mta-sts/cache.json".into())
+            c.cache.backend,
+            CacheBackend::File {
+                path: "/var/lib/mta-sts/cache.json".into()
             }
         );
         let e = parse("cache:\n  type: file\n").unwrap_err();
@@ -987,8 +950,11 @@ zones:
             matches!(e.kind(), ConfigErrorKind::Value { key, .. } if key == "cache.options.path"),
             "{e}"
         );
-        let e = parse("cache:\n  type: sqlite\n  options:\n    filename: /x.db\n").unwrap_err();
-        assert!(e.to_string().contains("\"sqlite\" is not supported"), "{e}");
+        let e = parse("cache:\n  type: memcached\n").unwrap_err();
+        assert!(
+            e.to_string().contains("\"memcached\" is not supported"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1244,6 +1210,346 @@ zones:
             parse(&big).unwrap().listen,
             parse("port: 0").unwrap().listen
         );
+    }
+
+    /// postfix-mta-sts-resolver's `config_examples/mta-sts-daemon.yml.sqlite` (Debian's
+    /// default `/etc/mta-sts-daemon.yml`).
+    const EXAMPLE_SQLITE: &str = "\
+host: 127.0.0.1
+port: 8461
+reuse_port: true
+shutdown_timeout: 20
+# tlsrpt: true
+cache:
+  type: sqlite
+  options:
+    filename: \"/var/lib/mta-sts/cache.db\"
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    /// Its `config_examples/mta-sts-daemon.yml.sqlite_unixsock`.
+    const EXAMPLE_SQLITE_UNIXSOCK: &str = "\
+path: \"/var/run/mta-sts.sock\"
+mode: 0666
+shutdown_timeout: 20
+# tlsrpt: true
+cache:
+  type: sqlite
+  options:
+    filename: \"/var/lib/mta-sts/cache.db\"
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    /// Its `config_examples/mta-sts-daemon.yml.redis`.
+    const EXAMPLE_REDIS: &str = "\
+host: 127.0.0.1
+port: 8461
+reuse_port: true
+shutdown_timeout: 20
+cache:
+  type: redis
+  options:
+    url: \"redis://127.0.0.1/0\"
+    max_connections: 25
+    socket_timeout: 1.0
+    socket_connect_timeout: 1.0
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    /// Its `config_examples/mta-sts-daemon.yml.redis_sentinel`.
+    const EXAMPLE_REDIS_SENTINEL: &str = "\
+host: 127.0.0.1
+port: 8461
+reuse_port: true
+shutdown_timeout: 20
+# tlsrpt: true
+cache:
+  type: redis_sentinel
+  options:
+    sentinel_master_name: \"mymaster\"
+    sentinels:
+      - [\"sentinel1\", 26379]
+      - [\"sentinel2\", 26379]
+      - [\"sentinel3\", 26379]
+    password: \"StrongPassword\"
+    max_connections: 25
+    socket_timeout: 1.0
+    socket_connect_timeout: 1.0
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    /// Its `config_examples/mta-sts-daemon.yml.postgres`.
+    const EXAMPLE_POSTGRES: &str = "\
+host: 127.0.0.1
+port: 8461
+reuse_port: true
+shutdown_timeout: 20
+# tlsrpt: true
+cache:
+  type: postgres
+  options:
+    dsn: postgres://user@%2Frun%2Fpostgresql/user
+default_zone:
+  strict_testing: false
+  timeout: 4
+zones:
+  myzone:
+    strict_testing: false
+    timeout: 4
+";
+
+    fn value_key(text: &str) -> String {
+        match parse(text).unwrap_err().kind() {
+            ConfigErrorKind::Value { key, .. } => key.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn s7_the_peers_sqlite_examples_are_read() {
+        for example in [EXAMPLE_SQLITE, EXAMPLE_SQLITE_UNIXSOCK] {
+            let c = parse(example).unwrap();
+            assert_eq!(
+                c.cache.backend,
+                CacheBackend::Sqlite {
+                    filename: "/var/lib/mta-sts/cache.db".into(),
+                    timeout: Duration::from_secs(5),
+                }
+            );
+            assert_eq!(c.cache.size, 10_000);
+            assert_eq!(c.cache.file, None);
+            assert_eq!(c.cache.on_store_error, StoreErrorPolicy::Local);
+            assert!(c.cache.warnings.is_empty(), "{:?}", c.cache.warnings);
+        }
+        let c =
+            parse("cache: {type: sqlite, options: {filename: /x.db, timeout: 0.5, threads: 8}}")
+                .unwrap();
+        assert!(
+            matches!(c.cache.backend, CacheBackend::Sqlite { timeout, .. } if timeout == Duration::from_millis(500))
+        );
+        assert_eq!(c.cache.warnings.len(), 1);
+        assert!(
+            c.cache.warnings[0].starts_with("cache.options.threads: ignored"),
+            "{:?}",
+            c.cache.warnings
+        );
+    }
+
+    #[test]
+    fn s7_the_peers_redis_example_is_read_and_its_pool_size_warned_about() {
+        let c = parse(EXAMPLE_REDIS).unwrap();
+        let CacheBackend::Redis { url, connection } = &c.cache.backend else {
+            panic!("{:?}", c.cache.backend);
+        };
+        assert_eq!(url, "redis://127.0.0.1/0");
+        assert_eq!(connection.timeout, Duration::from_secs(1));
+        assert_eq!(connection.connect_timeout, Duration::from_secs(1));
+        assert_eq!(connection.ca_file, None);
+        assert_eq!(c.cache.warnings.len(), 1, "{:?}", c.cache.warnings);
+        assert!(c.cache.warnings[0].starts_with("cache.options.max_connections: ignored"));
+        // The peer's defaults; password, username and db fill in what the URL lacks.
+        let c = parse(
+            "cache: {type: redis, options: {url: 'redis://r.example', password: 'p@ss', db: 3}}",
+        )
+        .unwrap();
+        let CacheBackend::Redis { url, connection } = &c.cache.backend else {
+            panic!();
+        };
+        assert_eq!(url, "redis://:p%40ss@r.example/3");
+        assert_eq!(connection.timeout, Duration::from_secs(5));
+        assert_eq!(connection.connect_timeout, Duration::from_secs(5));
+        let c = parse(
+            "cache: {type: redis, options: {url: 'redis://u:x@r.example/1', password: y, db: 3}}",
+        )
+        .unwrap();
+        assert!(
+            matches!(&c.cache.backend, CacheBackend::Redis { url, .. } if url == "redis://u:x@r.example/1")
+        );
+        let c =
+            parse("cache: {type: redis, options: {url: 'unix:///run/redis.sock', db: 2}}").unwrap();
+        assert!(
+            matches!(&c.cache.backend, CacheBackend::Redis { url, .. } if url == "unix:///run/redis.sock?db=2")
+        );
+    }
+
+    #[test]
+    fn s7_the_peers_redis_sentinel_example_is_read() {
+        let c = parse(EXAMPLE_REDIS_SENTINEL).unwrap();
+        let CacheBackend::RedisSentinel {
+            sentinels,
+            master_name,
+            master_url,
+            connection,
+        } = &c.cache.backend
+        else {
+            panic!("{:?}", c.cache.backend);
+        };
+        assert_eq!(
+            sentinels,
+            &["sentinel1:26379", "sentinel2:26379", "sentinel3:26379"]
+        );
+        assert_eq!(master_name, "mymaster");
+        assert_eq!(
+            master_url.as_deref(),
+            Some("redis://:StrongPassword@master")
+        );
+        assert_eq!(connection.timeout, Duration::from_secs(1));
+        assert_eq!(c.cache.warnings.len(), 1, "{:?}", c.cache.warnings);
+        let c = parse("cache: {type: redis_sentinel, options: {sentinel_master_name: m, sentinels: [['::1', 26380], 'h:1']}}").unwrap();
+        assert!(
+            matches!(&c.cache.backend, CacheBackend::RedisSentinel { sentinels, master_url: None, .. } if sentinels == &["[::1]:26380", "h:1"])
+        );
+    }
+
+    #[test]
+    fn s7_the_peers_postgres_example_is_read() {
+        let c = parse(EXAMPLE_POSTGRES).unwrap();
+        assert_eq!(
+            c.cache.backend,
+            CacheBackend::Postgres {
+                dsn: "postgres://user@%2Frun%2Fpostgresql/user".into(),
+                timeout: Duration::from_secs(5),
+            }
+        );
+        assert!(c.cache.warnings.is_empty());
+        // asyncpg's separate keywords make a libpq DSN; its pool settings are warned about.
+        let c = parse("cache: {type: postgres, options: {host: db, port: 5433, user: mta, password: \"it's\", database: sts, min_size: 1, max_size: 10, timeout: 2}}").unwrap();
+        assert_eq!(
+            c.cache.backend,
+            CacheBackend::Postgres {
+                dsn: r"host='db' port='5433' user='mta' password='it\'s' dbname='sts'".into(),
+                timeout: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(c.cache.warnings.len(), 2, "{:?}", c.cache.warnings);
+    }
+
+    #[test]
+    fn s7_unknown_cache_options_are_warned_about_not_refused() {
+        let c = parse(
+            "cache: {type: internal, options: {cache_size: 5, colour: blue, nested: {a: [1]}}}",
+        )
+        .unwrap();
+        assert_eq!(c.cache.size, 5);
+        assert_eq!(
+            c.cache.warnings,
+            [
+                "cache.options.colour: unknown for type internal, ignored",
+                "cache.options.nested: unknown for type internal, ignored"
+            ]
+        );
+        assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn s7_unusable_cache_values_are_refused_with_their_key() {
+        for (text, key) in [
+            ("cache: {type: sqlite}", "cache.options.filename"),
+            (
+                "cache: {type: sqlite, options: {filename: ''}}",
+                "cache.options.filename",
+            ),
+            (
+                "cache: {type: sqlite, options: {filename: /x, timeout: -1}}",
+                "cache.options.timeout",
+            ),
+            (
+                "cache: {type: sqlite, options: {filename: /x, timeout: 0}}",
+                "cache.options.timeout",
+            ),
+            (
+                "cache: {type: sqlite, options: {filename: [a]}}",
+                "cache.options.filename",
+            ),
+            ("cache: {type: redis}", "cache.options.url"),
+            (
+                "cache: {type: redis, options: {url: 127.0.0.1}}",
+                "cache.options.url",
+            ),
+            (
+                "cache: {type: redis, options: {url: 'redis://h', socket_timeout: x}}",
+                "cache.options.socket_timeout",
+            ),
+            (
+                "cache: {type: redis, options: {url: 'redis://h', db: -1}}",
+                "cache.options.db",
+            ),
+            (
+                "cache: {type: redis_sentinel, options: {sentinels: [[h, 1]]}}",
+                "cache.options.sentinel_master_name",
+            ),
+            (
+                "cache: {type: redis_sentinel, options: {sentinel_master_name: m}}",
+                "cache.options.sentinels",
+            ),
+            (
+                "cache: {type: redis_sentinel, options: {sentinel_master_name: m, sentinels: []}}",
+                "cache.options.sentinels",
+            ),
+            (
+                "cache: {type: redis_sentinel, options: {sentinel_master_name: m, sentinels: [[h, 99999]]}}",
+                "cache.options.sentinels[0]",
+            ),
+            (
+                "cache: {type: redis_sentinel, options: {sentinel_master_name: m, sentinels: [[h, 1], {a: b}]}}",
+                "cache.options.sentinels[1]",
+            ),
+            ("cache: {type: postgres}", "cache.options.dsn"),
+            (
+                "cache: {type: postgres, options: {dsn: 'postgres://h/d', user: u}}",
+                "cache.options.user",
+            ),
+            (
+                "cache: {type: postgres, options: {dsn: 'postgres://h/d', timeout: 1e13}}",
+                "cache.options.timeout",
+            ),
+            (
+                "cache: {type: internal, on_store_error: later}",
+                "cache.on_store_error",
+            ),
+            ("cache: {type: redis_cluster}", "cache.type"),
+        ] {
+            assert_eq!(value_key(text), key, "{text}");
+        }
+        let many = format!(
+            "cache: {{type: redis_sentinel, options: {{sentinel_master_name: m, sentinels: [{}]}}}}",
+            vec!["[h, 1]"; MAX_SENTINELS + 1].join(", ")
+        );
+        assert_eq!(value_key(&many), "cache.options.sentinels");
+    }
+
+    #[test]
+    fn s7_on_store_error_is_local_unless_defer() {
+        let c = parse("cache: {type: sqlite, options: {filename: /x.db}, on_store_error: defer}")
+            .unwrap();
+        assert_eq!(c.cache.on_store_error, StoreErrorPolicy::Defer);
+        let c = parse("cache: {type: sqlite, options: {filename: /x.db}, on_store_error: local}")
+            .unwrap();
+        assert_eq!(c.cache.on_store_error, StoreErrorPolicy::Local);
     }
 
     #[test]

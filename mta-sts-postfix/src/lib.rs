@@ -103,6 +103,8 @@ pub mod netstring;
 pub mod responder;
 #[cfg(feature = "daemon")]
 mod server;
+#[cfg(feature = "daemon")]
+pub mod store;
 
 #[cfg(feature = "daemon")]
 pub use daemon::{Daemon, LogLevel, Options, client_builder, run};

@@ -127,3 +127,12 @@ fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_smol
     });
     smol::block_on(task.shutdown());
 }
+
+#[test]
+fn s1_two_clients_share_one_store_smol() {
+    mta_sts_matrix::check_shared_store_clients(
+        |world, store| mta_sts_matrix::store_client!(Client, world, store),
+        |c: &Client, d| smol::block_on(c.policy(d)),
+        |c| smol::block_on(c.wait_store_writes()),
+    );
+}

@@ -12,7 +12,7 @@
 //!
 //! (and its `proactive_fetch_ts` table, created alongside as it does). `domain` is the policy
 //! domain, `ts` the fetch time in whole seconds, `pol_id` the TXT id and `pol_body` the policy
-//! in its JSON form ([`layout`](crate::layout)). A write replaces a row only when its `ts` is
+//! in its JSON form ([`layout`]). A write replaces a row only when its `ts` is
 //! newer, with the same `INSERT … ON CONFLICT (domain) DO UPDATE … WHERE sts_policy_cache.ts <
 //! EXCLUDED.ts` the peer runs; a row that cannot be read (wrong types, broken JSON, a giant
 //! value, NULLs) is replaced by the next write whatever its `ts`.

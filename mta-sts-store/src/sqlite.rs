@@ -13,7 +13,7 @@
 //!
 //! `domain` is the policy domain (lowercase, no trailing dot), `ts` the fetch time in integer
 //! seconds, `pol_id` the TXT id, `pol_body` the policy in the peer's JSON
-//! ([`layout`](crate::layout)). Connections use WAL mode and `synchronous=NORMAL`, as the
+//! ([`layout`]). Connections use WAL mode and `synchronous=NORMAL`, as the
 //! peer's. A row is replaced only by an entry with a newer `ts` (the peer's rule), or when the
 //! row cannot be read (hostile data is overwritten, never trusted).
 //!

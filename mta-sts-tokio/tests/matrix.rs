@@ -153,3 +153,13 @@ fn t13_tlsrpt_reporting_task_sends_the_day_once_a_later_session_is_recorded_toki
         assert!(c.1.tlsrpt_stats().delivered >= 1);
     }
 }
+
+#[test]
+fn s1_two_clients_share_one_store_tokio() {
+    let rt = Runtime::new().unwrap();
+    mta_sts_matrix::check_shared_store_clients(
+        |world, store| mta_sts_matrix::store_client!(Client, world, store),
+        |c: &Client, d| rt.block_on(c.policy(d)),
+        |c| rt.block_on(c.wait_store_writes()),
+    );
+}

@@ -612,6 +612,23 @@ impl PolicyCache {
         None
     }
 
+    /// The policy cached for `domain` (fresh or not) as an entry to write to a shared policy
+    /// store: domain, TXT id, fetch time, canonical text (and its last use). The client writes
+    /// it after every fetch and refresh; another host [`adopt`](Self::adopt)s it.
+    pub fn store_entry(&self, domain: &str) -> Option<crate::SnapshotEntry> {
+        let d = PolicyDomain::normalised(domain).ok()?;
+        let i = self.find(&d)?;
+        let s = self.slot(i)?;
+        let p = s.policy.as_ref()?;
+        Some(crate::SnapshotEntry::new(
+            s.domain.as_str(),
+            p.id(),
+            p.fetched_at(),
+            s.last_used,
+            p.policy().to_string(),
+        ))
+    }
+
     /// Stores a policy loaded from a snapshot; false when a newer one was cached already.
     pub(crate) fn insert_loaded(
         &mut self,
