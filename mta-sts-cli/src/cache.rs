@@ -1,6 +1,6 @@
 //! `mta-sts cache`: the operator's tools for a policy store (list, show, purge, refresh), working
-//! on the store directly: an SQLite file, a PostgreSQL database, or the daemon's `type: file`
-//! snapshot (read only), chosen by the daemon's configuration (`--config`) or named with
+//! on the store directly: an SQLite file, a PostgreSQL database, Redis (or Redis Sentinel, from
+//! the configuration), or the daemon's `type: file` snapshot (read only), chosen by the daemon's configuration (`--config`) or named with
 //! `--store`. The cache in a running daemon's memory (through an admin socket) is not reachable
 //! yet.
 //!
@@ -13,14 +13,16 @@ use std::fmt;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use mta_sts_core::{Policy, PolicyDomain, UnixTime};
 use mta_sts_net::{PersistError, PolicyStore, StoreError, StoredPolicy};
-use mta_sts_postfix::config::{ConfigError, DEFAULT_CONFIG_PATH};
+use mta_sts_postfix::config::{CacheBackend, ConfigError, DEFAULT_CONFIG_PATH};
 use mta_sts_store::postgres::PostgresStore;
-use mta_sts_store::sqlite::SqliteStore;
+use mta_sts_store::redis::RedisStore;
+use mta_sts_store::sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 use serde_json::{Value, json};
 
 use crate::net::NetArgs;
@@ -47,8 +49,8 @@ pub(crate) struct CacheArgs {
     )]
     config: Option<PathBuf>,
     /// The store itself: `sqlite:PATH` (postfix-mta-sts-resolver's SQLite file),
-    /// `postgres://…` (its PostgreSQL table), or `file:PATH` (the daemon's `type: file`
-    /// snapshot, read only).
+    /// `postgres://…` (its PostgreSQL table), `redis://…`, `rediss://…` or `unix://…` (its
+    /// Redis layout), or `file:PATH` (the daemon's `type: file` snapshot, read only).
     #[arg(long, value_name = "STORE", global = true)]
     store: Option<String>,
     #[command(subcommand)]
@@ -157,7 +159,7 @@ impl fmt::Display for CacheError {
             Self::ReadOnly(what) => write!(
                 f,
                 "{what} is read only here (the daemon's snapshot file): stop the daemon and remove \
-                 the file, or use a store (sqlite, postgres)"
+                 the file, or use a shared store (sqlite, redis, postgres)"
             ),
         }
     }
@@ -170,7 +172,7 @@ enum Source {
     /// A policy store, with the name the operator knows it by, and for SQLite its file (read
     /// directly for the keys of entries the store cannot read).
     Store {
-        store: Box<dyn PolicyStore>,
+        store: Arc<dyn PolicyStore>,
         label: String,
         sqlite: Option<PathBuf>,
     },
@@ -205,9 +207,14 @@ impl Source {
 /// What the source is, before it is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Spec {
-    Sqlite(PathBuf),
+    /// The SQLite file, with its busy timeout.
+    Sqlite(PathBuf, Duration),
     Postgres(String),
+    Redis(String),
     File(PathBuf),
+    /// Another store the daemon's configuration names (Redis Sentinel), opened as the daemon
+    /// opens it.
+    Backend(CacheBackend),
 }
 
 /// Reads `--store`: `sqlite:PATH`, `postgres://…`/`postgresql://…`, `file:PATH`.
@@ -218,7 +225,7 @@ fn parse_spec(s: &str) -> Result<Spec, CacheError> {
                 "--store sqlite: needs a path, e.g. sqlite:/var/lib/mta-sts/cache.db".into(),
             ));
         }
-        return Ok(Spec::Sqlite(PathBuf::from(path)));
+        return Ok(Spec::Sqlite(PathBuf::from(path), DEFAULT_BUSY_TIMEOUT));
     }
     if let Some(path) = s.strip_prefix("file:") {
         if path.is_empty() {
@@ -231,27 +238,31 @@ fn parse_spec(s: &str) -> Result<Spec, CacheError> {
     if s.starts_with("postgres://") || s.starts_with("postgresql://") {
         return Ok(Spec::Postgres(s.to_owned()));
     }
-    if s.starts_with("redis://") || s.starts_with("rediss://") {
-        return Err(CacheError::Usage(format!(
-            "--store {s:?}: the Redis store is not in this build yet; use sqlite:PATH, \
-             postgres://… or file:PATH"
-        )));
+    if ["redis://", "rediss://", "unix://"]
+        .iter()
+        .any(|scheme| s.starts_with(scheme))
+    {
+        return Ok(Spec::Redis(s.to_owned()));
     }
     Err(CacheError::Usage(format!(
-        "--store {s:?} is not a store: use sqlite:PATH, postgres://USER@HOST/DB or file:PATH"
+        "--store {s:?} is not a store: use sqlite:PATH, postgres://USER@HOST/DB, \
+         redis://HOST[:PORT][/DB] or file:PATH"
     )))
 }
 
 /// The source the daemon's configuration names.
 fn spec_of_config(path: &Path) -> Result<Spec, CacheError> {
     let config = mta_sts_postfix::config::load(path).map_err(CacheError::Config)?;
-    match config.cache.file {
-        Some(file) => Ok(Spec::File(file)),
-        None => Err(CacheError::Usage(format!(
+    match config.cache.backend {
+        CacheBackend::Internal => Err(CacheError::Usage(format!(
             "{}: the daemon's cache is in its memory (cache.type internal): it cannot be read \
              from outside yet (the admin socket is to come); name a store with --store",
             path.display()
         ))),
+        CacheBackend::File { path } => Ok(Spec::File(path)),
+        CacheBackend::Sqlite { filename, timeout } => Ok(Spec::Sqlite(filename, timeout)),
+        CacheBackend::Postgres { dsn, .. } => Ok(Spec::Postgres(dsn)),
+        other => Ok(Spec::Backend(other)),
     }
 }
 
@@ -269,31 +280,51 @@ impl CacheArgs {
 /// file is an error (a typo must not create an empty cache).
 async fn open(spec: Spec, create: bool) -> Result<Source, CacheError> {
     match spec {
-        Spec::Sqlite(path) => {
+        Spec::Sqlite(path, timeout) => {
             let label = format!("sqlite:{}", path.display());
             if !create && !path.exists() {
                 return Err(CacheError::Missing(format!("{label}: no such file")));
             }
-            let store = SqliteStore::open(&path);
-            opened(label, store, Some(path))
+            let store = SqliteStore::open_with_busy_timeout(&path, timeout);
+            opened(label, store.map(|s| Arc::new(s) as _), Some(path))
         }
         Spec::Postgres(dsn) => {
             let store = PostgresStore::connect_with_timeout(&dsn, STORE_TIMEOUT).await;
-            opened(redact(&dsn), store, None)
+            opened(redact(&dsn), store.map(|s| Arc::new(s) as _), None)
+        }
+        Spec::Redis(url) => {
+            let store = RedisStore::connect(&url);
+            opened(redact(&url), store.map(|s| Arc::new(s) as _), None)
+        }
+        Spec::Backend(backend) => {
+            let label = match &backend {
+                CacheBackend::RedisSentinel {
+                    sentinels,
+                    master_name,
+                    ..
+                } => format!("redis_sentinel:{master_name}@{}", sentinels.join(",")),
+                other => format!("{other:?}"),
+            };
+            let store = mta_sts_postfix::store::open_store(&backend).await;
+            match store {
+                Ok(Some(store)) => opened(label, Ok(store), None),
+                Ok(None) => Err(CacheError::Usage(format!("{label}: no shared store"))),
+                Err(e) => opened(label, Err(e), None),
+            }
         }
         Spec::File(path) => Ok(Source::File(path)),
     }
 }
 
 /// The source of a store just opened, or why it could not be.
-fn opened<S: PolicyStore>(
+fn opened(
     label: String,
-    store: Result<S, StoreError>,
+    store: Result<Arc<dyn PolicyStore>, StoreError>,
     sqlite: Option<PathBuf>,
 ) -> Result<Source, CacheError> {
     match store {
         Ok(store) => Ok(Source::Store {
-            store: Box::new(store),
+            store,
             label,
             sqlite,
         }),
@@ -483,8 +514,7 @@ fn sqlite_keys(path: &Path, limit: usize) -> Result<(Vec<String>, usize), StoreE
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(err)?;
-    conn.busy_timeout(mta_sts_store::sqlite::DEFAULT_BUSY_TIMEOUT)
-        .map_err(err)?;
+    conn.busy_timeout(DEFAULT_BUSY_TIMEOUT).map_err(err)?;
     let mut stmt = conn
         .prepare(
             "SELECT CASE WHEN typeof(domain) = 'text' AND length(CAST(domain AS BLOB)) <= 255 \
@@ -839,7 +869,7 @@ mod tests {
     fn store_names() {
         assert_eq!(
             parse_spec("sqlite:/x/c.db").unwrap(),
-            Spec::Sqlite("/x/c.db".into())
+            Spec::Sqlite("/x/c.db".into(), DEFAULT_BUSY_TIMEOUT)
         );
         assert_eq!(
             parse_spec("file:c.json").unwrap(),
@@ -849,6 +879,10 @@ mod tests {
             parse_spec("postgresql://u@h/db").unwrap(),
             Spec::Postgres(_)
         ));
+        assert_eq!(
+            parse_spec("rediss://r:6380/2").unwrap(),
+            Spec::Redis("rediss://r:6380/2".into())
+        );
         for bad in ["", "sqlite:", "file:", "mysql://h/db", "/var/lib/cache.db"] {
             assert!(
                 matches!(parse_spec(bad), Err(CacheError::Usage(_))),
