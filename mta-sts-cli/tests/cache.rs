@@ -423,3 +423,69 @@ fn s10_usage_errors() {
     assert!(r.stderr.contains("no such file"), "{}", r.stderr);
     assert!(!dir.0.join("c.db").exists());
 }
+
+#[test]
+fn s10_the_daemon_configuration_names_an_sqlite_store() {
+    let (dir, _store, _s) = sqlite_store();
+    let config = dir.path("mta-sts-daemon.yml");
+    let db = dir.path("cache.db");
+    std::fs::write(
+        &config,
+        format!("cache:\n  type: sqlite\n  options:\n    filename: {db}\n"),
+    )
+    .unwrap();
+    let r = run(&["cache", "-c", &config, "list", "--json"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["entries"].as_array().unwrap().len(), 2);
+    let r = run(&["cache", "-c", &config, "purge", "old.example"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+}
+
+// The store crate's Redis test server (std only), shared by path.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../mta-sts-store/tests/support/redis_server.rs"]
+mod redis_server;
+
+#[test]
+fn s10_list_show_purge_on_redis() {
+    if !redis_server::redis_or_skip("s10_list_show_purge_on_redis") {
+        return;
+    }
+    let server = redis_server::RedisServer::start();
+    let url = server.url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = mta_sts_store::redis::RedisStore::connect(&url).unwrap();
+    let fresh = StoredPolicy::new(
+        "fresh.example",
+        "20240101",
+        UnixTime::from_secs(now() - 60),
+        ENFORCE,
+    );
+    rt.block_on(store.put(&fresh)).unwrap();
+    // Another program's key in the same database is listed as unreadable or left out, never a
+    // crash.
+    server.raw(&[b"SET", b"other.example", b"not a sorted set"]);
+
+    let r = run(&["cache", "--store", &url, "list", "--json"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let v = r.json();
+    let e = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["domain"] == "fresh.example")
+        .expect("listed");
+    assert_eq!(e["mode"], "enforce");
+    assert_eq!(e["source"], "redis");
+    let r = run(&["cache", "--store", &url, "show", "fresh.example"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let r = run(&["cache", "--store", &url, "show", "other.example"]);
+    assert_eq!(r.code, Some(1), "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("unreadable"), "{}", r.stdout);
+    let r = run(&["cache", "--store", &url, "purge", "fresh.example"]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert!(rt.block_on(store.get("fresh.example")).unwrap().is_none());
+}
