@@ -442,7 +442,6 @@ fn s10_the_daemon_configuration_names_an_sqlite_store() {
 }
 
 // The store crate's Redis test server (std only), shared by path.
-#[allow(dead_code, unreachable_pub)]
 #[path = "../../mta-sts-store/tests/support/redis_server.rs"]
 mod redis_server;
 
