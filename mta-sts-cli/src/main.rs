@@ -6,6 +6,7 @@
 //! report was read", 1 when it is not, 2 for usage errors.
 #![forbid(unsafe_code)]
 
+mod cache;
 mod check;
 mod daemon;
 #[cfg(feature = "demo")]
@@ -99,6 +100,11 @@ enum Command {
     /// Run the Postfix socketmap policy daemon: a drop-in for postfix-mta-sts-resolver (same
     /// YAML configuration, same answers). SIGTERM drains and exits, SIGHUP reloads.
     Daemon(daemon::DaemonArgs),
+    /// The operator's tools for the policy store: list, show, purge, refresh. They work on the
+    /// store directly (the daemon's configuration names it, or --store); a running daemon's
+    /// memory (an admin socket) is not reachable yet. Exit 1 when the store fails, 2 for usage
+    /// errors.
+    Cache(cache::CacheArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -154,6 +160,7 @@ fn main() -> ExitCode {
             domain,
         } => generate(mode, mx, max_age, id, domain.as_deref()),
         Command::Daemon(args) => Ok(daemon::run(args)),
+        Command::Cache(args) => Ok(cache::run(args)),
     };
     match result {
         Ok(code) => code,
