@@ -92,7 +92,17 @@ impl Supervisor {
         if inner.closed {
             return Err(io::Error::other("world is shutting down"));
         }
-        inner.handles.retain(|h| !h.is_finished());
+        // Finished threads are joined, not dropped: a thread whose function has returned may
+        // still be exiting, and a dropped handle would leave it detached, so that it could
+        // outlive the world (`join_all` would not see it). Joining a finished thread returns
+        // at once.
+        let (finished, running): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.handles)
+            .into_iter()
+            .partition(JoinHandle::is_finished);
+        inner.handles = running;
+        for h in finished {
+            let _ = h.join();
+        }
         self.live.0.fetch_add(1, Ordering::SeqCst);
         let guard = LiveGuard(self.live.0.clone());
         let handle = std::thread::Builder::new()
