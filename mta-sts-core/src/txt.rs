@@ -440,16 +440,7 @@ impl StsRecord {
         I: IntoIterator<Item = R>,
         R: AsRef<[u8]>,
     {
-        let mut found: Option<R> = None;
-        let mut count = 0usize;
-        for r in records {
-            if is_candidate(r.as_ref()) {
-                count += 1;
-                if found.is_none() {
-                    found = Some(r);
-                }
-            }
-        }
+        let (found, count) = select_candidate(records, is_candidate);
         match (found, count) {
             (Some(r), 1) => Self::parse_bytes(r.as_ref(), profile),
             (None, _) => Err(TxtError::at(None, TxtErrorKind::NoRecord)),
@@ -481,4 +472,27 @@ impl StsRecord {
 fn wsp(i: &str) -> (&str, &str) {
     let r: IResult<&str, &str> = space0(i);
     r.unwrap_or((i, ""))
+}
+
+/// The first of `records` that `is_candidate` keeps, and how many it keeps: the selection of
+/// RFC 8461 §3.1 and RFC 8460 §3 (exactly one candidate record, or none is used).
+pub(crate) fn select_candidate<I, R>(
+    records: I,
+    is_candidate: fn(&[u8]) -> bool,
+) -> (Option<R>, usize)
+where
+    I: IntoIterator<Item = R>,
+    R: AsRef<[u8]>,
+{
+    let mut found = None;
+    let mut count = 0usize;
+    for r in records {
+        if is_candidate(r.as_ref()) {
+            count += 1;
+            if found.is_none() {
+                found = Some(r);
+            }
+        }
+    }
+    (found, count)
 }

@@ -991,16 +991,7 @@ impl TlsRptRecord {
         I: IntoIterator<Item = R>,
         R: AsRef<[u8]>,
     {
-        let mut found: Option<R> = None;
-        let mut count = 0usize;
-        for r in records {
-            if is_candidate(r.as_ref()) {
-                count += 1;
-                if found.is_none() {
-                    found = Some(r);
-                }
-            }
-        }
+        let (found, count) = crate::txt::select_candidate(records, is_candidate);
         match (found, count) {
             (Some(r), 1) => Self::parse_bytes(r.as_ref(), profile),
             (None, _) => Err(TlsRptError::at(None, TlsRptErrorKind::NoRecord)),
