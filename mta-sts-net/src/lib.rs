@@ -137,7 +137,10 @@ pub use report::{
     TlsRptStats, post_report,
 };
 pub use runtime::{BoxFuture, IoFuture, PollIo, Runtime, TlsStream};
-pub use store::{PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
+pub use store::{
+    FleetNotes, MAX_NOTE_KEY, MAX_NOTE_VALUE, PolicyStore, StoreError, StoreErrorKind,
+    StoredPolicy, check_note,
+};
 pub use store_client::{
     DEFAULT_STORE_TIMEOUT, MAX_PENDING_STORE_WRITES, MemoryStore, OnStoreError, StoreFault,
 };

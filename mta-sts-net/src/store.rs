@@ -74,6 +74,87 @@ pub trait PolicyStore: Send + Sync + fmt::Debug + 'static {
     /// Up to `limit` entries, for the operator's tools (`mta-sts cache list`). Entries that
     /// cannot be read are left out (and counted in the store's log), not returned as errors.
     fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<StoredPolicy>, StoreError>>;
+
+    /// The store's [`FleetNotes`] (fleet lookup locks, shared negative answers), or `None` when
+    /// it keeps none: then every host of the fleet looks up and remembers absences on its own.
+    fn notes(&self) -> Option<&dyn FleetNotes> {
+        None
+    }
+}
+
+/// The longest key a [`FleetNotes`] accepts (`absent/` or `lock/` and a domain of at most
+/// 253 bytes fit well within it).
+pub const MAX_NOTE_KEY: usize = 300;
+
+/// The longest value a [`FleetNotes`] keeps or returns: a longer value read back is a
+/// [`StoreErrorKind::Corrupt`] error.
+pub const MAX_NOTE_VALUE: usize = 1024;
+
+/// Short-lived records a fleet shares beside its policies: a key, a value and an expiry. The
+/// client keeps its fleet lookup locks (`lock/<domain>`, the value naming the host that looks
+/// up) and the negative answers it learnt (`absent/<domain>`) here.
+///
+/// Notes live apart from the policies, so that another program reading the policy layout
+/// never meets them (postfix-mta-sts-resolver's proactive fetcher SCANs every key of its Redis
+/// database and dies on a key of another type). An expired note is treated as absent; a store
+/// may remove expired notes lazily. Keys are at most [`MAX_NOTE_KEY`] bytes and values at most
+/// [`MAX_NOTE_VALUE`] bytes (longer input is [`StoreErrorKind::Refused`]); what a store
+/// returns is hostile like everything else it returns.
+pub trait FleetNotes: Send + Sync + fmt::Debug {
+    /// Sets `key` to `value` until `expires` unless an unexpired note (`expires > now`) is
+    /// there, atomically across the fleet: true when set (a lock taken), false when another
+    /// note holds the key.
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        now: UnixTime,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Sets `key` to `value` until `expires`, replacing whatever was there.
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The note at `key` with its expiry, or `None` when there is none or it expired
+    /// (`expires <= now`).
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<Option<(String, UnixTime)>, StoreError>>;
+
+    /// Removes the note at `key` when its value is `value` (`None`: whatever its value), so
+    /// that a host releases only its own lock: true when a note was removed.
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+/// Checks a note's key and value against [`MAX_NOTE_KEY`] and [`MAX_NOTE_VALUE`] (for
+/// implementations of [`FleetNotes`]).
+pub fn check_note(key: &str, value: Option<&str>) -> Result<(), StoreError> {
+    if key.is_empty() || key.len() > MAX_NOTE_KEY {
+        return Err(StoreError::new(
+            StoreErrorKind::Refused,
+            format!("note key of {} bytes (1 to {MAX_NOTE_KEY})", key.len()),
+        ));
+    }
+    if let Some(v) = value
+        && v.len() > MAX_NOTE_VALUE
+    {
+        return Err(StoreError::new(
+            StoreErrorKind::Refused,
+            format!("note value of {} bytes (at most {MAX_NOTE_VALUE})", v.len()),
+        ));
+    }
+    Ok(())
 }
 
 /// Why a store operation failed.

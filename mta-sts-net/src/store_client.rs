@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 #[cfg(doc)]
 use mta_sts_core::PolicyCache;
-use mta_sts_core::{AdoptError, CachedPolicy, SnapshotEntry};
+use mta_sts_core::{AdoptError, CachedPolicy, SnapshotEntry, UnixTime};
 
 use crate::runtime::{BoxFuture, Runtime, until};
-use crate::store::{PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
+use crate::store::{FleetNotes, PolicyStore, StoreError, StoreErrorKind, StoredPolicy, check_note};
 
 /// The default bound on one store operation ([`ClientBuilder::store_timeout`](crate::ClientBuilder::store_timeout)):
 /// a share of a lookup's time (the DNS and fetch timeouts are several seconds each).
@@ -226,6 +226,7 @@ pub enum StoreFault {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, StoredPolicy>>,
+    notes: Mutex<HashMap<String, (String, UnixTime)>>,
     fault: Mutex<Option<StoreFault>>,
     gets: AtomicU64,
     puts: AtomicU64,
@@ -333,5 +334,85 @@ impl PolicyStore for MemoryStore {
         all.sort_by(|a, b| a.domain.cmp(&b.domain));
         all.truncate(limit);
         Box::pin(std::future::ready(Ok(all)))
+    }
+
+    fn notes(&self) -> Option<&dyn FleetNotes> {
+        Some(self)
+    }
+}
+
+impl MemoryStore {
+    /// The note at `key` with its expiry, expired or not, without counting an operation.
+    pub fn note(&self, key: &str) -> Option<(String, UnixTime)> {
+        lock(&self.notes).get(key).cloned()
+    }
+}
+
+impl FleetNotes for MemoryStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        now: UnixTime,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        if let Some(f) = self.fault(false) {
+            return f;
+        }
+        if let Err(e) = check_note(key, Some(value)) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let mut notes = lock(&self.notes);
+        let free = notes.get(key).is_none_or(|(_, until)| *until <= now);
+        if free {
+            notes.insert(key.to_owned(), (value.to_owned(), expires));
+        }
+        Box::pin(std::future::ready(Ok(free)))
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        if let Some(f) = self.fault(false) {
+            return f;
+        }
+        if let Err(e) = check_note(key, Some(value)) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        lock(&self.notes).insert(key.to_owned(), (value.to_owned(), expires));
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<Option<(String, UnixTime)>, StoreError>> {
+        if let Some(f) = self.fault(true) {
+            return f;
+        }
+        let found = self.note(key).filter(|(_, until)| *until > now);
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        if let Some(f) = self.fault(false) {
+            return f;
+        }
+        let mut notes = lock(&self.notes);
+        let matches = notes
+            .get(key)
+            .is_some_and(|(v, _)| value.is_none_or(|want| want == v));
+        if matches {
+            notes.remove(key);
+        }
+        Box::pin(std::future::ready(Ok(matches)))
     }
 }

@@ -353,3 +353,59 @@ fn s2_a_store_read_given_up_by_its_caller_ends_its_flight() {
     assert!(matches!(outcome, Outcome::Fetched(_)), "{outcome:?}");
     assert_eq!(store.gets(), 2);
 }
+
+#[test]
+fn s8_memory_notes_claim_is_exclusive_until_expiry() {
+    use mta_sts_net::{FleetNotes, PolicyStore};
+    let store = MemoryStore::new();
+    let notes = store.notes().expect("the memory store keeps notes");
+    let t = UnixTime::from_secs(1_000);
+    let later = UnixTime::from_secs(1_030);
+    smol::block_on(async {
+        assert!(
+            notes
+                .claim("lock/a.test", "host-1", t, later)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !notes
+                .claim("lock/a.test", "host-2", t, later)
+                .await
+                .unwrap()
+        );
+        // Only the holder releases its own lock.
+        assert!(!notes.remove("lock/a.test", Some("host-2")).await.unwrap());
+        assert_eq!(
+            notes.read("lock/a.test", t).await.unwrap(),
+            Some(("host-1".to_owned(), later))
+        );
+        // Expired: absent, and claimable by another host.
+        assert_eq!(notes.read("lock/a.test", later).await.unwrap(), None);
+        assert!(
+            notes
+                .claim("lock/a.test", "host-2", later, UnixTime::from_secs(1_060))
+                .await
+                .unwrap()
+        );
+        assert!(notes.remove("lock/a.test", Some("host-2")).await.unwrap());
+        notes.set("absent/b.test", "nxdomain", later).await.unwrap();
+        assert_eq!(
+            notes
+                .read("absent/b.test", t)
+                .await
+                .unwrap()
+                .map(|(v, _)| v),
+            Some("nxdomain".to_owned())
+        );
+        let huge = "x".repeat(mta_sts_net::MAX_NOTE_VALUE + 1);
+        assert!(notes.set("absent/b.test", &huge, later).await.is_err());
+        store.set_fault(Some(StoreFault::Unavailable));
+        assert!(
+            notes
+                .claim("lock/c.test", "host-1", t, later)
+                .await
+                .is_err()
+        );
+    });
+}
