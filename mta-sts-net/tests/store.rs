@@ -356,7 +356,7 @@ fn s2_a_store_read_given_up_by_its_caller_ends_its_flight() {
 
 #[test]
 fn s8_memory_notes_claim_is_exclusive_until_expiry() {
-    use mta_sts_net::{FleetNotes, PolicyStore};
+    use mta_sts_net::PolicyStore;
     let store = MemoryStore::new();
     let notes = store.notes().expect("the memory store keeps notes");
     let t = UnixTime::from_secs(1_000);
