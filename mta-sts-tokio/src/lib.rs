@@ -127,6 +127,10 @@ pub type HickoryResolver = hickory_resolver::TokioResolver;
 #[cfg(feature = "hickory")]
 pub use hickory_resolver;
 
+/// tokio-rustls, the version this crate is built with (on `rustls` 0.23, ring only): its
+/// `TlsConnector::from(mx_starttls_config(..))` takes the configuration as it comes.
+pub use tokio_rustls;
+
 /// tokio as the client's [`Runtime`]: tokio's sockets, timers (and so its paused test clock),
 /// tasks and blocking pool. The client must be used within a tokio runtime with IO and time
 /// enabled.
