@@ -10,15 +10,16 @@ use clap_complete::Shell;
 /// `mta-sts generate-assets` options.
 #[derive(Debug, clap::Args)]
 pub(crate) struct AssetsArgs {
-    /// The directory to write into: `man/` (mta-sts.1 and one page per command, e.g.
-    /// mta-sts-daemon.1) and `completions/` (mta-sts.bash, _mta-sts for zsh, mta-sts.fish).
+    /// The directory to write into: `man/man1/` (mta-sts.1 and one page per command, e.g.
+    /// mta-sts-daemon.1; `man/` can be a MANPATH entry) and `completions/` (mta-sts.bash,
+    /// _mta-sts for zsh, mta-sts.fish).
     #[arg(value_name = "DIR")]
     dir: PathBuf,
 }
 
 /// Writes the pages and completions for `cmd` (the whole `mta-sts` command).
 pub(crate) fn run(args: &AssetsArgs, cmd: clap::Command) -> Result<ExitCode, String> {
-    let man = args.dir.join("man");
+    let man = args.dir.join("man").join("man1");
     let completions = args.dir.join("completions");
     for dir in [&man, &completions] {
         std::fs::create_dir_all(dir)
