@@ -105,6 +105,8 @@ pub mod responder;
 mod server;
 #[cfg(feature = "daemon")]
 pub mod store;
+#[cfg(feature = "daemon")]
+mod systemd;
 
 #[cfg(feature = "daemon")]
 pub use daemon::{Daemon, LogLevel, Options, client_builder, run};
@@ -112,3 +114,5 @@ pub use daemon::{Daemon, LogLevel, Options, client_builder, run};
 pub use error::Error;
 #[cfg(feature = "daemon")]
 pub use mta_sts_tokio::Clock;
+#[cfg(feature = "daemon")]
+pub use systemd::PassedSockets;
