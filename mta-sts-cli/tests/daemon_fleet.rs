@@ -1,6 +1,6 @@
-//! The daemon on each real store server, end to end (S4, S6, S3): a mixed fleet where
-//! postfix-mta-sts-resolver 1.5.1's own daemon and `mta-sts daemon` share one `redis-server` and
-//! each answers from the other's entries; two of our daemons sharing Redis, Redis Sentinel and
+//! The daemon on each real store server, end to end (S4, S5, S6, S3): a mixed fleet where
+//! postfix-mta-sts-resolver 1.5.1's own daemon and `mta-sts daemon` share one `redis-server`
+//! (one SQLite file, one PostgreSQL database) and each answers from the other's entries; two of our daemons sharing Redis, Redis Sentinel and
 //! PostgreSQL (one fetch for the fleet); the store's server killed or restarted under load; the
 //! SQLite file locked by another process, and on a full disk.
 //!
@@ -143,16 +143,17 @@ impl Load {
 // ---------------------------------------------------------------------------------------------
 // The mixed fleet: postfix-mta-sts-resolver 1.5.1 and mta-sts on one Redis.
 
-/// Writes one entry with the peer's own `RedisCache` (as its daemon does after a fetch: the
-/// policy parsed by its `parse_mta_sts_policy`, `max_age` made an integer, the fetch time
-/// `time.time()`): the URL, the domain, the id and the policy text, a JSON list on stdin.
+/// Writes one entry with the peer's own cache code (`utils.create_cache` from the `cache`
+/// section's type and options, as its daemon builds it; the policy parsed by its
+/// `parse_mta_sts_policy`, `max_age` made an integer, the fetch time `time.time()`, as its
+/// daemon does after a fetch): the type, the options, the domain, the id and the policy text,
+/// a JSON list on stdin.
 const PEER_WRITE: &str = r#"
 import asyncio, json, sys, time
-from postfix_mta_sts_resolver.redis_cache import RedisCache
 from postfix_mta_sts_resolver.base_cache import CacheEntry
-from postfix_mta_sts_resolver.utils import parse_mta_sts_policy
-async def main(url, domain, pol_id, text):
-    cache = RedisCache(url=url)
+from postfix_mta_sts_resolver.utils import create_cache, parse_mta_sts_policy
+async def main(cache_type, options, domain, pol_id, text):
+    cache = create_cache(cache_type, options)
     await cache.setup()
     pol = parse_mta_sts_policy(text)
     pol['max_age'] = int(pol['max_age'])
@@ -232,54 +233,55 @@ fn matched(reply: &str) -> Vec<String> {
     v
 }
 
-#[test]
-fn s4_mixed_fleet_the_peer_and_our_daemon_answer_from_each_others_redis_entries() {
-    if !redis_or_skip("s4_mixed_fleet") {
-        return;
-    }
-    let Some(python) = peer::python() else {
-        return;
-    };
+/// The mixed fleet on one store: our daemon with the `cache` section `ours` and the peer's
+/// daemon with `cache: {type: cache_type, options: options}` (JSON is YAML); `stored` says
+/// whether a domain's entry is in the store.
+fn mixed_fleet(
+    python: &str,
+    test: &str,
+    ours: &str,
+    cache_type: &str,
+    options: &serde_json::Value,
+    stored: impl Fn(&str) -> bool,
+) {
     let world = world();
-    let dir = scratch_dir("fleet-mixed");
-    let redis = RedisServer::start();
-    let ours = start(&world, &dir, "ours", &config(&redis_cache(&redis.url())));
+    let dir = scratch_dir(test);
+    let ours = start(&world, &dir, "ours", &config(ours));
 
-    // Ours fetches; its entries land in Redis (written in the background: waited for). A
+    // Ours fetches; its entries land in the store (written in the background: waited for). A
     // policy of mode none and a domain without MTA-STS are asked too, so that whatever our
     // daemon keeps for them is in the database the peer scans.
     assert_eq!(ask_one(ours.addr(), "postfix enforce.test"), ENFORCE_REPLY);
     assert_eq!(ask_one(ours.addr(), "postfix none.test"), "NOTFOUND ");
     assert_eq!(ask_one(ours.addr(), "postfix nopolicy.test"), "NOTFOUND ");
     for key in ["enforce.test", "none.test"] {
-        wait_until(&format!("{key} in Redis"), LOG_WAIT, || {
-            redis.reply(&["TYPE", key]) == "+zset"
-        });
+        wait_until(&format!("{key} in the store"), LOG_WAIT, || stored(key));
     }
 
-    // The peer's entry, written by the peer's own RedisCache code. Its daemon cannot write one
+    // The peer's entry, written by the peer's own cache code. Its daemon cannot write one
     // here by fetching: it resolves through the system's resolver (c-ares, /etc/resolv.conf:
     // no network in the tests) and fetches from port 443, neither of which can be pointed at
     // the test's world.
     let policy =
         "version: STSv1\nmode: enforce\nmx: mx.peer.test\nmx: *.backup.peer.test\nmax_age: 86400\n";
-    let input = serde_json::json!([redis.url(), "peer.test", "p1", policy]).to_string();
-    peer::run(&python, PEER_WRITE, &input);
+    let input = serde_json::json!([cache_type, options, "peer.test", "p1", policy]).to_string();
+    peer::run(python, PEER_WRITE, &input);
 
     // The peer's daemon on the same database. cache_grace: an entry fetched within it answers
     // without any lookup (its responder's is_stale), so the peer never needs the network. Its
-    // proactive fetcher runs every second (SCAN over every key, each read as an entry) and
+    // proactive fetcher runs every second (its cache's scan: every entry read; on Redis a SCAN
+    // over every key, each read as a sorted set) and
     // skips every entry as recent (interval / grace_ratio is a million seconds).
     let mut peer = PeerDaemon::start(
-        &python,
+        python,
         &dir,
         &format!(
             "reuse_port: true\nshutdown_timeout: 1\ncache_grace: 86400\n\
              proactive_policy_fetching:\n  enabled: true\n  interval: 1\n  \
              concurrency_limit: 2\n  grace_ratio: 0.000001\n\
              default_zone:\n  strict_testing: false\n  timeout: 1\n\
-             cache:\n  type: redis\n  options:\n    url: \"{}\"\n",
-            redis.url()
+             cache: {}\n",
+            serde_json::json!({"type": cache_type, "options": options})
         ),
     );
 
@@ -344,9 +346,84 @@ fn s4_mixed_fleet_the_peer_and_our_daemon_answer_from_each_others_redis_entries(
         peer.lines
     );
     eprintln!(
-        "mixed fleet: keys in Redis {:?}; policy fetches {}",
-        redis.reply(&["KEYS", "*"]),
+        "mixed fleet on {cache_type}: policy fetches {}",
         world.total_fetches()
+    );
+}
+
+#[test]
+fn s4_mixed_fleet_the_peer_and_our_daemon_answer_from_each_others_redis_entries() {
+    if !redis_or_skip("s4_mixed_fleet") {
+        return;
+    }
+    let Some(python) = peer::python() else {
+        return;
+    };
+    let redis = RedisServer::start();
+    let options = serde_json::json!({"url": redis.url()});
+    mixed_fleet(
+        &python,
+        "fleet-mixed-redis",
+        &redis_cache(&redis.url()),
+        "redis",
+        &options,
+        |key| redis.reply(&["TYPE", key]) == "+zset",
+    );
+    // Nothing but the two daemons' policies and the peer's fetcher's hash.
+    let mut keys: Vec<String> = redis
+        .reply(&["KEYS", "*"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["_metadata", "enforce.test", "none.test", "peer.test"]
+    );
+}
+
+#[test]
+fn s5_mixed_fleet_the_peer_and_our_daemon_answer_from_each_others_sqlite_rows() {
+    let Some(python) = peer::python() else {
+        return;
+    };
+    let dir = scratch_dir("fleet-mixed-sqlite-file");
+    let db = dir.join("cache.db");
+    let options = serde_json::json!({"filename": db});
+    let ours = format!(
+        "  type: sqlite\n  options:\n    filename: \"{}\"\n    timeout: 1\n",
+        db.display()
+    );
+    mixed_fleet(
+        &python,
+        "fleet-mixed-sqlite",
+        &ours,
+        "sqlite",
+        &options,
+        |key| sqlite_has(&db, key),
+    );
+}
+
+#[test]
+fn s6_mixed_fleet_the_peer_and_our_daemon_answer_from_each_others_postgres_rows() {
+    let Some(pg) = postgres_or_skip("s6_mixed_fleet") else {
+        return;
+    };
+    let Some(python) = peer::python() else {
+        return;
+    };
+    let options = serde_json::json!({"dsn": pg.dsn()});
+    let ours = format!(
+        "  type: postgres\n  options:\n    dsn: \"{}\"\n    timeout: 1\n",
+        pg.dsn()
+    );
+    mixed_fleet(
+        &python,
+        "fleet-mixed-postgres",
+        &ours,
+        "postgres",
+        &options,
+        |key| in_postgres(&pg, key),
     );
 }
 
