@@ -543,6 +543,45 @@ fn s4_two_daemons_on_one_redis_fetch_once_and_survive_its_restart_under_load() {
 }
 
 #[test]
+fn s7_on_store_error_defer_defers_unseen_domains_while_redis_is_down() {
+    if !redis_or_skip("s7_on_store_error_defer") {
+        return;
+    }
+    let world = world();
+    let dir = scratch_dir("fleet-redis-defer");
+    let mut redis = RedisServer::start();
+    let cache = redis_cache(&redis.url()).replace(
+        "  type: redis\n",
+        "  type: redis\n  on_store_error: defer\n",
+    );
+    let a = start(&world, &dir, "a", &config(&cache));
+    assert_eq!(ask_one(a.addr(), "postfix enforce.test"), ENFORCE_REPLY);
+    let load = Load::start(a.addr(), "postfix enforce.test", ENFORCE_REPLY);
+    redis.kill();
+    // A domain without a policy in memory: a temporary failure, in time, without a lookup.
+    let reply = ask_in_time(a.addr(), "postfix testing.test");
+    assert!(
+        reply.starts_with("TEMP MTA-STS lookup for testing.test failed"),
+        "{reply:?}"
+    );
+    assert_eq!(world.fetches("mta-sts.testing.test"), 0);
+    assert!(failed_reads(a.metrics.unwrap(), "redis") >= 1.0);
+    redis.restart();
+    assert_eq!(ask_in_time(a.addr(), "postfix testing.test"), "NOTFOUND ");
+    assert_eq!(world.fetches("mta-sts.testing.test"), 1);
+    wait_until("testing.test in the restarted Redis", LOG_WAIT, || {
+        in_redis(&redis, "testing.test")
+    });
+    let answered = load.finish("defer while Redis was down");
+    assert_eq!(
+        world.fetches(POLICY_HOST),
+        1,
+        "the policy was lost from memory"
+    );
+    eprintln!("on_store_error defer: {answered} requests answered from memory under load");
+}
+
+#[test]
 fn s4_two_daemons_on_redis_sentinel_fetch_once() {
     if !redis_or_skip("s4_two_daemons_on_redis_sentinel") {
         return;
