@@ -582,6 +582,52 @@ fn s7_on_store_error_defer_defers_unseen_domains_while_redis_is_down() {
 }
 
 #[test]
+fn s3_hostile_redis_entries_are_looked_up_past_and_overwritten_by_the_daemon() {
+    if !redis_or_skip("s3_hostile_redis_entries") {
+        return;
+    }
+    let world = world();
+    let dir = scratch_dir("fleet-redis-hostile");
+    let redis = RedisServer::start();
+    // Another program's string key; a member without its 16-byte prefix and JSON; an entry
+    // in the layout whose policy is not one (mx missing for mode enforce).
+    redis.reply(&["SET", "enforce.test", "not a sorted set"]);
+    redis.reply(&["ZADD", "testing.test", "1", "{truncated"]);
+    let no_mx = format!(
+        "0123456789abcdef{}",
+        serde_json::json!(["1", {"mx": [], "version": "STSv1", "mode": "enforce", "max_age": 86400}])
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    redis.reply(&["ZADD", "none.test", &now, &no_mx]);
+    let a = start(&world, &dir, "a", &config(&redis_cache(&redis.url())));
+    assert_eq!(ask_one(a.addr(), "postfix enforce.test"), ENFORCE_REPLY);
+    assert_eq!(ask_one(a.addr(), "postfix testing.test"), "NOTFOUND ");
+    assert_eq!(ask_one(a.addr(), "postfix none.test"), "NOTFOUND ");
+    for (domain, mx) in [
+        ("enforce.test", "mx1.enforce.test"),
+        ("testing.test", "mx.testing.test"),
+        ("none.test", "\"mode\": \"none\""),
+    ] {
+        wait_until(&format!("{domain} overwritten"), LOG_WAIT, || {
+            redis.reply(&["TYPE", domain]) == "+zset"
+                && redis.reply(&["ZRANGE", domain, "0", "-1"]).contains(mx)
+        });
+        assert_eq!(redis.reply(&["ZCARD", domain]), ":1");
+        assert_eq!(world.fetches(&format!("mta-sts.{domain}")), 1);
+    }
+    let metrics = a.metrics.unwrap();
+    assert_eq!(store_ops(metrics, "redis", "get", "corrupt"), 3.0);
+    // Counted once the write has returned (just after it is seen in Redis).
+    wait_until("the three writes counted", LOG_WAIT, || {
+        store_ops(metrics, "redis", "put", "ok") == 3.0
+    });
+}
+
+#[test]
 fn s4_two_daemons_on_redis_sentinel_fetch_once() {
     if !redis_or_skip("s4_two_daemons_on_redis_sentinel") {
         return;
