@@ -192,16 +192,7 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run mta-sts daemon");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, log) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let log = log_lines(child.stderr.take().expect("stderr"));
         Self {
             child,
             log,
@@ -271,6 +262,20 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The lines of a child's log, read by a thread of their own until it ends.
+pub fn log_lines(log: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(log).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 /// Frames a request.
