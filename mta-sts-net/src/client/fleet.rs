@@ -33,7 +33,7 @@ use mta_sts_core::{
 use super::{Driving, Inner, Waiters};
 use crate::runtime::{BoxFuture, Runtime, until};
 use crate::store::{FleetNotes, PolicyStore, StoreErrorKind};
-use crate::store_client::{OnStoreError, StoreSettings, count, log_error};
+use crate::store_client::{OnStoreError, StoreSettings, count};
 
 /// The first wait before looking at another host's lock again.
 const POLL_FIRST: Duration = Duration::from_millis(20);
@@ -57,6 +57,23 @@ pub(crate) fn holder() -> &'static str {
         let r = (0..4).fold(0u64, |r, _| r << 16 | u64::from(crate::query_id()));
         format!("{r:016x}-{}", std::process::id())
     })
+}
+
+/// Logs a store error met by the fleet lock, at most once a second per process, apart from the
+/// store's own get and put errors (so that one never hides the other; the counts are in the
+/// metrics).
+fn log_error(store: &'static str, op: &'static str, domain: &str, error: &dyn std::fmt::Display) {
+    static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let now = Instant::now();
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        return;
+    }
+    *last = Some(now);
+    drop(last);
+    tracing::warn!(store, op, domain, error = %error, "MTA-STS fleet lock: store error");
 }
 
 fn count_lock(result: &'static str) {
