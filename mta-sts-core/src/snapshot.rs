@@ -361,6 +361,9 @@ pub enum AdoptError {
     Expired,
     /// The cache holds a policy of the domain fetched as late or later: it stays.
     NotNewer,
+    /// For [`PolicyCache::adopt_refresh`]: the entry is itself due for a refresh here (it
+    /// was fetched too long ago to count as one), or the domain has no cached policy to refresh.
+    NotARefresh,
 }
 
 impl fmt::Display for AdoptError {
@@ -372,6 +375,7 @@ impl fmt::Display for AdoptError {
             Self::FromTheFuture => f.write_str("stored entry: fetch time lies in the future"),
             Self::Expired => f.write_str("stored entry: policy expired"),
             Self::NotNewer => f.write_str("stored entry: not newer than the cached policy"),
+            Self::NotARefresh => f.write_str("stored entry: too old to count as a refresh"),
         }
     }
 }
@@ -410,24 +414,36 @@ impl PolicyCache {
         policy: &str,
         now: UnixTime,
     ) -> Result<CachedPolicy, AdoptError> {
-        let entry = SnapshotEntry::new(domain, id, fetched_at, fetched_at.min(now), policy);
-        let latest = now.saturating_add(MAX_CLOCK_SKEW);
-        let (domain, cached) =
-            check_entry(&entry, 0, latest, &mut HashSet::new()).map_err(|e| match e {
-                SnapshotError::InvalidDomain { error, .. } => AdoptError::InvalidDomain(error),
-                SnapshotError::InvalidPolicy { error, .. } => AdoptError::InvalidPolicy(error),
-                SnapshotError::FromTheFuture { .. } => AdoptError::FromTheFuture,
-                _ => AdoptError::InvalidId,
-            })?;
-        if !cached.is_fresh(now) {
-            return Err(AdoptError::Expired);
-        }
+        let (domain, cached) = check_stored(domain, id, fetched_at, policy, now)?;
         if self.insert_loaded(&domain, cached.clone(), now, now) {
             Ok(cached)
         } else {
             Err(AdoptError::NotNewer)
         }
     }
+}
+
+/// A store's entry checked for adoption at `now`: valid, not from the future, unexpired.
+pub(crate) fn check_stored(
+    domain: &str,
+    id: &str,
+    fetched_at: UnixTime,
+    policy: &str,
+    now: UnixTime,
+) -> Result<(PolicyDomain, CachedPolicy), AdoptError> {
+    let entry = SnapshotEntry::new(domain, id, fetched_at, fetched_at.min(now), policy);
+    let latest = now.saturating_add(MAX_CLOCK_SKEW);
+    let (domain, cached) =
+        check_entry(&entry, 0, latest, &mut HashSet::new()).map_err(|e| match e {
+            SnapshotError::InvalidDomain { error, .. } => AdoptError::InvalidDomain(error),
+            SnapshotError::InvalidPolicy { error, .. } => AdoptError::InvalidPolicy(error),
+            SnapshotError::FromTheFuture { .. } => AdoptError::FromTheFuture,
+            _ => AdoptError::InvalidId,
+        })?;
+    if !cached.is_fresh(now) {
+        return Err(AdoptError::Expired);
+    }
+    Ok((domain, cached))
 }
 
 /// An entry checked: its domain and policy, or why it is skipped.

@@ -36,6 +36,8 @@ use crate::{
     export_metrics, fetch, load_cache_file, policy_fetch_config, system_resolvers,
 };
 
+mod fleet;
+
 /// A source of wall-clock time (for tests: a virtual clock).
 pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
 
@@ -750,7 +752,13 @@ impl<R: Runtime> Client<R> {
                 })
             };
             let Some((lookup, waiters)) = next else { break };
-            let _outcome = inner.drive(lookup, waiters).await;
+            // Another host's recent fetch in the store counts as this refresh.
+            if !inner
+                .refresh_from_store(&lookup, Arc::clone(&waiters))
+                .await
+            {
+                let _outcome = inner.drive(lookup, waiters).await;
+            }
             ran += 1;
             inner.lock().refreshes += 1;
             inner.changed.notify(usize::MAX);
@@ -1323,9 +1331,10 @@ impl<R: Runtime> Inner<R> {
         }
     }
 
-    /// Writes `entry` to the store in a task of its own, bounded by the store timeout; dropped
-    /// (and counted) when too many writes are under way or no task can be started.
-    fn write_store(&self, entry: SnapshotEntry) {
+    /// Writes `entry` to the store in a task of its own, bounded by the store timeout, then
+    /// releases the fleet lock `held`, if any; dropped (and counted) when too many writes are
+    /// under way or no task can be started (the lock then expires).
+    fn write_store(&self, entry: SnapshotEntry, held: Option<fleet::HeldLock>) {
         let Some(store) = &self.store else { return };
         let writes = &self.store_writes;
         if writes.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_STORE_WRITES {
@@ -1334,6 +1343,7 @@ impl<R: Runtime> Inner<R> {
             return;
         }
         let work = crate::store_client::write(self.runtime.clone(), store, entry);
+        let work = fleet::then_release(self.runtime.clone(), store, work, held);
         let finished = Arc::new(AtomicBool::new(false));
         let (flag, shared) = (Arc::clone(&finished), Arc::clone(writes));
         let task = self.runtime.spawn(Box::pin(async move {
@@ -1370,9 +1380,21 @@ impl<R: Runtime> Inner<R> {
     async fn drive(&self, mut lookup: Lookup, waiters: Arc<Waiters>) -> Outcome {
         let mut driving = Driving::new(self, &lookup, waiters);
         let _permit = self.permits.acquire().await;
+        // The fleet lock (a store with notes), asked once, before the fetch.
+        let (mut fleet_asked, mut held) = (false, None);
         loop {
             match lookup.poll() {
                 Step::Io(io) => {
+                    if !fleet_asked && matches!(io, Io::Fetch(_)) {
+                        fleet_asked = true;
+                        let kind = lookup.kind();
+                        match Box::pin(self.before_fetch(&driving.domain, kind)).await {
+                            fleet::FleetGo::Fetch(lock) => held = lock,
+                            fleet::FleetGo::Answer(outcome) => {
+                                return self.end_flight(&mut driving, outcome);
+                            }
+                        }
+                    }
                     let result = self.perform(&io).await;
                     if let Err(e) = lookup.handle(result, self.now()) {
                         // Cannot happen (each result answers its request): a bug, reported as
@@ -1403,8 +1425,13 @@ impl<R: Runtime> Inner<R> {
                     driving.done = true;
                     driving.waiters.end(Some(outcome.clone()));
                     self.changed.notify(usize::MAX);
-                    if let Some(entry) = to_store {
-                        self.write_store(entry);
+                    match to_store {
+                        Some(entry) => self.write_store(entry, held.take()),
+                        None => {
+                            if let Some(lock) = held.take() {
+                                self.release(lock).await;
+                            }
+                        }
                     }
                     self.report_outcome(driving.domain.as_str(), &outcome);
                     return outcome;

@@ -17,6 +17,22 @@
 //! - `unavailable`: the store could not be reached (or failed otherwise);
 //! - `timeout`: the store did not answer within the store timeout;
 //! - `dropped`: a write not attempted, as too many writes were already under way.
+//!
+//! `op` is `note` for the fleet notes' operations that failed (`corrupt`, `refused`,
+//! `unavailable`, `timeout`).
+//!
+//! Fleet-wide single flight and refresh (a store that keeps
+//! [`FleetNotes`], see [`PolicyStore::notes`]), all counters:
+//! - `mta_sts_fleet_locks_total{result}`, per fleet lock asked before a fetch: `acquired` (this
+//!   host fetches), `held_elsewhere` (another host fetches: this one waits), `already_stored`
+//!   (acquired, but another host's fetch was in the store by then: adopted, no fetch), `error`
+//!   (the store failed: `on_store_error` decides);
+//! - `mta_sts_fleet_lock_waits_total{result}`, per wait for another host's fetch: `adopted`
+//!   (its policy adopted from the store), `taken_over` (its lock was released or expired without
+//!   a policy: this host took it and fetches), `timeout` (still held after the fetch timeout:
+//!   this host fetches), `error` (the store failed: `on_store_error` decides);
+//! - `mta_sts_fleet_refreshes_total{result}`, per proactive refresh due: `adopted` (another
+//!   host's recent fetch in the store counted as the refresh) or `fetched`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,7 +106,12 @@ fn error_result(e: &StoreError) -> &'static str {
 }
 
 /// Logs a store error, at most once a second per process (the count is in the metrics).
-fn log_error(store: &'static str, op: &'static str, domain: &str, error: &dyn std::fmt::Display) {
+pub(crate) fn log_error(
+    store: &'static str,
+    op: &'static str,
+    domain: &str,
+    error: &dyn std::fmt::Display,
+) {
     static LAST: Mutex<Option<Instant>> = Mutex::new(None);
     let now = Instant::now();
     let mut last = LAST

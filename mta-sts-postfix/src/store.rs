@@ -8,7 +8,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mta_sts_net::{BoxFuture, PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
+use mta_sts_core::UnixTime;
+use mta_sts_net::{BoxFuture, FleetNotes, PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
 use mta_sts_store::postgres::PostgresStore;
 use mta_sts_store::redis::{RedisOptions, RedisStore};
 use mta_sts_store::sqlite::SqliteStore;
@@ -219,4 +220,61 @@ impl PolicyStore for ReopeningStore {
             Err(e) => Box::pin(async move { Err(e) }),
         }
     }
+
+    fn notes(&self) -> Option<&dyn FleetNotes> {
+        Some(self)
+    }
+}
+
+/// The notes of the open store (fleet locks, shared negative answers); an error like every
+/// operation while it is not open, or when it keeps none.
+impl FleetNotes for ReopeningStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        now: UnixTime,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let store = self.store();
+        Box::pin(async move { notes_of(&store?)?.claim(key, value, now, expires).await })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let store = self.store();
+        Box::pin(async move { notes_of(&store?)?.set(key, value, expires).await })
+    }
+
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<Option<(String, UnixTime)>, StoreError>> {
+        let store = self.store();
+        Box::pin(async move { notes_of(&store?)?.read(key, now).await })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let store = self.store();
+        Box::pin(async move { notes_of(&store?)?.remove(key, value).await })
+    }
+}
+
+/// The notes of `store`, or an error when it keeps none.
+fn notes_of(store: &Arc<dyn PolicyStore>) -> Result<&dyn FleetNotes, StoreError> {
+    store.notes().ok_or_else(|| {
+        StoreError::new(
+            StoreErrorKind::Other,
+            format!("the {} store keeps no notes", store.name()),
+        )
+    })
 }

@@ -17,6 +17,12 @@
 //! EXCLUDED.ts` the peer runs; a row that cannot be read (wrong types, broken JSON, a giant
 //! value, NULLs) is replaced by the next write whatever its `ts`.
 //!
+//! The [`FleetNotes`] (fleet lookup locks, shared negative answers) live in a table of this
+//! program's own, created alongside when missing ([`NOTES_SETUP`]); the peer never reads it. A
+//! claim is one `INSERT … ON CONFLICT (key) DO UPDATE … WHERE mta_sts_notes.expires <= now`
+//! (atomic: the row is locked by the conflict), never retried (a claim that may have been
+//! carried out must not be asked twice); expired notes are swept a few at a time after each claim.
+//!
 //! Every value is read through a cast to `text` and cut at a length limit on the server, so a
 //! hostile row costs bounded memory and gives [`StoreErrorKind::Corrupt`] for its domain only.
 //!
@@ -37,7 +43,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mta_sts_core::UnixTime;
-use mta_sts_net::{BoxFuture, PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
+use mta_sts_net::{
+    BoxFuture, FleetNotes, MAX_NOTE_VALUE, PolicyStore, StoreError, StoreErrorKind, StoredPolicy,
+    check_note,
+};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row};
@@ -66,6 +75,23 @@ const SETUP: [&str; 4] = [
     "CREATE UNIQUE INDEX IF NOT EXISTS sts_policy_domain ON sts_policy_cache (domain)",
     "CREATE INDEX IF NOT EXISTS sts_policy_domain_ts ON sts_policy_cache (domain, ts)",
 ];
+
+/// The table of the [`FleetNotes`] (this program's own), created with the peer's tables.
+pub const NOTES_SETUP: [&str; 2] = [
+    "CREATE TABLE IF NOT EXISTS mta_sts_notes (key text primary key, value text not null, \
+     expires bigint not null)",
+    "CREATE INDEX IF NOT EXISTS mta_sts_notes_expires ON mta_sts_notes (expires)",
+];
+
+/// A claim: set unless an unexpired note holds the key.
+const NOTE_CLAIM: &str = "INSERT INTO mta_sts_notes (key, value, expires) \
+     VALUES ($1::text, $2::text, $4::int8) \
+     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires \
+     WHERE mta_sts_notes.expires <= $3::int8";
+
+/// A few expired notes removed (after each claim).
+const NOTE_SWEEP: &str = "DELETE FROM mta_sts_notes WHERE key IN \
+     (SELECT key FROM mta_sts_notes WHERE expires <= $1::int8 LIMIT 16)";
 
 /// The advisory lock key taken while creating the tables ("mtasts" in ASCII).
 const SETUP_LOCK: i64 = 0x6d74_6173_7473;
@@ -178,8 +204,9 @@ impl PostgresStore {
     /// table created meanwhile) is retried a few times.
     async fn setup(&self) -> Result<(), StoreError> {
         let sql = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock({SETUP_LOCK}); {}; COMMIT",
-            SETUP.join("; ")
+            "BEGIN; SELECT pg_advisory_xact_lock({SETUP_LOCK}); {}; {}; COMMIT",
+            SETUP.join("; "),
+            NOTES_SETUP.join("; ")
         );
         let mut attempts = 0;
         loop {
@@ -554,6 +581,132 @@ impl PolicyStore for PostgresStore {
                 }
             }
             Ok(entries)
+        })
+    }
+
+    fn notes(&self) -> Option<&dyn FleetNotes> {
+        Some(self)
+    }
+}
+
+/// Whole seconds as PostgreSQL's `bigint`.
+fn secs(t: UnixTime) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+impl FleetNotes for PostgresStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        now: UnixTime,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            check_note(key, Some(value))?;
+            let (now, expires) = (secs(now), secs(expires));
+            // Not retried (see the module docs): one attempt within the timeout.
+            self.bounded(async {
+                let client = self.client().await?;
+                let n = client
+                    .execute(NOTE_CLAIM, &[&key, &value, &now, &expires])
+                    .await
+                    .map_err(|e| self.error(&client, &e, "note claim"))?;
+                if let Err(e) = client.execute(NOTE_SWEEP, &[&now]).await {
+                    tracing::debug!(error = %e, "postgres store: note sweep failed");
+                }
+                Ok(n == 1)
+            })
+            .await
+        })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            check_note(key, Some(value))?;
+            let expires = secs(expires);
+            self.with_retry(|client| async move {
+                client
+                    .execute(
+                        "INSERT INTO mta_sts_notes (key, value, expires) \
+                         VALUES ($1::text, $2::text, $3::int8) ON CONFLICT (key) DO UPDATE \
+                         SET value = EXCLUDED.value, expires = EXCLUDED.expires",
+                        &[&key, &value, &expires],
+                    )
+                    .await
+                    .map_err(|e| self.error(&client, &e, "note set"))
+            })
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<Option<(String, UnixTime)>, StoreError>> {
+        Box::pin(async move {
+            check_note(key, None)?;
+            let sql = format!(
+                "SELECT left(value, {}), expires FROM mta_sts_notes WHERE key = $1::text",
+                MAX_NOTE_VALUE + 1
+            );
+            let row = self
+                .with_retry(|client| {
+                    let sql = sql.as_str();
+                    async move {
+                        client
+                            .query_opt(sql, &[&key])
+                            .await
+                            .map_err(|e| self.error(&client, &e, "note read"))
+                    }
+                })
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let corrupt = |what: &str| {
+                StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("postgres note {key:?}: {what}"),
+                )
+            };
+            let value: String = row.try_get(0).map_err(|_| corrupt("value not text"))?;
+            if value.len() > MAX_NOTE_VALUE {
+                return Err(corrupt("value too long"));
+            }
+            let expires: i64 = row.try_get(1).map_err(|_| corrupt("expiry not a time"))?;
+            let expires = UnixTime::from_secs(
+                u64::try_from(expires).map_err(|_| corrupt("negative expiry"))?,
+            );
+            Ok((expires > now).then_some((value, expires)))
+        })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            check_note(key, value)?;
+            let n = self
+                .with_retry(|client| async move {
+                    client
+                        .execute(
+                            "DELETE FROM mta_sts_notes WHERE key = $1::text \
+                             AND ($2::text IS NULL OR value = $2::text)",
+                            &[&key, &value],
+                        )
+                        .await
+                        .map_err(|e| self.error(&client, &e, "note remove"))
+                })
+                .await?;
+            Ok(n > 0)
         })
     }
 }

@@ -13,8 +13,21 @@
 //!   only the highest score: a write older than the entry in place removes itself, in the same
 //!   transaction, so two writers never replace a later fetch with an earlier one;
 //! - read with `ZREVRANGE key 0 0 WITHSCORES`;
-//! - no TTL; the hash `_metadata` belongs to postfix-mta-sts-resolver's proactive fetcher and is
-//!   never read, listed or written here.
+//! - no TTL; the hash `_metadata` belongs to postfix-mta-sts-resolver's proactive fetcher: its
+//!   field `proactive_fetch_ts` is never read or written here, nor is the hash listed.
+//!
+//! # Fleet notes
+//!
+//! The [`FleetNotes`] (fleet lookup locks, shared negative answers) are fields of the same
+//! `_metadata` hash, named [`NOTE_FIELD_PREFIX`] and the note's key (`mta-sts/lock/example.com`),
+//! each holding its expiry in whole seconds, a space and the value. It is the one key the peer's
+//! `SCAN` skips (`if key != '_metadata'`), and the peer reads only its own field of it, so the
+//! notes never reach its proactive fetcher; a key of their own would kill it with `WRONGTYPE`.
+//! Redis before 7.4 has no expiry per hash field: `claim` and `remove` are Lua scripts that read
+//! the expiry in the value and write in one step (atomic on the server), and expired notes are
+//! swept a few at a time (an `HSCAN` step after every [`NOTE_SWEEP_EVERY`] claims, which know the
+//! time), so notes of
+//! hosts that died never pile up.
 //!
 //! postfix-mta-sts-resolver's proactive fetcher `SCAN`s every key of the database and reads each
 //! as such a sorted set: a key of any other type (a string, a hash) makes it die with
@@ -48,7 +61,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use mta_sts_core::UnixTime;
-use mta_sts_net::{BoxFuture, PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mta_sts_net::{
+    BoxFuture, FleetNotes, MAX_NOTE_VALUE, PolicyStore, StoreError, StoreErrorKind, StoredPolicy,
+    check_note,
+};
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
@@ -64,6 +82,61 @@ pub const MEMBER_PREFIX_LEN: usize = 16;
 
 /// The key postfix-mta-sts-resolver's proactive fetcher keeps its last run time in (a hash).
 pub const METADATA_KEY: &str = "_metadata";
+
+/// The prefix of the `_metadata` fields that hold [`FleetNotes`] ([module docs](self)).
+pub const NOTE_FIELD_PREFIX: &str = "mta-sts/";
+
+/// Expired notes are swept (one `HSCAN` step of [`NOTE_SWEEP_COUNT`] fields) after this many
+/// claims.
+pub const NOTE_SWEEP_EVERY: u64 = 64;
+
+/// How many `_metadata` fields one sweep step looks at.
+const NOTE_SWEEP_COUNT: u64 = 128;
+
+/// `claim`: sets the field unless it holds an unexpired note (a value without a readable expiry
+/// counts as expired: hostile data is overwritten). KEYS[1] `_metadata`; ARGV field, now,
+/// stored value (`expires value`).
+const CLAIM_SCRIPT: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v then
+  local sp = string.find(v, ' ', 1, true)
+  local exp = sp and tonumber(string.sub(v, 1, sp - 1))
+  if exp and exp > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1";
+
+/// `remove`: deletes the field when its value (after the expiry) is ARGV[3], or whatever it is
+/// when ARGV[2] is `any`.
+const REMOVE_SCRIPT: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+if ARGV[2] ~= 'any' then
+  local sp = string.find(v, ' ', 1, true)
+  if not sp or string.sub(v, sp + 1) ~= ARGV[3] then return 0 end
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1";
+
+/// `read`: the field's value, or -1 when it is longer than ARGV[2] bytes (not copied out).
+const READ_SCRIPT: &str = r"
+local n = redis.call('HSTRLEN', KEYS[1], ARGV[1])
+if n == 0 then return false end
+if n > tonumber(ARGV[2]) then return -1 end
+return redis.call('HGET', KEYS[1], ARGV[1])";
+
+/// One sweep step: `HSCAN` from cursor ARGV[1] over ARGV[2] fields, deleting the notes (fields
+/// starting with ARGV[4]) expired at ARGV[3] or unreadable; returns the next cursor.
+const SWEEP_SCRIPT: &str = r"
+local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'MATCH', ARGV[4] .. '*', 'COUNT', ARGV[2])
+local kv = r[2]
+for i = 1, #kv, 2 do
+  local v = kv[i + 1]
+  local sp = string.find(v, ' ', 1, true)
+  local exp = sp and tonumber(string.sub(v, 1, sp - 1))
+  if not exp or exp <= tonumber(ARGV[3]) then redis.call('HDEL', KEYS[1], kv[i]) end
+end
+return r[1]";
 
 /// The largest score read as a fetch time (2^53: the floats that are still whole seconds).
 const MAX_SCORE: f64 = 9_007_199_254_740_992.0;
@@ -148,6 +221,10 @@ pub struct RedisStore {
     options: RedisOptions,
     /// The open connection and its generation (a failure drops only the one it happened on).
     conn: Mutex<(u64, Option<MultiplexedConnection>)>,
+    /// Claims so far (a sweep step every [`NOTE_SWEEP_EVERY`]).
+    note_writes: AtomicU64,
+    /// Where the next sweep step of `_metadata` starts (an `HSCAN` cursor).
+    sweep_cursor: AtomicU64,
 }
 
 impl fmt::Debug for RedisStore {
@@ -271,6 +348,8 @@ impl RedisStore {
             target,
             options,
             conn: Mutex::new((0, None)),
+            note_writes: AtomicU64::new(0),
+            sweep_cursor: AtomicU64::new(0),
         }
     }
 
@@ -501,6 +580,152 @@ impl PolicyStore for RedisStore {
 
     fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<StoredPolicy>, StoreError>> {
         Box::pin(self.scan_list(limit))
+    }
+
+    fn notes(&self) -> Option<&dyn FleetNotes> {
+        Some(self)
+    }
+}
+
+impl RedisStore {
+    /// Runs one of the note scripts on `_metadata`.
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        script: &str,
+        args: &[&str],
+    ) -> Result<T, StoreError> {
+        self.query(what, |mut c| async move {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(script).arg(1).arg(METADATA_KEY);
+            for a in args {
+                cmd.arg(*a);
+            }
+            cmd.query_async(&mut c).await
+        })
+        .await
+        .map_err(|e| wrong_type(e, METADATA_KEY))
+    }
+
+    /// After a claim: every [`NOTE_SWEEP_EVERY`] claims, one sweep step of the notes expired at
+    /// `now` (its failure is only logged: the claim itself is done).
+    async fn after_claim(&self, now: UnixTime) {
+        if self.note_writes.fetch_add(1, Ordering::Relaxed) % NOTE_SWEEP_EVERY
+            != NOTE_SWEEP_EVERY - 1
+        {
+            return;
+        }
+        let cursor = self.sweep_cursor.load(Ordering::Relaxed).to_string();
+        let (count, now) = (NOTE_SWEEP_COUNT.to_string(), now.as_secs().to_string());
+        let args = [cursor.as_str(), &count, &now, NOTE_FIELD_PREFIX];
+        match self.script::<u64>("note sweep", SWEEP_SCRIPT, &args).await {
+            Ok(next) => self.sweep_cursor.store(next, Ordering::Relaxed),
+            Err(e) => tracing::debug!(store = "redis", error = %e, "note sweep failed"),
+        }
+    }
+}
+
+/// The `_metadata` field of note `key`.
+fn note_field(key: &str, value: Option<&str>) -> Result<String, StoreError> {
+    check_note(key, value)?;
+    Ok(format!("{NOTE_FIELD_PREFIX}{key}"))
+}
+
+impl FleetNotes for RedisStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        now: UnixTime,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let field = note_field(key, Some(value))?;
+            let stored = format!("{} {value}", expires.as_secs());
+            let now_s = now.as_secs().to_string();
+            let set: i64 = self
+                .script("note claim", CLAIM_SCRIPT, &[&field, &now_s, &stored])
+                .await?;
+            self.after_claim(now).await;
+            Ok(set == 1)
+        })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let field = note_field(key, Some(value))?;
+            let stored = format!("{} {value}", expires.as_secs());
+            let (field_ref, stored_ref) = (field.as_str(), stored.as_str());
+            let _: i64 = self
+                .query("note HSET", |mut c| async move {
+                    redis::cmd("HSET")
+                        .arg(METADATA_KEY)
+                        .arg(field_ref)
+                        .arg(stored_ref)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await
+                .map_err(|e| wrong_type(e, METADATA_KEY))?;
+            Ok(())
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<Option<(String, UnixTime)>, StoreError>> {
+        Box::pin(async move {
+            let field = note_field(key, None)?;
+            // The expiry (at most 20 digits), a space, the value.
+            let max = (MAX_NOTE_VALUE + 21).to_string();
+            let got: redis::Value = self
+                .script("note read", READ_SCRIPT, &[&field, &max])
+                .await?;
+            let corrupt = |what: &str| {
+                StoreError::new(StoreErrorKind::Corrupt, format!("redis note {key}: {what}"))
+            };
+            let raw = match got {
+                redis::Value::Nil => return Ok(None),
+                redis::Value::Int(_) => return Err(corrupt("value too long")),
+                redis::Value::BulkString(b) => b,
+                _ => return Err(corrupt("unexpected reply")),
+            };
+            let text = String::from_utf8(raw).map_err(|_| corrupt("not UTF-8"))?;
+            let (expires, value) = text.split_once(' ').ok_or_else(|| corrupt("no expiry"))?;
+            let expires = expires
+                .parse::<u64>()
+                .map_err(|_| corrupt("expiry not a number"))?;
+            let expires = UnixTime::from_secs(expires);
+            if value.len() > MAX_NOTE_VALUE {
+                return Err(corrupt("value too long"));
+            }
+            Ok((expires > now).then(|| (value.to_owned(), expires)))
+        })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let field = note_field(key, value)?;
+            let (mode, want) = match value {
+                Some(v) => ("match", v),
+                None => ("any", ""),
+            };
+            let n: i64 = self
+                .script("note remove", REMOVE_SCRIPT, &[&field, mode, want])
+                .await?;
+            Ok(n == 1)
+        })
     }
 }
 

@@ -17,6 +17,11 @@
 //! peer's. A row is replaced only by an entry with a newer `ts` (the peer's rule), or when the
 //! row cannot be read (hostile data is overwritten, never trusted).
 //!
+//! The [`FleetNotes`] (fleet lookup locks, shared negative answers) live in a table of this
+//! program's own, created when missing ([`NOTES_SCHEMA`]); the peer never reads it. A claim is
+//! one `INSERT … ON CONFLICT (key) DO UPDATE … WHERE expires <= now` (atomic under SQLite's
+//! write lock); expired notes are swept a few at a time after each claim.
+//!
 //! SQLite calls block: each operation runs on the `blocking` crate's thread pool, so the
 //! futures never block an executor, and each waits at most the busy timeout (5 s by default,
 //! as the peer's) for a lock another process holds, then fails with
@@ -47,7 +52,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mta_sts_core::UnixTime;
-use mta_sts_net::{BoxFuture, PolicyStore, StoreError, StoreErrorKind, StoredPolicy};
+use mta_sts_net::{
+    BoxFuture, FleetNotes, MAX_NOTE_VALUE, PolicyStore, StoreError, StoreErrorKind, StoredPolicy,
+    check_note,
+};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
@@ -69,6 +77,14 @@ create table if not exists proactive_fetch_ts (id integer primary key, last_fetc
 create table if not exists sts_policy_cache (domain text, ts integer, pol_id text, pol_body text);
 create unique index if not exists sts_policy_domain on sts_policy_cache (domain);
 create index if not exists sts_policy_domain_ts on sts_policy_cache (domain, ts);";
+
+/// The table of the [`FleetNotes`]: a key, a value and an expiry in whole seconds.
+pub const NOTES_SCHEMA: &str = "\
+create table if not exists mta_sts_notes (key text primary key, value text not null, expires integer not null);
+create index if not exists mta_sts_notes_expires on mta_sts_notes (expires);";
+
+/// How many expired notes one claim sweeps at most.
+const NOTES_SWEEP: i64 = 16;
 
 /// The columns every read selects: `ts`, `pol_id` and `pol_body`, the last two only when they
 /// are within their size limits (a giant value is not copied out of SQLite), with their sizes.
@@ -113,6 +129,7 @@ impl SqliteStore {
         };
         let conn = inner.connect()?;
         conn.execute_batch(SCHEMA).map_err(error)?;
+        conn.execute_batch(NOTES_SCHEMA).map_err(error)?;
         inner.give_back(conn);
         Ok(Self {
             inner: Arc::new(inner),
@@ -372,6 +389,140 @@ impl PolicyStore for SqliteStore {
                 );
             }
             Ok(out)
+        })
+    }
+
+    fn notes(&self) -> Option<&dyn FleetNotes> {
+        Some(self)
+    }
+}
+
+/// Whole seconds as SQLite's integer.
+fn secs(t: UnixTime) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+impl FleetNotes for SqliteStore {
+    fn claim<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        now: UnixTime,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        if let Err(e) = check_note(key, Some(value)) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let (key, value, now, expires) =
+            (key.to_owned(), value.to_owned(), secs(now), secs(expires));
+        self.run(move |conn| {
+            // A note whose expiry is not an integer (hostile) counts as expired.
+            let n = conn
+                .execute(
+                    "INSERT INTO mta_sts_notes (key, value, expires) VALUES (?1, ?2, ?4) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires \
+                     WHERE typeof(mta_sts_notes.expires) <> 'integer' OR mta_sts_notes.expires <= ?3",
+                    params![key, value, now, expires],
+                )
+                .map_err(error)?;
+            let swept = conn.execute(
+                "DELETE FROM mta_sts_notes WHERE rowid IN \
+                 (SELECT rowid FROM mta_sts_notes WHERE expires <= ?1 LIMIT ?2)",
+                params![now, NOTES_SWEEP],
+            );
+            if let Err(e) = swept {
+                tracing::debug!(store = "sqlite", error = %e, "note sweep failed");
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a str,
+        expires: UnixTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        if let Err(e) = check_note(key, Some(value)) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let (key, value, expires) = (key.to_owned(), value.to_owned(), secs(expires));
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO mta_sts_notes (key, value, expires) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires",
+                params![key, value, expires],
+            )
+            .map_err(error)?;
+            Ok(())
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        key: &'a str,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<Option<(String, UnixTime)>, StoreError>> {
+        if let Err(e) = check_note(key, None) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let key = key.to_owned();
+        self.run(move |conn| {
+            let max = i64::try_from(MAX_NOTE_VALUE).unwrap_or(i64::MAX);
+            let corrupt = |what: &str| {
+                StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("sqlite: note {key:?}: {what}"),
+                )
+            };
+            let row = conn
+                .query_row(
+                    "SELECT CASE WHEN octet_length(value) <= ?2 THEN value END, expires \
+                     FROM mta_sts_notes WHERE key = ?1",
+                    params![key, max],
+                    |row| {
+                        let value = match row.get_ref(0)? {
+                            ValueRef::Text(t) => std::str::from_utf8(t).ok().map(str::to_owned),
+                            _ => None,
+                        };
+                        let expires = match row.get_ref(1)? {
+                            ValueRef::Integer(n) => u64::try_from(n).ok(),
+                            _ => None,
+                        };
+                        Ok((value, expires))
+                    },
+                )
+                .optional()
+                .map_err(error)?;
+            match row {
+                None => Ok(None),
+                Some((None, _)) => Err(corrupt("value too long or not text")),
+                Some((_, None)) => Err(corrupt("expiry not a time")),
+                Some((Some(value), Some(expires))) => {
+                    let expires = UnixTime::from_secs(expires);
+                    Ok((expires > now).then_some((value, expires)))
+                }
+            }
+        })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        key: &'a str,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        if let Err(e) = check_note(key, value) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let (key, value) = (key.to_owned(), value.map(str::to_owned));
+        self.run(move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM mta_sts_notes WHERE key = ?1 AND (?2 IS NULL OR value = ?2)",
+                    params![key, value],
+                )
+                .map_err(error)?;
+            Ok(n > 0)
         })
     }
 }

@@ -8,6 +8,9 @@
 mod peer;
 #[path = "support/postgres_server.rs"]
 mod postgres_server;
+mod support {
+    pub(crate) mod notes;
+}
 
 use std::time::{Duration, Instant};
 
@@ -565,4 +568,20 @@ async fn s6_hosts_connecting_at_once_to_a_fresh_database_all_succeed() {
     for c in connects {
         c.await.expect("task").expect("connect");
     }
+}
+
+#[tokio::test]
+async fn s8_postgres_notes_contract_and_one_winner() {
+    let Some(server) = server() else { return };
+    let s = store(&server).await;
+    support::notes::contract(s.notes().unwrap(), "postgres").await;
+    let mut hosts: Vec<Box<dyn support::notes::FleetNotesOwner>> = Vec::new();
+    for _ in 0..6 {
+        hosts.push(Box::new(store(&server).await));
+    }
+    support::notes::one_winner(hosts, "postgres").await;
+    // The notes' table is ours, beside the peer's.
+    let tables = server.psql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'");
+    assert!(tables.contains("mta_sts_notes"), "{tables}");
+    assert!(tables.contains("sts_policy_cache"), "{tables}");
 }

@@ -5,6 +5,7 @@
 
 mod peer;
 mod support {
+    pub(crate) mod notes;
     pub mod redis_server;
 }
 
@@ -686,4 +687,166 @@ async fn s3_killed_and_restarted_under_load() {
     assert!(slowest <= timeout * 2, "{slowest:?}");
     // Re-filled by the writes after the restart.
     assert_eq!(store.list(100).await.unwrap().len(), 16);
+}
+
+#[tokio::test]
+async fn s8_redis_notes_contract_and_one_winner() {
+    let Some(server) = server_or_skip("s8_redis_notes_contract_and_one_winner") else {
+        return;
+    };
+    let store = RedisStore::connect_with(&server.url(), quick()).unwrap();
+    support::notes::contract(store.notes().unwrap(), "redis").await;
+    // They are fields of `_metadata`, the one key the peer's SCAN skips; no key of their own.
+    assert_eq!(server.raw(&[b"TYPE", b"_metadata"]), "+hash");
+    assert_eq!(server.raw(&[b"DBSIZE"]), ":1");
+    let hosts: Vec<Box<dyn support::notes::FleetNotesOwner>> = (0..8)
+        .map(|_| {
+            Box::new(RedisStore::connect_with(&server.url(), quick()).unwrap())
+                as Box<dyn support::notes::FleetNotesOwner>
+        })
+        .collect();
+    support::notes::one_winner(hosts, "redis").await;
+}
+
+#[tokio::test]
+async fn s8_redis_hostile_notes_are_corrupt_or_overwritten_and_expired_ones_swept() {
+    let Some(server) = server_or_skip("s8_redis_hostile_notes") else {
+        return;
+    };
+    let store = RedisStore::connect_with(&server.url(), quick()).unwrap();
+    let notes = store.notes().unwrap();
+    let t = UnixTime::from_secs(1_000);
+    let later = UnixTime::from_secs(1_030);
+    // A value without an expiry, one with a giant value: read is Corrupt, claim overwrites.
+    server.raw(&[b"HSET", b"_metadata", b"mta-sts/lock/a.test", b"garbage"]);
+    let e = notes.read("lock/a.test", t).await.unwrap_err();
+    assert_eq!(e.kind(), &StoreErrorKind::Corrupt, "{e}");
+    assert!(notes.claim("lock/a.test", "h", t, later).await.unwrap());
+    let giant = format!("99999999999 {}", "x".repeat(100_000));
+    server.raw(&[
+        b"HSET",
+        b"_metadata",
+        b"mta-sts/absent/b.test",
+        giant.as_bytes(),
+    ]);
+    let e = notes.read("absent/b.test", t).await.unwrap_err();
+    assert_eq!(e.kind(), &StoreErrorKind::Corrupt, "{e}");
+    // The peer's own field is left alone by every operation and by the sweep.
+    server.raw(&[
+        b"HSET",
+        b"_metadata",
+        b"proactive_fetch_ts",
+        b"1700000000.5",
+    ]);
+    // Expired notes of hosts that died are swept after enough claims.
+    for i in 0..200 {
+        let key = format!("lock/dead{i}.test");
+        notes.set(&key, "gone", later).await.unwrap();
+    }
+    let far = UnixTime::from_secs(5_000);
+    for i in 0..(2 * mta_sts_store::redis::NOTE_SWEEP_EVERY) {
+        let key = format!("lock/live{}.test", i % 4);
+        let _ = notes
+            .claim(&key, "h", far, far.saturating_add(Duration::from_secs(30)))
+            .await
+            .unwrap();
+    }
+    let left: u64 = server
+        .raw(&[b"HLEN", b"_metadata"])
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(left < 200, "{left} fields left");
+    assert_eq!(
+        server.reply(&["HGET", "_metadata", "proactive_fetch_ts"]),
+        "1700000000.5"
+    );
+    // `_metadata` of another type (hostile): a typed error, not a crash.
+    server.raw(&[b"DEL", b"_metadata"]);
+    server.raw(&[b"SET", b"_metadata", b"x"]);
+    let e = notes.claim("lock/c.test", "h", t, later).await.unwrap_err();
+    assert_eq!(e.kind(), &StoreErrorKind::Corrupt, "{e}");
+}
+
+#[tokio::test]
+async fn s8_peer_proactive_fetcher_runs_over_our_notes() {
+    let Some(server) = server_or_skip("s8_peer_proactive_fetcher_runs_over_our_notes") else {
+        return;
+    };
+    let Some(python) = peer::python() else {
+        return;
+    };
+    let url = server.url();
+    let store = RedisStore::connect_with(&url, quick()).unwrap();
+    let t = now();
+    for i in 0..20 {
+        put(&store, &format!("d{i}.example"), "id", t, ENFORCE).await;
+    }
+    // Locks held and released, negative answers kept, before the peer's first run (no
+    // `_metadata` yet) and after it (its field there).
+    let notes = store.notes().unwrap();
+    let (at, until) = (UnixTime::from_secs(t), UnixTime::from_secs(t + 60));
+    for i in 0..10 {
+        assert!(
+            notes
+                .claim(&format!("lock/d{i}.example"), "host-a", at, until)
+                .await
+                .unwrap()
+        );
+        notes
+            .set(&format!("absent/n{i}.example"), "nxdomain", until)
+            .await
+            .unwrap();
+    }
+    let out = peer_run(&python, &[&url, "fetcher"]);
+    assert!(out.contains(r#""fetch_ts": true"#), "{out}");
+    assert_eq!(out.matches(".example\"").count(), 20, "{out}");
+    assert!(!out.contains("lock/") && !out.contains("absent/"), "{out}");
+    for i in 0..10 {
+        notes
+            .remove(&format!("lock/d{i}.example"), Some("host-a"))
+            .await
+            .unwrap();
+        assert!(
+            notes
+                .claim(&format!("lock/x{i}.example"), "host-b", at, until)
+                .await
+                .unwrap()
+        );
+    }
+    let out = peer_run(&python, &[&url, "fetcher"]);
+    assert_eq!(out.matches(".example\"").count(), 20, "{out}");
+    // The peer's timestamp field is still read back by it, and our list never shows notes.
+    assert_eq!(store.list(1000).await.unwrap().len(), 20);
+    assert_eq!(server.raw(&[b"DBSIZE"]), ":21");
+}
+
+#[tokio::test]
+async fn s8_sentinel_notes_are_the_masters() {
+    let Some(master) = server_or_skip("s8_sentinel_notes_are_the_masters") else {
+        return;
+    };
+    let sentinel = Sentinel::start(&master);
+    let store = RedisStore::sentinel(&[&sentinel.addr()], Sentinel::MASTER_NAME, quick()).unwrap();
+    let direct = RedisStore::connect_with(&master.url(), quick()).unwrap();
+    let (t, later) = (UnixTime::from_secs(1_000), UnixTime::from_secs(1_030));
+    assert!(
+        store
+            .notes()
+            .unwrap()
+            .claim("lock/s.test", "via-sentinel", t, later)
+            .await
+            .unwrap()
+    );
+    let notes = direct.notes().unwrap();
+    assert!(
+        !notes
+            .claim("lock/s.test", "direct", t, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        notes.read("lock/s.test", t).await.unwrap(),
+        Some(("via-sentinel".to_owned(), later))
+    );
 }

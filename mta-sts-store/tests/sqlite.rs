@@ -4,6 +4,9 @@
 #![cfg(feature = "sqlite")]
 
 mod peer;
+mod support {
+    pub(crate) mod notes;
+}
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -448,4 +451,62 @@ fn s3_a_file_that_is_not_a_database_is_a_typed_error() {
     let e = SqliteStore::open(d.join("missing-dir/cache.db")).unwrap_err();
     assert_eq!(e.kind(), &StoreErrorKind::Unavailable, "{e}");
     std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn s8_sqlite_notes_contract_one_winner_and_hostile_rows() {
+    let d = dir("notes");
+    let path = d.join("cache.db");
+    let store = SqliteStore::open(&path).unwrap();
+    block_on(support::notes::contract(store.notes().unwrap(), "sqlite"));
+    // Hosts with a connection each on one file: one claim wins.
+    let hosts: Vec<Box<dyn support::notes::FleetNotesOwner>> = (0..6)
+        .map(|_| {
+            Box::new(SqliteStore::open(&path).unwrap()) as Box<dyn support::notes::FleetNotesOwner>
+        })
+        .collect();
+    block_on(support::notes::one_winner(hosts, "sqlite"));
+    // Hostile rows: a text expiry is claimable (counts as expired) and a read of it Corrupt; a
+    // giant value is not copied out.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO mta_sts_notes (key, value, expires) VALUES ('lock/h.test', 'x', 'soon')",
+        [],
+    )
+    .unwrap();
+    let notes = store.notes().unwrap();
+    let t = UnixTime::from_secs(1_000);
+    let later = UnixTime::from_secs(1_030);
+    let e = block_on(notes.read("lock/h.test", t)).unwrap_err();
+    assert_eq!(e.kind(), &StoreErrorKind::Corrupt, "{e}");
+    assert!(block_on(notes.claim("lock/h.test", "me", t, later)).unwrap());
+    conn.execute(
+        "INSERT INTO mta_sts_notes (key, value, expires) VALUES ('absent/g.test', ?1, 99999999999)",
+        ["x".repeat(1_000_000)],
+    )
+    .unwrap();
+    let e = block_on(notes.read("absent/g.test", t)).unwrap_err();
+    assert_eq!(e.kind(), &StoreErrorKind::Corrupt, "{e}");
+    // Expired notes are swept by later claims.
+    for i in 0..40 {
+        block_on(notes.set(&format!("lock/dead{i}.test"), "gone", later)).unwrap();
+    }
+    let far = UnixTime::from_secs(9_000);
+    for i in 0..4 {
+        block_on(notes.claim(&format!("lock/live{i}.test"), "h", far, far)).unwrap();
+    }
+    let dead: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM mta_sts_notes WHERE key LIKE 'lock/dead%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(dead, 0);
+    // The peer's tables are untouched by notes.
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM sts_policy_cache", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+    let _ = std::fs::remove_dir_all(&d);
 }
