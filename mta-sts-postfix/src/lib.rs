@@ -112,3 +112,8 @@ pub use daemon::{Daemon, LogLevel, Options, client_builder, run};
 pub use error::Error;
 #[cfg(feature = "daemon")]
 pub use mta_sts_tokio::Clock;
+
+/// The examples of the crate's README.md (its page on the registry), run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
