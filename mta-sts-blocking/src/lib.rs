@@ -23,6 +23,15 @@
 //! - TLSRPT (RFC 8460): [`ClientBuilder::tlsrpt`], [`Client::record_tls_result`] after each
 //!   STARTTLS session, [`Client::spawn_reporter`] (a thread that sends each day's reports),
 //!   [`Client::tlsrpt_stats`].
+//! - [`tls_handshake`]: the STARTTLS handshake in blocking I/O with that configuration;
+//!   [`rustls`] re-exported (see [the rustls crypto provider](#the-rustls-crypto-provider)).
+//!
+//! A complete program, from the client's construction to its shutdown, delivering to the MX
+//! hosts of `mta-sts-testkit`'s loopback world with the policy enforced (STARTTLS, a refused
+//! certificate, defer and recheck, TLSRPT, the cache file, the refresher thread):
+//! [`examples/deliver.rs`][example], run with `cargo run -p mta-sts-blocking --example deliver`.
+//!
+//! [example]: https://github.com/mta-sts/mta-sts/blob/main/mta-sts-blocking/examples/deliver.rs
 //!
 //! # In an MTA's delivery path
 //!
@@ -59,6 +68,51 @@
 //! client.shutdown()?;
 //! # Ok(()) }
 //! ```
+//!
+//! # The rustls crypto provider
+//!
+//! [`mx_starttls_config`] hands out a rustls 0.23 `ClientConfig`, and [`tls_handshake`] gives
+//! back a rustls `StreamOwned`. Take [`rustls`] from this crate's re-export, so that the types
+//! are the ones this crate was built with (this compiles only because they are):
+//!
+//! ```no_run
+//! use std::net::TcpStream;
+//! use std::sync::Arc;
+//! use mta_sts_blocking::{TrustAnchors, mx_starttls_config, rustls, server_name, tls_handshake};
+//!
+//! let config: Arc<rustls::ClientConfig> = mx_starttls_config(&TrustAnchors::webpki());
+//! // After EHLO, STARTTLS and its `220` on `tcp`:
+//! # let tcp = TcpStream::connect("127.0.0.1:25")?;
+//! let tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream> =
+//!     tls_handshake(config, server_name("mx1.example.com")?, tcp)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The trap: rustls picks its process-wide default crypto provider by itself only when exactly
+//! one provider feature (`ring`, `aws_lc_rs`) is enabled in the whole dependency graph. This
+//! crate uses *ring* and enables nothing else, but rustls (and tokio-rustls, futures-rustls, hickory-resolver's TLS features) enable `aws_lc_rs` **by default**.
+//! One of them with default features in your `Cargo.toml` puts both providers in the program,
+//! and from then on every `rustls::ClientConfig::builder()` (yours, or one inside another
+//! library) panics at run time: "Could not automatically determine the process-level
+//! CryptoProvider from Rustls crate features". It compiles; it fails at the first TLS
+//! connection. Either:
+//!
+//! - keep one provider: use the re-exports and leave rustls out of your `Cargo.toml`, or
+//!   depend on it without default features, as this workspace does:
+//!
+//!   ```toml
+//!   [dependencies]
+//!   mta-sts-blocking = "0.1"
+//!   rustls = { version = "0.23", default-features = false, features = ["ring", "logging", "std", "tls12"] }
+//!   ```
+//!
+//!   (`cargo tree -i aws-lc-rs` must then find nothing);
+//! - or, when another dependency needs aws-lc-rs, choose the process default once, first thing
+//!   in `main`: `rustls::crypto::ring::default_provider().install_default()` (or aws-lc-rs's),
+//!   or build your own configurations with `ClientConfig::builder_with_provider(..)`.
+//!
+//! This crate's own configurations ([`mx_starttls_config`], the policy fetches) name their
+//! provider, so they work in either case.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -302,3 +302,20 @@ fn d8_dane_decides_first_through_the_blocking_client() {
     let client = builder(&world).build().unwrap();
     mta_sts_matrix::check_dane(&world, |d, hosts| client.evaluate(d, hosts));
 }
+
+/// P12: the re-exported `rustls` is the one `mx_starttls_config` and `tls_handshake` are made
+/// for (this compiles only if the types match), and the dependency graph has one crypto
+/// provider: `ClientConfig::builder()` does not panic (with aws-lc-rs beside ring it would).
+#[test]
+fn p12_reexported_rustls_takes_mx_starttls_config_and_one_provider_is_in_the_graph() {
+    use mta_sts_blocking::{TrustAnchors, mx_starttls_config, rustls, server_name, tls_handshake};
+    let config: Arc<rustls::ClientConfig> = mx_starttls_config(&TrustAnchors::webpki());
+    let name: rustls::pki_types::ServerName<'static> = server_name("mx.example").unwrap();
+    // A handshake over a stream that is closed at once: a typed error, and the stream type is
+    // rustls's own.
+    let handshake: std::io::Result<rustls::StreamOwned<rustls::ClientConnection, _>> =
+        tls_handshake(config, name, std::io::Cursor::new(Vec::<u8>::new()));
+    assert!(handshake.is_err());
+    let builder = std::panic::catch_unwind(rustls::ClientConfig::builder);
+    assert!(builder.is_ok(), "two rustls crypto providers in the graph");
+}

@@ -6,6 +6,7 @@
 //! report was read", 1 when it is not, 2 for usage errors.
 #![forbid(unsafe_code)]
 
+mod assets;
 mod cache;
 mod check;
 mod daemon;
@@ -23,7 +24,7 @@ mod tlsrpt_check;
 use std::io::Read;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use mta_sts_core::{Mode, MxPattern, Policy, Profile, StsRecord};
 use serde_json::{Value, json};
 
@@ -98,13 +99,18 @@ enum Command {
         domain: Option<String>,
     },
     /// Run the Postfix socketmap policy daemon: a drop-in for postfix-mta-sts-resolver (same
-    /// YAML configuration, same answers). SIGTERM drains and exits, SIGHUP reloads.
+    /// YAML configuration, same answers). SIGTERM drains and exits, SIGHUP reloads. Under
+    /// systemd it reports readiness (Type=notify) and serves the sockets of socket activation.
     Daemon(daemon::DaemonArgs),
     /// The operator's tools for the policy store: list, show, purge, refresh. They work on the
     /// store directly (the daemon's configuration names it, or --store); a running daemon's
     /// memory (an admin socket) is not reachable yet. Exit 1 when the store fails, 2 for usage
     /// errors.
     Cache(cache::CacheArgs),
+    /// Write the man pages and shell completions (bash, zsh, fish) into a directory, for
+    /// packaging.
+    #[command(hide = true)]
+    GenerateAssets(assets::AssetsArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -161,6 +167,7 @@ fn main() -> ExitCode {
         } => generate(mode, mx, max_age, id, domain.as_deref()),
         Command::Daemon(args) => Ok(daemon::run(args)),
         Command::Cache(args) => Ok(cache::run(args)),
+        Command::GenerateAssets(args) => assets::run(&args, Cli::command()),
     };
     match result {
         Ok(code) => code,

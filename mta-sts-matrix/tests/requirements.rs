@@ -78,7 +78,7 @@ fn fn_names(source: &str) -> Vec<String> {
 }
 
 /// The ID kinds: `R` for RFC 8461 requirements, `D` for DANE precedence (section I).
-const KINDS: [char; 4] = ['R', 'D', 'T', 'S'];
+const KINDS: [char; 5] = ['R', 'D', 'T', 'S', 'P'];
 
 /// A requirement ID: its kind (`R` or `D`) and number.
 type Id = (char, u32);

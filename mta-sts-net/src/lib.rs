@@ -71,11 +71,12 @@ pub mod api {
         DEFAULT_STORE_TIMEOUT, IoFuture, MAX_REFRESHER_SLEEP, MailSink, MemoryStore, OnStoreError,
         PersistError, PolicyStore, PollIo, Resolver, Runtime, StoreError, StoreErrorKind,
         StoreFault, StoredPolicy, StubResolver, TlsResult, TlsRptSettings, TlsRptStats,
-        TlsSetupError, TlsStream, TrustAnchors, dane_starttls_config, mx_starttls_config, rustls,
-        server_name, system_clock,
+        TlsSetupError, TlsStream, TrustAnchors, classify_tls_error, dane_starttls_config,
+        mx_starttls_config, rustls, server_name, system_clock,
     };
     pub use mta_sts_core::io::{
-        CertificateProblem, DnsFailure, DnssecQuery, DnssecResult, FetchFailure,
+        CertificateProblem, DnsFailure, DnssecAnswer, DnssecData, DnssecQuery, DnssecResult,
+        DnssecType, FetchFailure,
     };
     pub use mta_sts_core::tlsrpt;
     pub use mta_sts_core::tlsrpt::{

@@ -10,13 +10,14 @@ use std::time::Duration;
 use mta_sts_tokio::{Client, Clock, OnStoreError, PolicyStore, Refresher};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::Error;
 use crate::config::{self, ConfigError, DaemonConfig};
 use crate::limits;
 use crate::metrics::MetricsServer;
 use crate::responder::Responder;
 use crate::server::{self, Bound, Serving, Shared};
 use crate::store::{self, ReopeningStore};
+use crate::systemd;
+use crate::{Error, PassedSockets};
 use mta_sts_tokio::{ClientBuilder, system_clock};
 
 /// How often the cache is written to its file (`cache: {type: file}`), besides after each
@@ -116,6 +117,13 @@ impl fmt::Display for LogLevel {
 /// what `mta-sts daemon` does. SIGHUP reloads the configuration file ([`Daemon::reload`]); the
 /// cache file, if any, is saved every 5 minutes and on shutdown.
 ///
+/// Under systemd: it serves the sockets passed by socket activation (`LISTEN_FDS`, TCP and unix
+/// stream sockets, see [`PassedSockets`]) in place of the file's `host`/`port` or `path`, and,
+/// when `NOTIFY_SOCKET` is set, sends `READY=1` once it listens, `RELOADING=1` and then
+/// `READY=1` around each SIGHUP reload, and `STOPPING=1` on SIGTERM or SIGINT (`Type=notify`).
+/// It takes the passed sockets from the environment, so call it before the process starts
+/// threads of its own.
+///
 /// Exit status 0 after a clean shutdown (also when the cache file could not be saved: that is
 /// logged), 1 when it could not start, 2 for an unusable configuration. A damaged cache file
 /// never stops it from starting (what loads and what is skipped or moved aside is logged).
@@ -126,6 +134,15 @@ pub fn run(options: &Options) -> ExitCode {
         .with_target(false)
         .try_init()
         .ok();
+    // Before the runtime's threads: this unsets LISTEN_FDS and LISTEN_PID.
+    let sockets = match PassedSockets::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            systemd::notify(&[&format!("STATUS={e}")]);
+            return ExitCode::from(1);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -136,7 +153,7 @@ pub fn run(options: &Options) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(until_signalled(options));
+    let code = runtime.block_on(until_signalled(options, sockets));
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
 }
@@ -162,7 +179,7 @@ fn load(options: &Options) -> Result<DaemonConfig, ConfigError> {
     Ok(cfg)
 }
 
-async fn until_signalled(options: &Options) -> ExitCode {
+async fn until_signalled(options: &Options, sockets: PassedSockets) -> ExitCode {
     // Signals first: a SIGHUP right after start must reload, not kill.
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -172,16 +189,19 @@ async fn until_signalled(options: &Options) -> ExitCode {
         tracing::error!("cannot install the signal handlers");
         return ExitCode::from(1);
     };
-    let mut daemon = match Daemon::start(options.clone()).await {
+    let mut daemon = match Daemon::start_with_sockets(options.clone(), sockets).await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("{e}");
+            systemd::notify(&[&format!("STATUS={e}")]);
             return ExitCode::from(match e {
                 Error::Config(_) => 2,
                 _ => 1,
             });
         }
     };
+    // Listening: systemd's Type=notify start is complete.
+    systemd::notify(&["READY=1", "STATUS=serving"]);
     let mut save = tokio::time::interval(SAVE_EVERY);
     save.tick().await;
     loop {
@@ -189,13 +209,19 @@ async fn until_signalled(options: &Options) -> ExitCode {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                let _ = daemon.reload().await;
+                systemd::notify(&["RELOADING=1", &systemd::monotonic_usec()]);
+                let status = match daemon.reload().await {
+                    Ok(()) => "STATUS=serving (configuration reloaded)".to_owned(),
+                    Err(e) => format!("STATUS=serving; reload failed, the running configuration stays: {e}"),
+                };
+                systemd::notify(&["READY=1", &status]);
             }
             _ = save.tick() => {
                 let _ = daemon.save().await;
             }
         }
     }
+    systemd::notify(&["STOPPING=1", "STATUS=draining connections"]);
     // A cache file that cannot be saved is logged (and was warned about at start): the
     // shutdown itself was clean, and a service manager should not see it as a failure.
     let _ = daemon.shutdown().await;
@@ -220,6 +246,9 @@ pub struct Daemon {
     refresher: Option<Refresher>,
     /// The shared store of `cache.type: sqlite | redis | redis_sentinel | postgres`.
     store: Option<Arc<dyn PolicyStore>>,
+    /// Serving sockets passed by the service manager or the embedder: the `listen` keys are
+    /// not used, and a reload never rebinds.
+    passed: bool,
 }
 
 impl Daemon {
@@ -227,6 +256,16 @@ impl Daemon {
     /// raises the open-file limit, sets up the client (loading the cache file, if any), binds the
     /// metrics and socketmap listeners and starts serving.
     pub async fn start(options: Options) -> Result<Self, Error> {
+        Self::start_with_sockets(options, PassedSockets::default()).await
+    }
+
+    /// [`Daemon::start`] on `sockets` (socket activation, or listeners of the embedder's own)
+    /// in place of the configuration file's `host`/`port` or `path`; with no sockets, as
+    /// [`Daemon::start`]. A reload keeps them (a changed `listen` key is logged, not applied).
+    pub async fn start_with_sockets(
+        options: Options,
+        sockets: PassedSockets,
+    ) -> Result<Self, Error> {
         let cfg = Arc::new(load(&options)?);
         let mut options = options;
         // Set once, so that a reload's client and responder get the same clock.
@@ -245,7 +284,12 @@ impl Daemon {
         let store = open_store(&cfg.cache).await?;
         let client = build_client(&cfg, &clock, store.clone())?;
         let metrics = start_metrics(&cfg).await?;
-        let bound = bind(&cfg).await?;
+        let passed = !sockets.is_empty();
+        let bound = if passed {
+            bind_passed(sockets)?
+        } else {
+            bind(&cfg).await?
+        };
         let refresher = cfg.proactive.enabled.then(|| client.spawn_refresher());
         let shared = Shared::new(Responder::new(client, cfg.clone()));
         let serving = bound.serve(&shared, max_connections);
@@ -258,6 +302,7 @@ impl Daemon {
             metrics,
             refresher,
             store,
+            passed,
         })
     }
 
@@ -307,7 +352,14 @@ impl Daemon {
             tracing::warn!("max_connections changes at the next restart");
         }
         // Prepare what can fail first, so that a failure changes nothing.
-        let rebind = new.listen != old.listen && !same_socket_path(&old, &new);
+        let listen_changed = new.listen != old.listen;
+        if self.passed && listen_changed {
+            tracing::warn!(
+                "the listen keys changed, but the daemon serves the sockets it was passed \
+                 (socket activation): change the .socket unit instead"
+            );
+        }
+        let rebind = !self.passed && listen_changed && !same_socket_path(&old, &new);
         let bound = if rebind {
             let limit = connection_limit(&new, self.open_files)?;
             Some((bind(&new).await?, limit))
@@ -338,7 +390,8 @@ impl Daemon {
             path,
             mode: Some(mode),
         } = &new.listen
-            && new.listen != old.listen
+            && listen_changed
+            && !self.passed
             && let Err(e) = server::set_mode(path, *mode)
         {
             tracing::error!("cannot set the mode of {}: {e}", path.display());
@@ -447,6 +500,20 @@ async fn bind(cfg: &DaemonConfig) -> Result<Bound, Error> {
             listen: cfg.listen.clone(),
             source,
         })?;
+    for what in bound.describe() {
+        tracing::info!("listening on {what}");
+    }
+    Ok(bound)
+}
+
+/// Listeners on sockets bound by someone else.
+fn bind_passed(sockets: PassedSockets) -> Result<Bound, Error> {
+    let n = sockets.len();
+    let bound = Bound::passed(sockets).map_err(|source| Error::Activation { index: 0, source })?;
+    tracing::info!(
+        "serving {n} sockets passed by the service manager (the listen keys host, port, \
+         reuse_port, path and mode are not used)"
+    );
     for what in bound.describe() {
         tracing::info!("listening on {what}");
     }

@@ -28,6 +28,14 @@ pub enum Error {
         /// Why it cannot.
         source: io::Error,
     },
+    /// A socket passed by the service manager (socket activation, `LISTEN_FDS`) is not a
+    /// listening TCP or unix stream socket.
+    Activation {
+        /// Its place among the passed sockets (0 is descriptor 3).
+        index: usize,
+        /// What is wrong with it.
+        source: io::Error,
+    },
     /// The `/metrics` listener cannot be bound.
     Metrics {
         /// The host of the `metrics` key.
@@ -62,6 +70,12 @@ impl fmt::Display for Error {
                  proactive_policy_fetching.concurrency_limit"
             ),
             Self::Listen { listen, source } => write!(f, "cannot listen on {listen}: {source}"),
+            Self::Activation { index, source } => write!(
+                f,
+                "socket {index} passed by the service manager (LISTEN_FDS, descriptor {}) \
+                 cannot be served: {source}",
+                index + 3
+            ),
             Self::Metrics { host, port, source } => {
                 write!(f, "cannot listen for metrics on {host}:{port}: {source}")
             }
@@ -81,7 +95,9 @@ impl std::error::Error for Error {
         match self {
             Self::Config(e) => Some(e),
             Self::OpenFiles { .. } => None,
-            Self::Listen { source, .. } | Self::Metrics { source, .. } => Some(source),
+            Self::Listen { source, .. }
+            | Self::Activation { source, .. }
+            | Self::Metrics { source, .. } => Some(source),
             Self::Client(e) => Some(e),
             Self::Save(e) => Some(e),
             Self::Store { source, .. } => Some(source),

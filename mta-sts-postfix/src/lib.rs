@@ -105,6 +105,8 @@ pub mod responder;
 mod server;
 #[cfg(feature = "daemon")]
 pub mod store;
+#[cfg(feature = "daemon")]
+mod systemd;
 
 #[cfg(feature = "daemon")]
 pub use daemon::{Daemon, LogLevel, Options, client_builder, run};
@@ -112,6 +114,8 @@ pub use daemon::{Daemon, LogLevel, Options, client_builder, run};
 pub use error::Error;
 #[cfg(feature = "daemon")]
 pub use mta_sts_tokio::Clock;
+#[cfg(feature = "daemon")]
+pub use systemd::PassedSockets;
 
 /// The examples of the crate's README.md (its page on the registry), run as doctests.
 #[cfg(doctest)]

@@ -29,6 +29,7 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::PassedSockets;
 use crate::config::Listen;
 use crate::netstring::{self, Decoded};
 use crate::responder::{Reply, Responder};
@@ -442,6 +443,9 @@ impl Drop for Place {
 pub(crate) enum Bound {
     Tcp(Vec<TcpListener>),
     Unix(UnixListener, UnixSocketFile),
+    /// Sockets passed by the service manager or an embedder ([`PassedSockets`]): their files
+    /// are not this daemon's to remove.
+    Passed(Vec<TcpListener>, Vec<UnixListener>),
 }
 
 /// A unix socket file this daemon created; removed when the listener stops, unless another
@@ -515,6 +519,21 @@ impl Bound {
         }
     }
 
+    /// Listeners for sockets bound by someone else (within a tokio runtime).
+    pub(crate) fn passed(sockets: PassedSockets) -> io::Result<Self> {
+        let mut tcp = Vec::new();
+        for l in sockets.tcp {
+            l.set_nonblocking(true)?;
+            tcp.push(TcpListener::from_std(l)?);
+        }
+        let mut unix = Vec::new();
+        for l in sockets.unix {
+            l.set_nonblocking(true)?;
+            unix.push(UnixListener::from_std(l)?);
+        }
+        Ok(Self::Passed(tcp, unix))
+    }
+
     /// What the sockets are bound to, for the log (`tcp 127.0.0.1:8461`, `unix /path`).
     pub(crate) fn describe(&self) -> Vec<String> {
         match self {
@@ -524,13 +543,25 @@ impl Bound {
                 .map(|a| format!("tcp {a}"))
                 .collect(),
             Self::Unix(_, file) => vec![format!("unix {}", file.path.display())],
+            Self::Passed(tcp, unix) => tcp
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .map(|a| format!("tcp {a}"))
+                .chain(unix.iter().map(|l| match l.local_addr() {
+                    Ok(a) => match a.as_pathname() {
+                        Some(path) => format!("unix {}", path.display()),
+                        None => format!("unix {a:?}"),
+                    },
+                    Err(_) => "unix (unknown address)".to_owned(),
+                }))
+                .collect(),
         }
     }
 
     /// Starts accepting: one task per socket. Returns the handle that stops them.
     pub(crate) fn serve(self, shared: &Arc<Shared>, max_connections: usize) -> Serving {
         let local_addrs = match &self {
-            Self::Tcp(listeners) => listeners
+            Self::Tcp(listeners) | Self::Passed(listeners, _) => listeners
                 .iter()
                 .filter_map(|l| l.local_addr().ok())
                 .collect(),
@@ -559,6 +590,20 @@ impl Bound {
                     places,
                     stop_rx,
                 )));
+            }
+            Self::Passed(tcp, unix) => {
+                let acceptors = tcp
+                    .into_iter()
+                    .map(Acceptor::Tcp)
+                    .chain(unix.into_iter().map(Acceptor::Unix));
+                for a in acceptors {
+                    tasks.push(tokio::spawn(accept_loop(
+                        a,
+                        shared.clone(),
+                        places.clone(),
+                        stop_rx.clone(),
+                    )));
+                }
             }
         }
         Serving {

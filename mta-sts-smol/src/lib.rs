@@ -63,13 +63,58 @@
 //! ```
 //!
 //! For the STARTTLS connection itself, hand [`mx_starttls_config`] and
-//! [`server_name`]`(candidate.host())` to `futures_rustls::TlsConnector` after `220 Ready`.
+//! [`server_name`]`(candidate.host())` to [`futures_rustls`]`::TlsConnector` after `220 Ready`.
+//! A complete program of that path on tokio is mta-sts-tokio's [`examples/deliver.rs`][example]:
+//! under smol the calls are the same, with `smol::net::TcpStream` and futures-rustls in place
+//! of tokio's; with threads, [mta-sts-blocking's][blocking].
 //!
-//! The workspace's rustls crypto provider is *ring*: futures-rustls enables aws-lc-rs by
-//! default, and with both providers in one program rustls cannot pick a default, so
-//! `ClientConfig::builder()` panics. Depend on it with `default-features = false` and the `ring`
-//! feature, as this crate does, or build configurations with an explicit provider (as
-//! [`mx_starttls_config`] does).
+//! [example]: https://github.com/mta-sts/mta-sts/blob/main/mta-sts-tokio/examples/deliver.rs
+//! [blocking]: https://github.com/mta-sts/mta-sts/blob/main/mta-sts-blocking/examples/deliver.rs
+//!
+//! # The rustls crypto provider
+//!
+//! [`mx_starttls_config`] hands out a rustls 0.23 `ClientConfig`. Take [`rustls`] and
+//! [`futures_rustls`] from this crate's re-exports, so that the types are the ones this crate
+//! was built with (this compiles only because they are):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mta_sts_smol::{TrustAnchors, futures_rustls, mx_starttls_config, rustls, server_name};
+//!
+//! let config: Arc<rustls::ClientConfig> = mx_starttls_config(&TrustAnchors::webpki());
+//! let connector = futures_rustls::TlsConnector::from(config);
+//! let name = server_name("mx1.example.com")?; // SNI and the name the certificate must have
+//! // After EHLO, STARTTLS and its `220`: `let tls = connector.connect(name, tcp).await?;`
+//! # let _ = (connector, name);
+//! # Ok::<(), mta_sts_smol::TlsSetupError>(())
+//! ```
+//!
+//! The trap: rustls picks its process-wide default crypto provider by itself only when exactly
+//! one provider feature (`ring`, `aws_lc_rs`) is enabled in the whole dependency graph. This
+//! crate uses *ring* and enables nothing else, but rustls and futures-rustls enable `aws_lc_rs` **by default**.
+//! One of them with default features in your `Cargo.toml` puts both providers in the program,
+//! and from then on every `rustls::ClientConfig::builder()` (yours, or one inside another
+//! library) panics at run time: "Could not automatically determine the process-level
+//! CryptoProvider from Rustls crate features". It compiles; it fails at the first TLS
+//! connection. Either:
+//!
+//! - keep one provider: use the re-exports and leave both crates out of your `Cargo.toml`, or
+//!   depend on them without default features, as this workspace does:
+//!
+//!   ```toml
+//!   [dependencies]
+//!   mta-sts-smol = "0.1"
+//!   rustls = { version = "0.23", default-features = false, features = ["ring", "logging", "std", "tls12"] }
+//!   futures-rustls = { version = "0.26", default-features = false, features = ["ring", "logging", "tls12"] }
+//!   ```
+//!
+//!   (`cargo tree -i aws-lc-rs` must then find nothing);
+//! - or, when another dependency needs aws-lc-rs, choose the process default once, first thing
+//!   in `main`: `rustls::crypto::ring::default_provider().install_default()` (or aws-lc-rs's),
+//!   or build your own configurations with `ClientConfig::builder_with_provider(..)`.
+//!
+//! This crate's own configurations ([`mx_starttls_config`], the policy fetches) name their
+//! provider, so they work in either case.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -83,6 +128,10 @@ use smol::net::TcpStream;
 use smol::{Async, Timer};
 
 mta_sts_net::adapter!(SmolRuntime, "smol and async-std");
+
+/// futures-rustls, the version this crate is built with (on `rustls` 0.23, ring only): its
+/// `TlsConnector::from(mx_starttls_config(..))` takes the configuration as it comes.
+pub use mta_sts_net::futures_rustls;
 
 /// smol as the client's [`Runtime`]: async-net sockets and async-io timers on async-io's
 /// reactor (which drives itself when nobody else does, so any executor works, async-std's too),

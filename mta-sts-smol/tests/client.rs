@@ -518,3 +518,15 @@ fn d8_dane_decides_first_through_the_smol_client() {
     let client = builder(&world).build().unwrap();
     mta_sts_matrix::check_dane(&world, |d, hosts| smol::block_on(client.evaluate(d, hosts)));
 }
+
+/// P12: the re-exported `rustls` and `futures_rustls` are the ones `mx_starttls_config` is made
+/// for (this compiles only if the types match), and the dependency graph has one crypto
+/// provider: `ClientConfig::builder()` does not panic (with aws-lc-rs beside ring it would).
+#[test]
+fn p12_reexported_tls_crates_take_mx_starttls_config_and_one_provider_is_in_the_graph() {
+    use mta_sts_smol::{TrustAnchors, futures_rustls, mx_starttls_config, rustls};
+    let config: Arc<rustls::ClientConfig> = mx_starttls_config(&TrustAnchors::webpki());
+    let _connector = futures_rustls::TlsConnector::from(config);
+    let builder = std::panic::catch_unwind(rustls::ClientConfig::builder);
+    assert!(builder.is_ok(), "two rustls crypto providers in the graph");
+}

@@ -10,7 +10,8 @@
 //! - an **HTTPS server** whose certificates come from a CA generated at start; it picks the
 //!   certificate and the behaviour by SNI and serves `/.well-known/mta-sts.txt` per policy host;
 //! - an **SMTP server** with STARTTLS, the fake MX of every MX host ([`World::smtp_addr`],
-//!   [`Smtp`], [`World::set_mx_cert`]).
+//!   [`Smtp`], [`World::set_mx_cert`]); with [`WorldBuilder::accept_mail`] it takes mail too and
+//!   keeps what it received ([`World::received_mail`]).
 //!
 //! On demand, a TLSRPT report [`Collector`] ([`World::collector`]): an HTTPS server of its own
 //! that records the reports POSTed to it and answers scripted statuses.
@@ -72,6 +73,7 @@ mod collector;
 mod dns;
 pub mod dnssec;
 mod https;
+mod mail;
 mod pki;
 pub mod probe;
 mod scenario;
@@ -83,6 +85,7 @@ mod world;
 pub use collector::{
     COLLECTOR_PATH, Collector, MAX_GUNZIPPED, MAX_POST_BODY, MAX_POSTS_KEPT, Post, tlsrpt_name,
 };
+pub use mail::{MAX_MAIL_KEPT, MAX_MESSAGE, MAX_RECIPIENTS, ReceivedMail};
 pub use pki::IssuedCert;
 pub use scenario::{Cert, DnsFault, Domain, Http, Mode, Record, RecordType, TlsVersions, Txt};
 pub use smtp::{MAX_COMMANDS as SMTP_MAX_COMMANDS, MAX_LINE as SMTP_MAX_LINE, Smtp};

@@ -14,7 +14,8 @@
 //!
 //! The session is the smallest that an MX check needs: the `220` greeting, `EHLO`/`HELO`,
 //! `STARTTLS`, `NOOP`, `RSET` and `QUIT`. Mail transactions (`MAIL`, `RCPT`, `DATA`) are refused
-//! with `502`. Lines are capped at [`MAX_LINE`] bytes and sessions at [`MAX_COMMANDS`] commands;
+//! with `502`, unless the world accepts mail
+//! ([`WorldBuilder::accept_mail`](crate::WorldBuilder::accept_mail), see `mail.rs`). Lines are capped at [`MAX_LINE`] bytes and sessions at [`MAX_COMMANDS`] commands;
 //! a longer line gets `500` and the connection is closed.
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConnection, StreamOwned};
 
+use crate::mail::{Mailbox, Step, Transaction};
 use crate::scenario::Cert;
 use crate::state::{lock, normalize};
 use crate::sup::ConnGuard;
@@ -65,6 +67,7 @@ pub enum Smtp {
 #[derive(Debug, Default)]
 pub(crate) struct SmtpState {
     inner: Mutex<Inner>,
+    pub(crate) mailbox: Mailbox,
 }
 
 #[derive(Debug, Default)]
@@ -79,13 +82,18 @@ struct Inner {
 const MAX_COUNTED_NAMES: usize = 65_536;
 
 impl SmtpState {
-    pub(crate) fn new(mode: Smtp, certs: impl IntoIterator<Item = (String, Cert)>) -> Self {
+    pub(crate) fn new(
+        mode: Smtp,
+        certs: impl IntoIterator<Item = (String, Cert)>,
+        accept_mail: bool,
+    ) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 mode,
                 certs: certs.into_iter().collect(),
                 ..Inner::default()
             }),
+            mailbox: Mailbox::new(accept_mail),
         }
     }
 
@@ -194,21 +202,31 @@ enum Line {
 
 impl Lines {
     fn next(&mut self, r: &mut impl Read) -> Line {
+        match self.next_raw(r) {
+            Ok(line) => {
+                let text = String::from_utf8_lossy(&line);
+                Line::Command(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            Err(other) => other,
+        }
+    }
+
+    /// The next line as received, line end included (a message line of `DATA`).
+    fn next_raw(&mut self, r: &mut impl Read) -> Result<Vec<u8>, Line> {
         let mut chunk = [0u8; 512];
         loop {
             if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=end).collect();
                 if line.len() > MAX_LINE {
-                    return Line::TooLong;
+                    return Err(Line::TooLong);
                 }
-                let text = String::from_utf8_lossy(&line);
-                return Line::Command(text.trim_end_matches(['\r', '\n']).to_owned());
+                return Ok(line);
             }
             if self.buf.len() >= MAX_LINE {
-                return Line::TooLong;
+                return Err(Line::TooLong);
             }
             match r.read(&mut chunk) {
-                Ok(0) | Err(_) => return Line::Closed,
+                Ok(0) | Err(_) => return Err(Line::Closed),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         }
@@ -256,11 +274,13 @@ fn reply(mode: Smtp, command: &str, tls: bool) -> (String, Next) {
 }
 
 /// Runs the command loop on `stream` until QUIT, STARTTLS (returns true), an error or a limit.
+/// `mail`: the session's mail transaction when the world accepts mail.
 fn session(
     mode: Smtp,
     stream: &mut (impl Read + Write),
     tls: bool,
     commands: &mut usize,
+    mut mail: Option<(&Mailbox, Transaction)>,
 ) -> io::Result<bool> {
     let mut lines = Lines::default();
     while *commands < MAX_COMMANDS {
@@ -273,7 +293,25 @@ fn session(
             }
             Line::Closed => return Ok(false),
         };
-        let (text, next) = reply(mode, &command, tls);
+        let step = match &mut mail {
+            Some((_, transaction)) if mode != Smtp::Refuse => {
+                let verb = command.split_ascii_whitespace().next().unwrap_or("");
+                transaction.command(&verb.to_ascii_uppercase(), &command)
+            }
+            _ => None,
+        };
+        let (text, next) = match (step, &mut mail) {
+            (Some(Step::Reply(text)), _) => (text, Next::Continue),
+            (Some(Step::ReadData), Some((mailbox, transaction))) => {
+                stream.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                stream.flush()?;
+                match transaction.data(mailbox, || lines.next_raw(stream).ok()) {
+                    Some(text) => (text, Next::Continue),
+                    None => return Ok(false),
+                }
+            }
+            _ => reply(mode, &command, tls),
+        };
         stream.write_all(text.as_bytes())?;
         stream.flush()?;
         match next {
@@ -304,7 +342,16 @@ fn serve_conn(shared: &Shared, tls: &Arc<ServerConfig>, mut tcp: TcpStream, _gua
         return;
     }
     let mut commands = 0;
-    if !matches!(session(mode, &mut tcp, false, &mut commands), Ok(true)) {
+    let mailbox = &shared.smtp.mailbox;
+    let mail = |tls, sni| {
+        mailbox
+            .accepts()
+            .then(|| (mailbox, Transaction::new(tls, sni)))
+    };
+    if !matches!(
+        session(mode, &mut tcp, false, &mut commands, mail(false, None)),
+        Ok(true)
+    ) {
         return;
     }
     let Ok(conn) = ServerConnection::new(Arc::clone(tls)) else {
@@ -323,7 +370,8 @@ fn serve_conn(shared: &Shared, tls: &Arc<ServerConfig>, mut tcp: TcpStream, _gua
     if stream.conn.is_handshaking() {
         return;
     }
-    let _ = session(mode, &mut stream, true, &mut commands);
+    let sni = stream.conn.server_name().map(normalize);
+    let _ = session(mode, &mut stream, true, &mut commands, mail(true, sni));
     stream.conn.send_close_notify();
     let _ = stream.flush();
 }

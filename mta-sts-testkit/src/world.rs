@@ -12,6 +12,7 @@ use rustls::pki_types::CertificateDer;
 use crate::collector::Collector;
 use crate::dns;
 use crate::https;
+use crate::mail::ReceivedMail;
 use crate::pki::{IssuedCert, Pki};
 use crate::scenario::{Cert, DnsFault, Domain, Http, Record, RecordType, Txt};
 use crate::smtp::{self, Smtp, SmtpState};
@@ -63,6 +64,7 @@ pub struct WorldBuilder {
     settings: Settings,
     max_connections: usize,
     smtp: Smtp,
+    accept_mail: bool,
     mx_certs: Vec<(String, Cert)>,
     dns_bind: Option<SocketAddr>,
     https_bind: Option<SocketAddr>,
@@ -84,6 +86,7 @@ impl Default for WorldBuilder {
             },
             max_connections: 1024,
             smtp: Smtp::default(),
+            accept_mail: false,
             mx_certs: Vec::new(),
             dns_bind: None,
             https_bind: None,
@@ -196,6 +199,14 @@ impl WorldBuilder {
         self
     }
 
+    /// The fake MX accepts mail: `MAIL FROM`, `RCPT TO` and `DATA`, before or after STARTTLS,
+    /// and keeps each message ([`World::received_mail`]), so that a sender's delivery can be
+    /// checked end to end. Off by default: the three commands then get `502`.
+    pub fn accept_mail(mut self) -> Self {
+        self.accept_mail = true;
+        self
+    }
+
     /// The certificate the fake MX presents for `host` (by SNI) after STARTTLS (default
     /// [`Cert::Valid`]: issued by the world's CA for `host`).
     pub fn mx_cert(mut self, host: &str, cert: Cert) -> Self {
@@ -252,7 +263,7 @@ impl WorldBuilder {
             pki: Pki::new(Arc::clone(&provider))?,
             sup: Arc::new(Supervisor::new(self.max_connections)),
             settings: self.settings,
-            smtp: SmtpState::new(self.smtp, self.mx_certs),
+            smtp: SmtpState::new(self.smtp, self.mx_certs, self.accept_mail),
             delayed: dns::Delayed::default(),
         });
         let configs = Arc::new(https::Configs::new(&shared, &provider)?);
@@ -594,6 +605,19 @@ impl World {
     /// Sets how the fake MX hosts answer before TLS, from the next SMTP session on.
     pub fn set_smtp(&self, smtp: Smtp) {
         self.shared.smtp.set_mode(smtp);
+    }
+
+    /// Whether the fake MX accepts mail (`MAIL`, `RCPT`, `DATA`) from the next SMTP session on;
+    /// see [`WorldBuilder::accept_mail`].
+    pub fn set_accept_mail(&self, accept: bool) {
+        self.shared.smtp.mailbox.set_accept(accept);
+    }
+
+    /// The messages the fake MX accepted, oldest first (at most
+    /// [`MAX_MAIL_KEPT`](crate::MAX_MAIL_KEPT)): under TLS or not, for which MX host (SNI),
+    /// from whom, to whom, what.
+    pub fn received_mail(&self) -> Vec<ReceivedMail> {
+        self.shared.smtp.mailbox.received()
     }
 
     /// Sets the certificate the fake MX presents for `host` after STARTTLS.

@@ -144,3 +144,47 @@ fn dropping_the_world_closes_an_idle_smtp_session() {
     let mut rest = Vec::new();
     assert_eq!(s.read_to_end(&mut rest).unwrap_or(0), 0);
 }
+
+#[test]
+fn p10_accepted_mail_is_kept_with_its_tls_session_and_mx_host() {
+    let w = World::builder()
+        .domain("example.com", Domain::enforce([MX]))
+        .accept_mail()
+        .build()
+        .unwrap();
+    // Without TLS: accepted, and kept as such.
+    let mut s = connect(&w);
+    command(&mut s, "EHLO client.example");
+    assert!(command(&mut s, "MAIL FROM:<a@example.org>")[0].starts_with("250 "));
+    assert!(command(&mut s, "RCPT TO:<b@example.com>")[0].starts_with("250 "));
+    assert!(command(&mut s, "DATA")[0].starts_with("354 "));
+    assert!(command(&mut s, "Subject: plain\r\n\r\n..hi\r\n.")[0].starts_with("250 "));
+    // Under TLS, for the MX host named by SNI.
+    let tls = starttls(&w, MX).expect("valid certificate");
+    let mut r = BufReader::new(tls);
+    let send = |r: &mut BufReader<StreamOwned<ClientConnection, TcpStream>>, line: &str| {
+        r.get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+        read_reply(r)
+    };
+    send(&mut r, "EHLO client.example");
+    assert!(send(&mut r, "MAIL FROM:<>")[0].starts_with("250 "));
+    assert!(send(&mut r, "RCPT TO:<c@example.com>")[0].starts_with("250 "));
+    assert!(send(&mut r, "RCPT TO:<d@example.com>")[0].starts_with("250 "));
+    assert!(send(&mut r, "DATA")[0].starts_with("354 "));
+    assert!(send(&mut r, "Subject: tls\r\n\r\nbody\r\n.")[0].starts_with("250 "));
+    assert!(send(&mut r, "QUIT")[0].starts_with("221 "));
+    let got = w.received_mail();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].tls, got[0].sni.as_deref()), (false, None));
+    assert_eq!(got[0].text(), "Subject: plain\r\n\r\n.hi\r\n");
+    assert_eq!((got[1].tls, got[1].sni.as_deref()), (true, Some(MX)));
+    assert_eq!(got[1].from, "");
+    assert_eq!(got[1].to, ["c@example.com", "d@example.com"]);
+    assert_eq!(got[1].text(), "Subject: tls\r\n\r\nbody\r\n");
+    // Turned off while the world runs: 502 again.
+    w.set_accept_mail(false);
+    let mut s = connect(&w);
+    assert!(command(&mut s, "MAIL FROM:<a@example.org>")[0].starts_with("502 "));
+}

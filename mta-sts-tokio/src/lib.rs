@@ -18,12 +18,16 @@
 //!   `TokioResolver` is one.
 //! - [`mx_starttls_config`] / [`server_name`]: the rustls configuration for the STARTTLS
 //!   connection to an MX under a policy (PKIX against the MX host name, TLS 1.2+).
+//! - [`rustls`] and [`tokio_rustls`], re-exported for that connection (see [the rustls crypto
+//!   provider](#the-rustls-crypto-provider) before adding either to your `Cargo.toml`).
 //!
-//! The workspace's rustls crypto provider is *ring*: tokio-rustls (and hickory's TLS features)
-//! enable aws-lc-rs by default, and with both providers in one program rustls cannot pick a
-//! default, so `ClientConfig::builder()` panics. Depend on them with `default-features = false`
-//! and the `ring` feature, as this crate does, or build configurations with an explicit provider
-//! (as [`mx_starttls_config`] does).
+//! A complete program, from the client's construction to its shutdown, delivering to the MX
+//! hosts of `mta-sts-testkit`'s loopback world with the policy enforced (STARTTLS with
+//! [`mx_starttls_config`], a refused certificate, defer and recheck, TLSRPT, the cache file,
+//! the refresher): [`examples/deliver.rs`][example], run with
+//! `cargo run -p mta-sts-tokio --example deliver`.
+//!
+//! [example]: https://github.com/mta-sts/mta-sts/blob/main/mta-sts-tokio/examples/deliver.rs
 //!
 //! # In an MTA's delivery path
 //!
@@ -103,6 +107,51 @@
 //! client.shutdown().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # The rustls crypto provider
+//!
+//! [`mx_starttls_config`] hands out a rustls 0.23 `ClientConfig`. Take [`rustls`] and
+//! [`tokio_rustls`] from this crate's re-exports, so that the types are the ones this crate was
+//! built with (this compiles only because they are):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mta_sts_tokio::{TrustAnchors, mx_starttls_config, rustls, server_name, tokio_rustls};
+//!
+//! let config: Arc<rustls::ClientConfig> = mx_starttls_config(&TrustAnchors::webpki());
+//! let connector = tokio_rustls::TlsConnector::from(config);
+//! let name = server_name("mx1.example.com")?; // SNI and the name the certificate must have
+//! // After EHLO, STARTTLS and its `220`: `let tls = connector.connect(name, tcp).await?;`
+//! # let _ = (connector, name);
+//! # Ok::<(), mta_sts_tokio::TlsSetupError>(())
+//! ```
+//!
+//! The trap: rustls picks its process-wide default crypto provider by itself only when exactly
+//! one provider feature (`ring`, `aws_lc_rs`) is enabled in the whole dependency graph. This
+//! crate uses *ring* and enables nothing else, but rustls, tokio-rustls (and hickory-resolver's
+//! TLS features) enable `aws_lc_rs` **by default**. One of them with default features in your
+//! `Cargo.toml` puts both providers in the program, and from then on every
+//! `rustls::ClientConfig::builder()` (yours, or one inside another library) panics at run time:
+//! "Could not automatically determine the process-level CryptoProvider from Rustls crate
+//! features". It compiles; it fails at the first TLS connection. Either:
+//!
+//! - keep one provider: use the re-exports and leave both crates out of your `Cargo.toml`, or
+//!   depend on them without default features, as this workspace does:
+//!
+//!   ```toml
+//!   [dependencies]
+//!   mta-sts-tokio = "0.1"
+//!   rustls = { version = "0.23", default-features = false, features = ["ring", "logging", "std", "tls12"] }
+//!   tokio-rustls = { version = "0.26", default-features = false, features = ["ring", "logging", "tls12"] }
+//!   ```
+//!
+//!   (`cargo tree -i aws-lc-rs` must then find nothing);
+//! - or, when another dependency needs aws-lc-rs, choose the process default once, first thing
+//!   in `main`: `rustls::crypto::ring::default_provider().install_default()` (or aws-lc-rs's),
+//!   or build your own configurations with `ClientConfig::builder_with_provider(..)`.
+//!
+//! This crate's own configurations ([`mx_starttls_config`], the policy fetches) name their
+//! provider, so they work in either case.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -126,6 +175,10 @@ pub type HickoryResolver = hickory_resolver::TokioResolver;
 
 #[cfg(feature = "hickory")]
 pub use hickory_resolver;
+
+/// tokio-rustls, the version this crate is built with (on `rustls` 0.23, ring only): its
+/// `TlsConnector::from(mx_starttls_config(..))` takes the configuration as it comes.
+pub use tokio_rustls;
 
 /// tokio as the client's [`Runtime`]: tokio's sockets, timers (and so its paused test clock),
 /// tasks and blocking pool. The client must be used within a tokio runtime with IO and time

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use mta_sts_testkit::{DnsFault, Domain, Http, World};
 
+/// The `mta-sts` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_mta-sts");
+
 /// How long a test waits for a log line before failing (a bound, not a synchronisation).
 pub const LOG_WAIT: Duration = Duration::from_secs(60);
 
@@ -110,7 +113,7 @@ impl Daemon {
     }
 
     /// Waits until the daemon listens, and notes its addresses.
-    fn started(mut self) -> Self {
+    pub fn started(mut self) -> Self {
         let d = &mut self;
         let line = d
             .wait_for(|l| l.contains("listening on tcp ") || l.contains("listening on unix "))
@@ -145,19 +148,35 @@ impl Daemon {
         config: &Path,
         shell: Option<&str>,
     ) -> Self {
-        let ca = dir.join("ca.pem");
-        std::fs::write(&ca, world.ca_pem()).expect("write the CA");
-        let bin = env!("CARGO_BIN_EXE_mta-sts");
-        let mut command = match shell {
-            None => Command::new(bin),
+        let command = match shell {
+            None => Command::new(BIN),
             Some(shell) => {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(format!("{shell} && exec \"$0\" \"$@\""))
-                    .arg(bin);
+                    .arg(BIN);
                 c
             }
         };
+        Self::spawn_in(command, world, resolver, dir, config)
+    }
+
+    /// Starts `command` with the daemon's arguments appended, without waiting: `command` is
+    /// the binary ([`BIN`]), or a wrapper that runs it with those arguments (e.g. `bash -c
+    /// '… exec "$0" "$@"' BIN`), with the environment the test gives it.
+    pub fn spawn_command(command: Command, world: &World, dir: &Path, config: &Path) -> Self {
+        Self::spawn_in(command, world, world.dns_addr(), dir, config)
+    }
+
+    fn spawn_in(
+        mut command: Command,
+        world: &World,
+        resolver: SocketAddr,
+        dir: &Path,
+        config: &Path,
+    ) -> Self {
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, world.ca_pem()).expect("write the CA");
         let mut child = command
             .arg("daemon")
             .arg("--config")
@@ -173,16 +192,7 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run mta-sts daemon");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, log) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let log = log_lines(child.stderr.take().expect("stderr"));
         Self {
             child,
             log,
@@ -252,6 +262,20 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The lines of a child's log, read by a thread of their own until it ends.
+pub fn log_lines(log: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(log).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 /// Frames a request.
