@@ -638,3 +638,8 @@ mod tests {
         t.join().unwrap();
     }
 }
+
+/// The examples of the crate's README.md (its page on the registry), run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

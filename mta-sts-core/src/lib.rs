@@ -286,3 +286,8 @@ pub use policy::{
 pub use txt::{
     MAX_ID_LEN, StsRecord, TxtError, TxtErrorKind, TxtLayout, TxtWarning, TxtWarningKind,
 };
+
+/// The examples of the crate's README.md (its page on the registry), run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -676,3 +676,8 @@ mod tests {
         }
     }
 }
+
+/// The examples of the crate's README.md (its page on the registry), run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -116,3 +116,8 @@ pub use error::Error;
 pub use mta_sts_tokio::Clock;
 #[cfg(feature = "daemon")]
 pub use systemd::PassedSockets;
+
+/// The examples of the crate's README.md (its page on the registry), run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

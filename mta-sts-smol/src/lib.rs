@@ -187,3 +187,8 @@ impl Runtime for SmolRuntime {
         }
     }
 }
+
+/// The examples of the crate's README.md (its page on the registry), run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -262,3 +262,8 @@ impl std::fmt::Debug for Udp {
         self.socket.fmt(f)
     }
 }
+
+/// The examples of the crate's README.md (its page on the registry), run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
