@@ -116,7 +116,7 @@ impl Resolver for Fixed {
                 "_mta-sts.enforce.test" => {
                     TxtAnswer::Records(vec![b"v=STSv1; id=fromtheseam;".to_vec()])
                 }
-                _ => TxtAnswer::NxDomain,
+                _ => TxtAnswer::NXDOMAIN,
             })
         })
     }
