@@ -18,6 +18,7 @@ AFTER=${AFTER:-$BIN/mta-sts}
 N=${N:-1000}; REPEAT=${REPEAT:-5}; ROUNDS=${ROUNDS:-3}; TTL=${TTL:-600}; C=${C:-16}
 DNS=${DNS_PORT:-15353}; HTTPS=${HTTPS_PORT:-14443}; PORT=${PORT:-18462}
 OUT=${OUT:-$(mktemp -d /tmp/negative-cache.XXXXXX)}
+mkdir -p "$OUT"
 for i in $(seq 0 $((N - 1))); do printf 'nx%04d.example\n' "$i"; done > "$OUT/keys"
 cat > "$OUT/daemon.yml" <<YAML
 host: 127.0.0.1
