@@ -42,10 +42,20 @@ const MAX_PENDING: usize = 6;
 const MAX_WAITERS: usize = 8;
 const MAX_STEPS: usize = 256;
 
+/// A negative TTL: none (no SOA), or any number of seconds the wire allows.
+fn negative_ttl(u: &mut Unstructured<'_>) -> Result<Option<Duration>> {
+    let secs: Option<u32> = u.arbitrary()?;
+    Ok(secs.map(|s| Duration::from_secs(u64::from(s))))
+}
+
 fn txt(u: &mut Unstructured<'_>) -> Result<TxtResult> {
     Ok(match u.int_in_range(0..=7)? {
-        0 => Ok(TxtAnswer::NxDomain),
-        1 => Ok(TxtAnswer::NoData),
+        0 => Ok(TxtAnswer::NxDomain {
+            negative_ttl: negative_ttl(u)?,
+        }),
+        1 => Ok(TxtAnswer::NoData {
+            negative_ttl: negative_ttl(u)?,
+        }),
         2 => Err(DnsFailure::ServerFailure),
         3 => Err(DnsFailure::Timeout),
         4 => {
@@ -169,6 +179,7 @@ impl Harness {
         let mut config = Config::default();
         config.capacity = u.int_in_range(0..=4)?;
         config.max_in_flight = u.int_in_range(0..=3)?;
+        config.negative_capacity = u.int_in_range(0..=3)?;
         config.seed = u.arbitrary()?;
         config.idle_after = Duration::from_secs(u.int_in_range(0..=20 * 86_400)?);
         config.refresh_interval = Duration::from_secs(u.int_in_range(0..=2 * 86_400)?);
@@ -258,6 +269,8 @@ impl Harness {
         let key = PolicyDomain::parse(domain).ok();
         let live = key.as_ref().and_then(|d| self.live(d.as_str()));
         let fresh = self.cache.peek(domain).is_some_and(|p| p.is_fresh(now));
+        let absent = self.cache.peek_absent(domain, now).is_some();
+        assert!(!(fresh && absent), "{domain}: a negative answer beside a fresh policy");
         let recheck_after = self.cache.config().recheck_after;
         let begin = if recheck {
             self.cache.begin_recheck(domain, now)
@@ -269,7 +282,12 @@ impl Harness {
                 if let Some(p) = o.policy() {
                     assert!(p.is_fresh(now) || matches!(o, Outcome::Fetched(_)));
                 }
-                if key.is_some() {
+                if key.is_some() && absent && !fresh {
+                    // A remembered negative answer (S9), to a delivery only.
+                    assert!(!recheck, "a re-check always asks");
+                    let no_record = matches!(&o, Outcome::NoPolicy(NoPolicyReason::NoRecord(_)));
+                    assert!(no_record, "{o:?}");
+                } else if key.is_some() {
                     // Without I/O, a valid name is answered only from a fresh policy, and only
                     // to a delivery; with a re-check due at every delivery, only while another
                     // lookup of the domain is under way.
@@ -448,7 +466,7 @@ impl Harness {
             let p = &mut self.drivers[i];
             while let Step::Io(io) = p.lookup.poll() {
                 let result = match io {
-                    Io::Txt(_) => IoResult::Txt(Ok(TxtAnswer::NxDomain)),
+                    Io::Txt(_) => IoResult::Txt(Ok(TxtAnswer::NXDOMAIN)),
                     _ => IoResult::Fetch(Err(FetchFailure::Timeout)),
                 };
                 p.lookup.handle(result, self.now).expect("the result asked for");

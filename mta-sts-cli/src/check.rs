@@ -1200,7 +1200,7 @@ fn to_json(check: &Check, healthy: bool) -> Value {
                     .collect(),
                 None,
             ),
-            Ok(TxtAnswer::NxDomain) => (Vec::new(), Some("NXDOMAIN".into())),
+            Ok(TxtAnswer::NxDomain { .. }) => (Vec::new(), Some("NXDOMAIN".into())),
             Ok(_) => (Vec::new(), Some("no TXT record".into())),
             Err(e) => (Vec::new(), Some(e.to_string())),
         };

@@ -105,6 +105,24 @@ pub struct Config {
     /// R12). `Some(Duration::ZERO)` checks at every delivery. The Postfix daemon's
     /// `cache_grace` is this setting.
     pub recheck_after: Option<Duration>,
+    /// Longest a negative answer (NXDOMAIN or NODATA for `_mta-sts.<domain>`) is reused before
+    /// the domain is asked again (default 1 hour). The answer's own negative TTL (RFC 2308 §5)
+    /// applies when shorter. One hour is the low end of RFC 2308 §5's advice (one to three
+    /// hours) and bounds how long a domain that starts publishing MTA-STS goes unnoticed; most
+    /// zones' SOA minimum (often 300 s to 3600 s) is at or below it anyway.
+    pub negative_ttl_max: Duration,
+    /// Shortest a negative answer is reused (default 5 s), even when its negative TTL is 0 or
+    /// tiny: a burst of deliveries to one domain without MTA-STS then costs one lookup, not one
+    /// each, while a newly published record is still seen within seconds.
+    pub negative_ttl_min: Duration,
+    /// How long a negative answer without a SOA record (or from an adapter that cannot see it)
+    /// is reused (default 300 s): the same five minutes as [`Config::fetch_retry_after`], short
+    /// enough that a new record is seen soon, long enough to spare the resolver the common case.
+    pub negative_ttl_default: Duration,
+    /// Most negative answers remembered at once (default 100 000; 0 turns negative caching
+    /// off). When full, the one that expires first is forgotten to make room (with the usual
+    /// single TTL, the oldest).
+    pub negative_capacity: usize,
     /// Seed for the refresh jitter: give each process its own (e.g. from the OS RNG) so that a
     /// fleet does not refresh in step; the same seed gives the same schedule.
     pub seed: u64,
@@ -127,9 +145,38 @@ impl Default for Config {
             max_in_flight: 4096,
             lookup_deadline: Duration::from_secs(300),
             recheck_after: None,
+            negative_ttl_max: Duration::from_secs(3600),
+            negative_ttl_min: Duration::from_secs(5),
+            negative_ttl_default: Duration::from_secs(300),
+            negative_capacity: 100_000,
             seed: 0,
             overrides: BTreeMap::new(),
         }
+    }
+}
+
+impl Config {
+    /// How long a negative TXT answer with this negative TTL (`None`: no SOA record) is reused:
+    /// the TTL, or [`Config::negative_ttl_default`] without one, within
+    /// [`Config::negative_ttl_min`] and [`Config::negative_ttl_max`] (the cap wins).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use mta_sts_core::Config;
+    ///
+    /// let c = Config::default();
+    /// assert_eq!(c.negative_ttl(Some(Duration::from_secs(600))), Duration::from_secs(600));
+    /// assert_eq!(c.negative_ttl(Some(Duration::from_secs(86_400))), Duration::from_secs(3600));
+    /// assert_eq!(c.negative_ttl(Some(Duration::ZERO)), Duration::from_secs(5));
+    /// assert_eq!(c.negative_ttl(None), Duration::from_secs(300));
+    /// ```
+    pub fn negative_ttl(&self, ttl: Option<Duration>) -> Duration {
+        crate::negative::clamp_ttl(
+            ttl,
+            self.negative_ttl_default,
+            self.negative_ttl_min,
+            self.negative_ttl_max,
+        )
     }
 }
 

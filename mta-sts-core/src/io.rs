@@ -61,9 +61,42 @@ pub enum TxtAnswer {
     /// without separator (RFC 8461 §3.1). Records of other types are not included.
     Records(Vec<Vec<u8>>),
     /// The name does not exist (NXDOMAIN).
-    NxDomain,
+    NxDomain {
+        /// The negative-caching TTL of the answer (RFC 2308 §5: the smaller of the TTL and the
+        /// MINIMUM field of the SOA record in the authority section), `None` when the answer
+        /// carried no SOA record or the adapter cannot see it. The engine caps it
+        /// ([`Config::negative_ttl_max`](crate::Config::negative_ttl_max)).
+        negative_ttl: Option<Duration>,
+    },
     /// The name exists but has no TXT record (NOERROR with an empty answer).
-    NoData,
+    NoData {
+        /// The negative-caching TTL of the answer, as for [`TxtAnswer::NXDOMAIN`].
+        negative_ttl: Option<Duration>,
+    },
+}
+
+impl TxtAnswer {
+    /// NXDOMAIN without a known negative-caching TTL.
+    pub const NXDOMAIN: Self = Self::NxDomain { negative_ttl: None };
+    /// NODATA without a known negative-caching TTL.
+    pub const NODATA: Self = Self::NoData { negative_ttl: None };
+
+    /// The negative-caching TTL of a NXDOMAIN or NODATA answer, if known; `None` for records.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use mta_sts_core::io::TxtAnswer;
+    ///
+    /// let ttl = Some(Duration::from_secs(300));
+    /// assert_eq!(TxtAnswer::NxDomain { negative_ttl: ttl }.negative_ttl(), ttl);
+    /// assert_eq!(TxtAnswer::NODATA.negative_ttl(), None);
+    /// ```
+    pub fn negative_ttl(&self) -> Option<Duration> {
+        match self {
+            Self::NxDomain { negative_ttl } | Self::NoData { negative_ttl } => *negative_ttl,
+            Self::Records(_) => None,
+        }
+    }
 }
 
 /// A TXT lookup that failed temporarily: nothing can be concluded about the records.

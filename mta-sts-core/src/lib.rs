@@ -243,6 +243,7 @@ pub mod io;
 mod lenient;
 mod lookup;
 mod mx;
+mod negative;
 mod outcome;
 mod policy;
 mod policy_domain;
@@ -268,6 +269,7 @@ pub use evaluate::{
     Candidate, CandidateDane, DeferReason, Evaluation, MxDecision, Verdict, WhenAllFail,
 };
 pub use lookup::{IoResult, Lookup, LookupError, LookupKind, Resolution, Step};
+pub use negative::Absent;
 pub use outcome::{CacheReason, CachedPolicy, FetchProblem, NoPolicyReason, Outcome, TxtProblem};
 pub use policy_domain::{PolicyDomain, PolicyDomainError};
 pub use snapshot::{

@@ -7,6 +7,7 @@ use core::time::Duration;
 use crate::cache::FlightId;
 use crate::config::{Config, StsUsage};
 use crate::io::{FetchFailure, FetchResult, Io, PolicyFetch, TxtAnswer, TxtQuery, TxtResult};
+use crate::negative::{Absent, clamp_ttl};
 use crate::outcome::{
     CacheReason, CachedPolicy, FetchProblem, NoPolicyReason, Outcome, TxtProblem,
 };
@@ -101,6 +102,15 @@ pub(crate) struct Params {
     txt: Duration,
     fetch_retry_after: Duration,
     fetch: FetchTemplate,
+    negative: NegativeTtl,
+}
+
+/// [`Config::negative_ttl`]'s settings, copied into a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NegativeTtl {
+    default: Duration,
+    min: Duration,
+    max: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +134,11 @@ impl Params {
                 timeout: config.fetch_timeout,
                 content_type: s.content_type,
             },
+            negative: NegativeTtl {
+                default: config.negative_ttl_default,
+                min: config.negative_ttl_min,
+                max: config.negative_ttl_max,
+            },
         }
     }
 }
@@ -137,8 +152,9 @@ pub(crate) enum Update {
     Store(CachedPolicy),
     /// Remember a failed fetch of this id (R19); keep any cached policy.
     FetchFailed(FetchMemo),
-    /// The cached policy, if any, has expired and there is no policy: drop it.
-    ForgetExpired,
+    /// The cached policy, if any, has expired and there is no policy: drop it; and, after a
+    /// NXDOMAIN or NODATA answer, remember that there is none until the given time.
+    ForgetExpired(Option<(Absent, UnixTime)>),
 }
 
 /// A finished lookup: its outcome, and how it updates the cache.
@@ -180,6 +196,17 @@ impl Resolution {
     /// identity its waiters were given.
     pub fn flight(&self) -> Option<FlightId> {
         self.flight
+    }
+
+    /// After a NXDOMAIN or NODATA answer that left the domain without a policy: what the answer
+    /// was and until when it may be reused (its negative TTL within the [`Config`] bounds, see
+    /// [`Config::negative_ttl`]). A client with a shared store writes it there for its peers
+    /// ([`PolicyCache::adopt_absent`](crate::PolicyCache::adopt_absent)).
+    pub fn absent_until(&self) -> Option<(Absent, UnixTime)> {
+        match self.update {
+            Update::ForgetExpired(absent) => absent,
+            _ => None,
+        }
     }
 
     /// True when the lookup fetched a policy or tried to.
@@ -349,13 +376,20 @@ impl Lookup {
     }
 
     fn on_txt(&mut self, result: TxtResult, now: UnixTime) {
+        let mut absent = None;
         let problem = match result {
             Ok(TxtAnswer::Records(records)) => match StsRecord::discover(&records) {
                 Ok(record) => return self.on_id(record.record_id(), now),
                 Err(e) => TxtProblem::Invalid(e),
             },
-            Ok(TxtAnswer::NxDomain) => TxtProblem::NxDomain,
-            Ok(TxtAnswer::NoData) => TxtProblem::NoData,
+            Ok(TxtAnswer::NxDomain { negative_ttl }) => {
+                absent = Some((Absent::NxDomain, self.negative_until(negative_ttl, now)));
+                TxtProblem::NxDomain
+            }
+            Ok(TxtAnswer::NoData { negative_ttl }) => {
+                absent = Some((Absent::NoData, self.negative_until(negative_ttl, now)));
+                TxtProblem::NoData
+            }
             Err(failure) => {
                 if let Some(id) = self.refresh_id() {
                     return self.fetch_or_back_off(id, now);
@@ -381,9 +415,15 @@ impl Lookup {
             }
             None => self.finish(
                 Outcome::NoPolicy(NoPolicyReason::NoRecord(problem)),
-                Update::ForgetExpired,
+                Update::ForgetExpired(absent),
             ),
         }
+    }
+
+    /// Until when a negative answer with this TTL is reused (see [`Config::negative_ttl`]).
+    fn negative_until(&self, ttl: Option<Duration>, now: UnixTime) -> UnixTime {
+        let n = self.params.negative;
+        now.saturating_add(clamp_ttl(ttl, n.default, n.min, n.max))
     }
 
     /// R44: a refresh fetches whatever the TXT record says; without a usable TXT id it fetches

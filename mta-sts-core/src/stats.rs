@@ -23,6 +23,11 @@ pub struct Stats {
     /// Lookups marked as under way (gauge; a lookup abandoned without
     /// [`PolicyCache::abandon`](crate::PolicyCache::abandon) counts until its mark is purged).
     pub in_flight: usize,
+    /// Lookups answered from a remembered negative answer (NXDOMAIN or NODATA), without I/O.
+    pub negative_hits: u64,
+    /// Negative answers remembered now (gauge; expired ones count until the next lookup or
+    /// [`PolicyCache::poll_refresh`](crate::PolicyCache::poll_refresh) drops them).
+    pub negative_entries: usize,
     /// Delivery decisions.
     pub decisions: DecisionStats,
 }

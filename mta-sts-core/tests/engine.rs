@@ -166,8 +166,8 @@ fn r10_cname_provider_id_but_fetch_from_user_domain() {
 #[test]
 fn r11_unusable_txt_does_not_evict_cache() {
     for problem in [
-        Ok(TxtAnswer::NxDomain),
-        Ok(TxtAnswer::NoData),
+        Ok(TxtAnswer::NXDOMAIN),
+        Ok(TxtAnswer::NODATA),
         Ok(TxtAnswer::Records(vec![b"v=STSv1; id=a-b;".to_vec()])),
         Ok(TxtAnswer::Records(vec![])),
     ] {
@@ -198,7 +198,9 @@ fn r12_nxdomain_without_cache_is_no_policy() {
         o,
         Outcome::NoPolicy(NoPolicyReason::NoRecord(TxtProblem::NxDomain))
     );
-    w.set_txt("example.org", Ok(TxtAnswer::NoData));
+    w.set_txt("example.org", Ok(TxtAnswer::NODATA));
+    // The NXDOMAIN is reused until its negative TTL (no SOA: the default) has passed (S9).
+    w.advance(w.cache.config().negative_ttl_default);
     assert_eq!(
         w.deliver("example.org"),
         Outcome::NoPolicy(NoPolicyReason::NoRecord(TxtProblem::NoData))
@@ -809,7 +811,7 @@ fn r44_proactive_refresh_daily_regardless_of_txt() {
         "{due}"
     );
     // The TXT record is gone, the refresh fetches anyway.
-    w.set_txt("example.com", Ok(TxtAnswer::NxDomain));
+    w.set_txt("example.com", Ok(TxtAnswer::NXDOMAIN));
     w.take_log();
     let refreshed = w.run_until(T0.saturating_add(DAY));
     assert_eq!(refreshed.len(), 1);
@@ -918,7 +920,7 @@ fn r46_none_policy_replaces_enforce_then_expires_to_no_policy() {
     let e = w.cache.evaluate("example.com", &o, ["anything.example"]);
     assert_eq!(e.verdict(), Verdict::Deliver);
     // The publisher removes everything; once the none policy expires: no policy.
-    w.set_txt("example.com", Ok(TxtAnswer::NxDomain));
+    w.set_txt("example.com", Ok(TxtAnswer::NXDOMAIN));
     w.set_fetch("example.com", Err(FetchFailure::Resolve("gone".into())));
     w.run_until(T0.saturating_add(Duration::from_secs(601)));
     assert_eq!(w.cache.len(), 0, "dropped when it expired");

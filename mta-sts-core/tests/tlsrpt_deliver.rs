@@ -473,10 +473,10 @@ fn t10_discovery_failures() {
         assert!(outbox.poll_io(UnixTime::MAX).is_none());
     };
     no_record(
-        DeliveryResult::Discover(Ok(TxtAnswer::NxDomain)),
+        DeliveryResult::Discover(Ok(TxtAnswer::NXDOMAIN)),
         "NXDOMAIN",
     );
-    no_record(DeliveryResult::Discover(Ok(TxtAnswer::NoData)), "no TXT");
+    no_record(DeliveryResult::Discover(Ok(TxtAnswer::NODATA)), "no TXT");
     no_record(records(&["v=spf1 -all"]), "no TXT record begins with");
     no_record(
         records(&[

@@ -38,6 +38,11 @@ use crate::{
 
 mod fleet;
 
+// Negative answers shared through the store (its own file; a child module, so that it sees the
+// client's internals).
+#[path = "absence.rs"]
+mod absence;
+
 /// A source of wall-clock time (for tests: a virtual clock).
 pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
 
@@ -706,7 +711,8 @@ impl<R: Runtime> Client<R> {
                         && let Some(store) = &inner.store
                     {
                         store_asked = true;
-                        let read = inner.read_store(store, &lookup, Arc::clone(&waiters));
+                        // The policy and, at the same time, a peer's negative answer.
+                        let read = inner.read_store_or_absence(store, &lookup, &waiters);
                         match Box::pin(read).await {
                             StoreNext::Again => {
                                 recheck = false;
@@ -1336,14 +1342,25 @@ impl<R: Runtime> Inner<R> {
     /// under way or no task can be started (the lock then expires).
     fn write_store(&self, entry: SnapshotEntry, held: Option<fleet::HeldLock>) {
         let Some(store) = &self.store else { return };
+        let work = crate::store_client::write(self.runtime.clone(), store, entry);
+        let work = fleet::then_release(self.runtime.clone(), store, work, held);
+        self.spawn_store_write(store.store.name(), "put", work);
+    }
+
+    /// Runs a store write (`op`, for the metrics) in a task of its own; dropped (and counted)
+    /// when too many writes are under way or no task can be started.
+    fn spawn_store_write(
+        &self,
+        name: &'static str,
+        op: &'static str,
+        work: BoxFuture<'static, ()>,
+    ) {
         let writes = &self.store_writes;
         if writes.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_STORE_WRITES {
             writes.pending.fetch_sub(1, Ordering::SeqCst);
-            crate::store_client::count(store.store.name(), "put", "dropped");
+            crate::store_client::count(name, op, "dropped");
             return;
         }
-        let work = crate::store_client::write(self.runtime.clone(), store, entry);
-        let work = fleet::then_release(self.runtime.clone(), store, work, held);
         let finished = Arc::new(AtomicBool::new(false));
         let (flag, shared) = (Arc::clone(&finished), Arc::clone(writes));
         let task = self.runtime.spawn(Box::pin(async move {
@@ -1369,7 +1386,7 @@ impl<R: Runtime> Inner<R> {
             Err(e) => {
                 writes.pending.fetch_sub(1, Ordering::SeqCst);
                 writes.ended.notify(usize::MAX);
-                crate::store_client::count(store.store.name(), "put", "dropped");
+                crate::store_client::count(name, op, "dropped");
                 tracing::warn!(error = %e, "cannot start an MTA-STS policy store write");
             }
         }
@@ -1404,13 +1421,14 @@ impl<R: Runtime> Inner<R> {
                     }
                 }
                 Step::Done(resolution) => {
-                    let (outcome, to_store) = {
+                    let (outcome, to_store, absent) = {
                         let mut st = self.lock();
                         if let Some(flight) = driving.flight {
                             st.waiters.remove(&flight);
                         }
                         let domain = driving.domain.as_str();
                         let before = st.cache.peek(domain).map(|p| p.fetched_at());
+                        let negative = resolution.absent_until().is_some();
                         let outcome = st.cache.apply(resolution, self.now());
                         export_metrics(&st.cache.stats());
                         // A policy fetched (a delivery's, a re-check's or a refresh's) goes to
@@ -1420,7 +1438,9 @@ impl<R: Runtime> Inner<R> {
                                 .store_entry(domain)
                                 .filter(|e| Some(e.fetched_at()) != before)
                         });
-                        (outcome, to_store)
+                        // A negative answer the core remembered goes to the store's notes.
+                        let absent = self.share_absence(&st, negative, domain);
+                        (outcome, to_store, absent)
                     };
                     driving.done = true;
                     driving.waiters.end(Some(outcome.clone()));
@@ -1432,6 +1452,9 @@ impl<R: Runtime> Inner<R> {
                                 self.release(lock).await;
                             }
                         }
+                    }
+                    if let Some((absent, until)) = absent {
+                        self.write_absence(driving.domain.as_str(), absent, until);
                     }
                     self.report_outcome(driving.domain.as_str(), &outcome);
                     return outcome;

@@ -50,7 +50,7 @@ use crate::{poll_exchange_read, query_id};
 ///         Box::pin(async move {
 ///             match query.name.as_str() {
 ///                 "_mta-sts.example.com" => Ok(TxtAnswer::Records(vec![b"v=STSv1; id=1;".to_vec()])),
-///                 _ => Ok(TxtAnswer::NxDomain),
+///                 _ => Ok(TxtAnswer::NXDOMAIN),
 ///             }
 ///         })
 ///     }

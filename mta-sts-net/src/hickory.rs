@@ -40,8 +40,12 @@ impl<P: ConnectionProvider> Resolver for hickory_resolver::Resolver<P> {
                         })
                         .collect(),
                 )),
-                Err(e) if e.is_nx_domain() => Ok(TxtAnswer::NxDomain),
-                Err(e) if e.is_no_records_found() => Ok(TxtAnswer::NoData),
+                Err(e) if e.is_nx_domain() => Ok(TxtAnswer::NxDomain {
+                    negative_ttl: negative_ttl(&e),
+                }),
+                Err(e) if e.is_no_records_found() => Ok(TxtAnswer::NoData {
+                    negative_ttl: negative_ttl(&e),
+                }),
                 Err(e) => Err(failure(&e)),
             }
         })
@@ -59,6 +63,17 @@ impl<P: ConnectionProvider> Resolver for hickory_resolver::Resolver<P> {
                 Err(e) => Err(failure(&e)),
             }
         })
+    }
+}
+
+/// The negative-caching TTL hickory read from the SOA record of a NXDOMAIN or NODATA response
+/// (RFC 2308 §5), `None` without one.
+fn negative_ttl(e: &NetError) -> Option<Duration> {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(no)) => no
+            .negative_ttl
+            .map(|ttl| Duration::from_secs(u64::from(ttl))),
+        _ => None,
     }
 }
 

@@ -435,7 +435,9 @@ pub fn query_id() -> u16 {
 /// - `mta_sts_enforcement_total{mode,result}`: `enforce`/`match`, `enforce`/`skip`,
 ///   `enforce`/`defer`, `testing`/`match`, `testing`/`mismatch`, `none`/`no_constraint`,
 ///   `no_policy`/`no_constraint`, `config`/`defer`;
-/// - `mta_sts_cache_size`: the entries in the cache (gauge).
+/// - `mta_sts_cache_size`: the entries in the cache (gauge);
+/// - `mta_sts_negative_cache_entries`: the negative answers (NXDOMAIN, NODATA) remembered, each
+///   sparing the domain's TXT lookup until its negative TTL ends (gauge).
 pub fn export_metrics(stats: &mta_sts_core::Stats) {
     use metrics::{counter, gauge};
     counter!("mta_sts_policy_fetch_total", "result" => "success").absolute(stats.fetch_success);
@@ -455,6 +457,7 @@ pub fn export_metrics(stats: &mta_sts_core::Stats) {
         counter!("mta_sts_enforcement_total", "mode" => mode, "result" => result).absolute(value);
     }
     gauge!("mta_sts_cache_size").set(stats.entries as f64);
+    gauge!("mta_sts_negative_cache_entries").set(stats.negative_entries as f64);
 }
 
 /// Exports the one counter an answer without a lookup changes (a fresh cached policy:
@@ -487,6 +490,7 @@ mod tests {
         stats.fetch_failure = 2;
         stats.cached = 7;
         stats.entries = 5;
+        stats.negative_entries = 6;
         stats.decisions.enforce_skip = 4;
         stats.decisions.testing_mismatch = 1;
         metrics::with_local_recorder(&recorder, || export_metrics(&stats));
@@ -517,7 +521,8 @@ mod tests {
             1.0
         );
         assert_eq!(seen["mta_sts_cache_size{}"], 5.0);
-        assert_eq!(seen.len(), 3 + 8 + 1, "{seen:?}");
+        assert_eq!(seen["mta_sts_negative_cache_entries{}"], 6.0);
+        assert_eq!(seen.len(), 3 + 8 + 2, "{seen:?}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!
 //! # Metrics
 //! `mta_sts_store_operations_total{store, op, result}` (a counter): `store` is the store's
-//! [`name`](PolicyStore::name); `op` is `get`, `put` or `delete`; `result` is one of
+//! [`name`](PolicyStore::name); `op` is `get`, `put` or `delete` (and `absent_get`, `absent_set`
+//! for the shared negative answers, see the client's `absence` module); `result` is one of
 //! - `hit`: a `get` returned an entry the core adopted;
 //! - `miss`: a `get` found no entry;
 //! - `ok`: a `put` or `delete` succeeded;
@@ -97,7 +98,7 @@ pub(crate) fn count(store: &'static str, op: &'static str, result: &'static str)
 }
 
 /// The metric `result` of a store error.
-fn error_result(e: &StoreError) -> &'static str {
+pub(crate) fn error_result(e: &StoreError) -> &'static str {
     match e.kind() {
         StoreErrorKind::Corrupt => "corrupt",
         StoreErrorKind::Refused => "refused",
@@ -188,7 +189,7 @@ impl StoreSettings {
 }
 
 /// `timeout` from now on `runtime`'s clock.
-fn deadline<R: Runtime>(runtime: &R, timeout: Duration) -> Instant {
+pub(crate) fn deadline<R: Runtime>(runtime: &R, timeout: Duration) -> Instant {
     let now = runtime.now();
     now.checked_add(timeout)
         .unwrap_or_else(|| crate::dns::far(now))

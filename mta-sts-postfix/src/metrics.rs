@@ -3,7 +3,7 @@
 //! moved on reload and stopped on shutdown).
 //!
 //! Names: the adapters' (`mta_sts_policy_fetch_total{result}`, `mta_sts_enforcement_total`,
-//! `mta_sts_cache_size`, see mta-sts-net's `export_metrics`) and the daemon's
+//! `mta_sts_cache_size`, `mta_sts_negative_cache_entries`, see mta-sts-net's `export_metrics`) and the daemon's
 //! (`mta_sts_daemon_requests_total{reply}`, `mta_sts_daemon_connections`,
 //! `mta_sts_daemon_connections_evicted_total`).
 
@@ -53,6 +53,10 @@ pub(crate) fn handle() -> &'static PrometheusHandle {
             "Policy lookups by result (success, failure, cached)"
         );
         metrics::describe_gauge!("mta_sts_cache_size", "Entries in the policy cache");
+        metrics::describe_gauge!(
+            "mta_sts_negative_cache_entries",
+            "Negative answers (no _mta-sts record) remembered until their negative TTL"
+        );
         // Shown from the start (at 0), so that an alert or a scrape needs no first connection
         // or eviction.
         metrics::gauge!("mta_sts_daemon_connections").set(0.0);

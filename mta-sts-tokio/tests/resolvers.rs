@@ -100,6 +100,25 @@ async fn r12_hickory_failures_keep_their_meaning_nxdomain_is_no_policy_servfail_
     );
 }
 
+#[tokio::test]
+async fn s9_hickory_reports_the_soa_negative_ttl_of_nxdomain_and_nodata() {
+    let world = World::builder()
+        .ttl(900)
+        .domain("enforce.test", Domain::enforce(["mx1.example.net"]))
+        .record(
+            "_mta-sts.nodata.test",
+            mta_sts_testkit::Record::A(Ipv4Addr::LOCALHOST),
+        )
+        .build()
+        .expect("start the test world");
+    let resolver = hickory(&world);
+    let negative_ttl = Some(Duration::from_secs(900));
+    let nx = resolver.txt(&TxtQuery::new("_mta-sts.absent.test")).await;
+    assert_eq!(nx, Ok(TxtAnswer::NxDomain { negative_ttl }));
+    let nodata = resolver.txt(&TxtQuery::new("_mta-sts.nodata.test")).await;
+    assert_eq!(nodata, Ok(TxtAnswer::NoData { negative_ttl }));
+}
+
 /// A resolver written by an MTA: a fixed TXT answer and the loopback address, counting what it
 /// was asked.
 #[derive(Debug, Default)]
@@ -116,7 +135,7 @@ impl Resolver for Fixed {
                 "_mta-sts.enforce.test" => {
                     TxtAnswer::Records(vec![b"v=STSv1; id=fromtheseam;".to_vec()])
                 }
-                _ => TxtAnswer::NxDomain,
+                _ => TxtAnswer::NXDOMAIN,
             })
         })
     }

@@ -7,6 +7,7 @@ use crate::config::{Config, StsUsage};
 use crate::dane::{DaneState, Precedence};
 use crate::evaluate::{CandidateDane, Evaluation, MxDecision, Verdict};
 use crate::lookup::{FetchMemo, Lookup, LookupKind, Params, Resolution, Update};
+use crate::negative::{Absences, Absent};
 use crate::outcome::{CacheReason, CachedPolicy, NoPolicyReason, Outcome};
 use crate::policy::Mode;
 use crate::policy_domain::{PolicyDomain, PolicyDomainError};
@@ -73,6 +74,17 @@ pub enum Begin {
 /// Flights registered are at most [`Config::max_in_flight`]; a lookup begun while that many are
 /// under way still runs, with a flight of its own that is not registered (not coalesced).
 ///
+/// # Negative answers (RFC 2308)
+/// A delivery lookup or re-check that finds no `_mta-sts` record (NXDOMAIN or NODATA) and no
+/// unexpired cached policy remembers "no policy until T", T being the answer's negative TTL
+/// within [`Config::negative_ttl_min`] and [`Config::negative_ttl_max`]
+/// ([`Config::negative_ttl`]); until then [`PolicyCache::begin`] answers
+/// [`NoPolicyReason::NoRecord`] at once, without I/O. At most [`Config::negative_capacity`] are
+/// remembered (the one expiring first makes room). A negative answer never drops an unexpired
+/// policy (R11), a policy stored later (fetched or adopted) replaces it, and a failed fetch
+/// keeps its own back-off ([`Config::fetch_retry_after`]). A fleet shares them with
+/// [`Resolution::absent_until`] and [`PolicyCache::adopt_absent`].
+///
 /// # Refresh and expiry (R42–R46)
 /// [`PolicyCache::poll_timeout`] gives the next instant the cache has work;
 /// [`PolicyCache::poll_refresh`] then yields a refresh [`Lookup`] for each policy due (mode not
@@ -97,6 +109,8 @@ pub struct PolicyCache {
     timers: BTreeSet<u64>,
     /// The lookups under way.
     flights: Flights,
+    /// "No policy until T" per domain, after NXDOMAIN or NODATA.
+    absences: Absences,
     stats: Stats,
     /// Counts the moves to the head of a list (wrapping): a slot moved less than `len / 8`
     /// moves ago is among the most recent eighth of its list.
@@ -119,6 +133,7 @@ impl PolicyCache {
             lists: [ends; 2],
             timers: BTreeSet::new(),
             flights: Flights::default(),
+            absences: Absences::default(),
             stats: Stats::default(),
             clock: 0,
         }
@@ -144,6 +159,7 @@ impl PolicyCache {
         Stats {
             entries: self.index.len(),
             in_flight: self.flights.len(),
+            negative_entries: self.absences.len(),
             ..self.stats
         }
     }
@@ -187,8 +203,86 @@ impl PolicyCache {
         {
             return ready;
         }
+        if let Some(absent) = self.absent_hit(&d, now) {
+            return Begin::Ready(absent);
+        }
         let domain = PolicyDomain::from_normalised(d.into_owned());
         self.start(domain, LookupKind::Delivery, now)
+    }
+
+    /// The answer for a remembered negative answer of `domain` (normalised), unexpired at `now`.
+    fn absent_hit(&mut self, domain: &str, now: UnixTime) -> Option<Outcome> {
+        let Some((absent, _)) = self.absences.get(domain, now) else {
+            // Expired entries go as they are met (bounded: those expired, once each).
+            self.absences.purge(now);
+            return None;
+        };
+        self.stats.negative_hits += 1;
+        Some(Outcome::NoPolicy(NoPolicyReason::NoRecord(
+            absent.problem(),
+        )))
+    }
+
+    /// The negative answer remembered for `domain` and until when, if unexpired at `now`.
+    pub fn peek_absent(&self, domain: &str, now: UnixTime) -> Option<(Absent, UnixTime)> {
+        let d = PolicyDomain::normalised(domain).ok()?;
+        self.absences.get(&d, now)
+    }
+
+    /// Adopts a negative answer that another host (through a shared store) got for `domain`:
+    /// until `until` (at most [`Config::negative_ttl_max`] from `now`), [`PolicyCache::begin`]
+    /// answers no policy without I/O, as after a lookup of its own. Refused (false) for an
+    /// invalid domain, a domain with MTA-STS disabled or an unexpired cached policy (a
+    /// negative answer never drops a policy, R11), an `until` not after `now`, or with
+    /// negative caching off ([`Config::negative_capacity`] 0).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use mta_sts_core::{Absent, Begin, Config, PolicyCache, UnixTime};
+    ///
+    /// let mut cache = PolicyCache::new(Config::default());
+    /// let now = UnixTime::from_secs(1_700_000_000);
+    /// let until = now.saturating_add(Duration::from_secs(600));
+    /// assert!(cache.adopt_absent("example.com", Absent::NxDomain, until, now));
+    /// assert!(matches!(cache.begin("example.com", now), Begin::Ready(_)));
+    /// assert!(matches!(cache.begin("example.com", until), Begin::Started(_)));
+    /// ```
+    pub fn adopt_absent(
+        &mut self,
+        domain: &str,
+        absent: Absent,
+        until: UnixTime,
+        now: UnixTime,
+    ) -> bool {
+        let Ok(d) = PolicyDomain::normalised(domain) else {
+            return false;
+        };
+        if self.config.settings_for_str(&d).usage == StsUsage::Disable {
+            return false;
+        }
+        self.remember_absent(&d, absent, until, now)
+    }
+
+    /// Remembers a negative answer unless an unexpired policy is cached; true if remembered.
+    fn remember_absent(
+        &mut self,
+        domain: &str,
+        absent: Absent,
+        until: UnixTime,
+        now: UnixTime,
+    ) -> bool {
+        let fresh_policy = self
+            .find(domain)
+            .and_then(|i| self.slot(i))
+            .and_then(|s| s.policy.as_ref())
+            .is_some_and(|p| p.is_fresh(now));
+        let capacity = self.config.negative_capacity;
+        if fresh_policy || capacity == 0 || until <= now {
+            return false;
+        }
+        let until = until.min(now.saturating_add(self.config.negative_ttl_max));
+        self.absences.insert(domain, absent, until, now, capacity);
+        true
     }
 
     /// The answer for a fresh cached policy (a use), unless MTA-STS is disabled for the domain;
@@ -330,9 +424,12 @@ impl PolicyCache {
                     self.remember_failure(i, memo, refresh, now);
                 }
             }
-            Update::ForgetExpired => {
+            Update::ForgetExpired(absent) => {
                 if let Some(i) = existing {
                     self.forget_expired(i, now);
+                }
+                if let Some((absent, until)) = absent {
+                    self.remember_absent(domain.as_str(), absent, until, now);
                 }
             }
         }
@@ -365,6 +462,11 @@ impl PolicyCache {
             return; // a newer policy is already stored
         }
         let relist = s.policy.is_none();
+        // A policy replaces any negative answer remembered for its domain.
+        if !self.absences.is_empty() {
+            let domain = s.domain.to_domain();
+            self.absences.remove(domain.as_str());
+        }
         if relist {
             self.unlink(i);
         }
@@ -544,6 +646,7 @@ impl PolicyCache {
     /// if any (marked as under way; finish it with [`PolicyCache::apply`]). Call it until it
     /// returns `None`, then wait until [`PolicyCache::poll_timeout`].
     pub fn poll_refresh(&mut self, now: UnixTime) -> Option<Lookup> {
+        self.absences.purge(now);
         let later = now.saturating_add(SECOND);
         // Every step pops one timer and sets at most one later than `now`: bounded.
         for _ in 0..self.timers.len() {
@@ -713,6 +816,7 @@ impl PolicyCache {
                 assert!(l.prev == NIL && l.next == NIL, "a free slot's links");
             }
         }
+        self.absences.check(self.config.negative_capacity);
         let timed = self.links.iter().filter(|l| l.timer.is_some()).count();
         assert_eq!(timed, self.timers.len(), "a slot's timer is not queued");
     }
@@ -842,6 +946,41 @@ mod tests {
         refreshed.sort();
         assert_eq!(refreshed, [long, "short.example".to_owned()]);
         cache.check_invariants();
+    }
+
+    #[test]
+    fn s9_absences_stay_consistent_through_inserts_evictions_and_purges() {
+        let mut config = Config::default();
+        config.negative_capacity = 4;
+        let mut cache = PolicyCache::new(config);
+        let t = UnixTime::from_secs(1_700_000_000);
+        for i in 0..40u32 {
+            let now = t.saturating_add(SECOND * i);
+            let d = format!("d{}.example", i % 9);
+            let until = now.saturating_add(SECOND * (1 + (i * 7) % 13));
+            let absent = if i % 2 == 0 {
+                Absent::NxDomain
+            } else {
+                Absent::NoData
+            };
+            let _ = cache.adopt_absent(&d, absent, until, now);
+            if i % 5 == 0 {
+                // A re-check asks even while a negative answer is remembered.
+                let Begin::Started(l) = cache.begin_recheck(&d, now) else {
+                    panic!("a re-check starts")
+                };
+                let _ = cache.apply(resolve(l, now), now);
+                assert_eq!(cache.peek_absent(&d, now), None, "a policy replaces it");
+            }
+            if let Begin::Started(l) = cache.begin(&format!("d{}.example", (i + 3) % 9), now) {
+                cache.abandon(l.domain(), l.flight().expect("a cache lookup has a flight"));
+            }
+            if i % 3 == 0 {
+                let _ = cache.poll_refresh(now);
+            }
+            cache.check_invariants();
+            assert!(cache.stats().negative_entries <= 4);
+        }
     }
 
     #[test]

@@ -1229,8 +1229,8 @@ fn discover(domain: &str, answer: &TxtAnswer) -> Result<Vec<Dest>, String> {
     let name = record_name(domain);
     let records = match answer {
         TxtAnswer::Records(records) => records,
-        TxtAnswer::NxDomain => return Err(format!("{name} does not exist (NXDOMAIN)")),
-        TxtAnswer::NoData => return Err(format!("{name} has no TXT record")),
+        TxtAnswer::NxDomain { .. } => return Err(format!("{name} does not exist (NXDOMAIN)")),
+        TxtAnswer::NoData { .. } => return Err(format!("{name} has no TXT record")),
     };
     let record = TlsRptRecord::discover(records).map_err(|e| format!("{name}: {e}"))?;
     let mut dests: Vec<Dest> = Vec::with_capacity(record.rua().len());

@@ -26,6 +26,7 @@
 //! ```
 
 use core::fmt;
+use core::time::Duration;
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
@@ -262,8 +263,8 @@ impl MxAnswer {
 /// ```
 /// use mta_sts_core::io::TxtAnswer;
 /// use mta_sts_core::wire::dns::DnsAnswer;
-/// let answer = DnsAnswer::Txt(TxtAnswer::NoData);
-/// assert_eq!(answer.into_txt(), Ok(TxtAnswer::NoData));
+/// let answer = DnsAnswer::Txt(TxtAnswer::NODATA);
+/// assert_eq!(answer.into_txt(), Ok(TxtAnswer::NODATA));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -652,11 +653,17 @@ impl DnsQuery {
             return self.dnssec_answer(&msg).map(DnsAnswer::Dnssec);
         }
         let nx = answer_code(msg.metadata.response_code)?;
-        let found = if nx {
-            None
+        let chain = if nx {
+            Chain::default()
         } else {
-            self.follow_chain(&msg.answers)?.found
+            self.follow_chain(&msg.answers)?
         };
+        let found = chain.found;
+        // RFC 2308 §5: the SOA's negative TTL, never more than the CNAMEs that led there.
+        let negative_ttl = soa_negative_ttl(&msg.authorities).map(|n| {
+            let ttl = chain.links.iter().map(|r| r.ttl).fold(n, u32::min);
+            Duration::from_secs(u64::from(ttl))
+        });
         Ok(match self.qtype {
             QueryType::Txt => DnsAnswer::Txt(match found {
                 Some(rs) => TxtAnswer::Records(
@@ -667,8 +674,8 @@ impl DnsQuery {
                         })
                         .collect(),
                 ),
-                None if nx => TxtAnswer::NxDomain,
-                None => TxtAnswer::NoData,
+                None if nx => TxtAnswer::NxDomain { negative_ttl },
+                None => TxtAnswer::NoData { negative_ttl },
             }),
             QueryType::A | QueryType::Aaaa => DnsAnswer::Addrs(match found {
                 Some(rs) => AddrAnswer::Addrs(rs.iter().filter_map(|r| r.data.ip_addr()).collect()),
@@ -990,6 +997,11 @@ fn answer_code(rcode: ResponseCode) -> Result<bool, ResponseError> {
 /// TTL and the MINIMUM field of the authority section's SOA record (the smallest over several),
 /// 0 without one.
 fn negative_ttl(authorities: &[Record]) -> u32 {
+    soa_negative_ttl(authorities).unwrap_or(0)
+}
+
+/// The negative-caching TTL of the authority section's SOA records, `None` without one.
+fn soa_negative_ttl(authorities: &[Record]) -> Option<u32> {
     authorities
         .iter()
         .filter(|r| r.dns_class == DNSClass::IN)
@@ -998,7 +1010,6 @@ fn negative_ttl(authorities: &[Record]) -> u32 {
             _ => None,
         })
         .min()
-        .unwrap_or(0)
 }
 
 /// An MX record's exchange as a host name: ASCII, without the root dot; the root itself (the
@@ -1263,10 +1274,10 @@ mod tests {
             &q,
             vec![cname("_mta-sts.example.com.", "_mta-sts.provider.example.")],
         );
-        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NoData));
+        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NODATA));
         let mut m = m;
         m.metadata.response_code = ResponseCode::NXDomain;
-        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NxDomain));
+        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NXDOMAIN));
     }
 
     #[test]
@@ -1381,7 +1392,12 @@ mod tests {
             300,
             RData::SOA(soa),
         ));
-        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NxDomain));
+        // RFC 2308 §5: the smaller of the SOA's TTL (300) and its MINIMUM (5).
+        let negative_ttl = Some(Duration::from_secs(5));
+        assert_eq!(
+            q.parse_txt(&wire(&m)),
+            Ok(TxtAnswer::NxDomain { negative_ttl })
+        );
         let a = DnsQuery::new("_mta-sts.example.com", QueryType::A, 0x4242).expect("valid");
         let mut m = response(&a, vec![]);
         m.metadata.response_code = ResponseCode::NXDomain;
@@ -1399,7 +1415,47 @@ mod tests {
                 RData::A(A::new(192, 0, 2, 1)),
             )],
         );
-        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NoData));
+        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NODATA));
+    }
+
+    #[test]
+    fn s9_txt_negative_answers_carry_the_soa_negative_ttl() {
+        let q = txt_query();
+        let secs = |n| Some(Duration::from_secs(n));
+        // NODATA: min(SOA TTL, MINIMUM), the smallest over several SOA records.
+        let mut m = response(&q, vec![]);
+        m.add_authority(soa_record("example.com.", 3600, 900));
+        m.add_authority(soa_record("example.com.", 600, 7200));
+        let negative_ttl = secs(600);
+        assert_eq!(
+            q.parse_txt(&wire(&m)),
+            Ok(TxtAnswer::NoData { negative_ttl })
+        );
+        // NXDOMAIN with the MINIMUM smaller than the TTL.
+        let mut m = response(&q, vec![]);
+        m.metadata.response_code = ResponseCode::NXDomain;
+        m.add_authority(soa_record("example.com.", 3600, 60));
+        let negative_ttl = secs(60);
+        assert_eq!(
+            q.parse_txt(&wire(&m)),
+            Ok(TxtAnswer::NxDomain { negative_ttl })
+        );
+        // No SOA: unknown.
+        let m = response(&q, vec![]);
+        assert_eq!(q.parse_txt(&wire(&m)), Ok(TxtAnswer::NODATA));
+        // A CNAME that led to the NODATA caps it.
+        let cname = Record::from_rdata(
+            name("_mta-sts.example.com."),
+            30,
+            RData::CNAME(CNAME(name("sts.provider.example."))),
+        );
+        let mut m = response(&q, vec![cname]);
+        m.add_authority(soa_record("provider.example.", 900, 900));
+        let negative_ttl = secs(30);
+        assert_eq!(
+            q.parse_txt(&wire(&m)),
+            Ok(TxtAnswer::NoData { negative_ttl })
+        );
     }
 
     #[test]
@@ -1628,7 +1684,7 @@ mod tests {
         // And the narrowing helpers refuse the other kinds.
         assert!(DnsAnswer::Mx(MxAnswer::NoData).into_txt().is_err());
         assert!(DnsAnswer::Mx(MxAnswer::NoData).into_addrs().is_err());
-        assert!(DnsAnswer::Txt(TxtAnswer::NoData).into_mx().is_err());
+        assert!(DnsAnswer::Txt(TxtAnswer::NODATA).into_mx().is_err());
         let a = DnsQuery::new("example.com", QueryType::A, 0x4242).expect("valid");
         let am = response(&a, vec![]);
         assert_eq!(a.parse_mx(&wire(&am)), Err(ResponseError::QuestionMismatch));

@@ -759,7 +759,7 @@ mod tests {
         ex.received(secs(0), &reply(ResponseCode::NXDomain, false, 0x5151));
         assert_eq!(
             ex.poll(secs(0)),
-            ExchangeStep::Done(Ok(DnsAnswer::Txt(TxtAnswer::NxDomain)))
+            ExchangeStep::Done(Ok(DnsAnswer::Txt(TxtAnswer::NXDOMAIN)))
         );
     }
 

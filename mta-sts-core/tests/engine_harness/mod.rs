@@ -59,7 +59,7 @@ impl Net {
                 self.txt
                     .get(&q.name)
                     .cloned()
-                    .unwrap_or(Ok(TxtAnswer::NxDomain)),
+                    .unwrap_or(Ok(TxtAnswer::NXDOMAIN)),
             ),
             Io::Fetch(f) => IoResult::Fetch(
                 self.fetch
