@@ -120,6 +120,7 @@ macro_rules! adapter {
     };
 }
 
+pub use client::admin::{CacheEntry, EntrySource, MAX_PURGE, Purged};
 pub use client::{
     Client, ClientBuilder, ClientError, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, MAX_REFRESHER_SLEEP,
     Refresher, ReporterTask, system_clock,

@@ -45,11 +45,14 @@ impl PolicyCache {
 
     /// Removes every entry (as [`purge`](Self::purge) does each); returns how many there were.
     pub fn purge_all(&mut self) -> usize {
-        let slots: Vec<u32> = self.index.slots().collect();
-        for &i in &slots {
+        let live: Vec<u32> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].is_some())
+            .filter_map(|i| u32::try_from(i).ok())
+            .collect();
+        for &i in &live {
             self.remove(i);
         }
-        slots.len()
+        live.len()
     }
 
     /// Starts fetching the policy of `domain` now, whatever its TXT record says: the operator's
