@@ -494,3 +494,85 @@ fn s10_without_a_daemon_the_cli_uses_the_store_or_says_the_daemon_is_not_running
         &["cache", "list", "--socket", "/x", "--config", "/y"],
     ]);
 }
+
+#[test]
+fn s10_on_a_daemon_with_a_store_list_shows_both_and_purge_removes_from_both() {
+    use mta_sts_net::{PolicyStore, StoredPolicy};
+    use mta_sts_store::sqlite::SqliteStore;
+    let world = world();
+    let dir = SocketDir::new();
+    let socket = dir.socket();
+    let scratch = scratch_dir("admin-store");
+    let db = scratch.join("cache.db");
+    let store = SqliteStore::open(&db).unwrap();
+    let get = |d: &str| futures_lite::future::block_on(store.get(d)).unwrap();
+    // An entry only the store has (another host fetched it).
+    let body = "version: STSv1\nmode: testing\nmx: mx.other.test\nmax_age: 86400\n";
+    let fetched = mta_sts_core::UnixTime::from(std::time::SystemTime::now());
+    let other = StoredPolicy::new("other.test", "7", fetched, body);
+    futures_lite::future::block_on(store.put(&other)).unwrap();
+    let extra = format!(
+        "cache:\n  type: sqlite\n  options:\n    filename: {}\n",
+        db.display()
+    );
+    let yaml = format!(
+        "host: 127.0.0.1\nport: 0\nadmin_socket: {}\n{extra}",
+        socket.display()
+    );
+    let mut d = Daemon::start(&world, &scratch, &yaml);
+    d.wait_for(|l| l.contains("admin socket on"))
+        .expect("the admin socket");
+    assert_eq!(ask_one(d.addr(), "postfix enforce.test"), ENFORCE_REPLY);
+    wait_until("the fetch in the store", LOG_WAIT, || {
+        get("enforce.test").is_some()
+    });
+
+    let r = cache(&["list", "--json"], &socket);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let v = r.json();
+    let mut seen: Vec<(String, String)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap().to_owned();
+            (s("domain"), s("source"))
+        })
+        .collect();
+    seen.sort();
+    // The fetch is listed once (memory), the other host's entry from the store.
+    assert_eq!(
+        seen,
+        [
+            ("enforce.test".to_owned(), "memory".to_owned()),
+            ("other.test".to_owned(), "store".to_owned())
+        ]
+    );
+    let r = cache(&["show", "other.test", "--json"], &socket);
+    assert_eq!(r.json()["source"], "store");
+
+    // purge: from memory and from the store, so the next request fetches again.
+    let r = cache(&["purge", "enforce.test"], &socket);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("1 removed from the daemon's memory, 1 from its store"),
+        "{}",
+        r.stdout
+    );
+    assert!(get("enforce.test").is_none());
+    assert_eq!(ask_one(d.addr(), "postfix enforce.test"), ENFORCE_REPLY);
+    assert_eq!(world.fetches(ENFORCE_HOST), 2);
+
+    // refresh writes the new fetch to the store before it answers.
+    let before = get("enforce.test").map(|e| e.fetched_at);
+    let r = cache(&["refresh", "enforce.test", "--json"], &socket);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(world.fetches(ENFORCE_HOST), 3);
+    assert!(get("enforce.test").is_some_and(|e| Some(e.fetched_at) >= before));
+
+    let r = cache(&["purge", "--all", "--yes"], &socket);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert!(get("enforce.test").is_none() && get("other.test").is_none());
+    assert!(listed_domains(&cache(&["list", "--json"], &socket)).is_empty());
+}

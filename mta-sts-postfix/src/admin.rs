@@ -25,6 +25,7 @@ use mta_sts_core::{Outcome, PolicyDomain};
 use mta_sts_net::CacheEntry;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 
@@ -223,8 +224,10 @@ async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, mut stop: watc
                 Ok(permit) => {
                     let shared = Arc::clone(&shared);
                     tokio::spawn(async move {
-                        serve(stream, &shared).await;
+                        let connection = serve(stream, &shared).await;
+                        // The place is free before the peer sees the connection close.
                         drop(permit);
+                        drop(connection);
                     });
                 }
                 Err(_) => {
@@ -248,8 +251,8 @@ async fn accept_loop(listener: UnixListener, shared: Arc<Shared>, mut stop: watc
 }
 
 /// Answers the requests of one connection, one per line, until it closes, sends a line that is
-/// too long, or is idle for [`READ_TIMEOUT`].
-async fn serve(stream: UnixStream, shared: &Shared) {
+/// too long, or is idle for [`READ_TIMEOUT`]; returns the connection, to be closed.
+async fn serve(stream: UnixStream, shared: &Shared) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf) {
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     loop {
@@ -261,7 +264,7 @@ async fn serve(stream: UnixStream, shared: &Shared) {
         )
         .await;
         match read {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(_)) => {}
         }
         let complete = line.last() == Some(&b'\n');
@@ -282,9 +285,10 @@ async fn serve(stream: UnixStream, shared: &Shared) {
         match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(&out)).await {
             Ok(Ok(())) if !too_large => {}
             // After a line too long there is no telling where the next request starts.
-            _ => return,
+            _ => break,
         }
     }
+    (r, w)
 }
 
 fn error(kind: &str, message: impl Into<String>) -> Value {
