@@ -1,8 +1,8 @@
 //! `mta-sts cache`: the operator's tools for a policy store (list, show, purge, refresh), working
 //! on the store directly: an SQLite file, a PostgreSQL database, Redis (or Redis Sentinel, from
 //! the configuration), or the daemon's `type: file` snapshot (read only), chosen by the daemon's configuration (`--config`) or named with
-//! `--store`. The cache in a running daemon's memory (through an admin socket) is not reachable
-//! yet.
+//! `--store`; or on a running daemon's cache, in its memory and its store, through its admin
+//! socket (`--socket`, or the `admin_socket` key of the configuration: see [`daemon`]).
 //!
 //! Every entry a store returns is hostile: its policy text is parsed with the core's parser for
 //! the mode and `max_age`, and an entry that cannot be read is listed as unreadable, never
@@ -26,6 +26,9 @@ use mta_sts_store::sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 use serde_json::{Value, json};
 
 use crate::net::NetArgs;
+
+#[path = "cache_daemon.rs"]
+mod daemon;
 use crate::query;
 use crate::report;
 
@@ -53,6 +56,16 @@ pub(crate) struct CacheArgs {
     /// Redis layout), or `file:PATH` (the daemon's `type: file` snapshot, read only).
     #[arg(long, value_name = "STORE", global = true)]
     store: Option<String>,
+    /// A running daemon's admin socket (its `admin_socket` key): work on the daemon's cache, in
+    /// its memory and its store. With --config, the configuration's admin_socket is used when
+    /// the daemon listens on it.
+    #[arg(
+        long,
+        value_name = "PATH",
+        global = true,
+        conflicts_with_all = ["store", "config"]
+    )]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     action: Action,
 }
@@ -251,12 +264,11 @@ fn parse_spec(s: &str) -> Result<Spec, CacheError> {
 }
 
 /// The source the daemon's configuration names.
-fn spec_of_config(path: &Path) -> Result<Spec, CacheError> {
-    let config = mta_sts_postfix::config::load(path).map_err(CacheError::Config)?;
-    match config.cache.backend {
+fn spec_of_config(path: &Path, backend: CacheBackend) -> Result<Spec, CacheError> {
+    match backend {
         CacheBackend::Internal => Err(CacheError::Usage(format!(
-            "{}: the daemon's cache is in its memory (cache.type internal): it cannot be read \
-             from outside yet (the admin socket is to come); name a store with --store",
+            "{}: the daemon's cache is in its memory (cache.type internal): set admin_socket in \
+             the configuration to reach it in the running daemon, or name a store with --store",
             path.display()
         ))),
         CacheBackend::File { path } => Ok(Spec::File(path)),
@@ -266,12 +278,49 @@ fn spec_of_config(path: &Path) -> Result<Spec, CacheError> {
     }
 }
 
+/// What the command works on.
+enum Target {
+    /// A store (or snapshot file) directly.
+    Spec(Spec),
+    /// A running daemon, through its admin socket.
+    Daemon(PathBuf),
+}
+
 impl CacheArgs {
-    fn spec(&self) -> Result<Spec, CacheError> {
-        match (&self.store, &self.config) {
-            (Some(s), _) => parse_spec(s),
-            (None, Some(c)) => spec_of_config(c),
-            (None, None) => spec_of_config(Path::new(DEFAULT_CONFIG_PATH)),
+    fn target(&self) -> Result<Target, CacheError> {
+        if let Some(socket) = &self.socket {
+            return Ok(Target::Daemon(socket.clone()));
+        }
+        if let Some(s) = &self.store {
+            return parse_spec(s).map(Target::Spec);
+        }
+        let path = self
+            .config
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+        let config = mta_sts_postfix::config::load(path).map_err(CacheError::Config)?;
+        let backend = config.cache.backend;
+        let Some(admin) = config.admin_socket else {
+            return spec_of_config(path, backend).map(Target::Spec);
+        };
+        match daemon::listening(&admin.path) {
+            Ok(()) => Ok(Target::Daemon(admin.path)),
+            Err(why) if !daemon::not_running(&why) => Err(CacheError::Other(format!(
+                "{}: {why}",
+                admin.path.display()
+            ))),
+            Err(why) if backend == CacheBackend::Internal => Err(CacheError::Missing(format!(
+                "{}: {why}: is the daemon running? Its cache is in its memory (cache.type \
+                 internal), reachable only through the admin socket",
+                admin.path.display()
+            ))),
+            Err(why) => {
+                eprintln!(
+                    "mta-sts: cache: {}: {why}: working on the daemon's store directly",
+                    admin.path.display()
+                );
+                spec_of_config(path, backend).map(Target::Spec)
+            }
         }
     }
 }
@@ -358,6 +407,8 @@ struct Entry {
     fetched_at: Option<UnixTime>,
     /// The parsed policy, or why the entry cannot be read.
     policy: Result<(Policy, String), String>,
+    /// Where it is kept, when the entries of a listing differ (a daemon's memory and store).
+    source: Option<String>,
 }
 
 impl Entry {
@@ -371,6 +422,7 @@ impl Entry {
             id: Some(stored.id),
             fetched_at: Some(stored.fetched_at),
             policy,
+            source: None,
         }
     }
 
@@ -380,6 +432,7 @@ impl Entry {
             id: None,
             fetched_at: None,
             policy: Err(why),
+            source: None,
         }
     }
 
@@ -410,7 +463,7 @@ impl Entry {
             "fetched": self.fetched_at.map(time_text),
             "expires": self.expires().map(time_text),
             "fresh": self.fresh(now),
-            "source": source,
+            "source": self.source.as_deref().unwrap_or(source),
             "error": self.policy.as_ref().err(),
         })
     }
@@ -548,7 +601,10 @@ pub(crate) fn run(args: CacheArgs) -> ExitCode {
 }
 
 fn try_run(args: CacheArgs) -> Result<ExitCode, CacheError> {
-    let spec = args.spec()?;
+    let spec = match args.target()? {
+        Target::Spec(spec) => spec,
+        Target::Daemon(socket) => return daemon::run(&socket, args.action),
+    };
     let rt = query::runtime().map_err(CacheError::Other)?;
     match args.action {
         Action::List { json, limit } => rt.block_on(async {
@@ -586,23 +642,29 @@ fn try_run(args: CacheArgs) -> Result<ExitCode, CacheError> {
 
 async fn list(source: &Source, json: bool, limit: usize) -> Result<ExitCode, CacheError> {
     let (entries, no_domain) = entries(source, limit).await?;
+    print_list(&entries, &source.label(), source.kind(), no_domain, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a listing of `entries` of `label`, whose entries come from `kind` unless they say.
+fn print_list(entries: &[Entry], label: &str, kind: &str, no_domain: usize, json: bool) {
     let now = now();
-    let kind = source.kind();
     if json {
         let out = json!({
-            "store": source.label(),
+            "store": label,
             "entries": entries.iter().map(|e| e.json(kind, now)).collect::<Vec<_>>(),
             "unreadable_keys": no_domain,
         });
         println!("{out}");
-        return Ok(ExitCode::SUCCESS);
+        return;
     }
     println!(
         "{:<40} {:<32} {:<8} {:<20} {:<20} SOURCE",
         "DOMAIN", "ID", "MODE", "FETCHED", "EXPIRES"
     );
-    for e in &entries {
+    for e in entries {
         let dash = || "-".to_owned();
+        let kind = e.source.as_deref().unwrap_or(kind);
         match &e.policy {
             Ok((p, _)) => {
                 let expires = e.expires().map_or_else(dash, time_text);
@@ -625,14 +687,12 @@ async fn list(source: &Source, json: bool, limit: usize) -> Result<ExitCode, Cac
     }
     let unreadable = entries.iter().filter(|e| e.policy.is_err()).count();
     println!(
-        "{} entries ({unreadable} unreadable) in {}",
+        "{} entries ({unreadable} unreadable) in {label}",
         entries.len(),
-        source.label()
     );
     if no_domain > 0 {
         println!("{no_domain} more rows without a readable domain left out");
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The entry of `domain`: `None` when the source has none.
@@ -697,7 +757,7 @@ fn print_entry(e: &Entry, kind: &str, now: UnixTime) {
                 };
                 println!("  expires: {} ({state})", time_text(x));
             }
-            println!("  source:  {kind}");
+            println!("  source:  {}", e.source.as_deref().unwrap_or(kind));
             println!("  policy:");
             for line in text.lines() {
                 println!("    {line}");

@@ -36,6 +36,9 @@ use crate::{
     export_metrics, fetch, load_cache_file, policy_fetch_config, system_resolvers,
 };
 
+// The operator's tools (S10), in a file of their own: a child module, for the client's insides.
+#[path = "admin.rs"]
+pub(crate) mod admin;
 mod fleet;
 
 // Negative answers shared through the store (its own file; a child module, so that it sees the

@@ -67,12 +67,12 @@ mod transfer;
 /// `ReporterTask` themselves.
 pub mod api {
     pub use crate::{
-        BoxFuture, ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS,
-        DEFAULT_STORE_TIMEOUT, IoFuture, MAX_REFRESHER_SLEEP, MailSink, MemoryStore, OnStoreError,
-        PersistError, PolicyStore, PollIo, Resolver, Runtime, StoreError, StoreErrorKind,
-        StoreFault, StoredPolicy, StubResolver, TlsResult, TlsRptSettings, TlsRptStats,
-        TlsSetupError, TlsStream, TrustAnchors, classify_tls_error, dane_starttls_config,
-        mx_starttls_config, rustls, server_name, system_clock,
+        BoxFuture, CacheEntry, ClientError as Error, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS,
+        DEFAULT_STORE_TIMEOUT, EntrySource, IoFuture, MAX_REFRESHER_SLEEP, MailSink, MemoryStore,
+        OnStoreError, PersistError, PolicyStore, PollIo, Purged, Resolver, Runtime, StoreError,
+        StoreErrorKind, StoreFault, StoredPolicy, StubResolver, TlsResult, TlsRptSettings,
+        TlsRptStats, TlsSetupError, TlsStream, TrustAnchors, classify_tls_error,
+        dane_starttls_config, mx_starttls_config, rustls, server_name, system_clock,
     };
     pub use mta_sts_core::io::{
         CertificateProblem, DnsFailure, DnssecAnswer, DnssecData, DnssecQuery, DnssecResult,
@@ -120,6 +120,7 @@ macro_rules! adapter {
     };
 }
 
+pub use client::admin::{CacheEntry, EntrySource, MAX_PURGE, Purged};
 pub use client::{
     Client, ClientBuilder, ClientError, Clock, DEFAULT_MAX_CONCURRENT_LOOKUPS, MAX_REFRESHER_SLEEP,
     Refresher, ReporterTask, system_clock,

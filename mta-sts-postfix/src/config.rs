@@ -99,6 +99,39 @@ pub struct DaemonConfig {
     pub write_timeout: Duration,
     /// Keys that are not known (postfix-mta-sts-resolver ignores them too), for a warning.
     pub unknown_keys: Vec<String>,
+    /// The operator's admin socket (`admin_socket`, `admin_socket_mode`,
+    /// `admin_socket_group`), through which `mta-sts cache … --socket` works on the running
+    /// daemon's cache; off unless set.
+    pub admin_socket: Option<AdminSocket>,
+}
+
+/// The admin socket: a unix socket of its own (never the socketmap one), one JSON request per
+/// line, access controlled by the socket file's permissions. Off unless `admin_socket` is set:
+/// a drop-in for postfix-mta-sts-resolver opens nothing it did not, and the directory it needs
+/// (such as systemd's `RuntimeDirectory=mta-sts`, `/run/mta-sts`) is the packager's choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AdminSocket {
+    /// The socket file (`admin_socket`), an absolute path; its directory must exist and must not
+    /// be world-writable without the sticky bit.
+    pub path: PathBuf,
+    /// Its file mode (`admin_socket_mode`): 0600 by default, 0660 with a group; no permission
+    /// for others is accepted.
+    pub mode: u32,
+    /// The group that owns it (`admin_socket_group`, a name from /etc/group or a number): its
+    /// members may use the socket when the mode lets the group write.
+    pub group: Option<String>,
+}
+
+impl AdminSocket {
+    /// An admin socket at `path` with mode 0600 and no group.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            mode: 0o600,
+            group: None,
+        }
+    }
 }
 
 /// Where the socketmap service listens.
@@ -398,6 +431,9 @@ const KNOWN_KEYS: &[&str] = &[
     "max_connections",
     "idle_timeout",
     "write_timeout",
+    "admin_socket",
+    "admin_socket_mode",
+    "admin_socket_group",
 ];
 
 fn unknown_top_level_keys(text: &str) -> Vec<String> {
@@ -463,6 +499,9 @@ struct RawConfig {
     max_connections: Option<Scalar>,
     idle_timeout: Option<Scalar>,
     write_timeout: Option<Scalar>,
+    admin_socket: Option<Scalar>,
+    admin_socket_mode: Option<Scalar>,
+    admin_socket_group: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -602,6 +641,53 @@ fn file_mode(v: Option<&Scalar>) -> Result<Option<u32>, ConfigError> {
             format!("{s:?} is not a file mode such as 0666"),
         )),
     }
+}
+
+/// `admin_socket`, `admin_socket_mode` and `admin_socket_group`.
+fn admin_socket(
+    path: Option<&Scalar>,
+    mode: Option<&Scalar>,
+    group: Option<&Scalar>,
+) -> Result<Option<AdminSocket>, ConfigError> {
+    let Some(path) = text(path) else {
+        for (key, v) in [("admin_socket_mode", mode), ("admin_socket_group", group)] {
+            if v.is_some() {
+                return Err(err(key, "needs admin_socket (the socket's path)"));
+            }
+        }
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    if !path.is_absolute() || path.file_name().is_none() {
+        return Err(err(
+            "admin_socket",
+            format!(
+                "{} is not an absolute path to a file, such as /run/mta-sts/admin.sock",
+                path.display()
+            ),
+        ));
+    }
+    let group = text(group).filter(|g| !g.is_empty());
+    let mode = match mode {
+        None if group.is_some() => 0o660,
+        None => 0o600,
+        Some(Scalar(s)) => match integer("admin_socket_mode", s)
+            .ok()
+            .and_then(|m| u32::try_from(m).ok())
+        {
+            Some(m) if m & !0o770 == 0 => m,
+            _ => {
+                return Err(err(
+                    "admin_socket_mode",
+                    format!(
+                        "{s:?} is not a file mode without permissions for others, such as 0600 \
+                         or 0660"
+                    ),
+                ));
+            }
+        },
+    };
+    Ok(Some(AdminSocket { path, mode, group }))
 }
 
 impl RawZone {
@@ -763,6 +849,11 @@ impl RawConfig {
             )?,
             write_timeout,
             unknown_keys,
+            admin_socket: admin_socket(
+                self.admin_socket.as_ref(),
+                self.admin_socket_mode.as_ref(),
+                self.admin_socket_group.as_ref(),
+            )?,
         })
     }
 }
@@ -1550,6 +1641,54 @@ zones:
         let c = parse("cache: {type: sqlite, options: {filename: /x.db}, on_store_error: local}")
             .unwrap();
         assert_eq!(c.cache.on_store_error, StoreErrorPolicy::Local);
+    }
+
+    #[test]
+    fn s10_the_admin_socket_is_off_unless_set_and_never_open_to_others() {
+        assert_eq!(parse("port: 1\n").unwrap().admin_socket, None);
+        let a = parse("admin_socket: /run/mta-sts/admin.sock\n")
+            .unwrap()
+            .admin_socket
+            .unwrap();
+        assert_eq!(a, AdminSocket::new("/run/mta-sts/admin.sock"));
+        let a = parse("admin_socket: /run/a.sock\nadmin_socket_group: postfix\n")
+            .unwrap()
+            .admin_socket
+            .unwrap();
+        assert_eq!((a.mode, a.group.as_deref()), (0o660, Some("postfix")));
+        let a = parse("admin_socket: /run/a.sock\nadmin_socket_mode: 0640\n")
+            .unwrap()
+            .admin_socket
+            .unwrap();
+        assert_eq!(a.mode, 0o640);
+        for (yaml, key) in [
+            ("admin_socket: admin.sock\n", "admin_socket"),
+            ("admin_socket: /\n", "admin_socket"),
+            (
+                "admin_socket: /a\nadmin_socket_mode: 0666\n",
+                "admin_socket_mode",
+            ),
+            (
+                "admin_socket: /a\nadmin_socket_mode: 0602\n",
+                "admin_socket_mode",
+            ),
+            (
+                "admin_socket: /a\nadmin_socket_mode: 04600\n",
+                "admin_socket_mode",
+            ),
+            (
+                "admin_socket: /a\nadmin_socket_mode: rw\n",
+                "admin_socket_mode",
+            ),
+            ("admin_socket_mode: 0600\n", "admin_socket_mode"),
+            ("admin_socket_group: adm\n", "admin_socket_group"),
+        ] {
+            let e = parse(yaml).expect_err(yaml);
+            assert!(
+                matches!(e.kind(), ConfigErrorKind::Value { key: k, .. } if k == key),
+                "{yaml}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use mta_sts_tokio::{Client, Clock, OnStoreError, PolicyStore, Refresher};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::admin::AdminServer;
 use crate::config::{self, ConfigError, DaemonConfig};
 use crate::limits;
 use crate::metrics::MetricsServer;
@@ -249,6 +250,8 @@ pub struct Daemon {
     /// Serving sockets passed by the service manager or the embedder: the `listen` keys are
     /// not used, and a reload never rebinds.
     passed: bool,
+    /// The admin socket, when `admin_socket` is set.
+    admin: Option<AdminServer>,
 }
 
 impl Daemon {
@@ -292,6 +295,7 @@ impl Daemon {
         };
         let refresher = cfg.proactive.enabled.then(|| client.spawn_refresher());
         let shared = Shared::new(Responder::new(client, cfg.clone()));
+        let admin = start_admin(&cfg, &shared)?;
         let serving = bound.serve(&shared, max_connections);
         Ok(Self {
             options,
@@ -303,6 +307,7 @@ impl Daemon {
             refresher,
             store,
             passed,
+            admin,
         })
     }
 
@@ -350,6 +355,9 @@ impl Daemon {
         let current = self.shared.current();
         if new.max_connections != old.max_connections {
             tracing::warn!("max_connections changes at the next restart");
+        }
+        if new.admin_socket != old.admin_socket {
+            tracing::warn!("admin_socket changes at the next restart");
         }
         // Prepare what can fail first, so that a failure changes nothing.
         let listen_changed = new.listen != old.listen;
@@ -433,6 +441,9 @@ impl Daemon {
     /// too, says that the cache could not be saved; everything else is stopped all the same.
     pub async fn shutdown(self) -> Result<(), Error> {
         self.serving.stop().await;
+        if let Some(admin) = self.admin {
+            admin.stop().await;
+        }
         self.shared.begin_shutdown();
         // Logged once every connection has been told (a test waits for this line).
         let live = self.shared.live_connections();
@@ -518,6 +529,23 @@ fn bind_passed(sockets: PassedSockets) -> Result<Bound, Error> {
         tracing::info!("listening on {what}");
     }
     Ok(bound)
+}
+
+/// Creates the admin socket when `admin_socket` is set, serving the client in force.
+fn start_admin(cfg: &DaemonConfig, shared: &Arc<Shared>) -> Result<Option<AdminServer>, Error> {
+    let Some(admin) = &cfg.admin_socket else {
+        return Ok(None);
+    };
+    let server = AdminServer::start(admin, Arc::clone(shared)).map_err(|source| Error::Admin {
+        path: admin.path.clone(),
+        source,
+    })?;
+    tracing::info!(
+        "admin socket on {} (mode {:04o})",
+        server.path().display(),
+        admin.mode
+    );
+    Ok(Some(server))
 }
 
 async fn start_metrics(cfg: &DaemonConfig) -> Result<Option<MetricsServer>, Error> {

@@ -57,6 +57,14 @@ pub enum Error {
         /// What the store said.
         source: mta_sts_tokio::StoreError,
     },
+    /// The admin socket (`admin_socket`) cannot be created: its directory is missing or unsafe,
+    /// another process listens on it, another file is in its place.
+    Admin {
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// Why it cannot.
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -86,6 +94,13 @@ impl fmt::Display for Error {
                 "cannot open the {kind} store (cache.on_store_error: defer; with local the \
                  daemon would start without it): {source}"
             ),
+            Self::Admin { path, source } => {
+                write!(
+                    f,
+                    "cannot open the admin socket {}: {source}",
+                    path.display()
+                )
+            }
         }
     }
 }
@@ -97,7 +112,8 @@ impl std::error::Error for Error {
             Self::OpenFiles { .. } => None,
             Self::Listen { source, .. }
             | Self::Activation { source, .. }
-            | Self::Metrics { source, .. } => Some(source),
+            | Self::Metrics { source, .. }
+            | Self::Admin { source, .. } => Some(source),
             Self::Client(e) => Some(e),
             Self::Save(e) => Some(e),
             Self::Store { source, .. } => Some(source),

@@ -90,6 +90,8 @@
 
 // Without the default feature `daemon`, the pure parts alone: `config`, `netstring` and
 // `responder::filter_domain` (what the fuzz targets build).
+#[cfg(feature = "daemon")]
+mod admin;
 pub mod config;
 #[cfg(feature = "daemon")]
 mod daemon;

@@ -14,6 +14,7 @@ use crate::policy_domain::{PolicyDomain, PolicyDomainError};
 use crate::stats::Stats;
 use crate::time::UnixTime;
 
+mod admin;
 mod fleet;
 mod flights;
 mod index;
