@@ -36,7 +36,7 @@ fn drive(
 fn answer(u: &mut Unstructured<'_>, io: &Io) -> Result<IoResult> {
     Ok(match io {
         Io::Txt(_) => IoResult::Txt(match u.int_in_range(0..=3)? {
-            0 => Ok(TxtAnswer::NxDomain),
+            0 => Ok(TxtAnswer::NXDOMAIN),
             1 => Err(DnsFailure::ServerFailure),
             _ => Ok(TxtAnswer::Records(vec![u.arbitrary::<Vec<u8>>()?])),
         }),
