@@ -86,7 +86,7 @@ pub const METADATA_KEY: &str = "_metadata";
 /// The prefix of the `_metadata` fields that hold [`FleetNotes`] ([module docs](self)).
 pub const NOTE_FIELD_PREFIX: &str = "mta-sts/";
 
-/// Expired notes are swept (one `HSCAN` step of [`NOTE_SWEEP_COUNT`] fields) after this many
+/// Expired notes are swept (one `HSCAN` step over a bounded number of fields) after this many
 /// claims.
 pub const NOTE_SWEEP_EVERY: u64 = 64;
 
